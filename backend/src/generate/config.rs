@@ -1,0 +1,191 @@
+//! Options of `clickstream generate` and the report it returns.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How to generate and where to send. `Default` gives the tracker's own
+/// batching (20 events) and a small, realistic share of bad input.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GenerateOptions {
+    /// Base URL like `http://127.0.0.1:8080` (POST `{target}/v1/batch`); a URL
+    /// that already has a non-root path is used as is.
+    pub target: String,
+    /// Events per second, paced against the wall clock (real-time mode).
+    /// `None` = fast mode: replay a simulated history ending "now" as fast as
+    /// the server accepts it.
+    pub rate: Option<f64>,
+    /// Stop after this many generated events (valid + malformed, each counted
+    /// once, resends not counted). `None` = until stopped.
+    pub events: Option<u64>,
+    pub seed: u64,
+    /// NDJSON file with one line per event per delivered send.
+    pub out: Option<PathBuf>,
+    pub site_id: String,
+    /// Max events per batch (the tracker's default is 20).
+    pub batch_size: usize,
+    /// Concurrent HTTP senders.
+    pub concurrency: usize,
+    /// Share of events corrupted on purpose (each with its expected reason).
+    pub malformed_share: f64,
+    /// Share of batches sent twice with the same body (a tracker retrying
+    /// after a lost response).
+    pub duplicate_share: f64,
+    /// Share of events held back and sent minutes to hours later.
+    pub late_share: f64,
+    /// Share of new visitors that are bots (crawlers and burst clients).
+    pub bot_share: f64,
+    /// Start of the simulated clock (ms since the epoch). Default: now in
+    /// real-time mode; in fast mode far enough back for the run to end now.
+    pub start_ms: Option<i64>,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        Self {
+            target: "http://127.0.0.1:8080".to_string(),
+            rate: None,
+            events: None,
+            seed: 1,
+            out: None,
+            site_id: "shop-1".to_string(),
+            batch_size: 20,
+            concurrency: 4,
+            malformed_share: 0.01,
+            duplicate_share: 0.02,
+            late_share: 0.01,
+            bot_share: 0.03,
+            start_ms: None,
+        }
+    }
+}
+
+/// Options that cannot produce sensible traffic.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    #[error("target must be an http:// URL, got {0:?}")]
+    Target(String),
+    #[error("rate must be a positive number of events per second, got {0}")]
+    Rate(f64),
+    #[error("{name} must be between 0 and 1, got {value}")]
+    Share { name: &'static str, value: f64 },
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
+    #[error("site_id must not be empty")]
+    SiteId,
+}
+
+impl GenerateOptions {
+    /// Rejects options `run` cannot honour. The planner itself clamps instead,
+    /// so tests can feed it anything.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.endpoint()?;
+        if let Some(r) = self.rate {
+            if !(r.is_finite() && r > 0.0) {
+                return Err(ConfigError::Rate(r));
+            }
+        }
+        for (name, value) in [
+            ("malformed_share", self.malformed_share),
+            ("duplicate_share", self.duplicate_share),
+            ("late_share", self.late_share),
+            ("bot_share", self.bot_share),
+        ] {
+            if !(0.0..=1.0).contains(&value) {
+                return Err(ConfigError::Share { name, value });
+            }
+        }
+        if self.batch_size == 0 {
+            return Err(ConfigError::Zero("batch_size"));
+        }
+        if self.concurrency == 0 {
+            return Err(ConfigError::Zero("concurrency"));
+        }
+        if self.site_id.is_empty() {
+            return Err(ConfigError::SiteId);
+        }
+        Ok(())
+    }
+
+    /// The URL batches are POSTed to: `{target}/v1/batch`, unless the target
+    /// already names a path (a proxy or a Worker route), which is kept as is.
+    pub fn endpoint(&self) -> Result<reqwest::Url, ConfigError> {
+        let mut url = reqwest::Url::parse(self.target.trim())
+            .map_err(|_| ConfigError::Target(self.target.clone()))?;
+        if url.scheme() != "http" && url.scheme() != "https" {
+            return Err(ConfigError::Target(self.target.clone()));
+        }
+        if url.path().is_empty() || url.path() == "/" {
+            url.set_path("/v1/batch");
+        }
+        Ok(url)
+    }
+}
+
+/// What a run did. Counts are of events generated (each once) and of HTTP
+/// sends; `valid_distinct` and `malformed` count only events of batches that
+/// reached the server at least once.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GenerateReport {
+    /// Events generated (valid + malformed, resends not counted).
+    pub events: u64,
+    /// Delivered events that should be accepted (distinct event ids).
+    pub valid_distinct: u64,
+    /// Delivered events corrupted on purpose.
+    pub malformed: u64,
+    /// Planned batches sent (not counting deliberate resends).
+    pub batches: u64,
+    /// Deliberate resends of an already sent body.
+    pub duplicate_batches: u64,
+    /// Extra attempts after 429/503 or a connection error.
+    pub retries: u64,
+    /// Sends that never got a 2xx.
+    pub failed_batches: u64,
+    pub elapsed: Duration,
+}
+
+impl fmt::Display for GenerateReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} events ({} valid delivered, {} malformed) in {} batches (+{} duplicates), \
+             {} retries, {} failed, {:.1}s",
+            self.events,
+            self.valid_distinct,
+            self.malformed,
+            self.batches,
+            self.duplicate_batches,
+            self.retries,
+            self.failed_batches,
+            self.elapsed.as_secs_f64()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_appends_the_collect_path_only_to_bare_hosts() {
+        let mut o = GenerateOptions::default();
+        assert_eq!(o.endpoint().unwrap().as_str(), "http://127.0.0.1:8080/v1/batch");
+        o.target = "http://localhost:9000/".into();
+        assert_eq!(o.endpoint().unwrap().as_str(), "http://localhost:9000/v1/batch");
+        o.target = "http://localhost:9000/edge/v1/batch".into();
+        assert_eq!(o.endpoint().unwrap().as_str(), "http://localhost:9000/edge/v1/batch");
+        o.target = "not a url".into();
+        assert!(o.validate().is_err());
+    }
+
+    #[test]
+    fn validate_rejects_nonsense() {
+        assert_eq!(GenerateOptions::default().validate(), Ok(()));
+        let o = GenerateOptions { rate: Some(0.0), ..Default::default() };
+        assert!(matches!(o.validate(), Err(ConfigError::Rate(_))));
+        let o = GenerateOptions { bot_share: 1.5, ..Default::default() };
+        assert!(matches!(o.validate(), Err(ConfigError::Share { name: "bot_share", .. })));
+        let o = GenerateOptions { batch_size: 0, ..Default::default() };
+        assert_eq!(o.validate(), Err(ConfigError::Zero("batch_size")));
+    }
+}

@@ -1,0 +1,119 @@
+//! The stream between ingest and aggregation.
+//!
+//! One small interface, two implementations: the embedded durable log (the
+//! default, one machine) and Fluvio (a cluster). Nothing above this module
+//! knows which one runs.
+
+mod embedded;
+
+pub use embedded::EmbeddedLog;
+
+use async_trait::async_trait;
+
+/// The topics the pipeline uses. Events are keyed by `anonymous_id`, so one
+/// visitor's events (and therefore each session) live in one partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Topic {
+    /// Valid, enriched events.
+    Events,
+    /// Bad rows: events that failed validation, with their reason.
+    Rejects,
+}
+
+impl Topic {
+    pub const ALL: [Topic; 2] = [Topic::Events, Topic::Rejects];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Topic::Events => "clickstream-events",
+            Topic::Rejects => "clickstream-rejects",
+        }
+    }
+}
+
+/// One record to append.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub topic: Topic,
+    /// Partitioning key (the visitor's `anonymous_id`).
+    pub key: Vec<u8>,
+    /// The payload, JSON bytes.
+    pub value: Vec<u8>,
+}
+
+/// One record read back, with its position in the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fetched {
+    pub partition: u32,
+    pub offset: u64,
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The stream cannot take or serve records right now; the caller should
+    /// retry later (the ingest answers 503).
+    #[error("stream unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data failed an integrity check.
+    #[error("stream data corrupt: {0}")]
+    Corrupt(String),
+    #[error("bad stream request: {0}")]
+    BadRequest(String),
+}
+
+#[async_trait]
+pub trait EventStream: Send + Sync + 'static {
+    /// Number of partitions of a topic.
+    fn partitions(&self, topic: Topic) -> u32;
+
+    /// Appends the records, each to the partition of its key, and returns
+    /// only once all of them are durable. Records of one key keep their
+    /// order. On error, none or some may have been appended: callers retry,
+    /// and the Silver layer removes duplicates by event id.
+    async fn produce(&self, records: Vec<Record>) -> Result<(), StreamError>;
+
+    /// Reads up to `max` records of one partition starting at offset `from`
+    /// (inclusive), in offset order. Returns an empty vector at the end.
+    async fn fetch(
+        &self,
+        topic: Topic,
+        partition: u32,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<Fetched>, StreamError>;
+
+    /// The offset the next appended record of this partition will get.
+    async fn end_offset(&self, topic: Topic, partition: u32) -> Result<u64, StreamError>;
+
+    /// Records a consumer group's position (the next offset to read). The
+    /// aggregator's Parquet manifest is the source of truth for its own
+    /// position; this is what operators and the lag metric see.
+    async fn commit(
+        &self,
+        group: &str,
+        topic: Topic,
+        partition: u32,
+        next_offset: u64,
+    ) -> Result<(), StreamError>;
+
+    /// A consumer group's committed position, if any.
+    async fn committed(
+        &self,
+        group: &str,
+        topic: Topic,
+        partition: u32,
+    ) -> Result<Option<u64>, StreamError>;
+}
+
+/// The partition of a key: a stable hash (FNV-1a, 64 bit) modulo the
+/// partition count, so every producer and every restart agree.
+pub fn partition_for(key: &[u8], partitions: u32) -> u32 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in key {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (hash % u64::from(partitions.max(1))) as u32
+}

@@ -1,0 +1,3 @@
+//! The backend's one integration test binary; modules by theme.
+
+mod embedded_log;

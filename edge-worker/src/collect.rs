@@ -1,0 +1,184 @@
+//! The collect core: validate and enrich one batch.
+
+use std::collections::HashSet;
+
+use clickstream_schema::{
+    enrich, parse_batch, validate_event, BadRow, BatchError, DailySalt, EnrichedEvent, Limits,
+    RejectReason, Rejection, RequestMeta,
+};
+use serde::{Deserialize, Serialize};
+
+/// How the collector judges and enriches batches.
+#[derive(Clone, Debug)]
+pub struct CollectConfig {
+    pub limits: Limits,
+    pub ip_salt: DailySalt,
+    /// Recorded in bad rows: where validation ran (`edge` or `backend`).
+    pub source: &'static str,
+}
+
+impl CollectConfig {
+    pub fn new(ip_salt_secret: impl Into<Vec<u8>>, source: &'static str) -> Self {
+        CollectConfig { limits: Limits::default(), ip_salt: DailySalt::new(ip_salt_secret), source }
+    }
+}
+
+/// The outcome of one batch: what to store, and what to answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Collected {
+    pub site_id: String,
+    pub accepted: Vec<EnrichedEvent>,
+    pub bad_rows: Vec<BadRow>,
+}
+
+/// The body of a 200 answer: how many events were accepted and why the
+/// others were not, so a site owner can fix their tracking.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CollectResponse {
+    pub accepted: usize,
+    pub rejected: usize,
+    pub errors: Vec<EventError>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventError {
+    /// Position of the event in the batch.
+    pub index: u32,
+    pub event_id: Option<String>,
+    pub reason: String,
+    pub detail: String,
+}
+
+impl Collected {
+    pub fn response(&self) -> CollectResponse {
+        CollectResponse {
+            accepted: self.accepted.len(),
+            rejected: self.bad_rows.len(),
+            errors: self
+                .bad_rows
+                .iter()
+                .map(|row| EventError {
+                    index: row.index,
+                    event_id: row.event_id.clone(),
+                    reason: row.reason.clone(),
+                    detail: row.detail.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Validates and enriches one batch.
+///
+/// A body that is not a batch is refused whole ([`BatchError`]); inside a
+/// valid batch every event is judged on its own: the valid ones are
+/// enriched, the others become bad rows, and none is dropped.
+pub fn collect(
+    body: &[u8],
+    meta: &RequestMeta,
+    config: &CollectConfig,
+) -> Result<Collected, BatchError> {
+    let batch = parse_batch(body, &config.limits)?;
+    let mut accepted = Vec::with_capacity(batch.events.len());
+    let mut bad_rows = Vec::new();
+    let mut seen_ids = HashSet::with_capacity(batch.events.len());
+
+    for (index, raw) in batch.events.iter().enumerate() {
+        let index = index as u32;
+        let verdict = validate_event(raw, batch.sent_at, meta.received_at, &config.limits)
+            .and_then(|event| {
+                if seen_ids.insert(event.event_id.clone()) {
+                    Ok(event)
+                } else {
+                    Err(Rejection {
+                        reason: RejectReason::DuplicateEventId,
+                        detail: format!("event_id {:?} appears earlier in this batch", event.event_id),
+                    })
+                }
+            });
+        match verdict {
+            Ok(event) => accepted.push(enrich(
+                event,
+                raw.to_string(),
+                &batch.site_id,
+                batch.sent_at,
+                meta,
+                &config.ip_salt,
+            )),
+            Err(rejection) => bad_rows.push(BadRow::new(
+                &rejection,
+                raw,
+                meta.received_at,
+                &batch.site_id,
+                index,
+                config.source,
+            )),
+        }
+    }
+    Ok(Collected { site_id: batch.site_id, accepted, bad_rows })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const NOW: i64 = 1_732_262_400_000;
+
+    fn meta() -> RequestMeta {
+        RequestMeta {
+            received_at: NOW,
+            user_agent: Some("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36".into()),
+            ip: Some("198.51.100.4".into()),
+            country: Some("FR".into()),
+            ..RequestMeta::default()
+        }
+    }
+
+    fn page_view(id: &str) -> serde_json::Value {
+        json!({"event_id": id, "event_type": "page_view", "ts": NOW - 2000, "anonymous_id": "a-1",
+               "session_id": "s-1", "page": {"url": "https://shop.example/?utm_source=x", "path": "/"}})
+    }
+
+    #[test]
+    fn a_mixed_batch_keeps_the_valid_events_and_reports_the_others() {
+        let body = json!({"v": 1, "site_id": "shop-1", "sent_at": NOW - 1000, "events": [
+            page_view("e-1"),
+            {"event_type": "page_view"},
+            page_view("e-2"),
+            page_view("e-1"),
+            "garbage",
+        ]});
+        let out = collect(body.to_string().as_bytes(), &meta(), &CollectConfig::new("k", "backend")).unwrap();
+        let ids: Vec<_> = out.accepted.iter().map(|e| e.event_id.as_str()).collect();
+        assert_eq!(ids, ["e-1", "e-2"]);
+        // Skew: the client clock is 1 s behind the server's.
+        assert_eq!(out.accepted[0].event_ts, NOW - 1000);
+        assert_eq!(out.accepted[0].country.as_deref(), Some("FR"));
+        assert_eq!(out.accepted[0].utm_source.as_deref(), Some("x"));
+        let reasons: Vec<_> = out.bad_rows.iter().map(|r| (r.index, r.reason.as_str())).collect();
+        assert_eq!(reasons, [(1, "missing_event_id"), (3, "duplicate_event_id"), (4, "not_an_object")]);
+        assert_eq!(out.bad_rows[1].event_id.as_deref(), Some("e-1"));
+        assert_eq!(out.bad_rows[1].anonymous_id.as_deref(), Some("a-1"));
+        assert_eq!(out.bad_rows[2].payload, "\"garbage\"");
+        assert!(out.bad_rows.iter().all(|r| r.source == "backend" && r.received_at == NOW && r.site_id == "shop-1"));
+
+        let response = out.response();
+        assert_eq!((response.accepted, response.rejected), (2, 3));
+        assert_eq!(response.errors[0].reason, "missing_event_id");
+    }
+
+    #[test]
+    fn a_bad_envelope_is_refused_whole() {
+        let cfg = CollectConfig::new("k", "backend");
+        assert_eq!(collect(b"nope", &meta(), &cfg).unwrap_err().code(), "malformed_json");
+        let v2 = json!({"v": 2, "site_id": "s", "events": [page_view("e-1")]});
+        assert_eq!(collect(v2.to_string().as_bytes(), &meta(), &cfg).unwrap_err().code(), "unsupported_version");
+    }
+
+    #[test]
+    fn an_empty_batch_is_fine() {
+        let out = collect(br#"{"v":1,"site_id":"s","events":[]}"#, &meta(), &CollectConfig::new("k", "edge")).unwrap();
+        assert_eq!(out.response(), CollectResponse { accepted: 0, rejected: 0, errors: vec![] });
+    }
+}

@@ -1,0 +1,38 @@
+//! The event contract of the clickstream pipeline, defined once and used by
+//! the browser tracker, the edge Worker and the backend alike.
+//!
+//! - [`wire`]: the batch and event types of wire format v1, as the tracker
+//!   sends them.
+//! - [`validate`]: the rules an event must meet, one [`RejectReason`] per
+//!   rule, and the batch envelope checks ([`BatchError`]).
+//! - [`enrich`]: what the edge adds (skew-corrected time, UTM, user agent,
+//!   bots, hashed IP), giving an [`EnrichedEvent`].
+//! - [`BadRow`]: an event that failed validation, kept with its reason.
+//!
+//! Dependencies stay wasm-friendly (serde, hmac, sha2): this crate compiles
+//! for `wasm32-unknown-unknown`.
+
+pub mod bad_row;
+pub mod enrich;
+pub mod reason;
+pub mod time;
+pub mod user_agent;
+pub mod utm;
+pub mod validate;
+pub mod wire;
+
+pub use bad_row::BadRow;
+pub use enrich::{enrich, DailySalt, EnrichedEvent, RequestMeta};
+pub use reason::{BatchError, RejectReason};
+pub use validate::{parse_batch, validate_event, Limits, ParsedBatch, Rejection};
+pub use wire::{Batch, Context, Event, EventType, Page, Props, WIRE_VERSION};
+
+/// What the Worker sends to the backend's `/ingest`: the events it accepted
+/// (already enriched) and the bad rows it produced, in one body so that one
+/// durable append covers both.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct IngestBatch {
+    pub events: Vec<EnrichedEvent>,
+    #[serde(default)]
+    pub bad_rows: Vec<BadRow>,
+}

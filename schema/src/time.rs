@@ -1,0 +1,78 @@
+//! Time arithmetic the contract needs without a date library (it must stay
+//! small for the browser tracker).
+
+pub const SECOND_MS: i64 = 1000;
+pub const MINUTE_MS: i64 = 60 * SECOND_MS;
+pub const HOUR_MS: i64 = 60 * MINUTE_MS;
+pub const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// The client's event time corrected for the client's clock skew.
+///
+/// The tracker stamps each event (`ts`) and the batch (`sent_at`) with the
+/// same, possibly wrong, clock; the edge knows the true time of arrival.
+/// `received_at - sent_at` is the clock error plus the network delay, so
+/// adding it moves `ts` onto the server's clock.
+pub fn corrected_event_ts(ts: i64, sent_at: Option<i64>, received_at: i64) -> i64 {
+    match sent_at {
+        Some(sent_at) => ts.saturating_add(received_at.saturating_sub(sent_at)),
+        None => ts,
+    }
+}
+
+/// The UTC calendar date (year, month, day) of a millisecond timestamp.
+pub fn utc_date(ms: i64) -> (i64, u32, u32) {
+    civil_from_days(ms.div_euclid(DAY_MS))
+}
+
+/// `YYYY-MM-DD` of a millisecond timestamp, in UTC.
+pub fn utc_date_string(ms: i64) -> String {
+    let (y, m, d) = utc_date(ms);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// The UTC hour (0..=23) of a millisecond timestamp.
+pub fn utc_hour(ms: i64) -> u32 {
+    (ms.rem_euclid(DAY_MS) / HOUR_MS) as u32
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
+/// well-known algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skew_correction_moves_client_time_onto_server_clock() {
+        // Client clock 10 s behind: sent_at 990, received 1000 → +10 s... in ms.
+        assert_eq!(corrected_event_ts(500, Some(990), 1000), 510);
+        // Client clock ahead by one hour.
+        assert_eq!(corrected_event_ts(3_600_500, Some(3_601_000), 1000), 500);
+        assert_eq!(corrected_event_ts(500, None, 1000), 500);
+    }
+
+    #[test]
+    fn dates_and_hours_in_utc() {
+        assert_eq!(utc_date_string(0), "1970-01-01");
+        // 2024-11-22T07:20:00.123Z
+        assert_eq!(utc_date_string(1_732_260_000_123), "2024-11-22");
+        assert_eq!(utc_hour(1_732_260_000_123), 7);
+        // Leap day and the last millisecond of a day.
+        assert_eq!(utc_date_string(951_782_400_000), "2000-02-29");
+        assert_eq!(utc_date_string(951_868_799_999), "2000-02-29");
+        assert_eq!(utc_hour(951_868_799_999), 23);
+        assert_eq!(utc_date_string(-1), "1969-12-31");
+    }
+}

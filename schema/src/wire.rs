@@ -1,0 +1,156 @@
+//! Wire format v1: what the tracker sends in `POST /v1/batch`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The only wire version this contract accepts.
+pub const WIRE_VERSION: i64 = 1;
+
+/// A batch as the tracker sends it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Batch {
+    pub v: i64,
+    pub site_id: String,
+    /// Client clock when the batch was sent (ms since the Unix epoch); the
+    /// edge compares it with its own clock to correct event times for skew.
+    pub sent_at: i64,
+    pub events: Vec<Event>,
+}
+
+/// The kinds of event the contract knows. Each has its own required props
+/// (see [`crate::validate`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventType {
+    /// A page view; a product view when props carry `product_id`.
+    PageView,
+    /// A click on a link, button or `data-track` element.
+    Click,
+    /// A site search (`props.query`).
+    Search,
+    AddToCart,
+    RemoveFromCart,
+    BeginCheckout,
+    /// One product line of an order.
+    Purchase,
+    /// The visitor logged in: `user_id` is set.
+    Identify,
+    /// Anything else the site tracks (`props.name`).
+    Custom,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 9] = [
+        EventType::PageView,
+        EventType::Click,
+        EventType::Search,
+        EventType::AddToCart,
+        EventType::RemoveFromCart,
+        EventType::BeginCheckout,
+        EventType::Purchase,
+        EventType::Identify,
+        EventType::Custom,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::PageView => "page_view",
+            EventType::Click => "click",
+            EventType::Search => "search",
+            EventType::AddToCart => "add_to_cart",
+            EventType::RemoveFromCart => "remove_from_cart",
+            EventType::BeginCheckout => "begin_checkout",
+            EventType::Purchase => "purchase",
+            EventType::Identify => "identify",
+            EventType::Custom => "custom",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<EventType> {
+        EventType::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+}
+
+/// One event as the tracker sends it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Client-generated, unique per event, kept across retries: the key of
+    /// exactly-once delivery.
+    pub event_id: String,
+    pub event_type: EventType,
+    /// Client clock, ms since the Unix epoch.
+    pub ts: i64,
+    pub anonymous_id: String,
+    #[serde(default)]
+    pub user_id: Option<String>,
+    /// The tracker's session (renewed after 30 minutes of inactivity). The
+    /// backend also computes its own sessions on event time.
+    pub session_id: String,
+    #[serde(default)]
+    pub page: Page,
+    #[serde(default)]
+    pub props: Props,
+    #[serde(default)]
+    pub context: Context,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Page {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub url: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub path: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub referrer: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub title: String,
+}
+
+/// Typed props. Which ones an event type requires is checked by
+/// [`crate::validate`]; unknown props (for example `data-*` attributes of a
+/// clicked element) are kept in `extra`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Props {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantity: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revenue: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
+    /// Search query (`search`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// Clicked element's tag name (`click`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// Clicked element's visible text, trimmed and bounded (`click`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub href: Option<String>,
+    /// Custom event name (`custom`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Context {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub screen: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub lang: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub tz: String,
+}

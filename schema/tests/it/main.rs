@@ -1,0 +1,4 @@
+//! The contract crate's one integration test binary.
+
+mod envelope;
+mod validation;
