@@ -2,5 +2,14 @@
 //! transforms (Bronze, Silver with Polars) and sinks (Parquet), plus the
 //! traffic generator.
 
+pub mod aggregate;
+pub mod bench;
+pub mod clock;
+pub mod config;
+pub mod demo;
 pub mod generate;
+pub mod metrics;
+pub mod serve;
+pub mod server;
+pub mod storage;
 pub mod stream;

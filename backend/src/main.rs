@@ -1,1 +1,273 @@
-fn main() {}
+//! `clickstream`: the backend binary. Each subcommand is thin: it resolves
+//! flags, environment and the config file, then calls the library.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use clickstream_backend::aggregate::{AggregateConfig, Aggregator};
+use clickstream_backend::clock::SystemClock;
+use clickstream_backend::config::{default_site_dir, ip_salt_secret, FileConfig};
+use clickstream_backend::metrics::Metrics;
+use clickstream_backend::serve::{open_log, serve, stop_on_signal, ServeSettings};
+use clickstream_backend::server::{ClientIp, IngestAuth};
+use clickstream_backend::{bench, demo, generate};
+
+#[derive(Parser)]
+#[command(name = "clickstream", version, about = "Real-time clickstream analytics: collect, stream, refine to Parquet.")]
+struct Cli {
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true, env = "CLICKSTREAM_LOG_JSON")]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (collect, ingest, health, metrics, demo site) and the aggregator.
+    Serve(ServeArgs),
+    /// Run the aggregator alone: stream → Bronze, Silver, rejects.
+    Aggregate(AggregateArgs),
+    /// Send realistic synthetic shop traffic, as the tracker would.
+    Generate(GenerateArgs),
+    /// Run the whole pipeline locally with traffic flowing, and print where to look.
+    Demo(DemoArgs),
+    /// Measure throughput and peak memory.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// Data directory (log, Parquet tables, state).
+    #[arg(long, env = "CLICKSTREAM_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Optional TOML config file; flags and environment override it.
+    #[arg(long, env = "CLICKSTREAM_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Port to listen on (default 8080; 0 picks a free one).
+    #[arg(long, env = "CLICKSTREAM_PORT")]
+    port: Option<u16>,
+    /// Address to listen on (default 127.0.0.1).
+    #[arg(long, env = "CLICKSTREAM_BIND")]
+    bind: Option<String>,
+    /// Do not run the aggregator in this process.
+    #[arg(long)]
+    no_aggregate: bool,
+    /// Shared secret for signed `/ingest` requests from the edge Worker.
+    #[arg(long, env = "CLICKSTREAM_INGEST_SECRET", hide_env_values = true)]
+    ingest_secret: Option<String>,
+    /// Accept unsigned `/ingest` requests (local use only).
+    #[arg(long)]
+    allow_unsigned_ingest: bool,
+    /// Trust this header for the client IP (e.g. x-forwarded-for); only behind your own proxy.
+    #[arg(long, env = "CLICKSTREAM_CLIENT_IP_HEADER")]
+    client_ip_header: Option<String>,
+    /// Largest accepted batch body, bytes (default 1 MiB).
+    #[arg(long)]
+    max_body_bytes: Option<usize>,
+}
+
+#[derive(Args, Clone)]
+struct AggregateArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Drain what the log holds, commit, and exit.
+    #[arg(long)]
+    once: bool,
+}
+
+#[derive(Args, Clone)]
+struct GenerateArgs {
+    /// Collector base URL (…/v1/batch is appended) or full endpoint URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    target: String,
+    /// Events per second; as fast as possible when absent.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Stop after this many events (default: until Ctrl-C).
+    #[arg(long)]
+    events: Option<u64>,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Write every event sent as NDJSON here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long, default_value = "shop-1")]
+    site_id: String,
+    /// Events per batch (the tracker sends at most 20).
+    #[arg(long, default_value_t = 20)]
+    batch_size: usize,
+    /// Concurrent HTTP senders.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Share of events deliberately malformed.
+    #[arg(long, default_value_t = 0.01)]
+    malformed_share: f64,
+    /// Share of batches sent twice (a retry after a lost response).
+    #[arg(long, default_value_t = 0.02)]
+    duplicate_share: f64,
+}
+
+#[derive(Args, Clone)]
+struct DemoArgs {
+    #[command(flatten)]
+    common: Common,
+    #[arg(long, env = "CLICKSTREAM_PORT")]
+    port: Option<u16>,
+    /// Synthetic events per second.
+    #[arg(long, default_value_t = 50.0)]
+    rate: f64,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_json);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => {
+                let settings = serve_settings(&args)?;
+                serve(settings, stop_on_signal(), None).await
+            }
+            Command::Aggregate(args) => run_aggregate(args).await,
+            Command::Generate(args) => run_generate(args).await,
+            Command::Demo(args) => {
+                let serve_args = ServeArgs {
+                    common: args.common.clone(),
+                    port: args.port,
+                    bind: None,
+                    no_aggregate: false,
+                    ingest_secret: None,
+                    allow_unsigned_ingest: false,
+                    client_ip_header: Some("x-forwarded-for".into()),
+                    max_body_bytes: None,
+                };
+                let settings = serve_settings(&serve_args)?;
+                demo::run(settings, args.rate, args.seed, stop_on_signal()).await
+            }
+            Command::Bench(args) => bench::run(args).await,
+        }
+    })
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn serve_settings(args: &ServeArgs) -> anyhow::Result<ServeSettings> {
+    let file = FileConfig::load(args.common.config.as_deref())?;
+    let data_dir = args.common.data_dir.clone().or(file.data_dir.clone()).unwrap_or_else(|| PathBuf::from("data"));
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let mut s = ServeSettings::new(&data_dir);
+    s.port = args.port.or(file.port).unwrap_or(8080);
+    s.bind = args.bind.clone().or(file.bind.clone()).unwrap_or_else(|| "127.0.0.1".into());
+    s.partitions = file.partitions.unwrap_or(4);
+    if let Some(n) = args.max_body_bytes.or(file.max_body_bytes) {
+        s.limits.max_body_bytes = n;
+    }
+    if let Some(n) = file.max_events_per_batch {
+        s.limits.max_events = n;
+    }
+    if let Some(h) = file.horizon_hours {
+        s.limits.horizon_ms = h * 3_600_000;
+    }
+    s.ip_salt_secret = ip_salt_secret(std::env::var("CLICKSTREAM_IP_SALT_SECRET").ok().or(file.ip_salt_secret.clone()), &data_dir)?;
+    let secret = args.ingest_secret.clone().or(file.ingest_secret.clone()).filter(|s| !s.is_empty());
+    s.ingest_auth = match (secret, args.allow_unsigned_ingest || file.allow_unsigned_ingest.unwrap_or(false)) {
+        (Some(secret), _) => IngestAuth::Signed(secret.into_bytes()),
+        (None, true) => IngestAuth::Unsigned,
+        (None, false) => IngestAuth::Disabled,
+    };
+    s.client_ip = match args.client_ip_header.clone().or(file.client_ip_header.clone()) {
+        Some(h) => ClientIp::Header(h.to_ascii_lowercase()),
+        None => ClientIp::Peer,
+    };
+    s.country_header = Some(file.country_header.clone().unwrap_or_else(|| "cf-ipcountry".into()).to_ascii_lowercase());
+    s.site_dir = file.site_dir.clone().or_else(default_site_dir);
+    s.aggregate = if args.no_aggregate { None } else { Some(aggregate_config(&data_dir, &file)) };
+    Ok(s)
+}
+
+fn aggregate_config(data_dir: &std::path::Path, file: &FileConfig) -> AggregateConfig {
+    let mut c = AggregateConfig::new(data_dir);
+    if let Some(a) = &file.aggregate {
+        if let Some(ms) = a.poll_interval_ms {
+            c.poll_interval = std::time::Duration::from_millis(ms);
+        }
+        if let Some(n) = a.max_records_per_partition {
+            c.max_records_per_partition = n;
+        }
+        if let Some(h) = a.dedup_retention_hours {
+            c.dedup_retention_ms = h * 3_600_000;
+        }
+    }
+    c
+}
+
+async fn run_aggregate(args: AggregateArgs) -> anyhow::Result<()> {
+    let file = FileConfig::load(args.common.config.as_deref())?;
+    let data_dir = args.common.data_dir.clone().or(file.data_dir.clone()).unwrap_or_else(|| PathBuf::from("data"));
+    let stream = open_log(&data_dir, file.partitions.unwrap_or(4))?;
+    let metrics = Arc::new(Metrics::new());
+    let mut agg = Aggregator::open(stream, aggregate_config(&data_dir, &file), metrics, Arc::new(SystemClock)).await?;
+    if args.once {
+        let r = agg.drain().await?;
+        let t = &agg.manifest().totals;
+        println!(
+            "drained: {} events read, {} Silver rows, {} duplicates dropped, {} rejects, {} files (totals: Silver {}, rejects {})",
+            r.events_read, r.silver_rows, r.duplicates, r.reject_rows, r.files, t.silver_rows, t.reject_rows
+        );
+        return Ok(());
+    }
+    agg.run(stop_on_signal()).await?;
+    Ok(())
+}
+
+async fn run_generate(args: GenerateArgs) -> anyhow::Result<()> {
+    let opts = generate::GenerateOptions {
+        target: args.target,
+        rate: args.rate,
+        events: args.events,
+        seed: args.seed,
+        out: args.out,
+        site_id: args.site_id,
+        batch_size: args.batch_size,
+        concurrency: args.concurrency,
+        malformed_share: args.malformed_share,
+        duplicate_share: args.duplicate_share,
+        ..generate::GenerateOptions::default()
+    };
+    let report = generate::run(opts, stop_on_signal()).await?;
+    println!(
+        "sent {} events ({} distinct valid, {} malformed) in {} batches ({} sent twice, {} retries, {} failed) in {:.1}s",
+        report.events,
+        report.valid_distinct,
+        report.malformed,
+        report.batches,
+        report.duplicate_batches,
+        report.retries,
+        report.failed_batches,
+        report.elapsed.as_secs_f64()
+    );
+    if report.failed_batches > 0 {
+        anyhow::bail!("{} batches were refused by the collector", report.failed_batches);
+    }
+    Ok(())
+}

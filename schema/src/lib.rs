@@ -15,6 +15,7 @@
 pub mod bad_row;
 pub mod enrich;
 pub mod reason;
+pub mod signing;
 pub mod time;
 pub mod user_agent;
 pub mod utm;

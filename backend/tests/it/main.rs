@@ -1,3 +1,7 @@
 //! The backend's one integration test binary; modules by theme.
 
+mod aggregate;
 mod embedded_log;
+mod http;
+mod pipeline;
+mod support;

@@ -1,0 +1,341 @@
+//! The micro-batch loop.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clickstream_schema::{BadRow, EnrichedEvent};
+use polars::prelude::*;
+use tokio::sync::watch;
+
+use super::bronze::{bronze_frame, LogEvent};
+use super::dedup::SeenEvents;
+use super::rejects::{rejects_frame, LogBadRow};
+use super::silver::{silver, IS_NEW};
+use crate::clock::Clock;
+use crate::metrics::Metrics;
+use crate::storage::commit::CommitError;
+use crate::storage::{Commit, Manifest, Table};
+use crate::stream::{EventStream, Fetched, StreamError, Topic};
+
+/// How the aggregator batches and remembers.
+#[derive(Clone, Debug)]
+pub struct AggregateConfig {
+    pub data_dir: PathBuf,
+    /// Pause between polls when the stream has nothing new.
+    pub poll_interval: Duration,
+    /// Most records read per topic partition in one micro-batch.
+    pub max_records_per_partition: usize,
+    /// How long event ids are remembered for deduplication (ms).
+    pub dedup_retention_ms: i64,
+    /// Consumer group name under which progress is reported to the stream.
+    pub group: String,
+}
+
+impl AggregateConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        AggregateConfig {
+            data_dir: data_dir.into(),
+            poll_interval: Duration::from_millis(1000),
+            max_records_per_partition: 50_000,
+            dedup_retention_ms: 48 * 3_600_000,
+            group: "clickstream-aggregate".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AggregateError {
+    #[error(transparent)]
+    Stream(#[from] StreamError),
+    #[error(transparent)]
+    Commit(#[from] CommitError),
+    #[error("polars: {0}")]
+    Polars(#[from] PolarsError),
+    #[error("aggregation task failed: {0}")]
+    Task(String),
+}
+
+/// What one micro-batch did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StepReport {
+    pub events_read: usize,
+    pub rejects_read: usize,
+    pub bronze_rows: usize,
+    pub silver_rows: usize,
+    pub duplicates: usize,
+    pub reject_rows: usize,
+    pub files: usize,
+}
+
+impl StepReport {
+    pub fn is_empty(&self) -> bool {
+        self.events_read == 0 && self.rejects_read == 0
+    }
+}
+
+pub struct Aggregator {
+    stream: Arc<dyn EventStream>,
+    config: AggregateConfig,
+    manifest: Manifest,
+    seen: Option<SeenEvents>,
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Aggregator {
+    /// Recovers the data directory (finishing or discarding an interrupted
+    /// commit) and loads the dedup state from Silver.
+    pub async fn open(
+        stream: Arc<dyn EventStream>,
+        config: AggregateConfig,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Aggregator, AggregateError> {
+        let data_dir = config.data_dir.clone();
+        let retention = config.dedup_retention_ms;
+        let now = clock.now_ms();
+        let (manifest, seen) = tokio::task::spawn_blocking(move || -> Result<_, AggregateError> {
+            let (manifest, report) = Manifest::recover(&data_dir)?;
+            if report.published > 0 || report.orphans_removed > 0 {
+                tracing::info!(
+                    published = report.published,
+                    orphans_removed = report.orphans_removed,
+                    "recovered the data directory after an interrupted commit"
+                );
+            }
+            let seen = SeenEvents::load(&data_dir, retention, now)?;
+            Ok((manifest, seen))
+        })
+        .await
+        .map_err(|e| AggregateError::Task(e.to_string()))??;
+        tracing::info!(seq = manifest.seq, remembered_ids = seen.len(), "aggregator ready");
+        Ok(Aggregator { stream, config, manifest, seen: Some(seen), metrics, clock })
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Reads what the stream holds beyond the committed offsets (bounded),
+    /// writes it and commits. An empty report means there was nothing new.
+    pub async fn step(&mut self) -> Result<StepReport, AggregateError> {
+        let events = self.read(Topic::Events).await?;
+        let rejects = self.read(Topic::Rejects).await?;
+        if events.is_empty() && rejects.is_empty() {
+            self.update_lag().await;
+            return Ok(StepReport::default());
+        }
+
+        let mut next = self.manifest.clone();
+        for (topic, fetched) in [(Topic::Events, &events), (Topic::Rejects, &rejects)] {
+            for f in fetched {
+                if f.offset + 1 > next.offset(topic, f.partition) {
+                    next.set_offset(topic, f.partition, f.offset + 1);
+                }
+            }
+        }
+
+        let started = Instant::now();
+        let seen = self.seen.take().unwrap_or_default();
+        let data_dir = self.config.data_dir.clone();
+        let now = self.clock.now_ms();
+        let result = tokio::task::spawn_blocking(move || {
+            let mut seen = seen;
+            let outcome = write_micro_batch(&data_dir, next, events, rejects, &mut seen, now);
+            (seen, outcome)
+        })
+        .await
+        .map_err(|e| AggregateError::Task(e.to_string()))?;
+        let (seen, outcome) = result;
+        self.seen = Some(seen);
+        let (manifest, report) = match outcome {
+            Ok(done) => done,
+            Err(e) => {
+                self.metrics.commit_failures.fetch_add(1, Ordering::Relaxed);
+                return Err(e);
+            }
+        };
+        self.manifest = manifest;
+        self.metrics.observe_commit(started.elapsed().as_secs_f64());
+        self.metrics.bronze_rows.fetch_add(report.bronze_rows as u64, Ordering::Relaxed);
+        self.metrics.silver_rows.fetch_add(report.silver_rows as u64, Ordering::Relaxed);
+        self.metrics.duplicates_dropped.fetch_add(report.duplicates as u64, Ordering::Relaxed);
+        for topic in Topic::ALL {
+            for p in 0..self.stream.partitions(topic) {
+                let offset = self.manifest.offset(topic, p);
+                // Informational: the manifest is the source of truth.
+                if let Err(e) = self.stream.commit(&self.config.group, topic, p, offset).await {
+                    tracing::warn!(error = %e, "could not record the consumer offset in the stream");
+                }
+            }
+        }
+        self.update_lag().await;
+        tracing::debug!(?report, seq = self.manifest.seq, "micro-batch committed");
+        Ok(report)
+    }
+
+    /// Steps until the stream has nothing beyond the committed offsets.
+    pub async fn drain(&mut self) -> Result<StepReport, AggregateError> {
+        let mut total = StepReport::default();
+        loop {
+            let r = self.step().await?;
+            if r.is_empty() {
+                return Ok(total);
+            }
+            total.events_read += r.events_read;
+            total.rejects_read += r.rejects_read;
+            total.bronze_rows += r.bronze_rows;
+            total.silver_rows += r.silver_rows;
+            total.duplicates += r.duplicates;
+            total.reject_rows += r.reject_rows;
+            total.files += r.files;
+        }
+    }
+
+    /// Runs until `stop` turns true, then drains what was acknowledged
+    /// before stopping, so a clean shutdown leaves nothing behind.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> Result<(), AggregateError> {
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            match self.step().await {
+                Ok(r) if !r.is_empty() => continue,
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "micro-batch failed; retrying from the committed offsets"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.config.poll_interval) => {}
+                _ = stop.changed() => {}
+            }
+        }
+        let last = self.drain().await?;
+        tracing::info!(silver_rows = last.silver_rows, seq = self.manifest.seq, "aggregator stopped after a final drain");
+        Ok(())
+    }
+
+    async fn read(&self, topic: Topic) -> Result<Vec<Fetched>, StreamError> {
+        let mut out = Vec::new();
+        for p in 0..self.stream.partitions(topic) {
+            let from = self.manifest.offset(topic, p);
+            out.extend(self.stream.fetch(topic, p, from, self.config.max_records_per_partition).await?);
+        }
+        Ok(out)
+    }
+
+    async fn update_lag(&self) {
+        for topic in Topic::ALL {
+            for p in 0..self.stream.partitions(topic) {
+                if let Ok(end) = self.stream.end_offset(topic, p).await {
+                    let lag = end.saturating_sub(self.manifest.offset(topic, p));
+                    self.metrics.set_log_lag(topic.name(), p, lag);
+                }
+            }
+        }
+    }
+}
+
+/// Decodes, transforms and writes one micro-batch, then commits it with
+/// `next` offsets. Runs on a blocking thread (Polars and fsync).
+fn write_micro_batch(
+    data_dir: &std::path::Path,
+    mut next: Manifest,
+    events: Vec<Fetched>,
+    rejects: Vec<Fetched>,
+    seen: &mut SeenEvents,
+    now: i64,
+) -> Result<(Manifest, StepReport), AggregateError> {
+    let mut report = StepReport { events_read: events.len(), rejects_read: rejects.len(), ..StepReport::default() };
+    let mut log_events = Vec::with_capacity(events.len());
+    let mut bad_rows = Vec::new();
+    for f in events {
+        match serde_json::from_slice::<EnrichedEvent>(&f.value) {
+            Ok(event) => log_events.push(LogEvent { partition: f.partition, offset: f.offset, event }),
+            // Never drop what the stream acknowledged: an undecodable record
+            // becomes a bad row with its bytes.
+            Err(e) => bad_rows.push(LogBadRow { partition: f.partition, offset: f.offset, row: undecodable(&f, &e.to_string(), now) }),
+        }
+    }
+    for f in rejects {
+        let row = serde_json::from_slice::<BadRow>(&f.value).unwrap_or_else(|e| undecodable(&f, &e.to_string(), now));
+        bad_rows.push(LogBadRow { partition: f.partition, offset: f.offset, row });
+    }
+
+    let mut commit = Commit::new(data_dir, next.seq + 1);
+    let mut silver_frames = Vec::new();
+    if !log_events.is_empty() {
+        let mut bronze = bronze_frame(&log_events, now)?;
+        report.bronze_rows = bronze.height();
+        write_partitioned(&mut commit, Table::Bronze, &mut bronze, "received_at", "bronze", &mut report)?;
+
+        let is_new = seen.mark_new(&bronze, IS_NEW)?;
+        bronze.with_column(is_new)?;
+        let mut silver_df = silver(bronze.lazy()).collect()?;
+        report.silver_rows = silver_df.height();
+        report.duplicates = report.bronze_rows - report.silver_rows;
+        write_partitioned(&mut commit, Table::Silver, &mut silver_df, "event_ts", "silver", &mut report)?;
+        silver_frames.push(silver_df);
+    }
+    if !bad_rows.is_empty() {
+        let mut df = rejects_frame(&bad_rows)?;
+        report.reject_rows = df.height();
+        write_partitioned(&mut commit, Table::Rejects, &mut df, "received_at", "rejects", &mut report)?;
+    }
+
+    next.totals.bronze_rows += report.bronze_rows as u64;
+    next.totals.silver_rows += report.silver_rows as u64;
+    next.totals.reject_rows += report.reject_rows as u64;
+    next.totals.duplicates += report.duplicates as u64;
+    let manifest = commit.commit(next, now)?;
+    // Only what is committed counts as seen.
+    for df in &silver_frames {
+        seen.remember(df)?;
+    }
+    seen.prune(now);
+    Ok((manifest, report))
+}
+
+/// Splits a frame by the table's partition of `ts_column` and writes one
+/// file per partition.
+fn write_partitioned(
+    commit: &mut Commit,
+    table: Table,
+    df: &mut DataFrame,
+    ts_column: &str,
+    name: &str,
+    report: &mut StepReport,
+) -> Result<(), AggregateError> {
+    if df.height() == 0 {
+        return Ok(());
+    }
+    let ts = df.column(ts_column)?.cast(&DataType::Int64)?;
+    let keys: Vec<i64> = ts.i64()?.iter().map(|t| table.partition_key(t.unwrap_or(0))).collect();
+    let mut groups: BTreeMap<i64, Vec<IdxSize>> = BTreeMap::new();
+    for (row, key) in keys.iter().enumerate() {
+        groups.entry(*key).or_default().push(row as IdxSize);
+    }
+    for (key, rows) in groups {
+        let idx = IdxCa::from_vec("idx".into(), rows);
+        let mut part = df.take(&idx)?;
+        commit.write_parquet(&table.partition_dir(table.partition_start(key)), name, &mut part)?;
+        report.files += 1;
+    }
+    Ok(())
+}
+
+fn undecodable(f: &Fetched, error: &str, now: i64) -> BadRow {
+    BadRow {
+        reason: "undecodable_record".into(),
+        detail: format!("stream record could not be decoded: {error}"),
+        payload: String::from_utf8_lossy(&f.value).into_owned(),
+        received_at: now,
+        site_id: String::new(),
+        index: 0,
+        event_id: None,
+        anonymous_id: Some(String::from_utf8_lossy(&f.key).into_owned()),
+        source: "backend".into(),
+    }
+}

@@ -1,0 +1,30 @@
+//! Silver: typed, enriched, one row per event id.
+
+use polars::prelude::*;
+
+/// Silver's columns, in order (the partition columns `dt` and `hour` come
+/// from the directory names). The analysts' documentation lists them.
+pub const SILVER_COLUMNS: &[&str] = &[
+    "event_id", "event_type", "event_ts", "client_ts", "received_at", "site_id",
+    "anonymous_id", "user_id", "session_id", "page_url", "page_path", "page_title",
+    "referrer", "product_id", "category", "price", "quantity", "revenue", "currency",
+    "search_query", "order_id", "click_tag", "click_text", "click_href", "custom_name",
+    "props_extra", "screen", "lang", "tz", "country", "colo", "asn", "ip_hash", "browser",
+    "os", "device_type", "is_bot", "bot_signature", "utm_source", "utm_medium",
+    "utm_campaign", "utm_term", "utm_content",
+];
+
+/// Name of the boolean column marking rows whose event id Silver has not
+/// seen before (computed by [`super::dedup::SeenEvents::mark_new`]).
+pub const IS_NEW: &str = "_is_new";
+
+/// Bronze rows → Silver rows: drop events Silver already holds and repeats
+/// within the batch (the first arrival wins), keep Silver's columns, and
+/// order by event time so row-group statistics prune time filters well.
+pub fn silver(bronze: LazyFrame) -> LazyFrame {
+    bronze
+        .filter(col(IS_NEW))
+        .unique_stable_generic(Some(vec![col("site_id"), col("event_id")]), UniqueKeepStrategy::First)
+        .select(SILVER_COLUMNS.iter().map(|c| col(*c)).collect::<Vec<_>>())
+        .sort(["event_ts"], SortMultipleOptions::default().with_maintain_order(true))
+}

@@ -1,0 +1,220 @@
+//! `clickstream bench`: throughput and peak memory of the pipeline's two
+//! hot paths, on this machine, printed as events/s and peak RSS.
+//!
+//! - `ingest`: batches POSTed over HTTP by concurrent senders into the
+//!   embedded log with durable acknowledgements (group commit).
+//! - `silver`: the aggregator draining events from the log into Bronze
+//!   and Silver Parquet (decode, Polars transforms, write, atomic commit).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use clickstream_schema::RequestMeta;
+use edge_worker::{collect, CollectConfig};
+use tokio::sync::{oneshot, watch};
+
+use crate::aggregate::{AggregateConfig, Aggregator};
+use crate::clock::{Clock, SystemClock};
+use crate::metrics::Metrics;
+use crate::serve::{open_log, serve, ServeSettings};
+use crate::stream::{Record, Topic};
+
+#[derive(Args, Clone, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub what: BenchWhat,
+}
+
+#[derive(Subcommand, Clone, Debug)]
+pub enum BenchWhat {
+    /// Events/s accepted over HTTP into the embedded log, durable acks.
+    Ingest {
+        #[arg(long, default_value_t = 500_000)]
+        events: u64,
+        /// Concurrent HTTP senders.
+        #[arg(long, default_value_t = 8)]
+        senders: usize,
+        /// Events per batch.
+        #[arg(long, default_value_t = 50)]
+        batch: usize,
+        /// Scratch directory (default: a new one under the system temp dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Events/s and peak memory of log → Bronze → Silver.
+    Silver {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.what {
+        BenchWhat::Ingest { events, senders, batch, dir } => ingest(events, senders, batch, scratch(dir)?).await,
+        BenchWhat::Silver { events, dir } => silver(events, scratch(dir)?).await,
+    }
+}
+
+fn scratch(dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let dir = dir.unwrap_or_else(|| std::env::temp_dir().join(format!("clickstream-bench-{}", std::process::id())));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// A realistic batch body of `n` events of one visitor.
+pub fn synthetic_batch(batch_no: u64, n: usize, now: i64) -> String {
+    let visitor = batch_no % 10_000;
+    let mut events = Vec::with_capacity(n);
+    for i in 0..n {
+        let product = (batch_no * 7 + i as u64) % 48;
+        let event = match i % 5 {
+            0 | 1 => format!(
+                r#"{{"event_id":"b{batch_no}-{i}","event_type":"page_view","ts":{ts},"anonymous_id":"a-{visitor}","session_id":"s-{visitor}","page":{{"url":"https://shop.example/p/{product}?utm_source=newsletter&utm_medium=email","path":"/p/{product}","referrer":"https://www.google.com/","title":"Product {product}"}},"props":{{"product_id":"p-{product}","category":"shoes"}},"context":{{"screen":"1920x1080","lang":"en-US","tz":"Europe/Berlin"}}}}"#,
+                ts = now - 1000 + i as i64
+            ),
+            2 => format!(
+                r#"{{"event_id":"b{batch_no}-{i}","event_type":"click","ts":{ts},"anonymous_id":"a-{visitor}","session_id":"s-{visitor}","page":{{"url":"https://shop.example/c/shoes","path":"/c/shoes"}},"props":{{"tag":"a","text":"Running shoe","href":"/p/{product}"}}}}"#,
+                ts = now - 1000 + i as i64
+            ),
+            3 => format!(
+                r#"{{"event_id":"b{batch_no}-{i}","event_type":"add_to_cart","ts":{ts},"anonymous_id":"a-{visitor}","session_id":"s-{visitor}","page":{{"url":"https://shop.example/p/{product}","path":"/p/{product}"}},"props":{{"product_id":"p-{product}","category":"shoes","price":59.9,"quantity":1,"currency":"EUR"}}}}"#,
+                ts = now - 1000 + i as i64
+            ),
+            _ => format!(
+                r#"{{"event_id":"b{batch_no}-{i}","event_type":"search","ts":{ts},"anonymous_id":"a-{visitor}","session_id":"s-{visitor}","page":{{"url":"https://shop.example/search?q=red","path":"/search"}},"props":{{"query":"red shoes"}}}}"#,
+                ts = now - 1000 + i as i64
+            ),
+        };
+        events.push(event);
+    }
+    format!(r#"{{"v":1,"site_id":"shop-1","sent_at":{now},"events":[{}]}}"#, events.join(","))
+}
+
+const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+
+async fn ingest(events: u64, senders: usize, batch: usize, dir: PathBuf) -> anyhow::Result<()> {
+    let mut settings = ServeSettings::new(&dir);
+    settings.port = 0;
+    settings.aggregate = None;
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let server = tokio::spawn(serve(settings, stop_rx, Some(ready_tx)));
+    let addr = ready_rx.await.context("server did not start")?;
+    let url = format!("http://{addr}/v1/batch");
+    let batches = events.div_ceil(batch as u64);
+    let next = Arc::new(AtomicU64::new(0));
+    let accepted = Arc::new(AtomicU64::new(0));
+    let now = SystemClock.now_ms();
+    reset_peak_rss();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..senders {
+        let (next, accepted, url) = (next.clone(), accepted.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            loop {
+                let b = next.fetch_add(1, Ordering::Relaxed);
+                if b >= batches {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                let body = synthetic_batch(b, batch, now);
+                let resp = client.post(&url).header("user-agent", CHROME).body(body).send().await?;
+                anyhow::ensure!(resp.status().is_success(), "batch refused: {}", resp.status());
+                let r: serde_json::Value = resp.json().await?;
+                accepted.fetch_add(r["accepted"].as_u64().unwrap_or(0), Ordering::Relaxed);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let total = accepted.load(Ordering::Relaxed);
+    println!(
+        "bench ingest: {total} events in {batches} batches of {batch} from {senders} senders, durable acks: {secs:.2} s, {:.0} events/s, {:.0} requests/s, peak RSS {} MiB (server and senders in one process)",
+        total as f64 / secs,
+        batches as f64 / secs,
+        peak_rss_mib()
+    );
+    let _ = stop_tx.send(true);
+    server.await??;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+async fn silver(events: u64, dir: PathBuf) -> anyhow::Result<()> {
+    let stream = open_log(&dir, 4)?;
+    let config = CollectConfig::new("bench", "backend");
+    let now = SystemClock.now_ms();
+    let meta = RequestMeta { received_at: now, user_agent: Some(CHROME.into()), ip: Some("203.0.113.9".into()), country: Some("DE".into()), ..RequestMeta::default() };
+    let fill = Instant::now();
+    let per_batch = 500usize;
+    let mut b = 0u64;
+    let mut produced = 0u64;
+    while produced < events {
+        let n = per_batch.min((events - produced) as usize);
+        let body = synthetic_batch(b, n, now);
+        let out = collect(body.as_bytes(), &meta, &config).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let records = out
+            .accepted
+            .iter()
+            .map(|e| Record { topic: Topic::Events, key: e.anonymous_id.as_bytes().to_vec(), value: serde_json::to_vec(e).unwrap_or_default() })
+            .collect();
+        stream.produce(records).await?;
+        produced += n as u64;
+        b += 1;
+    }
+    println!("bench silver: filled the log with {produced} events in {:.1} s", fill.elapsed().as_secs_f64());
+
+    reset_peak_rss();
+    let base_rss = current_rss_mib();
+    let started = Instant::now();
+    let mut agg = Aggregator::open(stream, AggregateConfig::new(&dir), Arc::new(Metrics::new()), Arc::new(SystemClock)).await?;
+    let report = agg.drain().await?;
+    let secs = started.elapsed().as_secs_f64();
+    anyhow::ensure!(report.silver_rows as u64 == produced, "Silver has {} rows, expected {produced}", report.silver_rows);
+    println!(
+        "bench silver: {} events log → Bronze → Silver in {secs:.2} s: {:.0} events/s, {} files, peak RSS {} MiB (RSS before: {base_rss} MiB)",
+        report.silver_rows,
+        report.silver_rows as f64 / secs,
+        report.files,
+        peak_rss_mib()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Resets the kernel's peak-RSS mark of this process (Linux), so the peak
+/// reported covers only the measured phase.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn peak_rss_mib() -> u64 {
+    status_kib("VmHWM:") / 1024
+}
+
+fn current_rss_mib() -> u64 {
+    status_kib("VmRSS:") / 1024
+}

@@ -1,0 +1,111 @@
+//! Configuration: defaults, then an optional TOML file, then environment
+//! variables and flags (clap reads both), the later winning.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The TOML file. Every field is optional; unknown fields are an error so a
+/// typo does not silently fall back to a default.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Where the log, Parquet tables and state live. Default `./data`.
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on. Default `127.0.0.1`.
+    pub bind: Option<String>,
+    /// Port to listen on. Default 8080.
+    pub port: Option<u16>,
+    /// Partitions of each topic of the embedded log. Default 4. Fixed when
+    /// the log is created.
+    pub partitions: Option<u32>,
+    /// Largest accepted `/v1/batch` body in bytes. Default 1 MiB.
+    pub max_body_bytes: Option<usize>,
+    /// Most events in one batch. Default 500.
+    pub max_events_per_batch: Option<usize>,
+    /// Secret from which the daily IP-hash salts are derived. Default: a
+    /// random secret created once in `DATA_DIR/_state/ip-salt-secret`.
+    pub ip_salt_secret: Option<String>,
+    /// Shared secret of the Worker's `/ingest` signatures.
+    pub ingest_secret: Option<String>,
+    /// Accept unsigned `/ingest` requests (local use only). Default false.
+    pub allow_unsigned_ingest: Option<bool>,
+    /// Take the client IP from this header (for example `x-forwarded-for`)
+    /// instead of the TCP peer. Only set it behind a proxy you trust.
+    pub client_ip_header: Option<String>,
+    /// Header with the visitor's country code. Default `cf-ipcountry`.
+    pub country_header: Option<String>,
+    /// Static site served at `/`. Default: the repository's `demo-site/`.
+    pub site_dir: Option<PathBuf>,
+    /// Lateness horizon in hours: older events are rejected `too_late`.
+    /// Default 168 (7 days).
+    pub horizon_hours: Option<i64>,
+    pub aggregate: Option<AggregateFileConfig>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateFileConfig {
+    /// Pause between polls when nothing is new, ms. Default 1000.
+    pub poll_interval_ms: Option<u64>,
+    /// Most records per partition in one micro-batch. Default 50000.
+    pub max_records_per_partition: Option<usize>,
+    /// How long event ids are remembered for deduplication. Default 48.
+    pub dedup_retention_hours: Option<i64>,
+}
+
+impl FileConfig {
+    pub fn load(path: Option<&Path>) -> anyhow::Result<FileConfig> {
+        let Some(path) = path else { return Ok(FileConfig::default()) };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))
+    }
+}
+
+/// The demo site shipped with the repository, when run from a checkout.
+pub fn default_site_dir() -> Option<PathBuf> {
+    let local = PathBuf::from("demo-site");
+    if local.is_dir() {
+        return Some(local);
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo-site");
+    repo.is_dir().then_some(repo)
+}
+
+/// The IP-salt secret: configured, or created once at random and kept in
+/// the data directory so hashes stay stable across restarts.
+pub fn ip_salt_secret(configured: Option<String>, data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    if let Some(s) = configured.filter(|s| !s.is_empty()) {
+        return Ok(s.into_bytes());
+    }
+    let path = data_dir.join("_state/ip-salt-secret");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        if !existing.trim().is_empty() {
+            return Ok(existing.trim().as_bytes().to_vec());
+        }
+    }
+    std::fs::create_dir_all(path.parent().unwrap_or(data_dir))?;
+    let secret = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    std::fs::write(&path, &secret)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(secret.into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err = toml::from_str::<FileConfig>("prot = 8080").unwrap_err().to_string();
+        assert!(err.contains("prot"), "{err}");
+        let ok: FileConfig = toml::from_str("port = 9000\n[aggregate]\npoll_interval_ms = 5").unwrap();
+        assert_eq!(ok.port, Some(9000));
+        assert_eq!(ok.aggregate.unwrap().poll_interval_ms, Some(5));
+    }
+}

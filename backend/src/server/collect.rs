@@ -1,0 +1,97 @@
+//! `POST /v1/batch`: the collect core, mounted natively.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap};
+use axum::Json;
+use clickstream_schema::{BadRow, BatchError, EnrichedEvent, RequestMeta};
+use edge_worker::{collect, CollectResponse};
+
+use super::{ApiError, AppState};
+use crate::stream::{Record, Topic};
+
+pub(super) async fn collect_batch(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+) -> Result<Json<CollectResponse>, ApiError> {
+    state.metrics.batches_received.fetch_add(1, Ordering::Relaxed);
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    let (parts, body) = request.into_parts();
+    let limit = state.collect.limits.max_body_bytes;
+    let result = async {
+        let body = read_body(&parts.headers, body, limit).await?;
+        let meta = RequestMeta {
+            received_at: state.clock.now_ms(),
+            user_agent: header_str(&parts.headers, header::USER_AGENT.as_str()),
+            ip: state.client_ip(&parts.headers, peer),
+            country: state.country_header.as_deref().and_then(|h| header_str(&parts.headers, h)),
+            ..RequestMeta::default()
+        };
+        Ok::<_, BatchError>(collect(&body, &meta, &state.collect)?)
+    }
+    .await;
+    let collected = match result {
+        Ok(c) => c,
+        Err(e) => {
+            state.metrics.batch_refused(e.code());
+            return Err(e.into());
+        }
+    };
+    store(&state, &collected.accepted, &collected.bad_rows).await?;
+    Ok(Json(collected.response()))
+}
+
+/// Appends accepted events and bad rows in one durable produce, and counts
+/// them only once the stream acknowledged.
+pub(super) async fn store(state: &AppState, events: &[EnrichedEvent], bad_rows: &[BadRow]) -> Result<(), ApiError> {
+    let mut records = Vec::with_capacity(events.len() + bad_rows.len());
+    for e in events {
+        records.push(Record {
+            topic: Topic::Events,
+            key: e.anonymous_id.as_bytes().to_vec(),
+            value: serde_json::to_vec(e).unwrap_or_default(),
+        });
+    }
+    for row in bad_rows {
+        let key = row.anonymous_id.as_deref().unwrap_or(&row.site_id);
+        records.push(Record {
+            topic: Topic::Rejects,
+            key: key.as_bytes().to_vec(),
+            value: serde_json::to_vec(row).unwrap_or_default(),
+        });
+    }
+    if records.is_empty() {
+        return Ok(());
+    }
+    if let Err(e) = state.stream.produce(records).await {
+        state.metrics.stream_unavailable.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(error = %e, "produce failed; answering 503");
+        return Err(e.into());
+    }
+    state.metrics.events_accepted.fetch_add(events.len() as u64, Ordering::Relaxed);
+    for row in bad_rows {
+        state.metrics.event_rejected(&row.reason, 1);
+    }
+    Ok(())
+}
+
+/// Reads the body up to `limit` bytes; a larger body is refused with 413
+/// before it is read whole when its length is announced.
+pub(super) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<axum::body::Bytes, BatchError> {
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if announced.is_some_and(|n| n > limit) {
+        return Err(BatchError::BodyTooLarge { limit });
+    }
+    to_bytes(body, limit).await.map_err(|_| BatchError::BodyTooLarge { limit })
+}
+
+pub(super) fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string).filter(|s| !s.is_empty())
+}

@@ -1,0 +1,255 @@
+//! Atomic commits of a micro-batch: its Parquet files and the stream
+//! offsets it covers become visible together, or not at all.
+//!
+//! The protocol is a small redo log:
+//! 1. each file is written under a temporary name (`*.parquet.tmp`, which
+//!    the `*.parquet` globs of readers never match) and fsynced;
+//! 2. the new manifest, listing the new offsets and the files to publish,
+//!    is written to a temporary file, fsynced and renamed over
+//!    `_state/manifest.json`: **this rename is the commit point**;
+//! 3. the files are renamed to their final names.
+//!
+//! On start, [`Manifest::recover`] finishes step 3 for the last commit (a
+//! crash between 2 and 3 loses nothing) and deletes temporary files that no
+//! manifest names (a crash before 2: their events are read again from the
+//! stream, from the committed offsets). So a crash and restart neither
+//! loses nor repeats an event.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use polars::prelude::{DataFrame, ParquetCompression, ParquetWriter, PolarsError};
+use serde::{Deserialize, Serialize};
+
+use crate::stream::Topic;
+
+const MANIFEST: &str = "_state/manifest.json";
+const TMP_SUFFIX: &str = ".tmp";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    #[error("{context}: {source}")]
+    Io { context: String, source: io::Error },
+    #[error("writing Parquet {path}: {source}")]
+    Parquet { path: String, source: PolarsError },
+    #[error("manifest {path} is unreadable: {reason}")]
+    BadManifest { path: String, reason: String },
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> CommitError {
+    let context = context.into();
+    move |source| CommitError::Io { context, source }
+}
+
+/// A file of a commit: written as `tmp`, published as `path` (both
+/// relative to the data directory).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingFile {
+    pub tmp: String,
+    pub path: String,
+    pub rows: u64,
+}
+
+/// Running totals, for operators and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    pub bronze_rows: u64,
+    pub silver_rows: u64,
+    pub reject_rows: u64,
+    /// Events dropped from Silver because their event id was already there.
+    pub duplicates: u64,
+}
+
+/// The single source of truth of the aggregator's progress.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub version: u32,
+    /// Commit number, from 1; 0 means nothing committed yet.
+    pub seq: u64,
+    pub committed_at: i64,
+    /// Per topic name, per partition: the next offset to read.
+    pub offsets: BTreeMap<String, Vec<u64>>,
+    /// The files of the last commit (published by the time it returns).
+    pub files: Vec<PendingFile>,
+    pub totals: Totals,
+}
+
+impl Manifest {
+    /// The next offset to read of a topic partition.
+    pub fn offset(&self, topic: Topic, partition: u32) -> u64 {
+        self.offsets
+            .get(topic.name())
+            .and_then(|parts| parts.get(partition as usize))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn set_offset(&mut self, topic: Topic, partition: u32, next: u64) {
+        let parts = self.offsets.entry(topic.name().to_string()).or_default();
+        if parts.len() <= partition as usize {
+            parts.resize(partition as usize + 1, 0);
+        }
+        parts[partition as usize] = next;
+    }
+
+    /// Reads the manifest (an empty one when none exists yet).
+    pub fn load(data_dir: &Path) -> Result<Manifest, CommitError> {
+        let path = data_dir.join(MANIFEST);
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| CommitError::BadManifest {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Manifest { version: 1, ..Manifest::default() }),
+            Err(e) => Err(io_err(format!("reading {}", path.display()))(e)),
+        }
+    }
+
+    /// Loads the manifest, finishes publishing its files and removes
+    /// temporary files of commits that never happened.
+    pub fn recover(data_dir: &Path) -> Result<(Manifest, RecoveryReport), CommitError> {
+        let manifest = Manifest::load(data_dir)?;
+        let mut report = RecoveryReport::default();
+        let mut named = HashSet::new();
+        for file in &manifest.files {
+            named.insert(data_dir.join(&file.tmp));
+            if publish(data_dir, file)? {
+                report.published += 1;
+            }
+        }
+        for root in ["bronze", "silver", "rejects", "gold"] {
+            let dir = data_dir.join(root);
+            if dir.exists() {
+                remove_orphans(&dir, &named, &mut report.orphans_removed)?;
+            }
+        }
+        Ok((manifest, report))
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Files of the last commit published during recovery.
+    pub published: usize,
+    /// Temporary files of uncommitted micro-batches removed.
+    pub orphans_removed: usize,
+}
+
+/// One micro-batch being committed.
+pub struct Commit {
+    data_dir: PathBuf,
+    files: Vec<PendingFile>,
+    seq: u64,
+}
+
+impl Commit {
+    pub fn new(data_dir: &Path, seq: u64) -> Commit {
+        Commit { data_dir: data_dir.to_path_buf(), files: Vec::new(), seq }
+    }
+
+    /// Writes a frame as a temporary Parquet file in `dir` (relative to the
+    /// data directory), named after the commit and `name`, and fsyncs it.
+    pub fn write_parquet(
+        &mut self,
+        dir: &Path,
+        name: &str,
+        df: &mut DataFrame,
+    ) -> Result<(), CommitError> {
+        let final_rel = dir.join(format!("part-{:010}-{name}.parquet", self.seq));
+        let tmp_rel = PathBuf::from(format!("{}{TMP_SUFFIX}", final_rel.display()));
+        let tmp_abs = self.data_dir.join(&tmp_rel);
+        let parent = self.data_dir.join(dir);
+        fs::create_dir_all(&parent).map_err(io_err(format!("creating {}", parent.display())))?;
+        let mut file =
+            File::create(&tmp_abs).map_err(io_err(format!("creating {}", tmp_abs.display())))?;
+        ParquetWriter::new(&mut file)
+            .with_compression(ParquetCompression::Zstd(None))
+            .with_statistics(polars::prelude::StatisticsOptions::full())
+            .finish(df)
+            .map_err(|source| CommitError::Parquet { path: tmp_abs.display().to_string(), source })?;
+        file.sync_all().map_err(io_err(format!("syncing {}", tmp_abs.display())))?;
+        self.files.push(PendingFile {
+            tmp: tmp_rel.display().to_string(),
+            path: final_rel.display().to_string(),
+            rows: df.height() as u64,
+        });
+        Ok(())
+    }
+
+    /// Atomically commits the written files with the manifest's offsets,
+    /// then publishes the files. Returns the committed manifest.
+    pub fn commit(self, mut manifest: Manifest, now_ms: i64) -> Result<Manifest, CommitError> {
+        manifest.version = 1;
+        manifest.seq = self.seq;
+        manifest.committed_at = now_ms;
+        manifest.files = self.files;
+        write_manifest(&self.data_dir, &manifest)?;
+        let mut dirs = HashSet::new();
+        for file in &manifest.files {
+            publish(&self.data_dir, file)?;
+            if let Some(parent) = self.data_dir.join(&file.path).parent() {
+                dirs.insert(parent.to_path_buf());
+            }
+        }
+        for dir in dirs {
+            sync_dir(&dir)?;
+        }
+        Ok(manifest)
+    }
+}
+
+fn write_manifest(data_dir: &Path, manifest: &Manifest) -> Result<(), CommitError> {
+    let path = data_dir.join(MANIFEST);
+    let dir = path.parent().unwrap_or(data_dir);
+    fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+    let tmp = path.with_extension(format!("json{TMP_SUFFIX}"));
+    let bytes = serde_json::to_vec_pretty(manifest).map_err(|e| CommitError::BadManifest {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let mut file = File::create(&tmp).map_err(io_err(format!("creating {}", tmp.display())))?;
+    file.write_all(&bytes).map_err(io_err(format!("writing {}", tmp.display())))?;
+    file.sync_all().map_err(io_err(format!("syncing {}", tmp.display())))?;
+    fs::rename(&tmp, &path).map_err(io_err(format!("renaming {}", tmp.display())))?;
+    sync_dir(dir)
+}
+
+/// Renames a committed file to its final name; `true` if it had not been.
+fn publish(data_dir: &Path, file: &PendingFile) -> Result<bool, CommitError> {
+    let tmp = data_dir.join(&file.tmp);
+    let path = data_dir.join(&file.path);
+    if tmp.exists() {
+        fs::rename(&tmp, &path).map_err(io_err(format!("publishing {}", path.display())))?;
+        return Ok(true);
+    }
+    if path.exists() {
+        return Ok(false);
+    }
+    Err(CommitError::Io {
+        context: format!("committed file {} is missing", path.display()),
+        source: io::Error::from(io::ErrorKind::NotFound),
+    })
+}
+
+fn remove_orphans(dir: &Path, keep: &HashSet<PathBuf>, removed: &mut usize) -> Result<(), CommitError> {
+    let entries = fs::read_dir(dir).map_err(io_err(format!("listing {}", dir.display())))?;
+    for entry in entries {
+        let entry = entry.map_err(io_err(format!("listing {}", dir.display())))?;
+        let path = entry.path();
+        if path.is_dir() {
+            remove_orphans(&path, keep, removed)?;
+        } else if path.to_string_lossy().ends_with(TMP_SUFFIX) && !keep.contains(&path) {
+            fs::remove_file(&path).map_err(io_err(format!("removing {}", path.display())))?;
+            *removed += 1;
+        }
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<(), CommitError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(format!("syncing directory {}", dir.display())))
+}

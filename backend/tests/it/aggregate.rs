@@ -1,0 +1,139 @@
+//! The aggregator against a real embedded log and real Parquet, with a
+//! fixed clock: Bronze, Silver (deduplicated), rejects, the atomic commit
+//! and its recovery.
+
+use std::sync::Arc;
+
+use clickstream_backend::aggregate::dedup::scan_table;
+use clickstream_backend::aggregate::silver::SILVER_COLUMNS;
+use clickstream_backend::aggregate::{AggregateConfig, Aggregator};
+use clickstream_backend::clock::FixedClock;
+use clickstream_backend::metrics::Metrics;
+use clickstream_backend::storage::{Manifest, Table};
+use clickstream_backend::stream::{EmbeddedLog, EventStream, Record, Topic};
+use clickstream_schema::RequestMeta;
+use edge_worker::{collect, CollectConfig};
+use polars::prelude::*;
+use serde_json::json;
+
+use crate::support::temp_dir;
+
+// 2024-11-22T08:00:00Z
+const NOW: i64 = 1_732_262_400_000;
+
+async fn send(log: &EmbeddedLog, events: Vec<serde_json::Value>) {
+    let body = json!({"v": 1, "site_id": "shop-1", "sent_at": NOW, "events": events}).to_string();
+    let meta = RequestMeta { received_at: NOW, user_agent: Some("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_7_1) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15".into()), ..Default::default() };
+    let out = collect(body.as_bytes(), &meta, &CollectConfig::new("k", "backend")).unwrap();
+    let mut records: Vec<Record> = out
+        .accepted
+        .iter()
+        .map(|e| Record { topic: Topic::Events, key: e.anonymous_id.clone().into_bytes(), value: serde_json::to_vec(e).unwrap() })
+        .collect();
+    records.extend(out.bad_rows.iter().map(|r| Record { topic: Topic::Rejects, key: b"x".to_vec(), value: serde_json::to_vec(r).unwrap() }));
+    log.produce(records).await.unwrap();
+}
+
+fn view(id: &str, visitor: &str, ts: i64) -> serde_json::Value {
+    json!({"event_id": id, "event_type": "page_view", "ts": ts, "anonymous_id": visitor, "session_id": "s",
+           "page": {"url": "https://shop.example/p/1?utm_source=ads", "path": "/p/1"}, "props": {"product_id": "p-1"}})
+}
+
+async fn aggregator(dir: &std::path::Path, log: Arc<EmbeddedLog>) -> Aggregator {
+    let mut config = AggregateConfig::new(dir);
+    config.max_records_per_partition = 2; // several micro-batches per drain
+    Aggregator::open(log, config, Arc::new(Metrics::new()), Arc::new(FixedClock::new(NOW))).await.unwrap()
+}
+
+fn silver(dir: &std::path::Path) -> DataFrame {
+    scan_table(dir, Table::Silver).unwrap().sort(["event_id"], Default::default()).collect().unwrap()
+}
+
+fn strings(df: &DataFrame, name: &str) -> Vec<String> {
+    df.column(name).unwrap().str().unwrap().iter().map(|s| s.unwrap_or("").to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bronze_silver_and_rejects_with_dedup_across_batches_and_restarts() {
+    let dir = temp_dir("aggregate");
+    let log = Arc::new(EmbeddedLog::open(&dir.path().join("log"), 2).unwrap());
+    let hour = 3_600_000;
+    // 07:59:59.999 and 08:00:00.000 land in different hour partitions.
+    send(&log, vec![view("e-1", "a-1", NOW - 1), view("e-2", "a-2", NOW), json!({"event_type": "click"})]).await;
+    // A retry of e-1 (same id) in a later request, and new events.
+    send(&log, vec![view("e-1", "a-1", NOW - 1), view("e-3", "a-1", NOW - 2 * hour)]).await;
+
+    let mut agg = aggregator(dir.path(), log.clone()).await;
+    let report = agg.drain().await.unwrap();
+    assert_eq!(report.bronze_rows, 4, "Bronze keeps every accepted record");
+    assert_eq!(report.silver_rows, 3);
+    assert_eq!(report.duplicates, 1);
+    assert_eq!(report.reject_rows, 1);
+
+    let df = silver(dir.path());
+    assert_eq!(strings(&df, "event_id"), ["e-1", "e-2", "e-3"]);
+    // Hive partitions from the directory names.
+    let hours: Vec<i64> = df.column("hour").unwrap().cast(&DataType::Int64).unwrap().i64().unwrap().iter().map(|v| v.unwrap()).collect();
+    assert_eq!(hours, [7, 8, 6]);
+    assert_eq!(df.column("dt").unwrap().dtype(), &DataType::Date);
+    assert_eq!(df.column("event_ts").unwrap().dtype(), &DataType::Datetime(TimeUnit::Milliseconds, None));
+    assert_eq!(df.column("price").unwrap().dtype(), &DataType::Float64);
+    assert_eq!(df.column("is_bot").unwrap().dtype(), &DataType::Boolean);
+    assert_eq!(strings(&df, "utm_source"), ["ads", "ads", "ads"]);
+    assert_eq!(strings(&df, "browser"), ["Safari", "Safari", "Safari"]);
+    let names: Vec<String> = df.get_column_names().iter().map(|s| s.to_string()).collect();
+    for c in SILVER_COLUMNS.iter().chain(["dt", "hour"].iter()) {
+        assert!(names.iter().any(|n| n == c), "Silver lacks {c}");
+    }
+    assert!(!names.iter().any(|n| n == "raw" || n == "user_agent" || n.starts_with('_')), "{names:?}");
+
+    let bronze = scan_table(dir.path(), Table::Bronze).unwrap().collect().unwrap();
+    assert_eq!(bronze.height(), 4);
+    assert!(bronze.column("raw").is_ok() && bronze.column("log_offset").is_ok());
+    let rejects = scan_table(dir.path(), Table::Rejects).unwrap().collect().unwrap();
+    assert_eq!(strings(&rejects, "reason"), ["missing_event_id"]);
+    assert_eq!(strings(&rejects, "payload"), [r#"{"event_type":"click"}"#]);
+
+    let manifest = Manifest::load(dir.path()).unwrap();
+    assert_eq!((manifest.totals.silver_rows, manifest.totals.reject_rows, manifest.totals.duplicates), (3, 1, 1));
+    assert!(manifest.seq >= 2, "several micro-batches: {}", manifest.seq);
+
+    // Restart: the dedup state comes back from Silver itself.
+    drop(agg);
+    send(&log, vec![view("e-2", "a-2", NOW), view("e-4", "a-2", NOW)]).await;
+    let mut agg = aggregator(dir.path(), log.clone()).await;
+    let report = agg.drain().await.unwrap();
+    assert_eq!((report.silver_rows, report.duplicates), (1, 1));
+    assert_eq!(strings(&silver(dir.path()), "event_id"), ["e-1", "e-2", "e-3", "e-4"]);
+    // Nothing new: an empty step, no new commit.
+    let seq = agg.manifest().seq;
+    assert!(agg.step().await.unwrap().is_empty());
+    assert_eq!(agg.manifest().seq, seq);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_before_the_commit_point_repeats_nothing_and_after_it_loses_nothing() {
+    let dir = temp_dir("crash");
+    let log = Arc::new(EmbeddedLog::open(&dir.path().join("log"), 1).unwrap());
+    send(&log, vec![view("e-1", "a-1", NOW), view("e-2", "a-1", NOW)]).await;
+    let mut agg = aggregator(dir.path(), log.clone()).await;
+    agg.drain().await.unwrap();
+    let manifest = Manifest::load(dir.path()).unwrap();
+
+    // Crash after the manifest rename but before the files were renamed:
+    // put one committed file back under its temporary name.
+    let file = &manifest.files[0];
+    std::fs::rename(dir.path().join(&file.path), dir.path().join(&file.tmp)).unwrap();
+    // Crash before the commit point: a temporary file no manifest names.
+    let orphan = dir.path().join("silver/events/dt=2024-11-22/hour=08/part-9999999999-silver.parquet.tmp");
+    std::fs::write(&orphan, b"half a file").unwrap();
+
+    drop(agg);
+    let (_, report) = Manifest::recover(dir.path()).unwrap();
+    assert_eq!((report.published, report.orphans_removed), (1, 1));
+    assert!(dir.path().join(&file.path).exists());
+    assert!(!orphan.exists());
+    let mut agg = aggregator(dir.path(), log.clone()).await;
+    assert!(agg.drain().await.unwrap().is_empty());
+    assert_eq!(strings(&silver(dir.path()), "event_id"), ["e-1", "e-2"]);
+}

@@ -1,0 +1,238 @@
+//! End to end through real processes: `clickstream serve` on a socket, the
+//! generator's traffic with a fixed seed, the aggregator writing Parquet,
+//! read back with Polars (and with Python Polars when available).
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clickstream_backend::aggregate::dedup::scan_table;
+use clickstream_backend::generate::{self, GenerateOptions};
+use clickstream_backend::storage::{Manifest, Table};
+use polars::prelude::*;
+use tokio::sync::watch;
+
+use crate::support::temp_dir;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_server(data_dir: &Path, port: u16) -> Server {
+    let child = Command::new(env!("CARGO_BIN_EXE_clickstream"))
+        .args(["serve", "--data-dir"])
+        .arg(data_dir)
+        .args(["--port", &port.to_string(), "--client-ip-header", "x-forwarded-for"])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start clickstream serve");
+    let server = Server(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return server;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("clickstream serve did not listen on {port} within 30 s");
+}
+
+/// What the generator says it delivered.
+struct Sent {
+    valid_ids: HashSet<String>,
+    /// Malformed events by expected reason, counting every delivered send
+    /// (a batch sent twice is rejected twice: bad rows are not deduplicated).
+    malformed: BTreeMap<String, usize>,
+}
+
+impl Sent {
+    fn malformed_total(&self) -> usize {
+        self.malformed.values().sum()
+    }
+}
+
+fn read_out(path: &Path) -> Sent {
+    let mut valid_ids = HashSet::new();
+    let mut malformed = BTreeMap::new();
+    for line in std::io::BufReader::new(std::fs::File::open(path).unwrap()).lines() {
+        let line: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        let expect = line["expect"].as_str().unwrap();
+        if expect == "accepted" {
+            valid_ids.insert(line["event"]["event_id"].as_str().unwrap().to_string());
+        } else {
+            *malformed.entry(expect.to_string()).or_default() += 1;
+        }
+    }
+    Sent { valid_ids, malformed }
+}
+
+async fn generate(port: u16, events: u64, seed: u64, out: PathBuf) -> generate::GenerateReport {
+    let (_stop_tx, stop) = watch::channel(false);
+    let options = GenerateOptions {
+        target: format!("http://127.0.0.1:{port}"),
+        events: Some(events),
+        seed,
+        out: Some(out),
+        malformed_share: 0.03,
+        duplicate_share: 0.05,
+        ..GenerateOptions::default()
+    };
+    generate::run(options, stop).await.expect("generator")
+}
+
+/// Waits until the committed totals reach the expected counts.
+fn wait_for_totals(data_dir: &Path, silver: u64, rejects: u64) -> Manifest {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let m = Manifest::load(data_dir).unwrap();
+        if m.totals.silver_rows >= silver && m.totals.reject_rows >= rejects {
+            return m;
+        }
+        assert!(Instant::now() < deadline, "timed out: Silver {} of {silver}, rejects {} of {rejects}", m.totals.silver_rows, m.totals.reject_rows);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn column_strings(df: &DataFrame, name: &str) -> Vec<String> {
+    df.column(name).unwrap().str().unwrap().iter().map(|s| s.unwrap_or("").to_string()).collect()
+}
+
+/// `exact_rejects`: without a crash every delivered send's bad rows are
+/// stored exactly once; after a crash a send may have been stored and
+/// retried, so rejects can only be more.
+fn assert_exactly_once(data_dir: &Path, sent: &Sent, exact_rejects: bool) {
+    let silver = scan_table(data_dir, Table::Silver).unwrap().collect().unwrap();
+    let ids = column_strings(&silver, "event_id");
+    let distinct: HashSet<String> = ids.iter().cloned().collect();
+    assert_eq!(ids.len(), distinct.len(), "Silver holds duplicate event ids");
+    assert_eq!(distinct, sent.valid_ids, "Silver differs from the distinct valid events sent");
+
+    let rejects = scan_table(data_dir, Table::Rejects).unwrap().collect().unwrap();
+    let mut by_reason: BTreeMap<String, usize> = BTreeMap::new();
+    for r in column_strings(&rejects, "reason") {
+        *by_reason.entry(r).or_default() += 1;
+    }
+    if exact_rejects {
+        assert_eq!(by_reason, sent.malformed, "rejects by reason");
+    } else {
+        for (reason, n) in &sent.malformed {
+            assert!(by_reason.get(reason).copied().unwrap_or(0) >= *n, "rejects for {reason}: {by_reason:?} vs sent {:?}", sent.malformed);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generator_traffic_reaches_silver_exactly_once() {
+    let dir = temp_dir("e2e");
+    let data = dir.path().join("data");
+    let port = free_port();
+    let server = start_server(&data, port);
+    let out = dir.path().join("sent.ndjson");
+    let report = generate(port, 3000, 7, out.clone()).await;
+    assert_eq!(report.failed_batches, 0);
+    let sent = read_out(&out);
+    assert!(sent.valid_ids.len() > 2500, "{}", sent.valid_ids.len());
+    assert!(!sent.malformed.is_empty());
+    assert!(report.duplicate_batches > 0, "the run should exercise client retries");
+
+    let malformed = sent.malformed_total();
+    wait_for_totals(&data, sent.valid_ids.len() as u64, malformed as u64);
+    assert_exactly_once(&data, &sent, true);
+
+    // Silver's documented columns and types, as an analyst reads them.
+    let silver = scan_table(&data, Table::Silver).unwrap().collect().unwrap();
+    let schema = silver.schema();
+    for (name, dtype) in [
+        ("event_ts", DataType::Datetime(TimeUnit::Milliseconds, None)),
+        ("received_at", DataType::Datetime(TimeUnit::Milliseconds, None)),
+        ("price", DataType::Float64),
+        ("quantity", DataType::Int64),
+        ("is_bot", DataType::Boolean),
+        ("event_type", DataType::String),
+        ("dt", DataType::Date),
+    ] {
+        assert_eq!(schema.get(name), Some(&dtype), "column {name}");
+    }
+    let bots = silver.column("is_bot").unwrap().bool().unwrap().sum().unwrap_or(0);
+    assert!(bots > 0, "the generator's bots are flagged");
+    let countries: HashSet<String> = column_strings(&silver, "country").into_iter().collect();
+    assert!(countries.len() >= 3, "{countries:?}");
+
+    python_polars_reads(&data, sent.valid_ids.len(), malformed);
+
+    // /metrics reflects the run.
+    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("clickstream_events_accepted_total"), "{metrics}");
+    drop(server);
+}
+
+/// The analysts' view: Python Polars with hive partitioning. Runs when the
+/// test script provides a Python with Polars (CLICKSTREAM_PYTHON).
+fn python_polars_reads(data: &Path, silver_rows: usize, rejects: usize) {
+    let Ok(python) = std::env::var("CLICKSTREAM_PYTHON") else {
+        eprintln!("skipped: Python Polars check (CLICKSTREAM_PYTHON unset; scripts/test.sh sets it)");
+        return;
+    };
+    let script = r#"
+import json, sys, polars as pl
+d = sys.argv[1]
+s = pl.scan_parquet(f"{d}/silver/events/**/*.parquet", hive_partitioning=True).collect()
+b = pl.scan_parquet(f"{d}/bronze/events/**/*.parquet", hive_partitioning=True).collect()
+r = pl.scan_parquet(f"{d}/rejects/**/*.parquet", hive_partitioning=True).collect()
+print(json.dumps({"silver": s.height, "distinct": s["event_id"].n_unique(), "bronze": b.height,
+  "rejects": r.height, "dt": str(s.schema["dt"]), "hour": str(s.schema["hour"]),
+  "event_ts": str(s.schema["event_ts"])}))
+"#;
+    let out = Command::new(python).arg("-c").arg(script).arg(data).output().expect("run python");
+    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["silver"], silver_rows);
+    assert_eq!(v["distinct"], silver_rows);
+    assert_eq!(v["rejects"], rejects);
+    assert!(v["bronze"].as_u64().unwrap() >= silver_rows as u64);
+    assert_eq!(v["dt"], "Date");
+    assert_eq!(v["event_ts"], "Datetime(time_unit='ms', time_zone=None)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_mid_traffic_loses_and_repeats_nothing() {
+    let dir = temp_dir("restart");
+    let data = dir.path().join("data");
+    let port = free_port();
+    let mut server = start_server(&data, port);
+    let out = dir.path().join("sent.ndjson");
+    let traffic = tokio::spawn(generate(port, 4000, 11, out.clone()));
+
+    // Let some traffic land and some commits happen, then kill -9.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Manifest::load(&data).unwrap().totals.silver_rows < 300 {
+        assert!(Instant::now() < deadline, "no Silver rows before the kill");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.0.kill().unwrap();
+    server.0.wait().unwrap();
+    let before = Manifest::load(&data).unwrap().totals.silver_rows;
+    // The generator retries with the same event ids while the server is down.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _server = start_server(&data, port);
+
+    let report = traffic.await.unwrap();
+    assert_eq!(report.failed_batches, 0);
+    assert!(report.retries > 0, "the kill should have forced retries");
+    let sent = read_out(&out);
+    let m = wait_for_totals(&data, sent.valid_ids.len() as u64, sent.malformed_total() as u64);
+    assert!(m.totals.silver_rows > before);
+    assert_exactly_once(&data, &sent, false);
+}

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The local pipeline demo: installs what it needs, builds, and runs
+# `clickstream demo` (demo shop, collector, ingest, embedded log, aggregator
+# writing Parquet, synthetic traffic). Ctrl-C stops it cleanly.
+# Extra arguments go to `clickstream demo` (for example --port 9090).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+cd "$ROOT"
+
+ensure_rust
+log "building clickstream (release; the first build takes several minutes)"
+cargo build --release --locked -p clickstream-backend --bin clickstream
+exec "$ROOT/target/release/clickstream" demo "$@"

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Installs what the project needs, idempotently. Sourced by scripts/demo.sh
+# and scripts/test.sh; each step is skipped when already done.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SUDO=""
+if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+apt_updated=""
+# apt_install PKG...: installs the Debian packages that are missing.
+apt_install() {
+  local missing=()
+  for p in "$@"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ -z "$apt_updated" ]; then
+    log "apt-get update"
+    $SUDO apt-get update -qq
+    apt_updated=1
+  fi
+  log "apt-get install ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# ensure_rust: a Rust toolchain with cargo (rustup's, as on these machines).
+ensure_rust() {
+  if ! command -v cargo >/dev/null 2>&1; then
+    if [ -x "$HOME/.cargo/bin/cargo" ]; then
+      export PATH="$HOME/.cargo/bin:$PATH"
+    else
+      echo "error: no Rust toolchain found; install one from https://rustup.rs and rerun" >&2
+      exit 1
+    fi
+  fi
+  command -v cc >/dev/null 2>&1 || apt_install build-essential
+}
+
+# ensure_wasm_target: builds for wasm32-unknown-unknown. rustup's target
+# when it can be downloaded; otherwise Debian's rustc-web, which builds std
+# from source (see shared/TOOLCHAIN.md). Exports WASM_CARGO and WASM_ENV.
+ensure_wasm_target() {
+  if rustup target list --installed 2>/dev/null | grep -q '^wasm32-unknown-unknown$' \
+     || rustup target add wasm32-unknown-unknown >/dev/null 2>&1; then
+    WASM_CARGO="cargo"
+    WASM_BUILD_STD=""
+    return 0
+  fi
+  apt_install rustc-web cargo-web rust-web-src lld-19
+  WASM_CARGO="/usr/bin/cargo"
+  WASM_BUILD_STD="-Zbuild-std=std,panic_abort"
+  export RUSTC_BOOTSTRAP=1
+  export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=/usr/lib/llvm-19/bin/wasm-ld
+}
+
+# ensure_python_polars: a virtual environment in .venv with Polars, for
+# the analysts' checks. Exports CLICKSTREAM_PYTHON.
+ensure_python_polars() {
+  local venv="$ROOT/.venv"
+  if ! "$venv/bin/python" -c 'import polars' >/dev/null 2>&1; then
+    command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
+    python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$venv"; }
+    log "pip install polars (into .venv)"
+    "$venv/bin/pip" install -q --disable-pip-version-check polars
+  fi
+  export CLICKSTREAM_PYTHON="$venv/bin/python"
+}
