@@ -21,10 +21,24 @@ fn plan(o: &GenerateOptions) -> Vec<PlannedBatch> {
     Traffic::new(o, NOW).collect()
 }
 
+struct Big {
+    batches: Vec<PlannedBatch>,
+    /// (measured events per finished session, the model's mean, sessions)
+    per_session: (f64, f64, u64),
+}
+
 /// The 20k-event run most tests look at, planned once.
+fn big_run() -> &'static Big {
+    static BIG: std::sync::OnceLock<Big> = std::sync::OnceLock::new();
+    BIG.get_or_init(|| {
+        let mut t = Traffic::new(&opts(20_000, 7), NOW);
+        let batches = t.by_ref().collect();
+        Big { batches, per_session: t.mean_events_per_session() }
+    })
+}
+
 fn big() -> &'static Vec<PlannedBatch> {
-    static BIG: std::sync::OnceLock<Vec<PlannedBatch>> = std::sync::OnceLock::new();
-    BIG.get_or_init(|| plan(&opts(20_000, 7)))
+    &big_run().batches
 }
 
 /// Distinct, first-sent events (no deliberate resends).
@@ -171,8 +185,8 @@ fn every_event_is_valid_or_carries_the_matching_corruption() {
 
     // Every reason the contract lists shows up across a few seeds.
     let mut all: BTreeSet<String> = reasons.into_keys().collect();
-    for seed in 100..103 {
-        let o = GenerateOptions { malformed_share: 0.2, ..opts(5_000, seed) };
+    for seed in 100..102 {
+        let o = GenerateOptions { malformed_share: 0.35, ..opts(3_000, seed) };
         for (_, e) in events(&plan(&o)) {
             assert_eq!(check(&e.event, NOW), e.expect, "{}", e.event);
             all.insert(e.expect.clone());
@@ -274,13 +288,12 @@ fn late_events_arrive_minutes_to_hours_later_from_the_same_visitor() {
     for (b, e) in valid(batches) {
         let ts = e["ts"].as_i64().unwrap();
         assert!(ts <= b.send_at_ms);
-        // On-time events are flushed within the 5 s batch window.
-        if b.send_at_ms - ts > 60_000 {
+        // On-time events are flushed within the 5 s batch window; held-back
+        // ones are sent 2 min to 3 h later (or earlier, when the run ends).
+        if b.send_at_ms - ts > 5_000 {
             late += 1;
             assert!(b.send_at_ms - ts <= 3 * 60 * MINUTE + 1000);
             assert_eq!(e["anonymous_id"], b.anonymous_id.as_str());
-        } else {
-            assert!(b.send_at_ms - ts <= 5_000, "{} ms", b.send_at_ms - ts);
         }
     }
     assert!((100..=320).contains(&late), "late events: {late}");
@@ -427,13 +440,13 @@ fn bots_crawl_and_burst_visitors_exceed_fifty_events_a_minute() {
 
 #[test]
 fn arrival_model_is_calibrated() {
-    // A long run: the running mean of events per session converges to the
-    // prior the arrival rate starts from.
-    let mut t = Traffic::new(&opts(60_000, 9), NOW);
-    t.by_ref().for_each(drop);
-    let (mean, sessions) = t.mean_events_per_session();
-    println!("events per session {mean:.2} over {sessions} sessions");
-    assert!((4.5..6.2).contains(&mean), "{mean}");
+    // The arrival rate divides by the model's events per session; the
+    // sessions actually simulated must agree, or the pacing drifts.
+    let (mean, model, sessions) = big_run().per_session;
+    println!("events per session {mean:.2} (model {model:.2}) over {sessions} sessions");
+    // Loose: a few long bot sessions move the mean of 20k events by several
+    // percent; this catches a model change that forgot the constants.
+    assert!((mean / model - 1.0).abs() < 0.15, "{mean} vs {model}");
 }
 
 #[test]
@@ -598,6 +611,30 @@ mod http {
         assert_eq!(report.valid_distinct + report.malformed, report.events);
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn real_time_mode_paces_against_the_wall_clock() {
+        let (target, server) = serve().await;
+        let o = GenerateOptions { target, rate: Some(60.0), events: Some(150), ..Default::default() };
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        let t0 = wall_ms();
+        let report = run(o, rx).await.unwrap();
+        let secs = report.elapsed.as_secs_f64();
+        println!("real time: {report}");
+        // 150 events at 60/s: about 2.5 s (plus the last batch window).
+        assert!((1.2..9.0).contains(&secs), "{secs}");
+        for b in server.bodies.lock().unwrap().iter() {
+            let sent_at = b["sent_at"].as_i64().unwrap();
+            for e in b["events"].as_array().unwrap() {
+                if let Some(ts) = e.get("ts").and_then(Value::as_i64) {
+                    // Real time: event time is the wall clock of the run.
+                    if ts < sent_at + DAY {
+                        assert!(ts >= t0 && ts <= sent_at, "ts {ts} sent_at {sent_at}");
+                    }
+                }
+            }
+        }
+    }
+
     #[tokio::test]
     async fn permanent_errors_are_counted_not_retried() {
         let app = Router::new().route("/v1/batch", post(|| async { (StatusCode::BAD_REQUEST, "bad_batch") }));
@@ -613,17 +650,4 @@ mod http {
     }
 }
 
-#[test]
-fn tmp_calibration() {
-    let b = plan(&opts(100_000, 21));
-    let mut per: HashMap<VisitorKind, (HashSet<String>, usize)> = HashMap::new();
-    for (bb, e) in events(&b) {
-        let sid = e.event.get("session_id").and_then(|v| v.as_str()).unwrap_or("").to_string();
-        let x = per.entry(bb.kind).or_default();
-        x.0.insert(sid);
-        x.1 += 1;
-    }
-    for (k, (s, n)) in &per {
-        println!("{k:?}: sessions {} events {} mean {:.2}", s.len(), n, *n as f64 / s.len() as f64);
-    }
-}
+

@@ -6,8 +6,13 @@
 //! (`sender.rs`) only decides *when* to send them.
 //!
 //! Model, briefly:
-//! - Sessions arrive as a Poisson process whose rate is steered towards the
-//!   target event rate (events per second of event time).
+//! - Sessions arrive as a Poisson process sized to the target event rate
+//!   (events per ms of event time), nudged back when the cumulative count
+//!   drifts. The simulation starts with a hidden warm-up, so the history
+//!   opens with visitors already mid-session instead of a ramp.
+//! - Real-time mode: the history starts at `now` and the caller advances
+//!   `now` with the wall clock. Fast mode: it starts in the past and ends
+//!   near `now`; it never emits an event later than `now`.
 //! - Each session is a small state machine over the shop's pages (landing
 //!   with a traffic source, browse, search, cart, checkout, purchase); every
 //!   step emits one event after a think time.
@@ -65,10 +70,13 @@ const RETURNING_SHARE: f64 = 0.3;
 const ACCOUNT_SHARE: f64 = 0.3;
 /// Hidden warm-up before `start_ms`: at most this long / this many events.
 const WARMUP_MS: i64 = 15 * MINUTE;
-const WARMUP_MAX_EVENTS: f64 = 30_000.0;
-/// Long-run events per session of the behaviour model (bots included),
-/// measured from the model itself.
-const MEAN_EVENTS_PER_SESSION: f64 = 5.1;
+const WARMUP_MAX_EVENTS: f64 = 10_000.0;
+/// Events per session of the behaviour model, measured from the model itself
+/// (a test keeps them honest): humans, bots, and the share of sessions that
+/// come from new visitors (only those can be bots).
+const HUMAN_EVENTS_PER_SESSION: f64 = 3.75;
+const BOT_EVENTS_PER_SESSION: f64 = 62.0;
+const NEW_VISITOR_SESSION_SHARE: f64 = 0.67;
 /// Time constant of the arrival-rate correction.
 const CORRECTION_MS: i64 = 10 * MINUTE;
 /// Share of batches sent by `sendBeacon` (page hide) rather than `fetch`.
@@ -143,6 +151,7 @@ pub struct Traffic {
     /// time unfinished, visitors arrive quickly so the run ends in seconds
     /// rather than at the history's leisurely pace.
     catch_up_at: Option<i64>,
+    mean_events: f64,
 
     heap: BinaryHeap<Reverse<(i64, u64, Action)>>,
     seq: u64,
@@ -289,6 +298,8 @@ impl Traffic {
             clock: start_ms - warmup_ms,
             rate_per_ms,
             catch_up_at: (!realtime && opts.events.is_some()).then_some(now_ms),
+            mean_events: HUMAN_EVENTS_PER_SESSION
+                + NEW_VISITOR_SESSION_SHARE * share(opts.bot_share) * (BOT_EVENTS_PER_SESSION - HUMAN_EVENTS_PER_SESSION),
             heap: BinaryHeap::new(),
             seq: 0,
             out: VecDeque::new(),
@@ -367,7 +378,7 @@ impl Traffic {
                 Some(Reverse((t, _, _))) if *t <= self.now_ms => {}
                 _ => return None,
             }
-            let Some(Reverse((t, _, action))) = self.heap.pop() else { return None };
+            let Reverse((t, _, action)) = self.heap.pop()?;
             self.clock = self.clock.max(t);
             match action {
                 Action::Arrival => self.arrive(t),
@@ -385,10 +396,10 @@ impl Traffic {
         }
     }
 
-    /// Events per finished session so far (checks the calibrated prior).
+    /// Events per finished session so far, the model's mean, and sessions.
     #[cfg(test)]
-    pub(super) fn mean_events_per_session(&self) -> (f64, u64) {
-        (self.done_session_events as f64 / self.done_sessions.max(1) as f64, self.done_sessions)
+    pub(super) fn mean_events_per_session(&self) -> (f64, f64, u64) {
+        (self.done_session_events as f64 / self.done_sessions.max(1) as f64, self.mean_events, self.done_sessions)
     }
 
     /// Stops generating: closes every open batch and releases every held-back
@@ -429,20 +440,17 @@ impl Traffic {
 
     /// A new session: a returning visitor or a new one (possibly a bot).
     fn arrive(&mut self, t: i64) {
-        // Poisson arrivals at rate / (events per session). The mean starts
-        // from a calibrated prior (early finished sessions are the short
-        // ones, so the running mean alone would start low), and a slow
-        // integral correction pulls the cumulative count back to the target
-        // so a fast run ends near `now`.
-        let mean_events = (self.done_session_events as f64 + MEAN_EVENTS_PER_SESSION * 200.0)
-            / (self.done_sessions as f64 + 200.0);
+        // Poisson arrivals at rate / (events per session), with the model's
+        // calibrated mean (a running mean would start biased low: short
+        // sessions finish first), plus a slow integral correction that pulls
+        // the cumulative count back to the target so a fast run ends near now.
         let factor = if t < self.start_ms {
             1.0
         } else {
             let behind = self.rate_per_ms * (t - self.start_ms) as f64 - self.generated as f64;
             (1.0 + behind / (self.rate_per_ms * CORRECTION_MS as f64)).clamp(0.5, 2.0)
         };
-        let per_ms = self.rate_per_ms / mean_events * factor;
+        let per_ms = self.rate_per_ms / self.mean_events * factor;
         let mut gap = -(1.0 - self.rng.gen::<f64>()).ln() / per_ms;
         if self.catch_up_at.is_some_and(|at| t >= at) {
             gap = gap.min(50.0);
@@ -691,7 +699,7 @@ impl Traffic {
             }
             PageKind::Category(c) => {
                 if r < 0.46 {
-                    let p = product_page(*pick(&mut self.rng, &catalog::products_in(c).collect::<Vec<_>>()));
+                    let p = product_page(pick_one(&mut self.rng, &catalog::products_in(c).collect::<Vec<_>>()));
                     self.go(s, p, 0.85);
                 } else if r < 0.56 {
                     let p = self.category_page(Some(c));
@@ -740,7 +748,7 @@ impl Traffic {
             PageKind::Search(q) => {
                 let cat = SEARCHES.iter().find(|(t, _)| *t == q).map_or("home", |(_, c)| *c);
                 if r < 0.55 {
-                    let p = product_page(*pick(&mut self.rng, &catalog::products_in(cat).collect::<Vec<_>>()));
+                    let p = product_page(pick_one(&mut self.rng, &catalog::products_in(cat).collect::<Vec<_>>()));
                     self.go(s, p, 0.95);
                 } else if r < 0.65 {
                     self.search(s);
@@ -825,7 +833,7 @@ impl Traffic {
             let p = self.product_page();
             Step::Click { tag: "a", text: p.title.clone(), href: Some(p.url) }
         } else if self.rng.gen_bool(0.1) {
-            Step::Custom(*pick(&mut self.rng, CUSTOM_EVENTS))
+            Step::Custom(pick_one(&mut self.rng, CUSTOM_EVENTS))
         } else {
             Step::View(self.product_page(), None)
         };
@@ -886,7 +894,7 @@ impl Traffic {
     fn related(&mut self, p: &'static Product) -> Page {
         if self.rng.gen_bool(0.7) {
             let same: Vec<&'static Product> = catalog::products_in(p.category).filter(|q| q.n != p.n).collect();
-            product_page(*pick(&mut self.rng, &same))
+            product_page(pick_one(&mut self.rng, &same))
         } else {
             self.product_page()
         }
@@ -1217,6 +1225,11 @@ fn capitalize(s: &str) -> String {
         Some(f) => f.to_uppercase().chain(c).collect(),
         None => String::new(),
     }
+}
+
+/// A copy of a random element (for tables of references).
+fn pick_one<T: Copy, R: Rng>(rng: &mut R, items: &[T]) -> T {
+    *pick(rng, items)
 }
 
 fn log_uniform<R: Rng>(rng: &mut R, lo: i64, hi: i64) -> i64 {
