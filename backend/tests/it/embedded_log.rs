@@ -66,8 +66,10 @@ fn writer_child() {
         for task in 0..CHILD_TASKS {
             let log = log.clone();
             tasks.push(tokio::spawn(async move {
-                let keys: Vec<String> = (0..KEYS_PER_TASK).map(|k| child_key(run, task, k)).collect();
-                let mut next_seq = vec![0u64; KEYS_PER_TASK];
+                let keys: Vec<String> = (0..KEYS_PER_TASK)
+                    .map(|k| child_key(run, task, k))
+                    .collect();
+                let mut next_seq = [0u64; KEYS_PER_TASK];
                 while started.elapsed() < CHILD_LIFETIME {
                     let mut batch = Vec::with_capacity(RECORDS_PER_BATCH);
                     let mut acks = String::new();
@@ -87,7 +89,11 @@ fn writer_child() {
                         return;
                     }
                     let mut stdout = std::io::stdout().lock();
-                    if stdout.write_all(acks.as_bytes()).and_then(|()| stdout.flush()).is_err() {
+                    if stdout
+                        .write_all(acks.as_bytes())
+                        .and_then(|()| stdout.flush())
+                        .is_err()
+                    {
                         // The parent is gone.
                         return;
                     }
@@ -121,10 +127,7 @@ fn unique_temp_dir() -> PathBuf {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    std::env::temp_dir().join(format!(
-        "clickstream-kill9-{}-{nanos}",
-        std::process::id()
-    ))
+    std::env::temp_dir().join(format!("clickstream-kill9-{}-{nanos}", std::process::id()))
 }
 
 /// Runs one child, kills it mid-append, and returns the (key, seq) it acked.
@@ -235,14 +238,21 @@ async fn verify(dir: &Path, acked: &BTreeMap<String, u64>, run: usize) {
     }
     // No rejects were ever produced.
     for partition in 0..PARTITIONS {
-        assert!(log.fetch(Topic::Rejects, partition, 0, 10).await.unwrap().is_empty());
+        assert!(log
+            .fetch(Topic::Rejects, partition, 0, 10)
+            .await
+            .unwrap()
+            .is_empty());
     }
 
     // Per key: exactly 0, 1, 2, ... in offset order (so: stored in the order
     // produced, no duplicates, no holes), and covering every acked seq.
     for (key, seqs) in &stored {
         for (index, seq) in seqs.iter().enumerate() {
-            assert_eq!(*seq, index as u64, "run {run}: key {key} stored out of order or with a hole");
+            assert_eq!(
+                *seq, index as u64,
+                "run {run}: key {key} stored out of order or with a hole"
+            );
         }
     }
     for (key, highest_acked) in acked {
