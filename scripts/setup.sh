@@ -41,18 +41,19 @@ ensure_rust() {
 
 # ensure_wasm_target: builds for wasm32-unknown-unknown. rustup's target
 # when it can be downloaded; otherwise Debian's rustc-web, which builds std
-# from source (see shared/TOOLCHAIN.md). Exports WASM_CARGO and WASM_ENV.
+# from source. Sets WASM_CARGO (an absolute path: the two toolchains both
+# call their binary `cargo`) and WASM_BUILD_STD.
 ensure_wasm_target() {
-  if rustup target list --installed 2>/dev/null | grep -q '^wasm32-unknown-unknown$' \
-     || rustup target add wasm32-unknown-unknown >/dev/null 2>&1; then
-    WASM_CARGO="cargo"
+  if [ "${CLICKSTREAM_WASM_TOOLCHAIN:-}" != "debian" ] && { rustup target list --installed 2>/dev/null | grep -q '^wasm32-unknown-unknown$' \
+     || rustup target add wasm32-unknown-unknown >/dev/null 2>&1; }; then
+    WASM_CARGO="$(command -v cargo)"
     WASM_BUILD_STD=""
     return 0
   fi
   apt_install rustc-web cargo-web rust-web-src lld-19
   WASM_CARGO="/usr/bin/cargo"
   WASM_BUILD_STD="-Zbuild-std=std,panic_abort"
-  export RUSTC_BOOTSTRAP=1
+  export RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1
   export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=/usr/lib/llvm-19/bin/wasm-ld
 }
 

@@ -14,6 +14,6 @@ cargo test --locked --workspace
 
 log "wasm32: the contract crate and the tracker build for browsers and Workers"
 ensure_wasm_target
-PATH="/usr/bin:$PATH" $WASM_CARGO build --locked --release --target wasm32-unknown-unknown \
+$WASM_CARGO build --locked --release --target wasm32-unknown-unknown \
   $WASM_BUILD_STD --target-dir "$ROOT/target/wasm" -p clickstream-schema -p collector-wasm
 echo "wasm32 build: ok"
