@@ -14,6 +14,11 @@ use clickstream_backend::serve::{open_log, serve, stop_on_signal, ServeSettings}
 use clickstream_backend::server::{ClientIp, IngestAuth};
 use clickstream_backend::{bench, demo, generate};
 
+// Polars and the JSON decoding of stream records allocate many small
+// buffers; glibc's malloc dominated the aggregator's profile.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "clickstream", version, about = "Real-time clickstream analytics: collect, stream, refine to Parquet.")]
 struct Cli {
