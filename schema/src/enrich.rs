@@ -134,8 +134,36 @@ pub struct EnrichedEvent {
     pub utm_term: Option<String>,
     pub utm_content: Option<String>,
     /// The event exactly as received (JSON), so Silver can be rebuilt from
-    /// Bronze after a rule change.
+    /// Bronze after a rule change. In the stream record it is embedded as
+    /// JSON rather than as an escaped string: readers skip it without
+    /// unescaping, and it stays readable in `fluvio consume`.
+    #[serde(with = "embedded_json")]
     pub raw: String,
+}
+
+/// Serde for a field holding a JSON text: written as the JSON itself,
+/// read back from either that or a JSON string (older records).
+mod embedded_json {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde_json::value::RawValue;
+
+    pub fn serialize<S: Serializer>(text: &str, s: S) -> Result<S::Ok, S::Error> {
+        match serde_json::from_str::<&RawValue>(text) {
+            Ok(json) => json.serialize(s),
+            // Not JSON (only possible if built by hand): keep it as text.
+            Err(_) => s.serialize_str(text),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        let json = Box::<RawValue>::deserialize(d)?;
+        if json.get().starts_with('"') {
+            serde_json::from_str::<String>(json.get()).map_err(D::Error::custom)
+        } else {
+            Ok(Box::<str>::from(json).into_string())
+        }
+    }
 }
 
 /// Adds the edge's knowledge to a validated event.
@@ -250,6 +278,27 @@ mod tests {
             "props": {"product_id": "p-42", "category": "shoes", "price": 59.9, "quantity": 2, "currency": "EUR", "data-position": 3},
             "context": {"screen": "390x844", "lang": "de-DE", "tz": "Europe/Berlin"}
         })
+    }
+
+    #[test]
+    fn stream_record_embeds_the_raw_event_as_json_and_round_trips() {
+        let e = event(add_to_cart(), Some(NOW));
+        let record = serde_json::to_string(&e).unwrap();
+        assert!(record.contains(r#""raw":{"#), "raw should be embedded JSON: {record}");
+        let back: EnrichedEvent = serde_json::from_str(&record).unwrap();
+        assert_eq!(back, e);
+        assert_eq!(back.raw, add_to_cart().to_string());
+
+        // Records that carry raw as an escaped string still decode.
+        let mut old: serde_json::Value = serde_json::from_str(&record).unwrap();
+        old["raw"] = serde_json::Value::String(e.raw.clone());
+        let back: EnrichedEvent = serde_json::from_value(old).unwrap();
+        assert_eq!(back.raw, e.raw);
+
+        // A hand-built raw that is not JSON stays text.
+        let odd = EnrichedEvent { raw: "not json {".into(), ..e };
+        let back: EnrichedEvent = serde_json::from_str(&serde_json::to_string(&odd).unwrap()).unwrap();
+        assert_eq!(back.raw, "not json {");
     }
 
     #[test]
