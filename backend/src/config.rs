@@ -52,6 +52,14 @@ pub struct AggregateFileConfig {
     pub max_records_per_partition: Option<usize>,
     /// How long event ids are remembered for deduplication. Default 48.
     pub dedup_retention_hours: Option<i64>,
+    /// Inactivity that ends a session, minutes. Default 30.
+    pub session_gap_minutes: Option<i64>,
+    /// How far the watermark trails the latest event time, minutes: a
+    /// Gold window is `is_final` once the watermark passed it. Default 10.
+    pub allowed_lateness_minutes: Option<i64>,
+    /// More events than this from one visitor in one minute flags a bot.
+    /// Default 50.
+    pub bot_events_per_minute: Option<u32>,
 }
 
 impl FileConfig {

@@ -15,6 +15,7 @@ use super::dedup::SeenEvents;
 use super::rejects::{rejects_frame, LogBadRow};
 use super::silver::{silver, IS_NEW};
 use crate::clock::Clock;
+use crate::gold::GoldConfig;
 use crate::metrics::Metrics;
 use crate::storage::commit::CommitError;
 use crate::storage::{Commit, Manifest, Table};
@@ -32,6 +33,9 @@ pub struct AggregateConfig {
     pub dedup_retention_ms: i64,
     /// Consumer group name under which progress is reported to the stream.
     pub group: String,
+    /// Sessions, bots and lateness rules of the Gold tables; `None` stops
+    /// at Silver (the Bronze→Silver benchmark).
+    pub gold: Option<GoldConfig>,
 }
 
 impl AggregateConfig {
@@ -42,6 +46,7 @@ impl AggregateConfig {
             max_records_per_partition: 50_000,
             dedup_retention_ms: 48 * 3_600_000,
             group: "clickstream-aggregate".into(),
+            gold: Some(GoldConfig::default()),
         }
     }
 }
@@ -68,6 +73,8 @@ pub struct StepReport {
     pub duplicates: usize,
     pub reject_rows: usize,
     pub files: usize,
+    /// Gold day files replaced.
+    pub gold_files: usize,
     /// Where the time went, for the bench and debug logs.
     pub timings: StepTimings,
 }
@@ -85,6 +92,8 @@ pub struct StepTimings {
     pub silver: Duration,
     /// Silver and rejects Parquet files.
     pub silver_write: Duration,
+    /// Recomputing and writing the Gold days touched.
+    pub gold: Duration,
     /// Manifest rename and publishing.
     pub commit: Duration,
 }
@@ -96,6 +105,7 @@ impl StepTimings {
         self.bronze_write += o.bronze_write;
         self.silver += o.silver;
         self.silver_write += o.silver_write;
+        self.gold += o.gold;
         self.commit += o.commit;
     }
 }
@@ -105,12 +115,13 @@ impl std::fmt::Display for StepTimings {
         let ms = |d: Duration| d.as_millis();
         write!(
             f,
-            "read {} ms, decode {} ms, bronze write {} ms, silver {} ms, silver write {} ms, commit {} ms",
+            "read {} ms, decode {} ms, bronze write {} ms, silver {} ms, silver write {} ms, gold {} ms, commit {} ms",
             ms(self.read),
             ms(self.decode),
             ms(self.bronze_write),
             ms(self.silver),
             ms(self.silver_write),
+            ms(self.gold),
             ms(self.commit)
         )
     }
@@ -190,9 +201,10 @@ impl Aggregator {
         let seen = self.seen.take().unwrap_or_default();
         let data_dir = self.config.data_dir.clone();
         let now = self.clock.now_ms();
+        let gold = self.config.gold;
         let result = tokio::task::spawn_blocking(move || {
             let mut seen = seen;
-            let outcome = write_micro_batch(&data_dir, next, events, rejects, &mut seen, now);
+            let outcome = write_micro_batch(&data_dir, next, events, rejects, &mut seen, now, gold.as_ref());
             (seen, outcome)
         })
         .await
@@ -241,6 +253,7 @@ impl Aggregator {
             total.duplicates += r.duplicates;
             total.reject_rows += r.reject_rows;
             total.files += r.files;
+            total.gold_files += r.gold_files;
             total.timings.add(&r.timings);
         }
     }
@@ -297,6 +310,7 @@ fn write_micro_batch(
     rejects: Vec<Fetched>,
     seen: &mut SeenEvents,
     now: i64,
+    gold: Option<&GoldConfig>,
 ) -> Result<(Manifest, StepReport), AggregateError> {
     let mut report = StepReport { events_read: events.len(), rejects_read: rejects.len(), ..StepReport::default() };
     let mut timer = Instant::now();
@@ -341,6 +355,13 @@ fn write_micro_batch(
         write_partitioned(&mut commit, Table::Rejects, &mut df, "received_at", "rejects", &mut report)?;
     }
     report.timings.silver_write = lap();
+
+    // Gold: recompute the days the new Silver rows (and the watermark's
+    // move) touch, in the same commit.
+    if let (Some(fresh), Some(gold)) = (silver_frames.first(), gold) {
+        report.gold_files = crate::gold::refresh::after_silver(data_dir, &mut commit, &mut next, fresh, gold)?;
+        report.timings.gold = lap();
+    }
 
     next.totals.bronze_rows += report.bronze_rows as u64;
     next.totals.silver_rows += report.silver_rows as u64;

@@ -74,6 +74,10 @@ pub struct Manifest {
     /// The files of the last commit (published by the time it returns).
     pub files: Vec<PendingFile>,
     pub totals: Totals,
+    /// Latest event time Silver has seen (ms); the watermark trails it by
+    /// the allowed lateness.
+    #[serde(default)]
+    pub max_event_ts: Option<i64>,
 }
 
 impl Manifest {
@@ -158,10 +162,19 @@ impl Commit {
         df: &mut DataFrame,
     ) -> Result<(), CommitError> {
         let final_rel = dir.join(format!("part-{:010}-{name}.parquet", self.seq));
+        self.write_parquet_at(&final_rel, df)
+    }
+
+    /// Writes a frame to be published at `final_rel` (relative to the data
+    /// directory). If a file is there already, publishing replaces it in
+    /// one rename: readers see the old file or the new one, never neither
+    /// and never a mix. Gold partitions are replaced this way.
+    pub fn write_parquet_at(&mut self, final_rel: &Path, df: &mut DataFrame) -> Result<(), CommitError> {
         let tmp_rel = PathBuf::from(format!("{}{TMP_SUFFIX}", final_rel.display()));
         let tmp_abs = self.data_dir.join(&tmp_rel);
-        let parent = self.data_dir.join(dir);
-        fs::create_dir_all(&parent).map_err(io_err(format!("creating {}", parent.display())))?;
+        if let Some(parent) = tmp_abs.parent() {
+            fs::create_dir_all(parent).map_err(io_err(format!("creating {}", parent.display())))?;
+        }
         let mut file =
             File::create(&tmp_abs).map_err(io_err(format!("creating {}", tmp_abs.display())))?;
         ParquetWriter::new(&mut file)

@@ -137,3 +137,53 @@ async fn a_crash_before_the_commit_point_repeats_nothing_and_after_it_loses_noth
     assert!(agg.drain().await.unwrap().is_empty());
     assert_eq!(strings(&silver(dir.path()), "event_id"), ["e-1", "e-2"]);
 }
+
+fn traffic_row(dir: &std::path::Path, window_start: i64) -> Option<(u32, u32, bool)> {
+    use clickstream_backend::gold::{refresh, GoldTable};
+    let df = refresh::scan(dir, GoldTable::Traffic1m)
+        .unwrap()
+        .filter(col("window_start").cast(DataType::Int64).eq(lit(window_start)))
+        .collect()
+        .unwrap();
+    if df.height() == 0 {
+        return None;
+    }
+    assert_eq!(df.height(), 1, "one row per window");
+    let u = |c: &str| df.column(c).unwrap().cast(&DataType::UInt32).unwrap().u32().unwrap().get(0).unwrap();
+    Some((u("events"), u("active_users"), df.column("is_final").unwrap().bool().unwrap().get(0).unwrap()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_event_updates_its_final_window_and_one_beyond_the_horizon_is_rejected() {
+    let dir = temp_dir("late");
+    let log = Arc::new(EmbeddedLog::open(&dir.path().join("log"), 1).unwrap());
+    let minute = 60_000;
+    let early = NOW - 3 * 3_600_000; // 05:00:00
+    send(&log, vec![view("e-1", "a-1", early), view("e-2", "a-2", NOW)]).await;
+    let mut agg = aggregator(dir.path(), log.clone()).await;
+    agg.drain().await.unwrap();
+    // The watermark (08:00 − 10 min) passed 05:00's window, not 08:00's.
+    assert_eq!(traffic_row(dir.path(), early), Some((1, 1, true)));
+    assert_eq!(traffic_row(dir.path(), NOW), Some((1, 1, false)));
+    assert_eq!(Manifest::load(dir.path()).unwrap().max_event_ts, Some(NOW));
+
+    // Three hours late, after its window was final: the window is
+    // recomputed and stays final. A retry of it changes nothing.
+    send(&log, vec![view("e-3", "a-3", early + 5_000)]).await;
+    agg.drain().await.unwrap();
+    assert_eq!(traffic_row(dir.path(), early), Some((2, 2, true)));
+    send(&log, vec![view("e-3", "a-3", early + 5_000)]).await;
+    agg.drain().await.unwrap();
+    assert_eq!(traffic_row(dir.path(), early), Some((2, 2, true)));
+    // The day's partition was replaced, not added to.
+    let day_dir = dir.path().join("gold/traffic_1m/dt=2024-11-22");
+    let files: Vec<_> = std::fs::read_dir(&day_dir).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(files, vec![std::ffi::OsString::from("part-00000.parquet")]);
+
+    // Beyond the 7-day horizon: rejected as too_late at the edge, Gold untouched.
+    send(&log, vec![view("e-old", "a-4", NOW - 8 * 24 * 3_600_000)]).await;
+    agg.drain().await.unwrap();
+    let rejects = scan_table(dir.path(), Table::Rejects).unwrap().collect().unwrap();
+    assert_eq!(strings(&rejects, "reason"), ["too_late"]);
+    assert_eq!(traffic_row(dir.path(), NOW - 8 * 24 * 3_600_000 - (NOW % minute)), None);
+}

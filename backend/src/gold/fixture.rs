@@ -1,0 +1,142 @@
+//! Small hand-written Silver frames for the Gold tests.
+
+use polars::prelude::*;
+
+use super::datetime_ms;
+
+/// 2026-11-22T00:00:00Z in ms.
+pub const DAY: i64 = 1_795_305_600_000;
+pub const MIN: i64 = 60_000;
+pub const HOUR: i64 = 60 * MIN;
+
+/// `DAY` plus hours and minutes.
+pub fn at(h: i64, m: i64) -> i64 {
+    DAY + h * HOUR + m * MIN
+}
+
+#[derive(Clone, Debug)]
+pub struct Ev {
+    pub id: String,
+    pub kind: &'static str,
+    pub ts: i64,
+    pub anon: String,
+    pub path: String,
+    pub product: Option<String>,
+    pub price: Option<f64>,
+    pub qty: Option<i64>,
+    pub revenue: Option<f64>,
+    pub order: Option<String>,
+    pub user: Option<String>,
+    pub utm: Option<String>,
+    pub bot: bool,
+}
+
+/// An event of visitor `anon`; ids are unique if `id` is.
+pub fn ev(id: impl Into<String>, kind: &'static str, ts: i64, anon: &str) -> Ev {
+    Ev {
+        id: id.into(),
+        kind,
+        ts,
+        anon: anon.into(),
+        path: "/".into(),
+        product: None,
+        price: None,
+        qty: None,
+        revenue: None,
+        order: None,
+        user: None,
+        utm: None,
+        bot: false,
+    }
+}
+
+impl Ev {
+    pub fn path(mut self, p: &str) -> Ev {
+        self.path = p.into();
+        self
+    }
+    pub fn product(mut self, p: &str) -> Ev {
+        self.product = Some(p.into());
+        self
+    }
+    pub fn cart(mut self, qty: i64, price: f64) -> Ev {
+        self.qty = Some(qty);
+        self.price = Some(price);
+        self
+    }
+    pub fn bought(mut self, order: &str, qty: i64, revenue: f64) -> Ev {
+        self.order = Some(order.into());
+        self.qty = Some(qty);
+        self.revenue = Some(revenue);
+        self
+    }
+    pub fn user(mut self, u: &str) -> Ev {
+        self.user = Some(u.into());
+        self
+    }
+    pub fn utm(mut self, s: &str) -> Ev {
+        self.utm = Some(s.into());
+        self
+    }
+    pub fn bot(mut self) -> Ev {
+        self.bot = true;
+        self
+    }
+}
+
+/// A Silver frame (the columns Gold reads) for site `shop-1`.
+pub fn silver(events: &[Ev]) -> LazyFrame {
+    let n = events.len();
+    let s = |f: fn(&Ev) -> String| events.iter().map(f).collect::<Vec<_>>();
+    let o = |f: fn(&Ev) -> Option<String>| events.iter().map(f).collect::<Vec<_>>();
+    let ts = Column::new("event_ts".into(), events.iter().map(|e| e.ts).collect::<Vec<_>>())
+        .cast(&datetime_ms())
+        .unwrap();
+    let df = DataFrame::new(
+        n,
+        vec![
+            Column::new("event_id".into(), s(|e| e.id.clone())),
+            Column::new("event_type".into(), events.iter().map(|e| e.kind).collect::<Vec<_>>()),
+            ts,
+            Column::new("site_id".into(), vec!["shop-1"; n]),
+            Column::new("anonymous_id".into(), s(|e| e.anon.clone())),
+            Column::new("user_id".into(), o(|e| e.user.clone())),
+            Column::new("session_id".into(), s(|e| format!("client-{}", e.anon))),
+            Column::new("page_path".into(), s(|e| e.path.clone())),
+            Column::new("product_id".into(), o(|e| e.product.clone())),
+            Column::new("price".into(), events.iter().map(|e| e.price).collect::<Vec<_>>()),
+            Column::new("quantity".into(), events.iter().map(|e| e.qty).collect::<Vec<_>>()),
+            Column::new("revenue".into(), events.iter().map(|e| e.revenue).collect::<Vec<_>>()),
+            Column::new("order_id".into(), o(|e| e.order.clone())),
+            Column::new("utm_source".into(), o(|e| e.utm.clone())),
+            Column::new("utm_medium".into(), vec![None::<&str>; n]),
+            Column::new("utm_campaign".into(), vec![None::<&str>; n]),
+            Column::new("country".into(), vec!["DE"; n]),
+            Column::new("device_type".into(), vec!["desktop"; n]),
+            Column::new("browser".into(), vec!["Chrome"; n]),
+            Column::new("is_bot".into(), events.iter().map(|e| e.bot).collect::<Vec<_>>()),
+        ],
+    )
+    .unwrap();
+    df.lazy()
+}
+
+pub fn u32s(df: &DataFrame, name: &str) -> Vec<Option<u32>> {
+    df.column(name).unwrap().cast(&DataType::UInt32).unwrap().u32().unwrap().iter().collect()
+}
+
+pub fn i64s(df: &DataFrame, name: &str) -> Vec<Option<i64>> {
+    df.column(name).unwrap().cast(&DataType::Int64).unwrap().i64().unwrap().iter().collect()
+}
+
+pub fn f64s(df: &DataFrame, name: &str) -> Vec<Option<f64>> {
+    df.column(name).unwrap().cast(&DataType::Float64).unwrap().f64().unwrap().iter().collect()
+}
+
+pub fn strs(df: &DataFrame, name: &str) -> Vec<Option<String>> {
+    df.column(name).unwrap().str().unwrap().iter().map(|v| v.map(str::to_owned)).collect()
+}
+
+pub fn bools(df: &DataFrame, name: &str) -> Vec<Option<bool>> {
+    df.column(name).unwrap().bool().unwrap().iter().collect()
+}

@@ -1,0 +1,176 @@
+//! Gold: the business tables analysts and the dashboard read, each a pure
+//! function from Silver (a `LazyFrame`) to the table (a `LazyFrame`).
+//!
+//! Every function here is lazy: nothing is collected until the caller (the
+//! aggregator, `replay` or a test) decides to. Business metrics exclude bots
+//! ([`human_events`]); only `bot_anomalies` looks at them.
+//!
+//! Timestamps are UTC `Datetime(ms)`, windows are on event time and are
+//! half-open: `[window_start, window_end)`. An event exactly on an edge
+//! belongs to the window that starts there.
+
+pub mod bots;
+pub mod funnel;
+pub mod products;
+pub mod refresh;
+pub mod revenue;
+pub mod sessions;
+pub mod top_pages;
+pub mod traffic;
+pub mod users;
+
+use polars::prelude::*;
+
+pub use bots::bot_anomalies;
+pub use funnel::funnel_1h;
+pub use products::product_performance_1h;
+pub use revenue::revenue_5m;
+pub use sessions::{sessionize, sessions};
+pub use top_pages::top_pages_1h;
+pub use traffic::traffic_1m;
+pub use users::dim_users;
+
+/// The knobs of the Gold rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GoldConfig {
+    /// Inactivity that ends a session (ms). A gap of exactly this long keeps
+    /// the session; one millisecond more starts a new one.
+    pub session_gap_ms: i64,
+    /// A visitor with more than this many events in one minute is a bot.
+    pub bot_events_per_minute: u32,
+    /// How far behind the latest event time the watermark trails (ms): a
+    /// window is final once the watermark has passed its end. Later events
+    /// still update it (up to the lateness horizon); `is_final` says when
+    /// a dashboard can stop expecting changes.
+    pub allowed_lateness_ms: i64,
+}
+
+impl Default for GoldConfig {
+    fn default() -> Self {
+        GoldConfig { session_gap_ms: 30 * 60_000, bot_events_per_minute: 50, allowed_lateness_ms: 10 * 60_000 }
+    }
+}
+
+/// Every Gold table, by the name `query` registers it under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum GoldTable {
+    Traffic1m,
+    TopPages1h,
+    Revenue5m,
+    Sessions,
+    Funnel1h,
+    ProductPerformance1h,
+    BotAnomalies,
+    DimUsers,
+}
+
+impl GoldTable {
+    pub const ALL: [GoldTable; 8] = [
+        GoldTable::Traffic1m,
+        GoldTable::TopPages1h,
+        GoldTable::Revenue5m,
+        GoldTable::Sessions,
+        GoldTable::Funnel1h,
+        GoldTable::ProductPerformance1h,
+        GoldTable::BotAnomalies,
+        GoldTable::DimUsers,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            GoldTable::Traffic1m => "traffic_1m",
+            GoldTable::TopPages1h => "top_pages_1h",
+            GoldTable::Revenue5m => "revenue_5m",
+            GoldTable::Sessions => "sessions",
+            GoldTable::Funnel1h => "funnel_1h",
+            GoldTable::ProductPerformance1h => "product_performance_1h",
+            GoldTable::BotAnomalies => "bot_anomalies",
+            GoldTable::DimUsers => "dim_users",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<GoldTable> {
+        GoldTable::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// The time column whose UTC date names the table's `dt=` partition.
+    pub fn partition_column(self) -> &'static str {
+        match self {
+            GoldTable::Traffic1m | GoldTable::Revenue5m | GoldTable::BotAnomalies => "window_start",
+            GoldTable::TopPages1h | GoldTable::Funnel1h | GoldTable::ProductPerformance1h => "hour_start",
+            GoldTable::Sessions => "session_start",
+            GoldTable::DimUsers => "first_seen",
+        }
+    }
+}
+
+/// `Datetime(ms)` without a time zone: how every timestamp is stored.
+#[cfg(test)]
+pub(crate) fn datetime_ms() -> DataType {
+    DataType::Datetime(TimeUnit::Milliseconds, None)
+}
+
+/// Event time as integer milliseconds, for gap arithmetic.
+pub(crate) fn ts_ms(name: &str) -> Expr {
+    col(name).cast(DataType::Int64)
+}
+
+/// The start of the `every`-long window (e.g. "1m", "1h") holding `ts`.
+pub(crate) fn window_of(ts: &str, every: &str) -> Expr {
+    col(ts).dt().truncate(lit(every))
+}
+
+/// `num / den` as a rate, null where `den` is zero (no division by zero
+/// turning into NaN or infinity in the tables).
+pub(crate) fn rate(num: Expr, den: Expr) -> Expr {
+    when(den.clone().gt(lit(0)))
+        .then(num.cast(DataType::Float64) / den.cast(DataType::Float64))
+        .otherwise(lit(NULL).cast(DataType::Float64))
+}
+
+pub(crate) fn is_type(event_type: &str) -> Expr {
+    col("event_type").eq(lit(event_type))
+}
+
+/// A page view that shows a product.
+pub(crate) fn is_product_view() -> Expr {
+    is_type("page_view").and(col("product_id").is_not_null())
+}
+
+/// The events business metrics count: not flagged `is_bot` by their user
+/// agent, and not from a visitor `bot_anomalies` lists (all of that
+/// visitor's events go, not only the burst).
+pub fn human_events(silver: LazyFrame, anomalies: LazyFrame) -> LazyFrame {
+    let flagged = anomalies.select([col("site_id"), col("anonymous_id")]).unique(None, UniqueKeepStrategy::Any);
+    silver.filter(col("is_bot").not()).join(
+        flagged,
+        [col("site_id"), col("anonymous_id")],
+        [col("site_id"), col("anonymous_id")],
+        JoinArgs::new(JoinType::Anti),
+    )
+}
+
+/// Computes every Gold table from Silver. The aggregator and `replay` call
+/// this on the Silver rows of the partitions they refresh.
+pub fn all_tables(silver: LazyFrame, config: &GoldConfig) -> PolarsResult<Vec<(GoldTable, LazyFrame)>> {
+    let silver = silver.cache();
+    let anomalies = bot_anomalies(silver.clone(), config).cache();
+    let human = human_events(silver, anomalies.clone()).cache();
+    let sessionized = sessionize(human.clone(), config)?.cache();
+    let session_rows = sessions(sessionized.clone()).cache();
+    Ok(vec![
+        (GoldTable::Traffic1m, traffic_1m(sessionized.clone())),
+        (GoldTable::TopPages1h, top_pages_1h(human.clone())?),
+        (GoldTable::Revenue5m, revenue_5m(human.clone())),
+        (GoldTable::Funnel1h, funnel_1h(sessionized)?),
+        (GoldTable::ProductPerformance1h, product_performance_1h(human)),
+        (GoldTable::DimUsers, dim_users(session_rows.clone())),
+        (GoldTable::Sessions, session_rows),
+        (GoldTable::BotAnomalies, anomalies),
+    ])
+}
+
+#[cfg(test)]
+pub(crate) mod fixture;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,207 @@
+//! Each Gold table against hand-computed fixtures.
+
+use polars::prelude::*;
+
+use super::fixture::*;
+use super::*;
+
+fn table(events: &[Ev], which: GoldTable) -> DataFrame {
+    all_tables(silver(events), &GoldConfig::default())
+        .unwrap()
+        .into_iter()
+        .find(|(t, _)| *t == which)
+        .map(|(_, lf)| lf.collect().unwrap())
+        .unwrap()
+}
+
+#[test]
+fn bot_anomalies_flag_more_than_50_events_in_one_minute() {
+    let mut events = Vec::new();
+    // 51 events within 10:00 → flagged.
+    for i in 0..51 {
+        events.push(ev(format!("burst-{i}"), "click", at(10, 0) + i * 1000, "burster"));
+    }
+    // Exactly 50 in one minute → not flagged.
+    for i in 0..50 {
+        events.push(ev(format!("fifty-{i}"), "click", at(10, 0) + i * 1000, "busy"));
+    }
+    // 51 events, but the last exactly on the next minute's edge: 50 + 1.
+    for i in 0..50 {
+        events.push(ev(format!("edge-{i}"), "click", at(11, 0) + i * 1000, "edgy"));
+    }
+    events.push(ev("edge-50", "click", at(11, 1), "edgy"));
+
+    let df = table(&events, GoldTable::BotAnomalies);
+    assert_eq!(strs(&df, "anonymous_id"), vec![Some("burster".to_string())]);
+    assert_eq!(u32s(&df, "events"), vec![Some(51)]);
+    assert_eq!(i64s(&df, "window_start"), vec![Some(at(10, 0))]);
+    assert_eq!(i64s(&df, "window_end"), vec![Some(at(10, 1))]);
+}
+
+#[test]
+fn business_tables_exclude_user_agent_bots_and_flagged_visitors() {
+    let mut events = vec![
+        ev("h1", "page_view", at(9, 0), "human").path("/"),
+        ev("b1", "page_view", at(9, 0), "crawler").path("/").bot(),
+    ];
+    // The burster also has a quiet page view an hour earlier: all of its
+    // events go, not only the burst.
+    events.push(ev("q1", "page_view", at(8, 0), "burster").path("/"));
+    for i in 0..51 {
+        events.push(ev(format!("burst-{i}"), "click", at(9, 0) + i * 100, "burster"));
+    }
+    let traffic = table(&events, GoldTable::Traffic1m);
+    assert_eq!(i64s(&traffic, "window_start"), vec![Some(at(9, 0))]);
+    assert_eq!(u32s(&traffic, "events"), vec![Some(1)]);
+    assert_eq!(u32s(&traffic, "active_users"), vec![Some(1)]);
+    let users = table(&events, GoldTable::DimUsers);
+    assert_eq!(strs(&users, "anonymous_id"), vec![Some("human".to_string())]);
+    let bots = table(&events, GoldTable::BotAnomalies);
+    assert_eq!(strs(&bots, "anonymous_id"), vec![Some("burster".to_string())]);
+}
+
+#[test]
+fn traffic_1m_puts_an_event_on_the_edge_in_the_window_starting_there() {
+    let events = vec![
+        ev("1", "page_view", at(10, 0), "a"),
+        ev("2", "click", at(10, 1) - 1, "a"),
+        ev("3", "page_view", at(10, 1), "b"),
+        ev("4", "page_view", at(10, 1) + 59_999, "a"),
+    ];
+    let df = table(&events, GoldTable::Traffic1m);
+    assert_eq!(i64s(&df, "window_start"), vec![Some(at(10, 0)), Some(at(10, 1))]);
+    assert_eq!(i64s(&df, "window_end"), vec![Some(at(10, 1)), Some(at(10, 2))]);
+    assert_eq!(u32s(&df, "events"), vec![Some(2), Some(2)]);
+    assert_eq!(u32s(&df, "page_views"), vec![Some(1), Some(2)]);
+    assert_eq!(u32s(&df, "active_users"), vec![Some(1), Some(2)]);
+    assert_eq!(u32s(&df, "sessions"), vec![Some(1), Some(2)]);
+}
+
+#[test]
+fn a_gap_of_exactly_30_minutes_keeps_the_session_one_ms_more_splits_it() {
+    let events = vec![
+        ev("k1", "page_view", at(10, 0), "keeps").path("/a"),
+        ev("k2", "page_view", at(10, 30), "keeps").path("/b"),
+        ev("s1", "page_view", at(10, 0), "splits").path("/a"),
+        ev("s2", "page_view", at(10, 30) + 1, "splits").path("/b"),
+    ];
+    let df = table(&events, GoldTable::Sessions);
+    let anon = strs(&df, "anonymous_id");
+    let keeps: Vec<usize> = (0..df.height()).filter(|&i| anon[i].as_deref() == Some("keeps")).collect();
+    let splits: Vec<usize> = (0..df.height()).filter(|&i| anon[i].as_deref() == Some("splits")).collect();
+    assert_eq!(keeps.len(), 1);
+    assert_eq!(splits.len(), 2);
+    let k = keeps[0];
+    assert_eq!(i64s(&df, "duration_ms")[k], Some(30 * MIN));
+    assert_eq!(u32s(&df, "page_views")[k], Some(2));
+    assert_eq!(bools(&df, "bounced")[k], Some(false));
+    assert_eq!(strs(&df, "entry_page")[k].as_deref(), Some("/a"));
+    assert_eq!(strs(&df, "exit_page")[k].as_deref(), Some("/b"));
+    for s in splits {
+        assert_eq!(bools(&df, "bounced")[s], Some(true));
+        assert_eq!(i64s(&df, "duration_ms")[s], Some(0));
+    }
+    assert_eq!(strs(&df, "session_id")[k].as_deref(), Some(format!("keeps:{}", at(10, 0)).as_str()));
+}
+
+#[test]
+fn a_session_crossing_midnight_is_one_session_with_its_purchase() {
+    let events = vec![
+        ev("1", "page_view", at(23, 50), "night").path("/p/1").product("p1").utm("newsletter"),
+        ev("2", "add_to_cart", at(23, 55), "night").product("p1").cart(2, 10.0),
+        ev("3", "begin_checkout", at(24, 5), "night"),
+        ev("4", "purchase", at(24, 10), "night").product("p1").bought("o-1", 2, 20.0).user("u-7"),
+    ];
+    let df = table(&events, GoldTable::Sessions);
+    assert_eq!(df.height(), 1);
+    assert_eq!(i64s(&df, "session_start"), vec![Some(at(23, 50))]);
+    assert_eq!(i64s(&df, "session_end"), vec![Some(at(24, 10))]);
+    assert_eq!(u32s(&df, "events"), vec![Some(4)]);
+    assert_eq!(bools(&df, "bounced"), vec![Some(true)]);
+    assert_eq!(bools(&df, "converted"), vec![Some(true)]);
+    assert_eq!(f64s(&df, "revenue"), vec![Some(20.0)]);
+    assert_eq!(strs(&df, "utm_source"), vec![Some("newsletter".to_string())]);
+    assert_eq!(strs(&df, "user_id"), vec![Some("u-7".to_string())]);
+
+    let users = table(&events, GoldTable::DimUsers);
+    assert_eq!(u32s(&users, "sessions"), vec![Some(1)]);
+    assert_eq!(f64s(&users, "lifetime_revenue"), vec![Some(20.0)]);
+    assert_eq!(strs(&users, "user_id"), vec![Some("u-7".to_string())]);
+    assert_eq!(strs(&users, "first_utm_source"), vec![Some("newsletter".to_string())]);
+    assert_eq!(i64s(&users, "first_seen"), vec![Some(at(23, 50))]);
+}
+
+#[test]
+fn funnel_counts_a_step_only_after_the_previous_one() {
+    let events = vec![
+        // In order: reaches every step.
+        ev("a1", "page_view", at(10, 0), "a").product("p1"),
+        ev("a2", "add_to_cart", at(10, 1), "a").product("p1").cart(1, 5.0),
+        ev("a3", "begin_checkout", at(10, 2), "a"),
+        ev("a4", "purchase", at(10, 3), "a").product("p1").bought("o-a", 1, 5.0),
+        // Out of order: the cart add comes before the product view, so
+        // neither it nor the later steps count.
+        ev("b1", "add_to_cart", at(10, 10), "b").product("p1").cart(1, 5.0),
+        ev("b2", "page_view", at(10, 11), "b").product("p1"),
+        ev("b3", "begin_checkout", at(10, 12), "b"),
+        ev("b4", "purchase", at(10, 13), "b").product("p1").bought("o-b", 1, 5.0),
+        // Only looks at the home page.
+        ev("c1", "page_view", at(10, 20), "c"),
+        // Next hour: a product view only.
+        ev("d1", "page_view", at(11, 0), "d").product("p2"),
+    ];
+    let df = table(&events, GoldTable::Funnel1h);
+    assert_eq!(i64s(&df, "hour_start"), vec![Some(at(10, 0)), Some(at(11, 0))]);
+    assert_eq!(u32s(&df, "sessions"), vec![Some(3), Some(1)]);
+    assert_eq!(u32s(&df, "product_views"), vec![Some(2), Some(1)]);
+    assert_eq!(u32s(&df, "add_to_carts"), vec![Some(1), Some(0)]);
+    assert_eq!(u32s(&df, "checkouts"), vec![Some(1), Some(0)]);
+    assert_eq!(u32s(&df, "purchases"), vec![Some(1), Some(0)]);
+    assert_eq!(f64s(&df, "cart_rate"), vec![Some(0.5), Some(0.0)]);
+    assert_eq!(f64s(&df, "checkout_rate"), vec![Some(1.0), None]);
+    assert_eq!(f64s(&df, "conversion_rate"), vec![Some(1.0 / 3.0), Some(0.0)]);
+}
+
+#[test]
+fn revenue_5m_sums_lines_counts_orders_and_respects_the_edge() {
+    let events = vec![
+        ev("1", "purchase", at(10, 0), "a").product("p1").bought("o-1", 2, 20.0),
+        ev("2", "purchase", at(10, 0), "a").product("p2").bought("o-1", 1, 7.5),
+        ev("3", "purchase", at(10, 4) + 59_999, "b").product("p1").bought("o-2", 1, 10.0),
+        ev("4", "purchase", at(10, 5), "c").product("p1").bought("o-3", 3, 30.0),
+    ];
+    let df = table(&events, GoldTable::Revenue5m);
+    assert_eq!(i64s(&df, "window_start"), vec![Some(at(10, 0)), Some(at(10, 0)), Some(at(10, 5))]);
+    assert_eq!(strs(&df, "product_id"), vec![Some("p1".into()), Some("p2".into()), Some("p1".into())]);
+    assert_eq!(f64s(&df, "revenue"), vec![Some(30.0), Some(7.5), Some(30.0)]);
+    assert_eq!(u32s(&df, "orders"), vec![Some(2), Some(1), Some(1)]);
+    assert_eq!(i64s(&df, "units"), vec![Some(3), Some(1), Some(3)]);
+}
+
+#[test]
+fn top_pages_and_product_performance_per_hour() {
+    let events = vec![
+        ev("1", "page_view", at(10, 0), "a").path("/p/1").product("p1"),
+        ev("2", "page_view", at(10, 5), "a").path("/p/1").product("p1"),
+        ev("3", "page_view", at(10, 6), "b").path("/p/1").product("p1"),
+        ev("4", "page_view", at(10, 7), "b").path("/"),
+        ev("5", "add_to_cart", at(10, 8), "b").product("p1").cart(2, 10.0),
+        ev("6", "add_to_cart", at(10, 9), "a").product("p1").cart(1, 10.0),
+        ev("7", "purchase", at(10, 20), "b").product("p1").bought("o-1", 2, 20.0),
+    ];
+    let pages = table(&events, GoldTable::TopPages1h);
+    assert_eq!(strs(&pages, "page_path"), vec![Some("/p/1".into()), Some("/".into())]);
+    assert_eq!(u32s(&pages, "views"), vec![Some(3), Some(1)]);
+    assert_eq!(u32s(&pages, "unique_visitors"), vec![Some(2), Some(1)]);
+    assert_eq!(u32s(&pages, "rank"), vec![Some(1), Some(2)]);
+
+    let products = table(&events, GoldTable::ProductPerformance1h);
+    assert_eq!(products.height(), 1);
+    assert_eq!(u32s(&products, "views"), vec![Some(3)]);
+    assert_eq!(u32s(&products, "add_to_carts"), vec![Some(2)]);
+    assert_eq!(i64s(&products, "units_added"), vec![Some(3)]);
+    assert_eq!(u32s(&products, "purchases"), vec![Some(1)]);
+    assert_eq!(f64s(&products, "view_to_cart_rate"), vec![Some(2.0 / 3.0)]);
+    assert_eq!(f64s(&products, "cart_to_purchase_rate"), vec![Some(0.5)]);
+    assert_eq!(f64s(&products, "cart_abandonment_rate"), vec![Some(0.5)]);
+}
