@@ -52,12 +52,24 @@ pub enum BenchWhat {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Silver → every Gold table over a day of shop traffic, then one
+    /// incremental micro-batch on top of that history.
+    Gold {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Events in the incremental micro-batch.
+        #[arg(long, default_value_t = 10_000)]
+        increment: u64,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         BenchWhat::Ingest { events, senders, batch, dir } => ingest(events, senders, batch, scratch(dir)?).await,
         BenchWhat::Silver { events, dir } => silver(events, scratch(dir)?).await,
+        BenchWhat::Gold { events, increment, dir } => gold(events, increment, scratch(dir)?).await,
     }
 }
 
@@ -178,7 +190,9 @@ async fn silver(events: u64, dir: PathBuf) -> anyhow::Result<()> {
     reset_peak_rss();
     let base_rss = current_rss_mib();
     let started = Instant::now();
-    let mut agg = Aggregator::open(stream, AggregateConfig::new(&dir), Arc::new(Metrics::new()), Arc::new(SystemClock)).await?;
+    // Bronze and Silver only: Gold has its own benchmark.
+    let config = AggregateConfig { gold: None, ..AggregateConfig::new(&dir) };
+    let mut agg = Aggregator::open(stream, config, Arc::new(Metrics::new()), Arc::new(SystemClock)).await?;
     let report = agg.drain().await?;
     let secs = started.elapsed().as_secs_f64();
     anyhow::ensure!(report.silver_rows as u64 == produced, "Silver has {} rows, expected {produced}", report.silver_rows);
@@ -208,6 +222,111 @@ async fn silver(events: u64, dir: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One batch of a day of shop traffic: event `k` (of `total`) happens at
+/// `start + k * spacing`, by one of 20,000 visitors, with product views,
+/// carts, checkouts and purchases in shop-like proportions.
+fn shop_batch(first: u64, n: usize, sent_at: i64, start: i64, spacing: f64) -> String {
+    let mut events = Vec::with_capacity(n);
+    for i in 0..n as u64 {
+        let k = first + i;
+        let ts = start + (k as f64 * spacing) as i64;
+        let visitor = (k * 7919) % 20_000;
+        let product = (k * 31) % 200;
+        let head = format!(r#""event_id":"g{k}","ts":{ts},"anonymous_id":"v{visitor}","session_id":"s{visitor}""#);
+        let page = format!(r#""page":{{"url":"https://shop.example/p/{product}?utm_source=search","path":"/p/{product}"}}"#);
+        let event = match k % 20 {
+            0..=9 => format!(r#"{{{head},"event_type":"page_view",{page},"props":{{"product_id":"p{product}"}}}}"#),
+            10..=12 => format!(r#"{{{head},"event_type":"click",{page},"props":{{"tag":"button"}}}}"#),
+            13..=15 => format!(r#"{{{head},"event_type":"add_to_cart",{page},"props":{{"product_id":"p{product}","price":19.5,"quantity":1,"currency":"EUR"}}}}"#),
+            16 => format!(r#"{{{head},"event_type":"begin_checkout",{page}}}"#),
+            17 => format!(r#"{{{head},"event_type":"purchase",{page},"props":{{"order_id":"o{k}","product_id":"p{product}","price":19.5,"quantity":2,"revenue":39.0,"currency":"EUR"}}}}"#),
+            _ => format!(r#"{{{head},"event_type":"search",{page},"props":{{"query":"shoes"}}}}"#),
+        };
+        events.push(event);
+    }
+    format!(r#"{{"v":1,"site_id":"shop-1","sent_at":{sent_at},"events":[{}]}}"#, events.join(","))
+}
+
+async fn fill_shop(stream: &Arc<dyn crate::stream::EventStream>, first: u64, n: u64, start: i64, spacing: f64, now: i64) -> anyhow::Result<()> {
+    let config = CollectConfig::new("bench", "backend");
+    let meta = RequestMeta { received_at: now, user_agent: Some(CHROME.into()), ip: Some("203.0.113.9".into()), country: Some("DE".into()), ..RequestMeta::default() };
+    let mut k = first;
+    while k < first + n {
+        let m = 500usize.min((first + n - k) as usize);
+        let body = shop_batch(k, m, now, start, spacing);
+        let out = collect(body.as_bytes(), &meta, &config).map_err(|e| anyhow::anyhow!("{e}"))?;
+        anyhow::ensure!(out.bad_rows.is_empty(), "synthetic events were rejected: {:?}", out.bad_rows.first());
+        let records = out
+            .accepted
+            .iter()
+            .map(|e| Record { topic: Topic::Events, key: e.anonymous_id.as_bytes().to_vec(), value: serde_json::to_vec(e).unwrap_or_default() })
+            .collect();
+        stream.produce(records).await?;
+        k += m as u64;
+    }
+    Ok(())
+}
+
+async fn gold(events: u64, increment: u64, dir: PathBuf) -> anyhow::Result<()> {
+    use crate::aggregate::dedup::scan_table;
+    use crate::gold::{all_tables, GoldConfig};
+    use crate::storage::Table;
+
+    let stream: Arc<dyn crate::stream::EventStream> = open_log(&dir, 4)?;
+    let now = SystemClock.now_ms();
+    // A day of traffic ending two minutes ago.
+    let day = 24 * 3_600_000;
+    let start = now - day - 120_000;
+    let spacing = day as f64 / (events + increment) as f64;
+    let fill = Instant::now();
+    fill_shop(&stream, 0, events, start, spacing, now).await?;
+    let config = AggregateConfig { gold: None, ..AggregateConfig::new(&dir) };
+    let mut agg = Aggregator::open(stream.clone(), config, Arc::new(Metrics::new()), Arc::new(SystemClock)).await?;
+    agg.drain().await?;
+    drop(agg);
+    println!("bench gold: {events} events in Silver after {:.1} s", fill.elapsed().as_secs_f64());
+
+    // Every Gold table from the whole of Silver, written to Parquet.
+    reset_peak_rss();
+    let started = Instant::now();
+    let out = dir.join("gold-full");
+    std::fs::create_dir_all(&out)?;
+    let mut rows = 0;
+    for (table, lf) in all_tables(scan_table(&dir, Table::Silver)?, &GoldConfig::default())? {
+        let mut df = lf.collect()?;
+        rows += df.height();
+        let mut file = std::fs::File::create(out.join(format!("{}.parquet", table.name())))?;
+        polars::prelude::ParquetWriter::new(&mut file).finish(&mut df)?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "bench gold: Silver → all 8 Gold tables ({rows} rows) for {events} events in {secs:.2} s: {:.0} events/s, peak RSS {} MiB",
+        events as f64 / secs,
+        peak_rss_mib()
+    );
+
+    // One incremental micro-batch on top of that history: the aggregator
+    // with Gold on, after a first step that builds Gold for the history.
+    let config = AggregateConfig { max_records_per_partition: increment as usize, ..AggregateConfig::new(&dir) };
+    let mut agg = Aggregator::open(stream.clone(), config, Arc::new(Metrics::new()), Arc::new(SystemClock)).await?;
+    fill_shop(&stream, events, 1, start, spacing, now).await?;
+    agg.drain().await?;
+    fill_shop(&stream, events + 1, increment, start, spacing, now).await?;
+    reset_peak_rss();
+    let started = Instant::now();
+    let report = agg.drain().await?;
+    println!(
+        "bench gold: incremental micro-batch of {} events on a {events}-event history: {:.2} s ({} Gold files; {}), peak RSS {} MiB",
+        report.silver_rows,
+        started.elapsed().as_secs_f64(),
+        report.gold_files,
+        report.timings,
+        peak_rss_mib()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
 /// Rebuilds Silver from Bronze one Bronze file (one micro-batch) at a
 /// time, deduplicating across files, so memory stays bounded.
 fn rebuild_silver(data_dir: &std::path::Path, out_dir: &std::path::Path) -> anyhow::Result<usize> {
@@ -216,20 +335,7 @@ fn rebuild_silver(data_dir: &std::path::Path, out_dir: &std::path::Path) -> anyh
     use crate::storage::{Commit, Manifest, Table};
     use polars::prelude::*;
 
-    fn parquet_files(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                parquet_files(&p, out);
-            } else if p.extension().is_some_and(|x| x == "parquet") {
-                out.push(p);
-            }
-        }
-    }
-    let mut files = Vec::new();
-    parquet_files(&data_dir.join(Table::Bronze.root()), &mut files);
-    files.sort();
+    let files = crate::storage::layout::parquet_files(&data_dir.join(Table::Bronze.root()));
 
     let mut seen = SeenEvents::new(i64::MAX / 4);
     let mut report = crate::aggregate::StepReport::default();

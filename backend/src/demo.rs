@@ -35,11 +35,14 @@ pub async fn run(
          \x20 collect        POST {base}/v1/batch\n\
          \x20 health         {base}/health\n\
          \x20 metrics        {base}/metrics\n\
-         \x20 data           {dir}/{{bronze,silver}}/events, {dir}/rejects\n\
+         \x20 data           {dir}/{{bronze,silver}}/events, {dir}/rejects, {dir}/gold/<table>\n\
          \x20 synthetic traffic at {rate} events/s (seed {seed})\n\n\
          Load it in Python:\n\
          \x20 import polars as pl\n\
-         \x20 pl.scan_parquet(\"{dir}/silver/events/**/*.parquet\", hive_partitioning=True).collect()\n\n\
+         \x20 pl.scan_parquet(\"{dir}/silver/events/**/*.parquet\", hive_partitioning=True).collect()\n\
+         \x20 pl.scan_parquet(\"{dir}/gold/traffic_1m/**/*.parquet\", hive_partitioning=True).collect()\n\n\
+         Or ask SQL from another terminal:\n\
+         \x20 clickstream query \"SELECT * FROM funnel_1h\" --data-dir {dir}\n\n\
          Press Ctrl-C to stop (everything acknowledged is committed first).\n",
         dir = abs.display()
     );

@@ -12,7 +12,7 @@ use clickstream_backend::config::{default_site_dir, ip_salt_secret, FileConfig};
 use clickstream_backend::metrics::Metrics;
 use clickstream_backend::serve::{open_log, serve, stop_on_signal, ServeSettings};
 use clickstream_backend::server::{ClientIp, IngestAuth};
-use clickstream_backend::{bench, demo, generate};
+use clickstream_backend::{bench, demo, generate, query};
 
 // Polars and the JSON decoding of stream records allocate many small
 // buffers; glibc's malloc dominated the aggregator's profile.
@@ -39,6 +39,10 @@ enum Command {
     Generate(GenerateArgs),
     /// Run the whole pipeline locally with traffic flowing, and print where to look.
     Demo(DemoArgs),
+    /// Run SQL over the tables (Silver, rejects, every Gold table).
+    Query(query::QueryArgs),
+    /// Rebuild Silver and Gold from Bronze (after a rule change); resumable.
+    Replay(ReplayArgs),
     /// Measure throughput and peak memory.
     Bench(bench::BenchArgs),
 }
@@ -87,6 +91,12 @@ struct AggregateArgs {
     /// Drain what the log holds, commit, and exit.
     #[arg(long)]
     once: bool,
+}
+
+#[derive(Args, Clone)]
+struct ReplayArgs {
+    #[command(flatten)]
+    common: Common,
 }
 
 #[derive(Args, Clone)]
@@ -160,6 +170,12 @@ fn main() -> anyhow::Result<()> {
                 let settings = serve_settings(&serve_args)?;
                 demo::run(settings, args.rate, args.seed, stop_on_signal()).await
             }
+            Command::Query(args) => {
+                let mut df = query::run(&args.data_dir, &args.sql)?;
+                query::write(&mut df, args.format, args.output.as_deref())?;
+                Ok(())
+            }
+            Command::Replay(args) => run_replay(args).await,
             Command::Bench(args) => bench::run(args).await,
         }
     })
@@ -222,6 +238,15 @@ fn aggregate_config(data_dir: &std::path::Path, file: &FileConfig) -> AggregateC
         if let Some(h) = a.dedup_retention_hours {
             c.dedup_retention_ms = h * 3_600_000;
         }
+        if let Some(m) = a.session_gap_minutes {
+            c.gold.get_or_insert_with(Default::default).session_gap_ms = m * 60_000;
+        }
+        if let Some(m) = a.allowed_lateness_minutes {
+            c.gold.get_or_insert_with(Default::default).allowed_lateness_ms = m * 60_000;
+        }
+        if let Some(n) = a.bot_events_per_minute {
+            c.gold.get_or_insert_with(Default::default).bot_events_per_minute = n;
+        }
     }
     c
 }
@@ -242,6 +267,37 @@ async fn run_aggregate(args: AggregateArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     agg.run(stop_on_signal()).await?;
+    Ok(())
+}
+
+async fn run_replay(args: ReplayArgs) -> anyhow::Result<()> {
+    let file = FileConfig::load(args.common.config.as_deref())?;
+    let data_dir = args.common.data_dir.clone().or(file.data_dir.clone()).unwrap_or_else(|| PathBuf::from("data"));
+    anyhow::ensure!(data_dir.exists(), "no data directory at {}", data_dir.display());
+    // Holding the log's lock proves no serve/aggregate is writing meanwhile.
+    let _log = open_log(&data_dir, file.partitions.unwrap_or(4)).context(
+        "could not open the embedded log: stop `clickstream serve` / `aggregate` on this data directory before replaying",
+    )?;
+    let config = aggregate_config(&data_dir, &file);
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template("replay {bar:40} {pos}/{len} Bronze files, {elapsed} elapsed, ETA {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let report = tokio::task::spawn_blocking({
+        let bar = bar.clone();
+        move || {
+            clickstream_backend::replay::replay(&config, &mut |done, all| {
+                bar.set_length(all as u64);
+                bar.set_position(done as u64);
+            })
+        }
+    })
+    .await??;
+    bar.finish_and_clear();
+    println!(
+        "replayed {} Bronze files ({} done before): {} Bronze rows → {} Silver rows ({} duplicates), {} Gold files written",
+        report.bronze_files, report.resumed_after, report.bronze_rows, report.silver_rows, report.duplicates, report.gold_files
+    );
     Ok(())
 }
 

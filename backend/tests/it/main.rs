@@ -2,6 +2,7 @@
 
 mod aggregate;
 mod embedded_log;
+mod gold;
 mod http;
 mod pipeline;
 mod support;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use clickstream_backend::aggregate::dedup::scan_table;
 use clickstream_backend::generate::{self, GenerateOptions};
+use clickstream_backend::gold::GoldTable;
 use clickstream_backend::storage::{Manifest, Table};
 use polars::prelude::*;
 use tokio::sync::watch;
@@ -175,7 +176,81 @@ async fn generator_traffic_reaches_silver_exactly_once() {
     // /metrics reflects the run.
     let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("clickstream_events_accepted_total"), "{metrics}");
+
+    // Gold, as streamed, against an independent computation.
+    crate::gold::check_against_independent_computation(&data, &out);
+
+    // Replay rebuilds Silver and Gold from Bronze to the same tables.
     drop(server);
+    let before: Vec<Vec<String>> = GoldTable::ALL.iter().map(|t| crate::gold::written(&data, *t, true)).collect();
+    let replay = Command::new(env!("CARGO_BIN_EXE_clickstream"))
+        .args(["replay", "--data-dir"])
+        .arg(&data)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run clickstream replay");
+    assert!(replay.status.success(), "replay failed: {}", String::from_utf8_lossy(&replay.stderr));
+    assert!(String::from_utf8_lossy(&replay.stdout).contains("replayed"), "{}", String::from_utf8_lossy(&replay.stdout));
+    for (table, before) in GoldTable::ALL.iter().zip(before) {
+        assert_eq!(crate::gold::written(&data, *table, true), before, "{} differs after replay", table.name());
+    }
+    assert_exactly_once(&data, &sent, true);
+    assert!(!data.join("_replay").exists(), "the replay's work directory is cleaned up");
+
+    query_answers_sql_over_every_table(&data, sent.valid_ids.len());
+}
+
+fn query(data: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_clickstream"))
+        .arg("query")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run clickstream query")
+}
+
+fn query_answers_sql_over_every_table(data: &Path, silver_rows: usize) {
+    let out = query(data, &["SELECT count(*) AS n FROM silver_events", "--format", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["n"], silver_rows);
+
+    // Gold joined with Silver, as CSV.
+    let sql = "SELECT e.country, count(*) AS events FROM silver_events e \
+               JOIN dim_users u ON u.anonymous_id = e.anonymous_id \
+               GROUP BY e.country ORDER BY events DESC, e.country LIMIT 3";
+    let out = query(data, &[sql, "--format", "csv"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let csv = String::from_utf8(out.stdout).unwrap();
+    assert!(csv.starts_with("country,events\n"), "{csv}");
+    assert_eq!(csv.lines().count(), 4, "{csv}");
+
+    // Every table is registered.
+    for table in clickstream_backend::query::table_names() {
+        let out = query(data, &[&format!("SELECT * FROM {table} LIMIT 1"), "--format", "table"]);
+        if table == "bronze_events" || table == "rejects" || table == "silver_events" || out.status.success() {
+            assert!(out.status.success(), "{table}: {}", String::from_utf8_lossy(&out.stderr));
+        } else {
+            // Only a table without rows yet may fail, and it says so.
+            assert!(String::from_utf8_lossy(&out.stderr).contains("has no data yet"), "{table}");
+        }
+    }
+
+    // Clear errors.
+    let out = query(data, &["SELECT * FROM nope"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown table 'nope'") && err.contains("traffic_1m"), "{err}");
+    let out = query(data, &["SELEKT everything"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SQL error"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = query(data, &["SELECT 1 AS one", "--format", "parquet"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--output"));
 }
 
 /// The analysts' view: Python Polars with hive partitioning. Runs when the
