@@ -60,6 +60,10 @@ pub enum BenchWhat {
         /// Events in the incremental micro-batch.
         #[arg(long, default_value_t = 10_000)]
         increment: u64,
+        /// A Python with the duckdb package: also time DuckDB computing the
+        /// same tables from the same Silver (scripts/gold_duckdb.py).
+        #[arg(long)]
+        duckdb: Option<PathBuf>,
         #[arg(long)]
         dir: Option<PathBuf>,
     },
@@ -69,7 +73,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         BenchWhat::Ingest { events, senders, batch, dir } => ingest(events, senders, batch, scratch(dir)?).await,
         BenchWhat::Silver { events, dir } => silver(events, scratch(dir)?).await,
-        BenchWhat::Gold { events, increment, dir } => gold(events, increment, scratch(dir)?).await,
+        BenchWhat::Gold { events, increment, duckdb, dir } => gold(events, increment, duckdb, scratch(dir)?).await,
     }
 }
 
@@ -267,9 +271,9 @@ async fn fill_shop(stream: &Arc<dyn crate::stream::EventStream>, first: u64, n: 
     Ok(())
 }
 
-async fn gold(events: u64, increment: u64, dir: PathBuf) -> anyhow::Result<()> {
+async fn gold(events: u64, increment: u64, duckdb: Option<PathBuf>, dir: PathBuf) -> anyhow::Result<()> {
     use crate::aggregate::dedup::scan_table;
-    use crate::gold::{all_tables, GoldConfig};
+    use crate::gold::{all_tables, collect_tables, GoldConfig};
     use crate::storage::Table;
 
     let stream: Arc<dyn crate::stream::EventStream> = open_log(&dir, 4)?;
@@ -292,8 +296,8 @@ async fn gold(events: u64, increment: u64, dir: PathBuf) -> anyhow::Result<()> {
     let out = dir.join("gold-full");
     std::fs::create_dir_all(&out)?;
     let mut rows = 0;
-    for (table, lf) in all_tables(scan_table(&dir, Table::Silver)?, &GoldConfig::default())? {
-        let mut df = lf.collect()?;
+    let tables = collect_tables(all_tables(scan_table(&dir, Table::Silver)?, &GoldConfig::default())?)?;
+    for (table, mut df) in tables {
         rows += df.height();
         let mut file = std::fs::File::create(out.join(format!("{}.parquet", table.name())))?;
         polars::prelude::ParquetWriter::new(&mut file).finish(&mut df)?;
@@ -304,6 +308,27 @@ async fn gold(events: u64, increment: u64, dir: PathBuf) -> anyhow::Result<()> {
         events as f64 / secs,
         peak_rss_mib()
     );
+
+    if let Some(python) = duckdb {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/gold_duckdb.py");
+        let out = dir.join("gold-duckdb");
+        std::fs::create_dir_all(&out)?;
+        let run = std::process::Command::new(&python)
+            .arg(script)
+            .arg(&dir)
+            .arg(&out)
+            .output()
+            .with_context(|| format!("running {}", python.display()))?;
+        anyhow::ensure!(run.status.success(), "DuckDB run failed: {}", String::from_utf8_lossy(&run.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&run.stdout).context("DuckDB script output")?;
+        let duck_secs = v["seconds"].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "bench gold: DuckDB, same tables ({} rows) from the same Silver: {duck_secs:.2} s, peak RSS {} MiB; ratio Polars/DuckDB = {:.2}",
+            v["rows"],
+            v["peak_rss_mib"],
+            secs / duck_secs
+        );
+    }
 
     // One incremental micro-batch on top of that history: the aggregator
     // with Gold on, after a first step that builds Gold for the history.

@@ -170,6 +170,17 @@ pub fn all_tables(silver: LazyFrame, config: &GoldConfig) -> PolarsResult<Vec<(G
     ])
 }
 
+/// Collects several tables in one query, so the parts they share (the
+/// Silver scan, bot flags, sessions; marked with `cache()`) run once.
+pub fn collect_tables(tables: Vec<(GoldTable, LazyFrame)>) -> PolarsResult<Vec<(GoldTable, DataFrame)>> {
+    let Some((_, first)) = tables.first() else { return Ok(Vec::new()) };
+    let optimizations = first.get_current_optimizations();
+    let names: Vec<GoldTable> = tables.iter().map(|(t, _)| *t).collect();
+    let plans = tables.into_iter().map(|(_, lf)| lf.logical_plan).collect();
+    let frames = LazyFrame::collect_all_with_engine(plans, Engine::Auto, optimizations)?;
+    Ok(names.into_iter().zip(frames).collect())
+}
+
 #[cfg(test)]
 pub(crate) mod fixture;
 #[cfg(test)]

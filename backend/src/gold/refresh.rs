@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use clickstream_schema::time::utc_date_string;
 use polars::prelude::*;
 
-use super::{all_tables, dim_users, ts_ms, GoldConfig, GoldTable};
+use super::{all_tables, collect_tables, dim_users, ts_ms, GoldConfig, GoldTable};
 use crate::aggregate::dedup::{scan_table, table_has_files};
 use crate::aggregate::silver::SILVER_COLUMNS;
 use crate::aggregate::AggregateError;
@@ -168,11 +168,12 @@ pub fn refresh(
     let silver = silver_for_days(data_dir, fresh, &context_days)?;
     let mut files = 0;
     let mut new_sessions = None;
-    for (table, lf) in all_tables(silver, config)? {
-        if table == GoldTable::DimUsers {
-            continue;
-        }
-        let df = with_is_final(table, lf, watermark, config).collect()?;
+    let tables = all_tables(silver, config)?
+        .into_iter()
+        .filter(|(t, _)| *t != GoldTable::DimUsers)
+        .map(|(t, lf)| (t, with_is_final(t, lf, watermark, config)))
+        .collect();
+    for (table, df) in collect_tables(tables)? {
         files += write_days(data_dir, commit, table, &df, Some(days))?;
         if table == GoldTable::Sessions {
             new_sessions = Some(df);

@@ -5,6 +5,22 @@ use polars::prelude::*;
 use super::fixture::*;
 use super::*;
 
+#[test]
+fn collecting_all_tables_at_once_gives_what_collecting_each_gives() {
+    let events = vec![
+        ev("1", "page_view", at(10, 0), "a").path("/p/1").product("p1"),
+        ev("2", "add_to_cart", at(10, 1), "a").product("p1").cart(1, 5.0),
+        ev("3", "purchase", at(10, 2), "a").product("p1").bought("o-1", 1, 5.0),
+        ev("4", "page_view", at(11, 0), "b").path("/"),
+    ];
+    let config = GoldConfig::default();
+    let together = collect_tables(all_tables(silver(&events), &config).unwrap()).unwrap();
+    assert_eq!(together.len(), 8);
+    for (t, df) in together {
+        assert!(df.equals_missing(&table(&events, t)), "{}", t.name());
+    }
+}
+
 fn table(events: &[Ev], which: GoldTable) -> DataFrame {
     all_tables(silver(events), &GoldConfig::default())
         .unwrap()
