@@ -150,10 +150,19 @@ pub fn human_events(silver: LazyFrame, anomalies: LazyFrame) -> LazyFrame {
     )
 }
 
+/// The Silver columns the Gold tables read.
+pub const GOLD_INPUT: &[&str] = &[
+    "event_id", "event_type", "event_ts", "site_id", "anonymous_id", "user_id", "session_id",
+    "page_path", "product_id", "quantity", "revenue", "order_id", "utm_source", "utm_medium",
+    "utm_campaign", "country", "device_type", "browser", "is_bot",
+];
+
 /// Computes every Gold table from Silver. The aggregator and `replay` call
 /// this on the Silver rows of the partitions they refresh.
 pub fn all_tables(silver: LazyFrame, config: &GoldConfig) -> PolarsResult<Vec<(GoldTable, LazyFrame)>> {
-    let silver = silver.cache();
+    // Only what Gold reads is kept in the shared cache: the long text
+    // columns (URLs, titles, user agents) would double its memory.
+    let silver = silver.select(GOLD_INPUT.iter().map(|c| col(*c)).collect::<Vec<_>>()).cache();
     let anomalies = bot_anomalies(silver.clone(), config).cache();
     let human = human_events(silver, anomalies.clone()).cache();
     let sessionized = sessionize(human.clone(), config)?.cache();
