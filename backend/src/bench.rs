@@ -179,13 +179,7 @@ async fn silver(events: u64, dir: PathBuf) -> anyhow::Result<()> {
     while produced < events {
         let n = per_batch.min((events - produced) as usize);
         let body = synthetic_batch(b, n, now);
-        let out = collect(body.as_bytes(), &meta, &config).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let records = out
-            .accepted
-            .iter()
-            .map(|e| Record { topic: Topic::Events, key: e.anonymous_id.as_bytes().to_vec(), value: serde_json::to_vec(e).unwrap_or_default() })
-            .collect();
-        stream.produce(records).await?;
+        collect_into(&stream, &body, &meta, &config).await?;
         produced += n as u64;
         b += 1;
     }
@@ -226,6 +220,25 @@ async fn silver(events: u64, dir: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs a batch body through the collect core, as the server would, and
+/// produces its events to the log. Synthetic batches must be all valid.
+async fn collect_into(
+    stream: &Arc<dyn crate::stream::EventStream>,
+    body: &str,
+    meta: &RequestMeta,
+    config: &CollectConfig,
+) -> anyhow::Result<()> {
+    let out = collect(body.as_bytes(), meta, config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    anyhow::ensure!(out.bad_rows.is_empty(), "synthetic events were rejected: {:?}", out.bad_rows.first());
+    let records = out
+        .accepted
+        .iter()
+        .map(|e| Record { topic: Topic::Events, key: e.anonymous_id.as_bytes().to_vec(), value: serde_json::to_vec(e).unwrap_or_default() })
+        .collect();
+    stream.produce(records).await?;
+    Ok(())
+}
+
 /// One batch of a day of shop traffic: event `k` (of `total`) happens at
 /// `start + k * spacing`, by one of 20,000 visitors, with product views,
 /// carts, checkouts and purchases in shop-like proportions.
@@ -258,14 +271,7 @@ async fn fill_shop(stream: &Arc<dyn crate::stream::EventStream>, first: u64, n: 
     while k < first + n {
         let m = 500usize.min((first + n - k) as usize);
         let body = shop_batch(k, m, now, start, spacing);
-        let out = collect(body.as_bytes(), &meta, &config).map_err(|e| anyhow::anyhow!("{e}"))?;
-        anyhow::ensure!(out.bad_rows.is_empty(), "synthetic events were rejected: {:?}", out.bad_rows.first());
-        let records = out
-            .accepted
-            .iter()
-            .map(|e| Record { topic: Topic::Events, key: e.anonymous_id.as_bytes().to_vec(), value: serde_json::to_vec(e).unwrap_or_default() })
-            .collect();
-        stream.produce(records).await?;
+        collect_into(stream, &body, &meta, &config).await?;
         k += m as u64;
     }
     Ok(())

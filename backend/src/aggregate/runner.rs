@@ -131,6 +131,19 @@ impl StepReport {
     pub fn is_empty(&self) -> bool {
         self.events_read == 0 && self.rejects_read == 0
     }
+
+    /// Adds another micro-batch's counts and times to these.
+    pub fn add(&mut self, r: &StepReport) {
+        self.events_read += r.events_read;
+        self.rejects_read += r.rejects_read;
+        self.bronze_rows += r.bronze_rows;
+        self.silver_rows += r.silver_rows;
+        self.duplicates += r.duplicates;
+        self.reject_rows += r.reject_rows;
+        self.files += r.files;
+        self.gold_files += r.gold_files;
+        self.timings.add(&r.timings);
+    }
 }
 
 pub struct Aggregator {
@@ -246,15 +259,7 @@ impl Aggregator {
             if r.is_empty() {
                 return Ok(total);
             }
-            total.events_read += r.events_read;
-            total.rejects_read += r.rejects_read;
-            total.bronze_rows += r.bronze_rows;
-            total.silver_rows += r.silver_rows;
-            total.duplicates += r.duplicates;
-            total.reject_rows += r.reject_rows;
-            total.files += r.files;
-            total.gold_files += r.gold_files;
-            total.timings.add(&r.timings);
+            total.add(&r);
         }
     }
 
