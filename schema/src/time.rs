@@ -35,6 +35,20 @@ pub fn utc_hour(ms: i64) -> u32 {
     (ms.rem_euclid(DAY_MS) / HOUR_MS) as u32
 }
 
+/// A proleptic Gregorian date to days since 1970-01-01: the inverse of
+/// [`civil_from_days`] (same algorithm, run backwards). Reads `dt=`
+/// partition names back into days.
+pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let (m, d) = (i64::from(month), i64::from(day));
+    let y = if m <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
 /// well-known algorithm).
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
@@ -53,6 +67,17 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn days_from_civil_inverts_civil_from_days() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2026, 11, 22), 1_795_305_600_000 / DAY_MS);
+        assert_eq!(days_from_civil(2024, 3, 1) - days_from_civil(2024, 2, 28), 2);
+        for days in [-1, 0, 59, 60, 11_016, 20_414, 40_000] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+    }
 
     #[test]
     fn skew_correction_moves_client_time_onto_server_clock() {

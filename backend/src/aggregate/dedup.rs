@@ -100,25 +100,20 @@ impl SeenEvents {
 /// Whether a table holds at least one published Parquet file (a scan of an
 /// empty glob is an error in Polars).
 pub fn table_has_files(data_dir: &Path, table: Table) -> bool {
-    fn any_parquet(dir: &Path) -> bool {
-        let Ok(entries) = std::fs::read_dir(dir) else { return false };
-        entries.flatten().any(|e| {
-            let p = e.path();
-            if p.is_dir() {
-                any_parquet(&p)
-            } else {
-                p.extension().is_some_and(|x| x == "parquet")
-            }
-        })
-    }
-    any_parquet(&data_dir.join(table.root()))
+    !crate::storage::layout::parquet_files(&data_dir.join(table.root())).is_empty()
 }
 
 /// Lazily scans every Parquet file of a table, with hive partitions.
 pub fn scan_table(data_dir: &Path, table: Table) -> PolarsResult<LazyFrame> {
+    scan_glob(table.glob(data_dir))
+}
+
+/// Lazily scans the Parquet files a glob matches, reading hive partition
+/// columns (`dt`, `hour`) from the directory names.
+pub fn scan_glob(glob: String) -> PolarsResult<LazyFrame> {
     let args = ScanArgsParquet {
         hive_options: polars::io::HiveOptions::new_enabled(),
         ..ScanArgsParquet::default()
     };
-    LazyFrame::scan_parquet(PlRefPath::new(table.glob(data_dir)), args)
+    LazyFrame::scan_parquet(PlRefPath::new(glob), args)
 }

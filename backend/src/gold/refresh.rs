@@ -16,11 +16,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use clickstream_schema::time::utc_date_string;
+use clickstream_schema::time::{days_from_civil, utc_date_string};
 use polars::prelude::*;
 
 use super::{all_tables, collect_tables, dim_users, ts_ms, GoldConfig, GoldTable};
-use crate::aggregate::dedup::{scan_table, table_has_files};
+use crate::aggregate::dedup::{scan_glob, scan_table, table_has_files};
 use crate::aggregate::silver::SILVER_COLUMNS;
 use crate::aggregate::AggregateError;
 use crate::storage::layout::parquet_files;
@@ -51,8 +51,7 @@ pub fn has_files(data_dir: &Path, table: GoldTable) -> bool {
 
 /// Lazily scans a Gold table (its `dt` partition column included).
 pub fn scan(data_dir: &Path, table: GoldTable) -> PolarsResult<LazyFrame> {
-    let args = ScanArgsParquet { hive_options: polars::io::HiveOptions::new_enabled(), ..ScanArgsParquet::default() };
-    LazyFrame::scan_parquet(PlRefPath::new(glob(data_dir, table)), args)
+    scan_glob(glob(data_dir, table))
 }
 
 /// The days a micro-batch must recompute: those of its new Silver rows and
@@ -258,19 +257,7 @@ fn file_day(path: &Path) -> Option<i64> {
     let date = dir.strip_prefix("dt=")?;
     let mut it = date.split('-').map(|p| p.parse::<i64>().ok());
     let (y, m, d) = (it.next()??, it.next()??, it.next()??);
-    Some(days_from_civil(y, m, d))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
-/// algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    Some(days_from_civil(y, m as u32, d as u32))
 }
 
 #[cfg(test)]
@@ -278,10 +265,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn civil_days_match_the_epoch_and_the_partition_names() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2026, 11, 22), 1_795_305_600_000 / DAY_MS);
-        assert_eq!(days_from_civil(2024, 3, 1) - days_from_civil(2024, 2, 28), 2);
+    fn partition_names_give_back_their_day() {
         let day = days_from_civil(2026, 11, 22);
         assert_eq!(file_day(&day_file(GoldTable::Sessions, day)), Some(day));
     }
