@@ -206,9 +206,11 @@ async fn silver(events: u64, dir: PathBuf) -> anyhow::Result<()> {
     // The Bronze → Silver step on its own, as a rebuild from Bronze Parquet
     // does it: read Bronze, deduplicate, transform, write Silver.
     reset_peak_rss();
-    let rebuilt_dir = dir.join("rebuilt");
+    // This is `clickstream replay` without Gold: one Bronze file at a time,
+    // ids deduplicated across files.
     let started = Instant::now();
-    let rows = rebuild_silver(&dir, &rebuilt_dir)?;
+    let config = AggregateConfig { gold: None, ..AggregateConfig::new(&dir) };
+    let rows = tokio::task::spawn_blocking(move || crate::replay::replay(&config, &mut |_, _| {})).await??.silver_rows;
     let secs = started.elapsed().as_secs_f64();
     anyhow::ensure!(rows as u64 == produced, "rebuilt Silver has {rows} rows, expected {produced}");
     println!(
@@ -356,37 +358,6 @@ async fn gold(events: u64, increment: u64, duckdb: Option<PathBuf>, dir: PathBuf
     );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
-}
-
-/// Rebuilds Silver from Bronze one Bronze file (one micro-batch) at a
-/// time, deduplicating across files, so memory stays bounded.
-fn rebuild_silver(data_dir: &std::path::Path, out_dir: &std::path::Path) -> anyhow::Result<usize> {
-    use crate::aggregate::dedup::SeenEvents;
-    use crate::aggregate::silver::{silver, IS_NEW};
-    use crate::storage::{Commit, Manifest, Table};
-    use polars::prelude::*;
-
-    let files = crate::storage::layout::parquet_files(&data_dir.join(Table::Bronze.root()));
-
-    let mut seen = SeenEvents::new(i64::MAX / 4);
-    let mut report = crate::aggregate::StepReport::default();
-    let mut rows = 0;
-    let mut manifest = Manifest::default();
-    for file in files {
-        // One commit per Bronze file: file names are unique per commit.
-        let mut commit = Commit::new(out_dir, manifest.seq + 1);
-        let mut bronze = LazyFrame::scan_parquet(PlRefPath::new(file.display().to_string()), ScanArgsParquet::default())?
-            .select(crate::aggregate::silver::SILVER_COLUMNS.iter().map(|c| col(*c)).collect::<Vec<_>>())
-            .collect()?;
-        let is_new = seen.mark_new(&bronze, IS_NEW)?;
-        bronze.with_column(is_new)?;
-        let mut df = silver(bronze.lazy()).collect()?;
-        crate::aggregate::runner::write_partitioned(&mut commit, Table::Silver, &mut df, "event_ts", "silver", &mut report)?;
-        seen.remember(&df)?;
-        rows += df.height();
-        manifest = commit.commit(manifest, SystemClock.now_ms())?;
-    }
-    Ok(rows)
 }
 
 /// Resets the kernel's peak-RSS mark of this process (Linux), so the peak

@@ -16,7 +16,7 @@ use polars::prelude::*;
 
 use crate::aggregate::dedup::SeenEvents;
 use crate::aggregate::runner::write_partitioned;
-use crate::aggregate::silver::{silver, IS_NEW};
+use crate::aggregate::silver::{silver, IS_NEW, SILVER_COLUMNS};
 use crate::aggregate::{AggregateConfig, AggregateError, StepReport};
 use crate::gold::refresh::after_silver;
 use crate::storage::layout::parquet_files;
@@ -90,8 +90,13 @@ pub fn replay(config: &AggregateConfig, progress: Progress<'_>) -> Result<Replay
     Ok(report)
 }
 
+/// The Bronze columns Silver is made of, and the arrival clock: the raw
+/// JSON and log coordinates are not read.
 fn read_bronze(file: &Path) -> PolarsResult<DataFrame> {
-    LazyFrame::scan_parquet(PlRefPath::new(file.display().to_string()), ScanArgsParquet::default())?.collect()
+    let columns: Vec<Expr> = SILVER_COLUMNS.iter().chain(["ingested_at"].iter()).map(|c| col(*c)).collect();
+    LazyFrame::scan_parquet(PlRefPath::new(file.display().to_string()), ScanArgsParquet::default())?
+        .select(columns)
+        .collect()
 }
 
 fn max_ms(df: &DataFrame, column: &str) -> PolarsResult<Option<i64>> {

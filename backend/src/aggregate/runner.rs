@@ -334,7 +334,7 @@ fn write_micro_batch(
     report.timings.decode = lap();
 
     let mut commit = Commit::new(data_dir, next.seq + 1);
-    let mut silver_frames = Vec::new();
+    let mut fresh_silver = None;
     if !bronze_parts.is_empty() {
         let mut parts = bronze_parts.into_iter();
         let mut bronze = parts.next().expect("non-empty");
@@ -352,7 +352,7 @@ fn write_micro_batch(
         report.duplicates = report.bronze_rows - report.silver_rows;
         report.timings.silver = lap();
         write_partitioned(&mut commit, Table::Silver, &mut silver_df, "event_ts", "silver", &mut report)?;
-        silver_frames.push(silver_df);
+        fresh_silver = Some(silver_df);
     }
     if !bad_rows.is_empty() {
         let mut df = rejects_frame(&bad_rows)?;
@@ -363,7 +363,7 @@ fn write_micro_batch(
 
     // Gold: recompute the days the new Silver rows (and the watermark's
     // move) touch, in the same commit.
-    if let (Some(fresh), Some(gold)) = (silver_frames.first(), gold) {
+    if let (Some(fresh), Some(gold)) = (&fresh_silver, gold) {
         report.gold_files = crate::gold::refresh::after_silver(data_dir, &mut commit, &mut next, fresh, gold)?;
         report.timings.gold = lap();
     }
@@ -374,7 +374,7 @@ fn write_micro_batch(
     next.totals.duplicates += report.duplicates as u64;
     let manifest = commit.commit(next, now)?;
     // Only what is committed counts as seen.
-    for df in &silver_frames {
+    if let Some(df) = &fresh_silver {
         seen.remember(df)?;
     }
     seen.prune(now);
