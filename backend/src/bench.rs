@@ -244,16 +244,26 @@ async fn collect_into(
 /// One batch of a day of shop traffic: event `k` (of `total`) happens at
 /// `start + k * spacing`, by one of 20,000 visitors, with product views,
 /// carts, checkouts and purchases in shop-like proportions.
-fn shop_batch(first: u64, n: usize, sent_at: i64, start: i64, spacing: f64) -> String {
+/// Events `first..first + n` of a day of shop traffic: visits of 20
+/// events about 30 s apart (ten minutes on the site), as many under way at
+/// once as the event rate needs, by visitors who come back about three
+/// times a day. Each visit walks the same path: page views, clicks, cart
+/// adds, a checkout, a purchase, searches.
+fn shop_batch(first: u64, n: usize, sent_at: i64, start: i64, spacing: f64, total: u64) -> String {
+    const VISIT: u64 = 20;
+    let concurrent = ((30_000.0 / spacing).round() as u64).max(1);
+    let visitors = (total / (3 * VISIT)).max(1);
     let mut events = Vec::with_capacity(n);
     for i in 0..n as u64 {
         let k = first + i;
         let ts = start + (k as f64 * spacing) as i64;
-        let visitor = (k * 7919) % 20_000;
-        let product = (k * 31) % 200;
-        let head = format!(r#""event_id":"g{k}","ts":{ts},"anonymous_id":"v{visitor}","session_id":"s{visitor}""#);
+        let (slot, round) = (k % concurrent, k / concurrent);
+        let visit = slot + concurrent * (round / VISIT);
+        let visitor = (visit * 7919) % visitors;
+        let product = (visit * 31) % 200;
+        let head = format!(r#""event_id":"g{k}","ts":{ts},"anonymous_id":"v{visitor}","session_id":"s{visit}""#);
         let page = format!(r#""page":{{"url":"https://shop.example/p/{product}?utm_source=search","path":"/p/{product}"}}"#);
-        let event = match k % 20 {
+        let event = match round % VISIT {
             0..=9 => format!(r#"{{{head},"event_type":"page_view",{page},"props":{{"product_id":"p{product}"}}}}"#),
             10..=12 => format!(r#"{{{head},"event_type":"click",{page},"props":{{"tag":"button"}}}}"#),
             13..=15 => format!(r#"{{{head},"event_type":"add_to_cart",{page},"props":{{"product_id":"p{product}","price":19.5,"quantity":1,"currency":"EUR"}}}}"#),
@@ -266,13 +276,19 @@ fn shop_batch(first: u64, n: usize, sent_at: i64, start: i64, spacing: f64) -> S
     format!(r#"{{"v":1,"site_id":"shop-1","sent_at":{sent_at},"events":[{}]}}"#, events.join(","))
 }
 
-async fn fill_shop(stream: &Arc<dyn crate::stream::EventStream>, first: u64, n: u64, start: i64, spacing: f64, now: i64) -> anyhow::Result<()> {
+async fn fill_shop(
+    stream: &Arc<dyn crate::stream::EventStream>,
+    first: u64,
+    n: u64,
+    (start, spacing, total): (i64, f64, u64),
+    now: i64,
+) -> anyhow::Result<()> {
     let config = CollectConfig::new("bench", "backend");
     let meta = RequestMeta { received_at: now, user_agent: Some(CHROME.into()), ip: Some("203.0.113.9".into()), country: Some("DE".into()), ..RequestMeta::default() };
     let mut k = first;
     while k < first + n {
         let m = 500usize.min((first + n - k) as usize);
-        let body = shop_batch(k, m, now, start, spacing);
+        let body = shop_batch(k, m, now, start, spacing, total);
         collect_into(stream, &body, &meta, &config).await?;
         k += m as u64;
     }
@@ -280,41 +296,38 @@ async fn fill_shop(stream: &Arc<dyn crate::stream::EventStream>, first: u64, n: 
 }
 
 async fn gold(events: u64, increment: u64, duckdb: Option<PathBuf>, dir: PathBuf) -> anyhow::Result<()> {
-    use crate::aggregate::dedup::scan_table;
-    use crate::gold::{all_tables, collect_tables, GoldConfig};
-    use crate::storage::Table;
+    use crate::gold::{refresh, GoldConfig, GoldTable};
+    use crate::storage::Manifest;
 
     let stream: Arc<dyn crate::stream::EventStream> = open_log(&dir, 4)?;
     let now = SystemClock.now_ms();
     // A day of traffic ending two minutes ago.
     let day = 24 * 3_600_000;
     let start = now - day - 120_000;
-    let spacing = day as f64 / (events + increment) as f64;
+    let total = events + 1 + increment;
+    let traffic = (start, day as f64 / total as f64, total);
     let fill = Instant::now();
-    fill_shop(&stream, 0, events, start, spacing, now).await?;
+    fill_shop(&stream, 0, events, traffic, now).await?;
     let config = AggregateConfig { gold: None, ..AggregateConfig::new(&dir) };
     let mut agg = Aggregator::open(stream.clone(), config, Arc::new(Metrics::new()), Arc::new(SystemClock)).await?;
     agg.drain().await?;
     drop(agg);
     println!("bench gold: {events} events in Silver after {:.1} s", fill.elapsed().as_secs_f64());
 
-    // Every Gold table from the whole of Silver, written to Parquet.
+    // Every Gold table from the whole of Silver: the build the aggregator
+    // runs when Gold is missing, hour by hour, written to Parquet.
     reset_peak_rss();
     let started = Instant::now();
-    let out = dir.join("gold-full");
-    std::fs::create_dir_all(&out)?;
-    let mut rows = 0;
-    let tables = collect_tables(all_tables(scan_table(&dir, Table::Silver)?, &GoldConfig::default())?)?;
-    for (table, mut df) in tables {
-        rows += df.height();
-        let mut file = std::fs::File::create(out.join(format!("{}.parquet", table.name())))?;
-        polars::prelude::ParquetWriter::new(&mut file).finish(&mut df)?;
-    }
+    let (_, files) = refresh::build(&dir, Manifest::load(&dir)?, &GoldConfig::default(), &mut |_, _| {})?;
     let secs = started.elapsed().as_secs_f64();
+    let peak = peak_rss_mib();
+    let mut rows = 0;
+    for table in GoldTable::ALL.into_iter().filter(|t| refresh::has_files(&dir, *t)) {
+        rows += refresh::scan(&dir, table)?.select([polars::prelude::len()]).collect()?.column("len")?.u32()?.get(0).unwrap_or(0);
+    }
     println!(
-        "bench gold: Silver → all 8 Gold tables ({rows} rows) for {events} events in {secs:.2} s: {:.0} events/s, peak RSS {} MiB",
+        "bench gold: Silver → all 8 Gold tables ({rows} rows, {files} files) for {events} events in {secs:.2} s: {:.0} events/s, peak RSS {peak} MiB",
         events as f64 / secs,
-        peak_rss_mib()
     );
 
     if let Some(python) = duckdb {
@@ -339,12 +352,13 @@ async fn gold(events: u64, increment: u64, duckdb: Option<PathBuf>, dir: PathBuf
     }
 
     // One incremental micro-batch on top of that history: the aggregator
-    // with Gold on, after a first step that builds Gold for the history.
+    // with Gold on (Gold is current, so it does not build again), after a
+    // first small step that warms it up.
     let config = AggregateConfig { max_records_per_partition: increment as usize, ..AggregateConfig::new(&dir) };
     let mut agg = Aggregator::open(stream.clone(), config, Arc::new(Metrics::new()), Arc::new(SystemClock)).await?;
-    fill_shop(&stream, events, 1, start, spacing, now).await?;
+    fill_shop(&stream, events, 1, traffic, now).await?;
     agg.drain().await?;
-    fill_shop(&stream, events + 1, increment, start, spacing, now).await?;
+    fill_shop(&stream, events + 1, increment, traffic, now).await?;
     reset_peak_rss();
     let started = Instant::now();
     let report = agg.drain().await?;

@@ -86,6 +86,7 @@ pub fn replay(config: &AggregateConfig, progress: Progress<'_>) -> Result<Replay
         report.duplicates += bronze.height() - fresh.height();
         progress(i + 1, files.len());
     }
+    manifest.gold_current = config.gold.is_some();
     swap_in(data_dir, &work, &manifest)?;
     Ok(report)
 }
@@ -125,6 +126,7 @@ fn swap_in(data_dir: &Path, work: &Path, rebuilt: &Manifest) -> Result<(), Aggre
     }
     let mut live = Manifest::load(data_dir)?;
     live.max_event_ts = rebuilt.max_event_ts;
+    live.gold_current = rebuilt.gold_current;
     live.totals.silver_rows = rebuilt.totals.silver_rows;
     live.totals.duplicates = rebuilt.totals.duplicates;
     let seq = live.seq + 1;

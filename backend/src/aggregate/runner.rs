@@ -166,15 +166,30 @@ impl Aggregator {
     ) -> Result<Aggregator, AggregateError> {
         let data_dir = config.data_dir.clone();
         let retention = config.dedup_retention_ms;
+        let gold = config.gold;
         let now = clock.now_ms();
         let (manifest, seen) = tokio::task::spawn_blocking(move || -> Result<_, AggregateError> {
-            let (manifest, report) = Manifest::recover(&data_dir)?;
+            let (mut manifest, report) = Manifest::recover(&data_dir)?;
             if report.published > 0 || report.orphans_removed > 0 {
                 tracing::info!(
                     published = report.published,
                     orphans_removed = report.orphans_removed,
                     "recovered the data directory after an interrupted commit"
                 );
+            }
+            if let Some(gold) = gold.filter(|_| !manifest.gold_current) {
+                // Silver was written with Gold off (or before Gold's hourly
+                // layout): catch Gold up before streaming on.
+                let started = Instant::now();
+                let (built, files) = crate::gold::refresh::build(&data_dir, manifest, &gold, &mut |done, all| {
+                    if done == 0 && all > 0 {
+                        tracing::info!(hours = all, "building Gold from Silver, hour by hour");
+                    }
+                })?;
+                manifest = built;
+                if files > 0 {
+                    tracing::info!(files, seconds = started.elapsed().as_secs_f64(), "Gold built from Silver");
+                }
             }
             let seen = SeenEvents::load(&data_dir, retention, now)?;
             Ok((manifest, seen))
@@ -361,11 +376,16 @@ fn write_micro_batch(
     }
     report.timings.silver_write = lap();
 
-    // Gold: recompute the days the new Silver rows (and the watermark's
+    // Gold: rewrite the hours the new Silver rows (and the watermark's
     // move) touch, in the same commit.
-    if let (Some(fresh), Some(gold)) = (&fresh_silver, gold) {
-        report.gold_files = crate::gold::refresh::after_silver(data_dir, &mut commit, &mut next, fresh, gold)?;
-        report.timings.gold = lap();
+    match (&fresh_silver, gold) {
+        (Some(fresh), Some(gold)) => {
+            report.gold_files = crate::gold::refresh::after_silver(data_dir, &mut commit, &mut next, fresh, gold)?;
+            report.timings.gold = lap();
+        }
+        // Gold no longer covers all of Silver.
+        (Some(_), None) => next.gold_current = false,
+        _ => {}
     }
 
     next.totals.bronze_rows += report.bronze_rows as u64;

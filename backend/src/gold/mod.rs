@@ -138,16 +138,21 @@ pub(crate) fn is_product_view() -> Expr {
 }
 
 /// The events business metrics count: not flagged `is_bot` by their user
-/// agent, and not from a visitor `bot_anomalies` lists (all of that
-/// visitor's events go, not only the burst).
-pub fn human_events(silver: LazyFrame, anomalies: LazyFrame) -> LazyFrame {
-    let flagged = anomalies.select([col("site_id"), col("anonymous_id")]).unique(None, UniqueKeepStrategy::Any);
+/// agent, and not from a `flagged` visitor (`site_id`, `anonymous_id`, as
+/// listed in `bot_anomalies`): all of that visitor's events go, not only
+/// the burst.
+pub fn human_events(silver: LazyFrame, flagged: LazyFrame) -> LazyFrame {
     silver.filter(col("is_bot").not()).join(
         flagged,
         [col("site_id"), col("anonymous_id")],
         [col("site_id"), col("anonymous_id")],
         JoinArgs::new(JoinType::Anti),
     )
+}
+
+/// The visitors `bot_anomalies` lists, once each.
+pub fn flagged_visitors(anomalies: LazyFrame) -> LazyFrame {
+    anomalies.select([col("site_id"), col("anonymous_id")]).unique(None, UniqueKeepStrategy::Any)
 }
 
 /// The Silver columns the Gold tables read.
@@ -157,26 +162,38 @@ pub const GOLD_INPUT: &[&str] = &[
     "utm_campaign", "country", "device_type", "browser", "is_bot",
 ];
 
-/// Computes every Gold table from Silver. The aggregator and `replay` call
-/// this on the Silver rows of the partitions they refresh.
-pub fn all_tables(silver: LazyFrame, config: &GoldConfig) -> PolarsResult<Vec<(GoldTable, LazyFrame)>> {
+/// The window tables from whole hours of Silver, given the visitors
+/// flagged as bots (anywhere, not only in these hours): each is a sum over
+/// windows of at most an hour, so the hours it is computed from give it
+/// whole.
+pub fn window_tables(silver: LazyFrame, flagged: LazyFrame, config: &GoldConfig) -> PolarsResult<Vec<(GoldTable, LazyFrame)>> {
     // Only what Gold reads is kept in the shared cache: the long text
     // columns (URLs, titles, user agents) would double its memory.
     let silver = silver.select(GOLD_INPUT.iter().map(|c| col(*c)).collect::<Vec<_>>()).cache();
-    let anomalies = bot_anomalies(silver.clone(), config).cache();
-    let human = human_events(silver, anomalies.clone()).cache();
-    let sessionized = sessionize(human.clone(), config)?.cache();
-    let session_rows = sessions(sessionized.clone()).cache();
+    let human = human_events(silver.clone(), flagged).cache();
     Ok(vec![
-        (GoldTable::Traffic1m, traffic_1m(sessionized.clone())),
+        (GoldTable::Traffic1m, traffic_1m(human.clone(), config)?),
         (GoldTable::TopPages1h, top_pages_1h(human.clone())?),
         (GoldTable::Revenue5m, revenue_5m(human.clone())),
-        (GoldTable::Funnel1h, funnel_1h(sessionized)?),
         (GoldTable::ProductPerformance1h, product_performance_1h(human)),
+        (GoldTable::BotAnomalies, bot_anomalies(silver, config)),
+    ])
+}
+
+/// Computes every Gold table from the whole of Silver in one query: the
+/// definition the incremental refresh ([`refresh`]) must agree with, and
+/// what the fixture tests check.
+pub fn all_tables(silver: LazyFrame, config: &GoldConfig) -> PolarsResult<Vec<(GoldTable, LazyFrame)>> {
+    let silver = silver.select(GOLD_INPUT.iter().map(|c| col(*c)).collect::<Vec<_>>()).cache();
+    let flagged = flagged_visitors(bot_anomalies(silver.clone(), config)).cache();
+    let mut tables = window_tables(silver.clone(), flagged.clone(), config)?;
+    let session_rows = sessions(sessionize(human_events(silver, flagged), config)?)?.cache();
+    tables.extend([
+        (GoldTable::Funnel1h, funnel_1h(session_rows.clone())),
         (GoldTable::DimUsers, dim_users(session_rows.clone())),
         (GoldTable::Sessions, session_rows),
-        (GoldTable::BotAnomalies, anomalies),
-    ])
+    ]);
+    Ok(tables)
 }
 
 /// Collects several tables in one query, so the parts they share (the

@@ -7,7 +7,7 @@
 
 use polars::prelude::*;
 
-use super::{is_type, ts_ms, GoldConfig};
+use super::{is_product_view, is_type, ts_ms, GoldConfig};
 
 /// Adds the server-side session to each event:
 /// - `session_start`: event time of the session's first event;
@@ -24,10 +24,9 @@ pub fn sessionize(events: LazyFrame, config: &GoldConfig) -> PolarsResult<LazyFr
         col("event_ts").min().over([col("site_id"), col("anonymous_id"), col("_session_no")])?;
     Ok(events
         .rename(["session_id"], ["client_session_id"], true)
-        .sort(
-            ["site_id", "anonymous_id", "event_ts", "event_id"],
-            SortMultipleOptions::default(),
-        )
+        // In time order (ties by id); the windows below are per visitor
+        // and keep this order within each visitor.
+        .sort(["event_ts", "event_id"], SortMultipleOptions::default())
         .with_column(session_no.alias("_session_no"))
         .with_column(session_start.alias("session_start"))
         .with_column(
@@ -50,8 +49,13 @@ pub fn sessionize(events: LazyFrame, config: &GoldConfig) -> PolarsResult<LazyFr
 /// - `converted`: at least one purchase;
 /// - `revenue`: sum of the session's purchase lines (0.0 without any);
 /// - `utm_source`, `utm_medium`, `utm_campaign`: of the landing event;
-/// - `country`, `device_type`, `browser`: of the first event.
-pub fn sessions(sessionized: LazyFrame) -> LazyFrame {
+/// - `country`, `device_type`, `browser`: of the first event;
+/// - `funnel_step` (u32): how far the session got through the funnel, each
+///   step counted only at or after the time it reached the one before:
+///   0 none, 1 product view, 2 add_to_cart, 3 begin_checkout, 4 purchase.
+///   `funnel_1h` is computed from it, so a refresh of the funnel needs the
+///   sessions, not their events.
+pub fn sessions(sessionized: LazyFrame) -> PolarsResult<LazyFrame> {
     let page_view = is_type("page_view");
     let first = |c: &str| col(c).sort_by([col("event_ts")], SortMultipleOptions::default()).first();
     let page_paths = || {
@@ -59,8 +63,19 @@ pub fn sessions(sessionized: LazyFrame) -> LazyFrame {
             .filter(is_type("page_view"))
             .sort_by([col("event_ts").filter(is_type("page_view"))], SortMultipleOptions::default())
     };
-    sessionized
-        .group_by([col("site_id"), col("session_id")])
+    let session = || [col("site_id"), col("session_id")];
+    // When the session first reached a step, given when it reached the one
+    // before (null if it never did; null propagates down the steps).
+    let reached = |step: Expr, after: &str| {
+        ts_ms("event_ts").filter(step.and(ts_ms("event_ts").gt_eq(col(after)))).min().over(session())
+    };
+    let steps = ["_view", "_cart", "_checkout", "_purchase"];
+    Ok(sessionized
+        .with_column(ts_ms("event_ts").filter(is_product_view()).min().over(session())?.alias(steps[0]))
+        .with_column(reached(is_type("add_to_cart"), steps[0])?.alias(steps[1]))
+        .with_column(reached(is_type("begin_checkout"), steps[1])?.alias(steps[2]))
+        .with_column(reached(is_type("purchase"), steps[2])?.alias(steps[3]))
+        .group_by(session())
         .agg([
             col("anonymous_id").first(),
             col("user_id").sort_by([col("event_ts")], SortMultipleOptions::default()).drop_nulls().last().alias("user_id"),
@@ -78,6 +93,12 @@ pub fn sessions(sessionized: LazyFrame) -> LazyFrame {
             first("country").alias("country"),
             first("device_type").alias("device_type"),
             first("browser").alias("browser"),
+            steps
+                .iter()
+                .map(|s| col(*s).first().is_not_null().cast(DataType::UInt32))
+                .reduce(|a, b| a + b)
+                .expect("four steps")
+                .alias("funnel_step"),
         ])
         .with_columns([
             (ts_ms("session_end") - ts_ms("session_start")).alias("duration_ms"),
@@ -105,6 +126,7 @@ pub fn sessions(sessionized: LazyFrame) -> LazyFrame {
             col("country"),
             col("device_type"),
             col("browser"),
+            col("funnel_step"),
         ])
-        .sort(["site_id", "session_start", "session_id"], SortMultipleOptions::default())
+        .sort(["site_id", "session_start", "session_id"], SortMultipleOptions::default()))
 }

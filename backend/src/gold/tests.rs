@@ -221,3 +221,30 @@ fn top_pages_and_product_performance_per_hour() {
     assert_eq!(f64s(&products, "cart_to_purchase_rate"), vec![Some(0.5)]);
     assert_eq!(f64s(&products, "cart_abandonment_rate"), vec![Some(0.5)]);
 }
+
+#[test]
+fn traffic_counts_each_session_of_a_minute_when_the_gap_is_under_a_minute() {
+    // With a 10 s gap, visitor a has two sessions inside 10:00 (25 s apart)
+    // and b one; the sessions table agrees.
+    let config = GoldConfig {
+        session_gap_ms: 10_000,
+        ..GoldConfig::default()
+    };
+    let events = vec![
+        ev("1", "page_view", at(10, 0), "a").path("/"),
+        ev("2", "page_view", at(10, 0) + 5_000, "a").path("/"),
+        ev("3", "page_view", at(10, 0) + 30_000, "a").path("/"),
+        ev("4", "page_view", at(10, 0) + 1_000, "b").path("/"),
+    ];
+    let tables = collect_tables(all_tables(silver(&events), &config).unwrap()).unwrap();
+    let get = |which: GoldTable| tables.iter().find(|(t, _)| *t == which).unwrap().1.clone();
+    let traffic = get(GoldTable::Traffic1m);
+    assert_eq!(u32s(&traffic, "active_users"), vec![Some(2)]);
+    assert_eq!(u32s(&traffic, "sessions"), vec![Some(3)]);
+    assert_eq!(get(GoldTable::Sessions).height(), 3);
+    // With the default 30 minutes, one session each.
+    assert_eq!(
+        u32s(&table(&events, GoldTable::Traffic1m), "sessions"),
+        vec![Some(2)]
+    );
+}

@@ -78,6 +78,11 @@ pub struct Manifest {
     /// the allowed lateness.
     #[serde(default)]
     pub max_event_ts: Option<i64>,
+    /// Whether Gold reflects every Silver row. False when Silver was written
+    /// with Gold off (or by a version before Gold's hourly layout): the
+    /// aggregator then builds Gold from Silver before it goes on.
+    #[serde(default)]
+    pub gold_current: bool,
 }
 
 impl Manifest {

@@ -264,6 +264,7 @@ fn expected(all: &[Ev]) -> BTreeMap<&'static str, Vec<String>> {
             os(&first.country),
             s(&first.device),
             s(&first.browser),
+            i(ss.funnel().iter().filter(|t| t.is_some()).count() as i64),
         ]));
     }
     tables.insert("sessions", rows);
@@ -441,7 +442,7 @@ fn columns(table: GoldTable) -> &'static [&'static str] {
         GoldTable::Sessions => &[
             "site_id", "session_id", "anonymous_id", "user_id", "session_start", "session_end", "duration_ms",
             "events", "page_views", "entry_page", "exit_page", "bounced", "converted", "revenue", "utm_source",
-            "utm_medium", "utm_campaign", "country", "device_type", "browser",
+            "utm_medium", "utm_campaign", "country", "device_type", "browser", "funnel_step",
         ],
         GoldTable::Traffic1m => &["site_id", "window_start", "window_end", "events", "page_views", "active_users", "sessions"],
         GoldTable::TopPages1h => &["site_id", "hour_start", "page_path", "views", "unique_visitors", "rank"],
