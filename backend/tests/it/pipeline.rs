@@ -98,7 +98,10 @@ fn wait_for_totals(data_dir: &Path, silver: u64, rejects: u64) -> Manifest {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let m = Manifest::load(data_dir).unwrap();
-        if m.totals.silver_rows >= silver && m.totals.reject_rows >= rejects {
+        // The manifest is written before its files are renamed into place:
+        // wait for those too, or a scan can run between the two.
+        let published = m.files.iter().all(|f| data_dir.join(&f.path).exists() && !data_dir.join(&f.tmp).exists());
+        if m.totals.silver_rows >= silver && m.totals.reject_rows >= rejects && published {
             return m;
         }
         assert!(Instant::now() < deadline, "timed out: Silver {} of {silver}, rejects {} of {rejects}", m.totals.silver_rows, m.totals.reject_rows);
