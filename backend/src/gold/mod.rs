@@ -105,7 +105,6 @@ impl GoldTable {
 }
 
 /// `Datetime(ms)` without a time zone: how every timestamp is stored.
-#[cfg(test)]
 pub(crate) fn datetime_ms() -> DataType {
     DataType::Datetime(TimeUnit::Milliseconds, None)
 }

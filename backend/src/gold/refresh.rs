@@ -452,6 +452,8 @@ fn refresh(
             col("anonymous_id"),
             col("session_start"),
             col("session_end"),
+            col("revenue"),
+            col("converted"),
         ]
     };
     let dropped_bots = if newly_flagged.height() > 0 && has_files(data_dir, GoldTable::Sessions) {
@@ -633,13 +635,13 @@ fn refresh(
     .unique(None, UniqueKeepStrategy::Any)
     .collect()?;
     if users_changed.height() > 0 {
-        update_users(
-            &mut out,
-            commit,
-            &users_changed,
-            &hour_sessions,
-            &session_hours,
-        )?;
+        let sessions_change = SessionsChange {
+            replaced: &replaced,
+            added: &new_sessions,
+            hour_sessions: &hour_sessions,
+            session_hours: &session_hours,
+        };
+        update_users(&mut out, commit, &users_changed, &sessions_change)?;
     }
 
     phases.lap("users");
@@ -718,70 +720,167 @@ impl std::fmt::Display for Phases {
     }
 }
 
-/// Recomputes the `dim_users` rows of `changed` visitors and rewrites the
+/// What a micro-batch did to the `sessions` table.
+struct SessionsChange<'a> {
+    /// Old sessions of the touched visitors that were replaced (empty or
+    /// with `sessions_columns`).
+    replaced: &'a DataFrame,
+    /// The sessions that replaced them (and new ones).
+    added: &'a DataFrame,
+    /// Every session of the rewritten hours, as now written.
+    hour_sessions: &'a DataFrame,
+    session_hours: &'a BTreeSet<i64>,
+}
+
+/// Updates the `dim_users` rows of `changed` visitors and rewrites the
 /// hours (of `first_seen`) they leave or land in.
+///
+/// The common case, a visitor whose only new session is their latest one
+/// (an ongoing visit goes on, or a new visit starts), is merged into the
+/// visitor's row: the sessions it replaced are inside it, so counts and
+/// sums move by the difference, first and last seen by the min and max,
+/// and the user id is its own if it has one. Other visitors (late events,
+/// bots) are recomputed from all their sessions.
 fn update_users(
     out: &mut Writer<'_>,
     commit: &mut Commit,
     changed: &DataFrame,
-    hour_sessions: &DataFrame,
-    session_hours: &BTreeSet<i64>,
+    change: &SessionsChange<'_>,
 ) -> Result<(), AggregateError> {
     let data_dir = out.data_dir;
     // A filter on the visitor ids first lets the Parquet reader skip the
     // other rows; the join then matches the site too.
-    let ids = lit(changed
-        .column("anonymous_id")?
-        .as_materialized_series()
-        .clone())
-    .implode(false);
-    let mut their_sessions = vec![join_on_visitor(
-        hour_sessions.clone().lazy(),
-        changed.clone().lazy(),
-        JoinType::Semi,
-    )];
-    if has_files(data_dir, GoldTable::Sessions) {
-        let on_disk = scan(data_dir, GoldTable::Sessions)?
-            .filter(
-                col("anonymous_id")
-                    .is_in(ids.clone(), false)
-                    .and(in_hours("session_start", session_hours).not()),
-            )
-            .drop(cols(["dt", "is_final"]));
-        their_sessions.push(join_on_visitor(
-            on_disk,
-            changed.clone().lazy(),
-            JoinType::Semi,
-        ));
-    }
-    let users = dim_users(concat(their_sessions, UnionArgs::default())?).collect()?;
-
-    let mut hours = hours_of(&users, "first_seen")?;
-    if has_files(data_dir, GoldTable::DimUsers) {
-        let before = join_on_visitor(
-            scan(data_dir, GoldTable::DimUsers)?.filter(col("anonymous_id").is_in(ids, false)),
+    let ids_of = |df: &DataFrame| -> PolarsResult<Expr> {
+        Ok(lit(df.column("anonymous_id")?.as_materialized_series().clone()).implode(false))
+    };
+    let ids = ids_of(changed)?;
+    let old_rows = if has_files(data_dir, GoldTable::DimUsers) {
+        join_on_visitor(
+            scan(data_dir, GoldTable::DimUsers)?.filter(col("anonymous_id").is_in(ids, false)).drop(cols(["dt"])),
             changed.clone().lazy(),
             JoinType::Semi,
         )
-        .select([col("first_seen")])
+        .collect()?
+    } else {
+        DataFrame::empty()
+    };
+
+    // Per visitor: what was added, what was replaced.
+    let by_start = || SortMultipleOptions::default();
+    let added = change
+        .added
+        .clone()
+        .lazy()
+        .group_by(visitor())
+        .agg([
+            len().alias("_added"),
+            col("revenue").sum().alias("_added_revenue"),
+            col("converted").sum().cast(DataType::UInt32).alias("_added_converted"),
+            col("session_start").min().alias("_added_first"),
+            col("session_end").max().alias("_added_last"),
+            col("utm_source").sort_by([col("session_start")], by_start()).first().alias("_added_utm"),
+            col("country").sort_by([col("session_start")], by_start()).first().alias("_added_country"),
+            col("user_id").sort_by([col("session_start")], by_start()).last().alias("_added_user"),
+        ]);
+    let replaced = if change.replaced.height() > 0 {
+        change.replaced.clone().lazy().group_by(visitor()).agg([
+            len().alias("_replaced"),
+            col("revenue").sum().alias("_replaced_revenue"),
+            col("converted").sum().cast(DataType::UInt32).alias("_replaced_converted"),
+        ])
+    } else {
+        added.clone().select([
+            col("site_id"),
+            col("anonymous_id"),
+            lit(0u32).alias("_replaced"),
+            lit(0.0).alias("_replaced_revenue"),
+            lit(0u32).alias("_replaced_converted"),
+        ])
+    };
+    let mut merged = join_on_visitor(added, replaced, JoinType::Left);
+    merged = if old_rows.height() > 0 {
+        join_on_visitor(merged, old_rows.clone().lazy(), JoinType::Left)
+    } else {
+        merged.with_columns(
+            [
+                ("user_id", DataType::String),
+                ("first_seen", crate::gold::datetime_ms()),
+                ("last_seen", crate::gold::datetime_ms()),
+                ("sessions", DataType::UInt32),
+                ("lifetime_revenue", DataType::Float64),
+                ("purchases_sessions", DataType::UInt32),
+                ("first_utm_source", DataType::String),
+                ("country", DataType::String),
+            ]
+            .map(|(name, dtype)| lit(NULL).cast(dtype).alias(name)),
+        )
+    };
+    let zero = |c: &str| col(c).fill_null(lit(0));
+    // One added session, and it is the visitor's latest.
+    let mergeable = col("_added")
+        .eq(lit(1))
+        .and(col("last_seen").is_null().or(col("_added_last").gt_eq(col("last_seen"))));
+    let first_is_added = col("first_seen").is_null().or(col("_added_first").lt_eq(col("first_seen")));
+    let merged = merged
+        .with_column(mergeable.alias("_mergeable"))
         .collect()?;
-        hours.extend(hours_of(&before, "first_seen")?);
+    let rows = merged
+        .clone()
+        .lazy()
+        .filter(col("_mergeable"))
+        .select([
+            col("site_id"),
+            col("anonymous_id"),
+            when(col("_added_user").is_not_null()).then(col("_added_user")).otherwise(col("user_id")).alias("user_id"),
+            when(first_is_added.clone()).then(col("_added_first")).otherwise(col("first_seen")).alias("first_seen"),
+            col("_added_last").alias("last_seen"),
+            (zero("sessions") - zero("_replaced") + col("_added")).cast(DataType::UInt32).alias("sessions"),
+            (col("lifetime_revenue").fill_null(lit(0.0)) - col("_replaced_revenue").fill_null(lit(0.0))
+                + col("_added_revenue"))
+            .alias("lifetime_revenue"),
+            (zero("purchases_sessions") - zero("_replaced_converted") + col("_added_converted"))
+                .cast(DataType::UInt32)
+                .alias("purchases_sessions"),
+            when(first_is_added.clone()).then(col("_added_utm")).otherwise(col("first_utm_source")).alias("first_utm_source"),
+            when(first_is_added).then(col("_added_country")).otherwise(col("country")).alias("country"),
+        ]);
+
+    // Everyone else (not mergeable, or whose sessions all went): from all
+    // their sessions, the rewritten hours' as just computed.
+    let merged_visitors = merged.clone().lazy().filter(col("_mergeable")).select(visitor()).collect()?;
+    let recompute = join_on_visitor(changed.clone().lazy(), merged_visitors.clone().lazy(), JoinType::Anti).collect()?;
+    let (merged_visitors_count, recompute_count) = (merged_visitors.height(), recompute.height());
+    let mut users = vec![rows];
+    if recompute.height() > 0 {
+        let mut their_sessions =
+            vec![join_on_visitor(change.hour_sessions.clone().lazy(), recompute.clone().lazy(), JoinType::Semi)];
+        if has_files(data_dir, GoldTable::Sessions) {
+            let on_disk = scan(data_dir, GoldTable::Sessions)?
+                .filter(
+                    col("anonymous_id")
+                        .is_in(ids_of(&recompute)?, false)
+                        .and(in_hours("session_start", change.session_hours).not()),
+                )
+                .drop(cols(["dt", "is_final"]));
+            their_sessions.push(join_on_visitor(on_disk, recompute.lazy(), JoinType::Semi));
+        }
+        users.push(dim_users(concat(their_sessions, UnionArgs::default())?));
+    }
+    let users = concat(users, UnionArgs::default())?.collect()?;
+    tracing::debug!(merged = merged_visitors_count, recomputed = recompute_count, "dim_users rows");
+
+    let mut hours = hours_of(&users, "first_seen")?;
+    if old_rows.height() > 0 {
+        hours.extend(hours_of(&old_rows, "first_seen")?);
     }
     let mut rows = vec![users.lazy()];
     for &hour in &hours {
         if let Some(df) = read_hour(data_dir, GoldTable::DimUsers, hour)? {
-            rows.push(join_on_visitor(
-                df.lazy(),
-                changed.clone().lazy(),
-                JoinType::Anti,
-            ));
+            rows.push(join_on_visitor(df.lazy(), changed.clone().lazy(), JoinType::Anti));
         }
     }
     let rows = concat(rows, UnionArgs::default())?
-        .sort(
-            ["site_id", "first_seen", "anonymous_id"],
-            SortMultipleOptions::default(),
-        )
+        .sort(["site_id", "first_seen", "anonymous_id"], SortMultipleOptions::default())
         .collect()?;
     out.write_hours(commit, GoldTable::DimUsers, rows, &hours)
 }
