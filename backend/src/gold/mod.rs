@@ -166,9 +166,8 @@ pub const GOLD_INPUT: &[&str] = &[
 /// windows of at most an hour, so the hours it is computed from give it
 /// whole.
 pub fn window_tables(silver: LazyFrame, flagged: LazyFrame, config: &GoldConfig) -> PolarsResult<Vec<(GoldTable, LazyFrame)>> {
-    // Only what Gold reads is kept in the shared cache: the long text
-    // columns (URLs, titles, user agents) would double its memory.
-    let silver = silver.select(GOLD_INPUT.iter().map(|c| col(*c)).collect::<Vec<_>>()).cache();
+    // Only what they read is kept in the shared cache.
+    let silver = silver.select(WINDOW_INPUT.iter().map(|c| col(*c)).collect::<Vec<_>>()).cache();
     let human = human_events(silver.clone(), flagged).cache();
     Ok(vec![
         (GoldTable::Traffic1m, traffic_1m(human.clone(), config)?),
@@ -178,6 +177,13 @@ pub fn window_tables(silver: LazyFrame, flagged: LazyFrame, config: &GoldConfig)
         (GoldTable::BotAnomalies, bot_anomalies(silver, config)),
     ])
 }
+
+/// The Silver columns the window tables read: a refresh reads these for
+/// whole hours, and every column only for the visitors it touches.
+pub const WINDOW_INPUT: &[&str] = &[
+    "event_type", "event_ts", "site_id", "anonymous_id", "page_path", "product_id", "quantity", "revenue",
+    "order_id", "is_bot",
+];
 
 /// Computes every Gold table from the whole of Silver in one query: the
 /// definition the incremental refresh ([`refresh`]) must agree with, and

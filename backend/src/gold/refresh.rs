@@ -31,7 +31,7 @@ use polars::prelude::*;
 
 use super::{
     bot_anomalies, collect_tables, dim_users, flagged_visitors, funnel_1h, human_events,
-    sessionize, sessions, ts_ms, window_tables, GoldConfig, GoldTable, GOLD_INPUT,
+    sessionize, sessions, ts_ms, window_tables, GoldConfig, GoldTable, GOLD_INPUT, WINDOW_INPUT,
 };
 use crate::aggregate::dedup::scan_glob;
 use crate::aggregate::AggregateError;
@@ -188,7 +188,14 @@ struct SilverView<'a> {
 }
 
 impl SilverView<'_> {
-    fn hours(&self, hours: &BTreeSet<i64>) -> PolarsResult<LazyFrame> {
+    /// `columns` of the Silver rows in `hours`, those `only` keeps (a
+    /// filter the Parquet reader applies before decoding other columns).
+    fn hours(&self, hours: &BTreeSet<i64>, columns: &[&str], only: Option<Expr>) -> PolarsResult<LazyFrame> {
+        let columns: Vec<Expr> = columns.iter().map(|c| col(*c)).collect();
+        let keep = |lf: LazyFrame| match &only {
+            Some(only) => lf.filter(only.clone()),
+            None => lf,
+        };
         let mut frames = Vec::new();
         let files: Vec<PlRefPath> = hours
             .iter()
@@ -199,19 +206,13 @@ impl SilverView<'_> {
             .map(|p| PlRefPath::new(p.display().to_string()))
             .collect();
         if !files.is_empty() {
-            let columns: Vec<Expr> = GOLD_INPUT.iter().map(|c| col(*c)).collect();
             let published = LazyFrame::scan_parquet_files(
                 files.into_iter().collect(),
                 ScanArgsParquet::default(),
             )?;
-            frames.push(published.select(columns));
+            frames.push(keep(published).select(columns.clone()));
         }
-        frames.push(
-            self.unpublished
-                .clone()
-                .lazy()
-                .filter(in_hours("event_ts", hours)),
-        );
+        frames.push(keep(self.unpublished.clone().lazy().filter(in_hours("event_ts", hours))).select(columns));
         concat(frames, UnionArgs::default())
     }
 }
@@ -422,7 +423,7 @@ fn refresh(
     // Bots. Minute counts only grow, so a visitor flagged stays flagged;
     // the new flags come from the hours of the new rows.
     let fresh_hours = hours_of(fresh, "event_ts")?;
-    let mut slice = view.hours(&fresh_hours)?.collect()?;
+    let mut slice = view.hours(&fresh_hours, WINDOW_INPUT, None)?.collect()?;
     let flagged_before = if has_files(data_dir, GoldTable::BotAnomalies) {
         flagged_visitors(scan(data_dir, GoldTable::BotAnomalies)?).collect()?
     } else {
@@ -479,7 +480,7 @@ fn refresh(
         {
             window_hours.extend(s.div_euclid(HOUR_MS)..=e.div_euclid(HOUR_MS));
         }
-        slice = view.hours(&window_hours)?.collect()?;
+        slice = view.hours(&window_hours, WINDOW_INPUT, None)?.collect()?;
     }
 
     // The window tables of those hours, from those hours.
@@ -547,15 +548,10 @@ fn refresh(
     for (f, t) in from.into_no_null_iter().zip(to.into_no_null_iter()) {
         span_hours.extend(f.div_euclid(HOUR_MS)..=t.div_euclid(HOUR_MS));
     }
+    // Only the touched visitors' rows are decoded whole.
+    let ids = lit(spans.column("anonymous_id")?.as_materialized_series().clone()).implode(false);
     let events = join_on_visitor(
-        // The hours read for the windows already, the rest from Silver.
-        concat(
-            [
-                slice.lazy().filter(in_hours("event_ts", &span_hours)),
-                view.hours(&span_hours.difference(&window_hours).copied().collect())?,
-            ],
-            UnionArgs::default(),
-        )?,
+        view.hours(&span_hours, GOLD_INPUT, Some(col("anonymous_id").is_in(ids, false)))?,
         spans.clone().lazy(),
         JoinType::Inner,
     )
