@@ -69,3 +69,38 @@ ensure_python_polars() {
   fi
   export CLICKSTREAM_PYTHON="$venv/bin/python"
 }
+
+# ensure_debian_wasm: Debian's rustc-web, whose std source lets the tracker
+# be built with build-std and the immediate-abort panic strategy (the size
+# budget needs both; rustup's prebuilt wasm32 std cannot do it). Sets
+# DEBIAN_WASM_ENV: the environment of that cargo, for `env`.
+ensure_debian_wasm() {
+  apt_install rustc-web cargo-web rust-web-src lld-19
+  DEBIAN_WASM_ENV=(PATH="/usr/bin:$PATH" RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1
+    CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=/usr/lib/llvm-19/bin/wasm-ld)
+}
+
+# ensure_wasm_bindgen: the CLI matching the pinned library (0.2.130).
+ensure_wasm_bindgen() {
+  export PATH="$HOME/.cargo/bin:$PATH"
+  if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen 0.2.130" ]; then
+    log "cargo install wasm-bindgen-cli 0.2.130 (about 5 minutes, once)"
+    # Not --locked: its lock file pins a crate version the registry no longer has.
+    cargo install -q wasm-bindgen-cli --version 0.2.130
+  fi
+}
+
+# ensure_node_tools: binaryen (wasm-opt), esbuild and playwright-core from package-lock.json.
+ensure_node_tools() {
+  command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+  if [ ! -f "$ROOT/node_modules/.package-lock.json" ] || [ "$ROOT/package-lock.json" -nt "$ROOT/node_modules/.package-lock.json" ]; then
+    log "npm ci (wasm-opt, esbuild, playwright-core)"
+    (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}
+
+# ensure_chromium: Debian's headless Chromium and its WebDriver, for the
+# browser tests (no tool may download a browser of its own).
+ensure_chromium() {
+  apt_install chromium chromium-driver
+}

@@ -1,39 +1,45 @@
-//! The browser tracker. It starts as the plain-Rust core the wasm glue will
-//! wrap: building wire batches from the shared contract's types.
+//! The browser tracker.
+//!
+//! Everything a tracker decides (when to flush, which session an event
+//! belongs to, what the persisted queue holds, how long to back off, what
+//! consent allows, what a click or a URL may reveal) is plain Rust in the
+//! modules below, tested natively by `cargo test` and in headless Chromium
+//! by wasm-bindgen-test. `web` is the thin glue that binds them to the
+//! browser: storage, timers, `fetch`/`sendBeacon`, DOM listeners and the JS
+//! API (`init`, `track`, `page`, ...).
 
-use clickstream_schema::{Batch, Event, WIRE_VERSION};
+pub mod click;
+pub mod consent;
+pub mod ids;
+pub mod json;
+pub mod options;
+pub mod props;
+pub mod queue;
+pub mod retry;
+pub mod session;
+pub mod tracker;
+pub mod url;
 
-/// Wraps events in a wire v1 batch envelope, stamped with the client clock.
-pub fn batch(site_id: &str, sent_at: i64, events: Vec<Event>) -> Batch {
-    Batch { v: WIRE_VERSION, site_id: site_id.to_string(), sent_at, events }
-}
+#[cfg(target_arch = "wasm32")]
+mod web;
 
-/// The JSON body the tracker sends.
-pub fn to_body(batch: &Batch) -> String {
-    serde_json::to_string(batch).unwrap_or_default()
-}
+pub use options::Options;
+pub use tracker::{Platform, Stats, Tracker};
 
+/// Core tests run natively (`cargo test`) and, compiled to wasm32, in
+/// headless Chromium (`wasm-bindgen-test`); one attribute for both.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use clickstream_schema::{EventType, Limits, Page, Props, Context};
-
-    #[test]
-    fn a_tracker_batch_passes_the_contract() {
-        let event = Event {
-            event_id: "e-1".into(),
-            event_type: EventType::PageView,
-            ts: 1_732_262_399_000,
-            anonymous_id: "a-1".into(),
-            user_id: None,
-            session_id: "s-1".into(),
-            page: Page { url: "https://shop.example/".into(), path: "/".into(), ..Page::default() },
-            props: Props::default(),
-            context: Context::default(),
-        };
-        let body = to_body(&batch("shop-1", 1_732_262_400_000, vec![event.clone()]));
-        let parsed = clickstream_schema::parse_batch(body.as_bytes(), &Limits::default()).unwrap();
-        let back = clickstream_schema::validate_event(&parsed.events[0], parsed.sent_at, 1_732_262_400_000, &Limits::default()).unwrap();
-        assert_eq!(back, event);
-    }
+macro_rules! both {
+    ($($item:item)*) => {
+        $(
+            #[cfg_attr(not(target_arch = "wasm32"), test)]
+            #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+            $item
+        )*
+    };
 }
+#[cfg(test)]
+pub(crate) use both;
+
+#[cfg(all(test, target_arch = "wasm32"))]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);

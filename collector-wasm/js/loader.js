@@ -1,0 +1,219 @@
+// The tracker's entry point, the only file a page imports:
+//   import { init } from "/t/clickstream.js";
+//   init({ endpoint: "/v1/batch", siteId: "shop-1" });
+//
+// This is the browser side of the glue: listeners, timers and requests,
+// which cost a few hundred bytes here and several KB through wasm-bindgen.
+// Every decision (what an event holds, when a batch is due, what to store,
+// how long to back off, what consent allows) is the wasm core's.
+//
+// Calls made before the wasm is ready wait in a queue. Nothing here throws
+// into the page: a tracker that cannot load, or fails, goes quiet.
+import load, { Core } from "./__CORE__.js";
+
+let core = null;
+let config = []; // [endpoint, flushIntervalMs, autoPageViews, autocapture, hashPageViews]
+let state = "idle"; // idle → loading → ready | failed
+let flushTimer = 0;
+let retryTimer = 0;
+const early = [];
+const now = () => Date.now();
+
+function safely(f) {
+  try {
+    return f();
+  } catch (e) {
+    if (state === "ready") {
+      state = "failed";
+      console.warn("clickstream: tracker stopped after an error", e);
+    }
+  }
+}
+
+// ---- delivery
+
+// After an event: send when a batch is full, else within the flush interval.
+function recorded(due) {
+  if (due) send(false);
+  else if (!flushTimer && core.waiting() > 0) {
+    flushTimer = setTimeout(() => {
+      flushTimer = 0;
+      safely(() => send(false));
+    }, config[1]);
+  }
+}
+
+// One fetch at a time; when the page is hidden or left, sendBeacon, which
+// outlives the page (offline it would be lost, so then the events stay in
+// storage for the next page).
+function send(leaving) {
+  for (;;) {
+    if (!leaving && core.inFlight()) return;
+    const body = core.nextRequest(now());
+    if (body === undefined) return;
+    const id = core.requestId();
+    if (leaving) {
+      if (navigator.onLine && navigator.sendBeacon(config[0], body)) core.settle(id, 202, -1, now());
+      else return core.unsent(id);
+      continue;
+    }
+    // A string body goes as text/plain: no CORS preflight.
+    fetch(config[0], { method: "POST", body, keepalive: true }).then(
+      (r) => answered(id, r.status, retryAfterMs(r.headers.get("retry-after"))),
+      () => answered(id, 0, -1),
+    );
+    return;
+  }
+}
+
+function retryAfterMs(header) {
+  if (!header) return -1;
+  const seconds = Number(header);
+  if (Number.isFinite(seconds)) return seconds * 1000;
+  const at = Date.parse(header);
+  return Number.isFinite(at) ? Math.max(0, at - now()) : -1;
+}
+
+function answered(id, status, retryAfter) {
+  safely(() => {
+    const wait = core.settle(id, status, retryAfter, now());
+    if (wait >= 0) {
+      clearTimeout(retryTimer);
+      retryTimer = setTimeout(() => safely(() => send(false)), wait);
+    } else if (core.due()) send(false);
+    else recorded(false);
+  });
+}
+
+// ---- pages and clicks
+
+// <meta name="clickstream:product_id" content="p-1"> makes a product page's
+// page view a product view.
+function metaProps() {
+  const props = {};
+  for (const m of document.querySelectorAll('meta[name^="clickstream:"]')) props[m.name.slice(12)] = m.content;
+  return props;
+}
+
+function pageView(props) {
+  core.setPage(location.href, document.title, document.referrer);
+  recorded(core.record("page_view", { ...metaProps(), ...props }, now()));
+}
+
+// pushState, replaceState, popstate, hashchange: a page view when the
+// visitor is on another page. One tick later, since single-page apps set
+// the title right after the URL.
+function navigated() {
+  setTimeout(() => safely(() => {
+    if (core.setPage(location.href, document.title, core.pageUrl())) {
+      recorded(core.record("page_view", metaProps(), now()));
+    }
+  }), 0);
+}
+
+const CLICKABLE = "a,button,[data-track],input[type=submit],input[type=button]";
+
+function clicked(e) {
+  const el = e.target instanceof Element ? e.target.closest(CLICKABLE) : null;
+  if (!el) return;
+  const field = el.tagName === "INPUT";
+  const href = typeof el.href === "string" ? el.href : undefined;
+  recorded(core.click(el.tagName, field ? "" : el.textContent || "", href, { ...el.dataset }, now()));
+}
+
+function start(options) {
+  const privacySignal = navigator.doNotTrack === "1" || navigator.globalPrivacyControl === true;
+  core = new Core(options || {}, privacySignal);
+  config = core.config();
+  core.setContext(`${screen.width}x${screen.height}`, navigator.language || "",
+    Intl.DateTimeFormat().resolvedOptions().timeZone || "");
+  const on = (target, type, f, capture) => target.addEventListener(type, (e) => safely(() => f(e)), capture);
+  if (config[3]) on(document, "click", clicked, true);
+  on(document, "visibilitychange", () => document.hidden && send(true));
+  on(window, "pagehide", () => send(true));
+  on(window, "online", () => {
+    core.online();
+    send(false);
+  });
+  if (config[2]) {
+    for (const name of ["pushState", "replaceState"]) {
+      const original = history[name];
+      history[name] = function (...args) {
+        const result = original.apply(this, args);
+        safely(navigated);
+        return result;
+      };
+    }
+    on(window, "popstate", navigated);
+    if (config[4]) on(window, "hashchange", navigated);
+    pageView();
+  } else {
+    core.setPage(location.href, document.title, document.referrer);
+  }
+  send(false); // what earlier pages could not deliver
+}
+
+// ---- the API
+
+const impl = {
+  track: (name, props) => recorded(core.record("custom", { ...props, name: String(name) }, now())),
+  page: (props) => pageView(props),
+  identify: (userId) => recorded(core.identify(userId, now())),
+  addToCart: (item) => recorded(core.record("add_to_cart", item, now())),
+  removeFromCart: (item) => recorded(core.record("remove_from_cart", item, now())),
+  beginCheckout: (props) => recorded(core.record("begin_checkout", props, now())),
+  // One purchase event per order line.
+  purchase: ({ items, ...order }) => items.forEach((item) => recorded(core.record("purchase", { ...order, ...item }, now()))),
+  search: (query) => recorded(core.record("search", { query: String(query) }, now())),
+  consent: (granted) => core.consent(granted === true) && config[2] && pageView(),
+  flush: () => {
+    core.online();
+    send(false);
+  },
+};
+
+function call(name, args) {
+  if (state === "ready") safely(() => impl[name](...args));
+  else if (state !== "failed") early.push([name, args]);
+}
+
+/** Starts the tracker: init({ endpoint, siteId, ...options }). */
+export function init(options) {
+  if (state !== "idle") return;
+  state = "loading";
+  load().then(
+    () => {
+      try {
+        start(options);
+      } catch (e) {
+        state = "failed";
+        early.length = 0;
+        return console.warn("clickstream: not started:", e);
+      }
+      state = "ready";
+      for (const [name, args] of early.splice(0)) call(name, args);
+    },
+    (e) => {
+      state = "failed";
+      early.length = 0;
+      console.warn("clickstream: tracker not loaded", e);
+    },
+  );
+}
+
+const method = (name) => (...args) => call(name, args);
+export const track = method("track");
+export const page = method("page");
+export const identify = method("identify");
+export const addToCart = method("addToCart");
+export const removeFromCart = method("removeFromCart");
+export const beginCheckout = method("beginCheckout");
+export const purchase = method("purchase");
+export const search = method("search");
+export const consent = method("consent");
+export const flush = method("flush");
+/** Counters and ids (recorded, delivered, queued, dropped, ...); {} until ready. */
+export const stats = () => (state === "ready" ? safely(() => JSON.parse(core.stats())) : {});
+
+// For the site's other scripts, which need not import anything.
+window.clickstream ??= { init, track, page, identify, addToCart, removeFromCart, beginCheckout, purchase, search, consent, flush, stats };

@@ -1,0 +1,68 @@
+//! What of a URL the tracker sends. Query strings often carry emails,
+//! tokens and order numbers, so by default only the `utm_*` parameters
+//! (which attribution needs) survive; the fragment only when hash changes
+//! are page views.
+
+/// `url` with its query reduced to `utm_*` parameters (all of them with
+/// `keep_query`) and its fragment dropped unless `keep_hash`.
+pub fn clean_url(url: &str, keep_query: bool, keep_hash: bool) -> String {
+    let (rest, hash) = match url.find('#') {
+        Some(i) => (&url[..i], &url[i..]),
+        None => (url, ""),
+    };
+    let (base, query) = match rest.find('?') {
+        Some(i) => (&rest[..i], &rest[i + 1..]),
+        None => (rest, ""),
+    };
+    let mut out = String::with_capacity(url.len());
+    out.push_str(base);
+    let mut first = true;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        if keep_query || pair.starts_with("utm_") {
+            out.push(if first { '?' } else { '&' });
+            out.push_str(pair);
+            first = false;
+        }
+    }
+    if keep_hash {
+        out.push_str(hash);
+    }
+    out
+}
+
+/// The path of an absolute or root-relative URL (`/` when it has none).
+pub fn path_of(url: &str) -> &str {
+    // Skip `scheme://host`: the path starts at the first `/`, `?` or `#` after it.
+    let rest = match url.split_once(':').filter(|(_, rest)| rest.starts_with("//")) {
+        Some((_, rest)) => rest[2..].find(['/', '?', '#']).map_or("", |j| &rest[2 + j..]),
+        None => url,
+    };
+    let end = rest.find(['?', '#']).unwrap_or(rest.len());
+    if end == 0 {
+        "/"
+    } else {
+        &rest[..end]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    crate::both! {
+        fn only_utm_parameters_survive_by_default() {
+            let url = "https://shop.example/p/42?email=a@b.c&utm_source=news&token=x&utm_campaign=fall#reviews";
+            assert_eq!(clean_url(url, false, false), "https://shop.example/p/42?utm_source=news&utm_campaign=fall");
+            assert_eq!(clean_url(url, true, false), "https://shop.example/p/42?email=a@b.c&utm_source=news&token=x&utm_campaign=fall");
+            assert_eq!(clean_url(url, false, true), "https://shop.example/p/42?utm_source=news&utm_campaign=fall#reviews");
+            assert_eq!(clean_url("https://shop.example/?q=secret", false, false), "https://shop.example/");
+        }
+
+        fn the_path_of_a_url() {
+            assert_eq!(path_of("https://shop.example/p/42?utm_source=x#a"), "/p/42");
+            assert_eq!(path_of("https://shop.example"), "/");
+            assert_eq!(path_of("https://shop.example?x=1"), "/");
+            assert_eq!(path_of("/search?q=boots"), "/search");
+        }
+    }
+}
