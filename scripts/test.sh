@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Every test: installs what it needs, then runs the Rust tests of all crates,
-# the Python Polars checks of the written Parquet, and the wasm32 build of
-# the crates that run in browsers and Workers.
+# Every test: installs what it needs, then runs the Rust tests of all crates
+# (with the Python Polars checks of the written Parquet), builds the browser
+# tracker, runs its core's tests in headless Chromium, and drives the demo
+# shop in Chromium against a real `clickstream serve`.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 cd "$ROOT"
@@ -12,8 +13,17 @@ ensure_python_polars
 log "cargo test (all crates)"
 cargo test --locked --workspace
 
-log "wasm32: the contract crate and the tracker build for browsers and Workers"
+log "the tracker: size-optimised wasm32 build (prints its gzipped size)"
+ensure_chromium
+ensure_wasm_bindgen
+ensure_node_tools
+bash scripts/build-tracker.sh
+
+log "the tracker's core in headless Chromium (wasm-bindgen-test)"
 ensure_wasm_target
-$WASM_CARGO build --locked --release --target wasm32-unknown-unknown \
-  $WASM_BUILD_STD --target-dir "$ROOT/target/wasm" -p clickstream-schema -p collector-wasm
-echo "wasm32 build: ok"
+(cd collector-wasm && CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner CHROMEDRIVER=/usr/bin/chromedriver \
+  "$WASM_CARGO" test --locked --target wasm32-unknown-unknown $WASM_BUILD_STD --target-dir "$ROOT/target/wasm" -p collector-wasm)
+
+log "the demo shop end to end: Chromium → tracker → clickstream serve → Silver"
+cargo build --locked -q -p clickstream-backend --bin clickstream
+CLICKSTREAM_BIN="$ROOT/target/debug/clickstream" node --test collector-wasm/e2e/

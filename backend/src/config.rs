@@ -37,6 +37,15 @@ pub struct FileConfig {
     pub country_header: Option<String>,
     /// Static site served at `/`. Default: the repository's `demo-site/`.
     pub site_dir: Option<PathBuf>,
+    /// The built tracker (`scripts/build-tracker.sh`). Default: the
+    /// repository's `collector-wasm/dist/`, when it was built.
+    pub tracker_dir: Option<PathBuf>,
+    /// URL path the tracker is served at. Default `/t`. Pick something
+    /// neutral of your own: ad-blockers list well-known tracker paths.
+    pub tracker_path: Option<String>,
+    /// A second path for `POST /v1/batch`, for the same reason (for
+    /// example `/api/e`). Default: none.
+    pub collect_path: Option<String>,
     /// Lateness horizon in hours: older events are rejected `too_late`.
     /// Default 168 (7 days).
     pub horizon_hours: Option<i64>,
@@ -79,6 +88,12 @@ pub fn default_site_dir() -> Option<PathBuf> {
     }
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo-site");
     repo.is_dir().then_some(repo)
+}
+
+/// The tracker built in the repository (`scripts/build-tracker.sh`), when run from a checkout.
+pub fn default_tracker_dir() -> Option<PathBuf> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../collector-wasm/dist");
+    [PathBuf::from("collector-wasm/dist"), repo].into_iter().find(|d| d.is_dir())
 }
 
 /// The IP-salt secret: configured, or created once at random and kept in

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use clickstream_backend::aggregate::{AggregateConfig, Aggregator};
 use clickstream_backend::clock::SystemClock;
-use clickstream_backend::config::{default_site_dir, ip_salt_secret, FileConfig};
+use clickstream_backend::config::{default_site_dir, default_tracker_dir, ip_salt_secret, FileConfig};
 use clickstream_backend::metrics::Metrics;
 use clickstream_backend::serve::{open_log, serve, stop_on_signal, ServeSettings};
 use clickstream_backend::server::{ClientIp, IngestAuth};
@@ -222,6 +222,18 @@ fn serve_settings(args: &ServeArgs) -> anyhow::Result<ServeSettings> {
     };
     s.country_header = Some(file.country_header.clone().unwrap_or_else(|| "cf-ipcountry".into()).to_ascii_lowercase());
     s.site_dir = file.site_dir.clone().or_else(default_site_dir);
+    let tracker_path = file.tracker_path.clone().unwrap_or_else(|| "/t".into());
+    if !tracker_path.starts_with('/') || tracker_path.len() < 2 {
+        anyhow::bail!("tracker_path must start with / and name a path, got {tracker_path:?}");
+    }
+    s.tracker = file.tracker_dir.clone().or_else(default_tracker_dir).map(|dir| (dir, tracker_path));
+    if s.tracker.is_none() {
+        tracing::info!("no built tracker (run scripts/build-tracker.sh); pages are served without it");
+    }
+    s.collect_path = file.collect_path.clone();
+    if let Some(p) = s.collect_path.as_deref().filter(|p| !p.starts_with('/')) {
+        anyhow::bail!("collect_path must start with /, got {p:?}");
+    }
     s.aggregate = if args.no_aggregate { None } else { Some(aggregate_config(&data_dir, &file)) };
     Ok(s)
 }

@@ -29,6 +29,10 @@ pub struct ServeSettings {
     pub client_ip: ClientIp,
     pub country_header: Option<String>,
     pub site_dir: Option<PathBuf>,
+    /// The built tracker's folder and the URL path it is served at.
+    pub tracker: Option<(PathBuf, String)>,
+    /// Another path for the collect route (first-party naming).
+    pub collect_path: Option<String>,
     /// `None` runs without the aggregator (`--no-aggregate`).
     pub aggregate: Option<AggregateConfig>,
 }
@@ -48,6 +52,8 @@ impl ServeSettings {
             client_ip: ClientIp::Peer,
             country_header: Some("cf-ipcountry".into()),
             site_dir: None,
+            tracker: None,
+            collect_path: None,
         }
     }
 }
@@ -88,6 +94,8 @@ pub async fn serve(
     state.client_ip = settings.client_ip.clone();
     state.country_header = settings.country_header.clone();
     state.site_dir = settings.site_dir.clone();
+    state.tracker = settings.tracker.clone();
+    state.collect_path = settings.collect_path.clone();
     let router = app(Arc::new(state));
 
     let (agg_stop_tx, agg_stop_rx) = watch::channel(false);

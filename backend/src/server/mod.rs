@@ -59,6 +59,10 @@ pub struct AppState {
     /// Header carrying the visitor's country (set by the CDN in front).
     pub country_header: Option<String>,
     pub site_dir: Option<PathBuf>,
+    /// The built tracker's folder, served at the path beside it.
+    pub tracker: Option<(PathBuf, String)>,
+    /// Another path for `POST /v1/batch`.
+    pub collect_path: Option<String>,
     /// Signatures seen at `/ingest` within their validity, to refuse replays.
     pub(crate) seen_signatures: Mutex<HashMap<String, i64>>,
 }
@@ -74,6 +78,8 @@ impl AppState {
             client_ip: ClientIp::Peer,
             country_header: Some("cf-ipcountry".into()),
             site_dir: None,
+            tracker: None,
+            collect_path: None,
             seen_signatures: Mutex::new(HashMap::new()),
         }
     }
@@ -101,9 +107,11 @@ pub fn app(state: Arc<AppState>) -> Router {
         .allow_methods([Method::POST, Method::OPTIONS])
         .allow_headers([header::CONTENT_TYPE])
         .max_age(std::time::Duration::from_secs(86_400));
-    let collect_routes = Router::new()
-        .route("/v1/batch", post(collect::collect_batch))
-        .layer(cors);
+    let mut collect_routes = Router::new().route("/v1/batch", post(collect::collect_batch));
+    if let Some(path) = &state.collect_path {
+        collect_routes = collect_routes.route(path, post(collect::collect_batch));
+    }
+    let collect_routes = collect_routes.layer(cors);
     let mut router = Router::new()
         .merge(collect_routes)
         .route("/ingest", post(ingest::ingest))
@@ -112,6 +120,9 @@ pub fn app(state: Arc<AppState>) -> Router {
         // The handlers enforce their own, configurable, limits with a
         // JSON answer; axum's default 2 MB limit would answer first.
         .layer(DefaultBodyLimit::disable());
+    if let Some((dir, path)) = &state.tracker {
+        router = router.nest_service(path, ServeDir::new(dir));
+    }
     if let Some(dir) = &state.site_dir {
         router = router.fallback_service(ServeDir::new(dir).append_index_html_on_directories(true));
     }
