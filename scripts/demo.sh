@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The local pipeline demo: installs what it needs, builds, and runs
-# `clickstream demo` (demo shop, collector, ingest, embedded log, aggregator
+# `clickstream demo` (demo shop with its tracker, collector, ingest, embedded log, aggregator
 # writing Parquet, synthetic traffic). Ctrl-C stops it cleanly.
 # Extra arguments go to `clickstream demo` (for example --port 9090).
 set -euo pipefail
@@ -8,6 +8,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 cd "$ROOT"
 
 ensure_rust
+bash "$ROOT/scripts/build-tracker.sh"   # the demo shop's tracker, served at /t/
 log "building clickstream (release; the first build takes several minutes)"
 cargo build --release --locked -p clickstream-backend --bin clickstream
 exec "$ROOT/target/release/clickstream" demo "$@"
