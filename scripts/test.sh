@@ -21,8 +21,9 @@ bash scripts/build-tracker.sh
 
 log "the tracker's core in headless Chromium (wasm-bindgen-test)"
 ensure_wasm_target
+# --lib: the unit tests (doctests would need rustdoc of the same toolchain).
 (cd collector-wasm && CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner CHROMEDRIVER=/usr/bin/chromedriver \
-  "$WASM_CARGO" test --locked --target wasm32-unknown-unknown $WASM_BUILD_STD --target-dir "$ROOT/target/wasm" -p collector-wasm)
+  "$WASM_CARGO" test --locked --lib --target wasm32-unknown-unknown $WASM_BUILD_STD --target-dir "$ROOT/target/wasm" -p collector-wasm)
 
 log "the demo shop end to end: Chromium → tracker → clickstream serve → Silver"
 cargo build --locked -q -p clickstream-backend --bin clickstream
