@@ -59,19 +59,18 @@ fn key(out: &mut String, name: &str, first: &mut bool) {
     out.push(':');
 }
 
+/// Optional props in the contract's field order, absent ones left out.
 fn props(out: &mut String, p: &Props, extra: &Extra) {
     let mut first = true;
     out.push('{');
-    let texts = [
-        ("product_id", &p.product_id),
-        ("category", &p.category),
-    ];
-    for (name, value) in texts {
+    let text = |out: &mut String, first: &mut bool, name: &str, value: &Option<String>| {
         if let Some(v) = value {
-            key(out, name, &mut first);
+            key(out, name, first);
             string(out, v);
         }
-    }
+    };
+    text(out, &mut first, "product_id", &p.product_id);
+    text(out, &mut first, "category", &p.category);
     if let Some(v) = p.price {
         key(out, "price", &mut first);
         float(out, v);
@@ -80,27 +79,13 @@ fn props(out: &mut String, p: &Props, extra: &Extra) {
         key(out, "quantity", &mut first);
         int(out, v);
     }
-    if let Some(v) = &p.currency {
-        key(out, "currency", &mut first);
-        string(out, v);
-    }
+    text(out, &mut first, "currency", &p.currency);
     if let Some(v) = p.revenue {
         key(out, "revenue", &mut first);
         float(out, v);
     }
-    let texts = [
-        ("order_id", &p.order_id),
-        ("query", &p.query),
-        ("tag", &p.tag),
-        ("text", &p.text),
-        ("href", &p.href),
-        ("name", &p.name),
-    ];
-    for (name, value) in texts {
-        if let Some(v) = value {
-            key(out, name, &mut first);
-            string(out, v);
-        }
+    for (name, value) in [("order_id", &p.order_id), ("query", &p.query), ("tag", &p.tag), ("text", &p.text), ("href", &p.href), ("name", &p.name)] {
+        text(out, &mut first, name, value);
     }
     if !extra.members().is_empty() {
         if !first {

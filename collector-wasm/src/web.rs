@@ -250,9 +250,10 @@ impl Core {
     /// `requestId()`, to give to `settle` or `unsent`.
     #[wasm_bindgen(js_name = nextRequest)]
     pub fn next_request(&mut self, now: f64) -> Option<String> {
-        let chunk = self.tracker.next_request(now as i64)?;
+        let mut chunk = self.tracker.next_request(now as i64)?;
         self.last_request = self.last_request.wrapping_add(1);
-        let body = chunk.body.clone();
+        // The body goes to JS; settling needs only the chunk's range.
+        let body = std::mem::take(&mut chunk.body);
         self.requests.push((self.last_request, chunk));
         Some(body)
     }
