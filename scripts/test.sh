@@ -19,7 +19,7 @@ ensure_wasm_bindgen
 ensure_node_tools
 bash scripts/build-tracker.sh
 
-log "the tracker's core in headless Chromium (wasm-bindgen-test)"
+log "the tracker in headless Chromium: its core and its glue (wasm-bindgen-test)"
 ensure_wasm_target
 # --lib: the unit tests (doctests would need rustdoc of the same toolchain).
 (cd collector-wasm && CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner CHROMEDRIVER=/usr/bin/chromedriver \

@@ -32,10 +32,12 @@ function safely(f) {
 
 // ---- delivery
 
-// After an event: send when a batch is full, else within the flush interval.
-function recorded(due) {
-  if (due) send(false);
-  else if (!flushTimer && core.waiting() > 0) {
+// After an event or an answer: send when a batch is full, else within the
+// flush interval.
+function recorded() {
+  const pending = core.pending(); // 0 nothing waits, 1 send later, 2 send now
+  if (pending === 2) send(false);
+  else if (pending && !flushTimer) {
     flushTimer = setTimeout(() => {
       flushTimer = 0;
       safely(() => send(false));
@@ -43,13 +45,12 @@ function recorded(due) {
   }
 }
 
-// One fetch at a time; when the page is hidden or left, sendBeacon, which
-// outlives the page (offline it would be lost, so then the events stay in
-// storage for the next page).
+// One fetch at a time (the core says when); when the page is hidden or
+// left, sendBeacon, which outlives the page (offline it would be lost, so
+// then the events stay in storage for the next page).
 function send(leaving) {
   for (;;) {
-    if (!leaving && core.inFlight()) return;
-    const body = core.nextRequest(now());
+    const body = core.nextRequest(now(), leaving);
     if (body === undefined) return;
     const id = core.requestId();
     if (leaving) {
@@ -80,8 +81,7 @@ function answered(id, status, retryAfter) {
     if (wait >= 0) {
       clearTimeout(retryTimer);
       retryTimer = setTimeout(() => safely(() => send(false)), wait);
-    } else if (core.due()) send(false);
-    else recorded(false);
+    } else recorded();
   });
 }
 
@@ -95,9 +95,16 @@ function metaProps() {
   return props;
 }
 
-function pageView(props) {
-  core.setPage(location.href, document.title, document.referrer);
-  recorded(core.record("page_view", { ...metaProps(), ...props }, now()));
+function record(type, props) {
+  core.record(type, props, now());
+  recorded();
+}
+
+// The referrer of the first page is the browser's; later ones (undefined)
+// are the page before, which the core remembers.
+function pageView(props, referrer) {
+  core.setPage(location.href, document.title, referrer);
+  record("page_view", { ...metaProps(), ...props });
 }
 
 // pushState, replaceState, popstate, hashchange: a page view when the
@@ -105,9 +112,7 @@ function pageView(props) {
 // the title right after the URL.
 function navigated() {
   setTimeout(() => safely(() => {
-    if (core.setPage(location.href, document.title, core.pageUrl())) {
-      recorded(core.record("page_view", metaProps(), now()));
-    }
+    if (core.setPage(location.href, document.title)) record("page_view", metaProps());
   }), 0);
 }
 
@@ -116,17 +121,17 @@ const CLICKABLE = "a,button,[data-track],input[type=submit],input[type=button]";
 function clicked(e) {
   const el = e.target instanceof Element ? e.target.closest(CLICKABLE) : null;
   if (!el) return;
-  const field = el.tagName === "INPUT";
+  // A field's text is never read; the core drops any it is given, too.
+  const text = el.tagName === "INPUT" ? "" : el.textContent || "";
   const href = typeof el.href === "string" ? el.href : undefined;
-  recorded(core.click(el.tagName, field ? "" : el.textContent || "", href, { ...el.dataset }, now()));
+  record("click", { ...el.dataset, tag: el.tagName, text, href });
 }
 
 function start(options) {
   const privacySignal = navigator.doNotTrack === "1" || navigator.globalPrivacyControl === true;
-  core = new Core(options || {}, privacySignal);
+  core = new Core(options || {}, privacySignal, `${screen.width}x${screen.height}`,
+    navigator.language || "", Intl.DateTimeFormat().resolvedOptions().timeZone || "");
   config = core.config();
-  core.setContext(`${screen.width}x${screen.height}`, navigator.language || "",
-    Intl.DateTimeFormat().resolvedOptions().timeZone || "");
   const on = (target, type, f, capture) => target.addEventListener(type, (e) => safely(() => f(e)), capture);
   if (config[3]) on(document, "click", clicked, true);
   on(document, "visibilitychange", () => document.hidden && send(true));
@@ -146,7 +151,7 @@ function start(options) {
     }
     on(window, "popstate", navigated);
     if (config[4]) on(window, "hashchange", navigated);
-    pageView();
+    pageView({}, document.referrer);
   } else {
     core.setPage(location.href, document.title, document.referrer);
   }
@@ -156,16 +161,20 @@ function start(options) {
 // ---- the API
 
 const impl = {
-  track: (name, props) => recorded(core.record("custom", { ...props, name: String(name) }, now())),
+  track: (name, props) => record("custom", { ...props, name: String(name) }),
   page: (props) => pageView(props),
-  identify: (userId) => recorded(core.identify(userId, now())),
-  addToCart: (item) => recorded(core.record("add_to_cart", item, now())),
-  removeFromCart: (item) => recorded(core.record("remove_from_cart", item, now())),
-  beginCheckout: (props) => recorded(core.record("begin_checkout", props, now())),
+  identify: (userId) => {
+    core.identify(userId, now());
+    recorded();
+  },
+  addToCart: (item) => record("add_to_cart", item),
+  removeFromCart: (item) => record("remove_from_cart", item),
+  beginCheckout: (props) => record("begin_checkout", props),
   // One purchase event per order line.
-  purchase: ({ items, ...order }) => items.forEach((item) => recorded(core.record("purchase", { ...order, ...item }, now()))),
-  search: (query) => recorded(core.record("search", { query: String(query) }, now())),
-  consent: (granted) => core.consent(granted === true) && config[2] && pageView(),
+  purchase: ({ items, ...order }) => items.forEach((item) => record("purchase", { ...order, ...item })),
+  search: (query) => record("search", { query: String(query) }),
+  // A yes in opt-in mode: the page the visitor is on was not counted yet.
+  consent: (granted) => core.consent(granted === true) && config[2] && record("page_view", metaProps()),
   flush: () => {
     core.online();
     send(false);

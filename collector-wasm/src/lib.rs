@@ -10,7 +10,6 @@
 
 pub mod click;
 pub mod consent;
-pub mod ids;
 pub mod json;
 pub mod options;
 pub mod props;
@@ -24,7 +23,7 @@ pub mod url;
 mod web;
 
 pub use options::Options;
-pub use tracker::{Platform, Stats, Tracker};
+pub use tracker::{Pending, Platform, Stats, Tracker};
 
 /// Core tests run natively (`cargo test`) and, compiled to wasm32, in
 /// headless Chromium (`wasm-bindgen-test`); one attribute for both.

@@ -81,6 +81,9 @@ pub fn from_pairs(pairs: Vec<(String, PropValue)>) -> (Props, Extra) {
             "orderId" | "order_id" => props.order_id = text,
             "query" => props.query = text,
             "name" => props.name = text,
+            "tag" => props.tag = text,
+            "text" => props.text = text,
+            "href" => props.href = text,
             _ => extra.push(&name, &value),
         }
     }

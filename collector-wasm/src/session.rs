@@ -31,7 +31,8 @@ impl Session {
     }
 
     pub fn decode(stored: &str) -> Option<Session> {
-        let (id, last) = stored.rsplit_once('|')?;
+        let at = stored.bytes().rposition(|b| b == b'|')?;
+        let (id, last) = (&stored[..at], &stored[at + 1..]);
         // Digits by hand: `str::parse` brings in code the size budget cannot afford.
         let mut last_activity: i64 = 0;
         for b in last.bytes() {

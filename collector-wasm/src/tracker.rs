@@ -45,6 +45,16 @@ pub struct Stats {
     pub errors: u64,
 }
 
+/// See [`Tracker::pending`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pending {
+    Nothing = 0,
+    /// Some events wait: send them within the flush interval.
+    SendLater = 1,
+    /// A full batch waits: send it now.
+    SendNow = 2,
+}
+
 const KEYS: [&str; 4] = ["aid", "uid", "sid", "queue"];
 
 pub struct Tracker<P: Platform> {
@@ -129,17 +139,21 @@ impl<P: Platform> Tracker<P> {
         self.context = context;
     }
 
-    /// The visitor is on this page now. Returns whether it is another page
-    /// than before (its path, or its hash when hash changes are page
-    /// views): whether an automatic page view is due.
-    pub fn set_page(&mut self, url: &str, title: &str, referrer: &str) -> bool {
+    /// The visitor is on this page now, coming from `referrer`, or, for a
+    /// navigation inside a single-page app (`None`), from the page before.
+    /// Returns whether it is another page than before (its path, or its
+    /// hash when hash changes are page views): whether an automatic page
+    /// view is due.
+    pub fn set_page(&mut self, url: &str, title: &str, referrer: Option<&str>) -> bool {
         let (keep_query, keep_hash) = (self.options.keep_query, self.options.hash_page_views);
         let url = clean_url(url, keep_query, keep_hash);
         let place = |u: &str| -> (String, String) {
-            let hash = if keep_hash { u.find('#').map_or("", |i| &u[i..]) } else { "" };
+            let hash = if keep_hash { crate::url::find(u, b"#").map_or("", |i| &u[i..]) } else { "" };
             (path_of(u).to_string(), hash.to_string())
         };
         let changed = self.page.url.is_empty() || place(&url) != place(&self.page.url);
+        let previous = if changed { &self.page.url } else { &self.page.referrer };
+        let referrer = referrer.unwrap_or(previous);
         self.page = Page {
             path: path_of(&url).to_string(),
             referrer: clean_url(referrer, keep_query, false),
@@ -231,10 +245,12 @@ impl<P: Platform> Tracker<P> {
     }
 
     /// The next request to send, if one is due: events wait, no backoff
-    /// runs, and collection is allowed. Its events are in flight until
-    /// [`Tracker::settle`].
-    pub fn next_request(&mut self, now: i64) -> Option<Chunk> {
-        if !self.collecting() || now < self.retry_at {
+    /// runs, collection is allowed, and no other request is in flight,
+    /// unless the visitor is `leaving` the page (beacons then take all that
+    /// waits, since the page may not get another chance). Its events are in
+    /// flight until [`Tracker::settle`].
+    pub fn next_request(&mut self, now: i64, leaving: bool) -> Option<Chunk> {
+        if !self.collecting() || now < self.retry_at || (!leaving && self.queue.in_flight()) {
             return None;
         }
         let max_events = Limits::default().max_events;
@@ -285,12 +301,13 @@ impl<P: Platform> Tracker<P> {
         self.retry_at = 0;
     }
 
-    pub fn in_flight(&self) -> bool {
-        self.queue.in_flight()
-    }
-
-    pub fn waiting(&self) -> usize {
-        self.queue.waiting()
+    /// What the glue should do about the events waiting.
+    pub fn pending(&self) -> Pending {
+        match self.queue.waiting() {
+            0 => Pending::Nothing,
+            n if n >= self.options.batch_size => Pending::SendNow,
+            _ => Pending::SendLater,
+        }
     }
 
     pub fn count_error(&mut self) {
@@ -350,7 +367,7 @@ mod tests {
 
     fn tracker(platform: &TestPlatform, options: Options) -> Tracker<TestPlatform> {
         let mut t = Tracker::new(options, platform.clone(), false);
-        t.set_page("https://shop.example/?utm_source=news&email=x", "Home", "");
+        t.set_page("https://shop.example/?utm_source=news&email=x", "Home", Some(""));
         t
     }
 
@@ -375,18 +392,34 @@ mod tests {
                 assert!(!t.record(EventType::PageView, Props::default(), &Extra::default(), T0 + i), "due after {i}");
             }
             assert!(t.record(EventType::PageView, Props::default(), &Extra::default(), T0 + 19));
-            let chunk = t.next_request(T0 + 20).unwrap();
+            assert_eq!(t.pending(), Pending::SendNow);
+            let chunk = t.next_request(T0 + 20, false).unwrap();
             let sent = events(&chunk);
             assert_eq!(sent.len(), 20);
             assert!(sent.iter().all(|e| e.page.url == "https://shop.example/?utm_source=news" && e.page.path == "/"));
             assert_eq!(sent[0].anonymous_id, sent[19].anonymous_id);
             assert_eq!(sent[0].session_id, sent[19].session_id);
             assert_ne!(sent[0].event_id, sent[1].event_id);
-            // One request at a time: nothing more is due while this one flies.
-            assert_eq!(t.next_request(T0 + 21), None);
             assert_eq!(t.settle(&chunk, 200, None, T0 + 22), None);
             assert_eq!(t.stats().delivered, 20);
             assert_eq!(t.stats().queued, 0);
+        }
+
+        fn one_request_flies_at_a_time_unless_the_visitor_is_leaving() {
+            let p = TestPlatform::default();
+            let mut t = tracker(&p, options());
+            assert_eq!(t.pending(), Pending::Nothing);
+            t.record(EventType::PageView, Props::default(), &Extra::default(), T0);
+            assert_eq!(t.pending(), Pending::SendLater);
+            let first = t.next_request(T0, false).unwrap();
+            assert_eq!(t.pending(), Pending::Nothing, "events in flight are not waiting");
+            t.record(EventType::Search, Props { query: Some("boots".into()), ..Props::default() }, &Extra::default(), T0 + 1);
+            assert_eq!(t.next_request(T0 + 2, false), None, "the first request is unanswered");
+            let beacon = t.next_request(T0 + 3, true).expect("leaving: a beacon takes what waits");
+            assert_eq!(events(&beacon)[0].event_type, EventType::Search);
+            assert_eq!(t.settle(&beacon, 202, None, T0 + 4), None);
+            assert_eq!(t.settle(&first, 200, None, T0 + 5), None);
+            assert_eq!((t.stats().delivered, t.stats().queued), (2, 0));
         }
 
         fn identity_session_and_queue_survive_a_reload() {
@@ -395,12 +428,12 @@ mod tests {
             t.identify("user-7", T0);
             t.record(EventType::Click, Props { tag: Some("a".into()), ..Props::default() }, &Extra::default(), T0 + MIN);
             let (aid, sid) = (t.anonymous_id().unwrap().to_string(), t.session_id().unwrap().to_string());
-            let before = t.next_request(T0 + MIN).unwrap();
+            let before = t.next_request(T0 + MIN, false).unwrap();
             drop(t); // the page unloads with the request unanswered
 
             let mut t = tracker(&p, options());
             assert_eq!(t.anonymous_id(), Some(aid.as_str()));
-            let again = t.next_request(T0 + 2 * MIN).unwrap();
+            let again = t.next_request(T0 + 2 * MIN, false).unwrap();
             let (before, again) = (events(&before), events(&again));
             assert_eq!(again, before, "same events, same ids");
             t.record(EventType::PageView, Props::default(), &Extra::default(), T0 + 3 * MIN);
@@ -424,14 +457,14 @@ mod tests {
             let p = TestPlatform::default();
             let mut t = tracker(&p, options());
             t.record(EventType::PageView, Props::default(), &Extra::default(), T0);
-            let first = t.next_request(T0).unwrap();
+            let first = t.next_request(T0, false).unwrap();
             assert_eq!(t.settle(&first, 0, None, T0), Some(500));
-            assert_eq!(t.next_request(T0 + 499), None, "still backing off");
-            let second = t.next_request(T0 + 500).unwrap();
+            assert_eq!(t.next_request(T0 + 499, false), None, "still backing off");
+            let second = t.next_request(T0 + 500, false).unwrap();
             assert_eq!(events(&second), events(&first));
             assert_eq!(t.settle(&second, 503, Some(7_000), T0 + 500), Some(7_000), "Retry-After is honoured");
             t.online();
-            let third = t.next_request(T0 + 600).expect("back online: no wait");
+            let third = t.next_request(T0 + 600, false).expect("back online: no wait");
             t.settle(&third, 204, None, T0 + 700);
             let s = t.stats();
             assert_eq!((s.delivered, s.failed_requests, s.requests, s.queued), (1, 2, 3, 0));
@@ -441,9 +474,9 @@ mod tests {
             let p = TestPlatform::default();
             let mut t = tracker(&p, options());
             t.record(EventType::PageView, Props::default(), &Extra::default(), T0);
-            let chunk = t.next_request(T0).unwrap();
+            let chunk = t.next_request(T0, false).unwrap();
             assert_eq!(t.settle(&chunk, 400, None, T0), None);
-            assert_eq!(t.next_request(T0 + 10), None);
+            assert_eq!(t.next_request(T0 + 10, false), None);
             assert_eq!(t.stats().refused, 1);
         }
 
@@ -463,11 +496,11 @@ mod tests {
             let p = TestPlatform::default();
             let mut t = tracker(&p, Options { consent: ConsentMode::OptIn, ..options() });
             assert!(!t.record(EventType::PageView, Props::default(), &Extra::default(), T0));
-            assert_eq!(t.next_request(T0), None);
+            assert_eq!(t.next_request(T0, false), None);
             assert!(p.store.borrow().is_empty(), "{:?}", p.store.borrow());
             assert!(t.set_consent(true), "a page view is due once consent is given");
             t.record(EventType::PageView, Props::default(), &Extra::default(), T0 + 1);
-            assert_eq!(events(&t.next_request(T0 + 2).unwrap()).len(), 1);
+            assert_eq!(events(&t.next_request(T0 + 2, false).unwrap()).len(), 1);
             assert_eq!(p.store.borrow().get("cs_consent").map(String::as_str), Some("granted"));
             // The next page remembers the yes.
             assert!(tracker(&p, Options { consent: ConsentMode::OptIn, ..options() }).collecting());
@@ -493,13 +526,13 @@ mod tests {
             t.set_consent(true);
             t.record(EventType::PageView, Props::default(), &Extra::default(), T0);
             assert!(p.store.borrow().is_empty());
-            assert!(t.next_request(T0).is_some());
+            assert!(t.next_request(T0, false).is_some());
         }
 
         fn do_not_track_is_honoured_when_configured() {
             let p = TestPlatform::default();
             let mut t = Tracker::new(Options { respect_do_not_track: true, ..options() }, p.clone(), true);
-            t.set_page("https://shop.example/", "", "");
+            t.set_page("https://shop.example/", "", Some(""));
             assert!(!t.record(EventType::PageView, Props::default(), &Extra::default(), T0));
             assert!(p.store.borrow().is_empty());
         }
@@ -507,11 +540,16 @@ mod tests {
         fn page_changes_are_page_views_query_changes_are_not() {
             let p = TestPlatform::default();
             let mut t = tracker(&p, options());
-            assert!(!t.set_page("https://shop.example/?utm_source=other", "Home", ""));
-            assert!(t.set_page("https://shop.example/c/shoes", "Shoes", "https://shop.example/"));
-            assert!(!t.set_page("https://shop.example/c/shoes#top", "Shoes", ""));
+            assert!(!t.set_page("https://shop.example/?utm_source=other", "Home", Some("")));
+            assert!(t.set_page("https://shop.example/c/shoes", "Shoes", Some("https://shop.example/")));
+            assert!(!t.set_page("https://shop.example/c/shoes#top", "Shoes", Some("")));
+            // Inside a single-page app, the referrer is the page before.
+            assert!(t.set_page("https://shop.example/c/jackets?email=x", "Jackets", None));
+            assert_eq!(t.page.referrer, "https://shop.example/c/shoes");
+            assert!(!t.set_page("https://shop.example/c/jackets", "Jackets", None), "the same page again");
+            assert_eq!(t.page.referrer, "https://shop.example/c/shoes");
             let mut t = tracker(&p, Options { hash_page_views: true, ..options() });
-            assert!(t.set_page("https://shop.example/#/cart", "Cart", ""));
+            assert!(t.set_page("https://shop.example/#/cart", "Cart", Some("")));
             assert_eq!(t.page_url(), "https://shop.example/#/cart");
         }
     }

@@ -1,20 +1,19 @@
 //! The wasm side of the browser glue: the `Core` class that the JS entry
-//! point (`js/loader.js`) drives, and the browser's storage and randomness.
-//! Rules live in the plain-Rust modules; this file only translates JS
-//! values. Listeners, timers and requests are in the JS entry point: in
-//! JS they are a few hundred bytes, through wasm-bindgen several KB, and
-//! the tracker has a 25 KB budget.
+//! point (`js/loader.js`) drives, and the device's storage and randomness
+//! (`js/device.js`). Rules live in the plain-Rust modules; this file only
+//! translates JS values. Listeners, timers, requests and storage calls are
+//! in JS: there they are a few hundred bytes, through wasm-bindgen and
+//! web-sys several KB, and the tracker has a 25 KB budget.
 
-use clickstream_schema::EventType;
+use clickstream_schema::{Context, EventType};
 use js_sys::{Array, Object, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use web_sys::{HtmlDocument, Storage, Window};
 
 use crate::click::{bounded_text, click_props};
 use crate::consent::ConsentMode;
-use crate::props::{cart_line, from_pairs, purchase_line, PropValue};
 use crate::json;
+use crate::props::{cart_line, from_pairs, purchase_line, PropValue};
 use crate::queue::Chunk;
 use crate::{Options, Platform, Tracker};
 
@@ -22,77 +21,50 @@ use crate::{Options, Platform, Tracker};
 static ALLOCATOR: lol_alloc::LockedAllocator<lol_alloc::FreeListAllocator> =
     lol_alloc::LockedAllocator::new(lol_alloc::FreeListAllocator::new());
 
+#[wasm_bindgen(module = "/js/device.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = localStorageWorks)]
+    fn local_storage_works() -> bool;
+    fn load(key: &str, in_cookies: bool) -> Option<String>;
+    fn save(key: &str, value: &str, in_cookies: bool, max_age_seconds: u32);
+    fn remove(key: &str, in_cookies: bool);
+    #[wasm_bindgen(js_name = newId)]
+    fn new_id() -> String;
+}
+
+/// A year: how long an identity cookie lives without a visit.
+const COOKIE_MAX_AGE_S: u32 = 365 * 24 * 3600;
+
 /// Storage in localStorage, or in first-party cookies where localStorage
-/// is unavailable (disabled, or throwing in some private modes); the
-/// queue, too large for a cookie, then lives in memory only.
+/// is unavailable; the queue, too large for a cookie, then lives in
+/// memory only.
 pub struct Web {
-    storage: Option<Storage>,
-    cookies: Option<HtmlDocument>,
+    in_cookies: bool,
 }
 
 impl Web {
-    fn new(window: &Window) -> Web {
-        let storage = window.local_storage().ok().flatten().filter(|s| {
-            // Some browsers hand out a storage that throws on write.
-            s.set_item("cs__probe", "1").is_ok() && s.remove_item("cs__probe").is_ok()
-        });
-        let cookies = window.document().and_then(|d| d.dyn_into::<HtmlDocument>().ok());
-        Web { storage, cookies }
-    }
-
-    fn set_cookie(&self, key: &str, value: &str, max_age_s: i64) {
-        if let Some(doc) = &self.cookies {
-            let value = String::from(js_sys::encode_uri_component(value));
-            let mut cookie = String::from(key);
-            cookie.push('=');
-            cookie.push_str(&value);
-            cookie.push_str("; path=/; SameSite=Lax; max-age=");
-            crate::json::int(&mut cookie, max_age_s);
-            let _ = doc.set_cookie(&cookie);
-        }
+    pub fn new() -> Web {
+        Web { in_cookies: !local_storage_works() }
     }
 }
 
 impl Platform for Web {
     fn load(&self, key: &str) -> Option<String> {
-        if let Some(s) = &self.storage {
-            return s.get_item(key).ok().flatten();
-        }
-        let all = self.cookies.as_ref()?.cookie().ok()?;
-        let value = all.split(';').find_map(|c| c.trim_start().strip_prefix(key)?.strip_prefix('='))?;
-        js_sys::decode_uri_component(value).ok().map(String::from)
+        load(key, self.in_cookies)
     }
 
     fn save(&mut self, key: &str, value: &str) {
-        match &self.storage {
-            Some(s) => {
-                let _ = s.set_item(key, value);
-            }
-            None if !key.ends_with("_queue") => self.set_cookie(key, value, 365 * 24 * 3600),
-            None => {}
+        if !(self.in_cookies && key.ends_with("_queue")) {
+            save(key, value, self.in_cookies, COOKIE_MAX_AGE_S);
         }
     }
 
     fn delete(&mut self, key: &str) {
-        match &self.storage {
-            Some(s) => {
-                let _ = s.remove_item(key);
-            }
-            None => self.set_cookie(key, "", 0),
-        }
+        remove(key, self.in_cookies);
     }
 
     fn new_id(&mut self) -> String {
-        let mut bytes = [0u8; 16];
-        let drawn = web_sys::window()
-            .and_then(|w| w.crypto().ok())
-            .is_some_and(|c| c.get_random_values_with_u8_array(&mut bytes).is_ok());
-        if !drawn {
-            for b in &mut bytes {
-                *b = (js_sys::Math::random() * 256.0) as u8;
-            }
-        }
-        crate::ids::uuid_v4(bytes)
+        new_id()
     }
 
     fn random(&mut self) -> f64 {
@@ -178,67 +150,54 @@ pub struct Core {
 
 #[wasm_bindgen]
 impl Core {
-    /// `new Core(options, privacySignal)`: throws a readable message when
-    /// the options cannot work. `privacySignal`: the browser sends
-    /// Do-Not-Track or Global Privacy Control.
+    /// `new Core(options, privacySignal, screen, lang, tz)`: throws a
+    /// readable message when the options cannot work. `privacySignal`: the
+    /// browser sends Do-Not-Track or Global Privacy Control.
     #[wasm_bindgen(constructor)]
-    pub fn new(options: JsValue, privacy_signal: bool) -> Result<Core, JsValue> {
+    pub fn new(options: JsValue, privacy_signal: bool, screen: String, lang: String, tz: String) -> Result<Core, String> {
         let options = options_from(&options);
         if let Some(problem) = options.problem() {
-            return Err(JsValue::from_str(problem));
+            return Err(problem.into());
         }
-        let window = web_sys::window().ok_or_else(|| JsValue::from_str("no window"))?;
         let honoured = options.respect_do_not_track && privacy_signal;
-        Ok(Core { tracker: Tracker::new(options, Web::new(&window), honoured), requests: Vec::new(), last_request: 0 })
+        let mut tracker = Tracker::new(options, Web::new(), honoured);
+        tracker.set_context(Context { screen, lang, tz });
+        Ok(Core { tracker, requests: Vec::new(), last_request: 0 })
     }
 
-    #[wasm_bindgen(js_name = setContext)]
-    pub fn set_context(&mut self, screen: &str, lang: &str, tz: &str) {
-        let context = clickstream_schema::Context { screen: screen.into(), lang: lang.into(), tz: tz.into() };
-        self.tracker.set_context(context);
-    }
-
-    /// The visitor is on this page now; true when it is another page.
+    /// The visitor is on this page now, coming from `referrer` (undefined:
+    /// from the previous page, inside a single-page app). True when it is
+    /// another page.
     #[wasm_bindgen(js_name = setPage)]
-    pub fn set_page(&mut self, url: &str, title: &str, referrer: &str) -> bool {
-        self.tracker.set_page(url, title, referrer)
+    pub fn set_page(&mut self, url: &str, title: &str, referrer: Option<String>) -> bool {
+        self.tracker.set_page(url, title, referrer.as_deref())
     }
 
-    #[wasm_bindgen(js_name = pageUrl)]
-    pub fn page_url(&self) -> String {
-        self.tracker.page_url().to_string()
-    }
-
-    /// Records an event (`page_view`, `add_to_cart`, `custom`, ...) with the
-    /// site's props. Returns whether a batch is due.
-    pub fn record(&mut self, event_type: &str, props: JsValue, now: f64) -> bool {
+    /// Records an event (`page_view`, `click`, `add_to_cart`, `custom`,
+    /// ...) with its props; a click's are the element's `data-*` with its
+    /// `tag`, `text` and `href`.
+    pub fn record(&mut self, event_type: &str, props: JsValue, now: f64) {
         let Some(event_type) = EventType::parse(event_type) else {
             self.tracker.count_error();
-            return false;
+            return;
         };
         let (mut props, extra) = from_pairs(pairs(&props));
-        let currency = &self.tracker.options().currency;
+        let o = self.tracker.options();
         match event_type {
-            EventType::AddToCart | EventType::RemoveFromCart => props = cart_line(props, currency),
-            EventType::BeginCheckout if props.currency.is_none() => props.currency = Some(currency.clone()),
+            EventType::Click => props = click_props(props, o.keep_query),
+            EventType::AddToCart | EventType::RemoveFromCart => props = cart_line(props, &o.currency),
+            EventType::BeginCheckout if props.currency.is_none() => props.currency = Some(o.currency.clone()),
             EventType::Search => props.query = props.query.map(|q| bounded_text(&q, 200)),
             // One event per order line; its revenue is price × quantity.
-            EventType::Purchase => props = purchase_line(props, currency),
+            EventType::Purchase => props = purchase_line(props, &o.currency),
             _ => {}
         }
-        self.tracker.record(event_type, props, &extra, now as i64)
+        self.tracker.record(event_type, props, &extra, now as i64);
     }
 
-    /// A click on `tag` (its text, a link's href, its `data-*` as props).
-    pub fn click(&mut self, tag: &str, text: &str, href: Option<String>, data: JsValue, now: f64) -> bool {
-        let (props, extra) = from_pairs(pairs(&data));
-        let props = click_props(props, tag, text, href.as_deref(), self.tracker.options().keep_query);
-        self.tracker.record(EventType::Click, props, &extra, now as i64)
-    }
-
-    pub fn identify(&mut self, user_id: JsValue, now: f64) -> bool {
+    pub fn identify(&mut self, user_id: JsValue, now: f64) {
         let user_id = text(&user_id).unwrap_or_default();
-        self.tracker.identify(&user_id, now as i64)
+        self.tracker.identify(&user_id, now as i64);
     }
 
     /// The visitor's answer; true when collection just started.
@@ -246,11 +205,18 @@ impl Core {
         self.tracker.set_consent(granted)
     }
 
+    /// What to do about waiting events: 0 nothing, 1 send them within the
+    /// flush interval, 2 send now.
+    pub fn pending(&self) -> u8 {
+        self.tracker.pending() as u8
+    }
+
     /// The body of the next request, if one is due; its id is then
-    /// `requestId()`, to give to `settle` or `unsent`.
+    /// `requestId()`, to give to `settle` or `unsent`. `leaving`: the page
+    /// is being hidden or left, and the body goes by beacon.
     #[wasm_bindgen(js_name = nextRequest)]
-    pub fn next_request(&mut self, now: f64) -> Option<String> {
-        let mut chunk = self.tracker.next_request(now as i64)?;
+    pub fn next_request(&mut self, now: f64, leaving: bool) -> Option<String> {
+        let mut chunk = self.tracker.next_request(now as i64, leaving)?;
         self.last_request = self.last_request.wrapping_add(1);
         // The body goes to JS; settling needs only the chunk's range.
         let body = std::mem::take(&mut chunk.body);
@@ -288,20 +254,6 @@ impl Core {
         self.tracker.online();
     }
 
-    #[wasm_bindgen(js_name = inFlight)]
-    pub fn in_flight(&self) -> bool {
-        self.tracker.in_flight()
-    }
-
-    pub fn waiting(&self) -> u32 {
-        self.tracker.waiting() as u32
-    }
-
-    /// A full batch waits.
-    pub fn due(&self) -> bool {
-        self.tracker.waiting() >= self.tracker.options().batch_size
-    }
-
     /// What the JS side needs of the options:
     /// `[endpoint, flushIntervalMs, autoPageViews, autocapture, hashPageViews]`.
     pub fn config(&self) -> Array {
@@ -312,11 +264,6 @@ impl Core {
             out.push(&flag);
         }
         out
-    }
-
-    #[wasm_bindgen(js_name = countError)]
-    pub fn count_error(&mut self) {
-        self.tracker.count_error();
     }
 
     /// Counters and ids as JSON, for debugging and tests.
@@ -351,5 +298,127 @@ impl Core {
         out.pop();
         out.push('}');
         out
+    }
+}
+
+// The glue in a real browser (wasm-bindgen-test in headless Chromium):
+// storage is checked through web-sys, not through the functions under test.
+#[cfg(test)]
+mod tests {
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+    use web_sys::HtmlDocument;
+
+    use super::*;
+
+    fn local_storage() -> web_sys::Storage {
+        web_sys::window().unwrap().local_storage().unwrap().unwrap()
+    }
+
+    fn cookies() -> String {
+        let document: HtmlDocument = web_sys::window().unwrap().document().unwrap().unchecked_into();
+        document.cookie().unwrap()
+    }
+
+    fn options(pairs: &[(&str, JsValue)]) -> JsValue {
+        let o = Object::new();
+        for (key, value) in pairs {
+            Reflect::set(&o, &JsValue::from_str(key), value).unwrap();
+        }
+        o.into()
+    }
+
+    fn props(pairs: &[(&str, &str)]) -> JsValue {
+        options(&pairs.iter().map(|(k, v)| (*k, JsValue::from_str(v))).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn ids_and_session_go_to_local_storage() {
+        let mut web = Web::new();
+        assert!(!web.in_cookies, "Chromium has a working localStorage");
+        web.save("t1_aid", "a|b=c; d");
+        assert_eq!(local_storage().get_item("t1_aid").unwrap().as_deref(), Some("a|b=c; d"));
+        assert_eq!(web.load("t1_aid").as_deref(), Some("a|b=c; d"));
+        web.delete("t1_aid");
+        assert_eq!(local_storage().get_item("t1_aid").unwrap(), None);
+        assert_eq!(web.load("t1_aid"), None);
+    }
+
+    #[test]
+    fn without_local_storage_ids_go_to_cookies_and_the_queue_stays_in_memory() {
+        let mut web = Web { in_cookies: true };
+        web.save("t2_aid", "a|b=c; d");
+        assert!(cookies().contains("t2_aid=a%7Cb%3Dc%3B%20d"), "{}", cookies());
+        assert_eq!(web.load("t2_aid").as_deref(), Some("a|b=c; d"));
+        assert_eq!(web.load("t2_ai"), None, "a prefix of a name is not the name");
+        web.save("t2_queue", "{}");
+        assert!(!cookies().contains("t2_queue"), "the queue is too large for a cookie");
+        assert_eq!(local_storage().get_item("t2_aid").unwrap(), None);
+        web.delete("t2_aid");
+        assert!(!cookies().contains("t2_aid"), "{}", cookies());
+        assert_eq!(web.load("t2_aid"), None);
+    }
+
+    #[test]
+    fn ids_are_random_version_4_uuids() {
+        let mut web = Web::new();
+        let (a, b) = (web.new_id(), web.new_id());
+        assert_ne!(a, b);
+        for id in [a, b] {
+            let groups: Vec<usize> = id.split('-').map(str::len).collect();
+            assert_eq!(groups, [8, 4, 4, 4, 12], "{id}");
+            assert_eq!(&id[14..15], "4", "{id}");
+            assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"), "{id}");
+            assert!(id.bytes().all(|b| b == b'-' || b.is_ascii_digit() || (b'a'..=b'f').contains(&b)), "{id}");
+        }
+    }
+
+    #[test]
+    fn options_that_cannot_work_are_refused_with_a_reason() {
+        let no_site = options(&[("endpoint", "/v1/batch".into())]);
+        let refused = Core::new(no_site, false, String::new(), String::new(), String::new());
+        assert_eq!(refused.err().as_deref(), Some("init needs a siteId"));
+    }
+
+    #[test]
+    fn a_click_from_js_values_becomes_a_safe_click_event() {
+        let o = options(&[("endpoint", "/v1/batch".into()), ("siteId", "shop-1".into()), ("storagePrefix", "t3".into())]);
+        let mut core = Core::new(o, false, "1280x720".into(), "en-GB".into(), "Europe/Paris".into()).unwrap();
+        assert!(core.set_page("https://shop.example/c/shoes?email=x@y.z", "Shoes", Some(String::new())));
+        let clicked = props(&[("productId", "p-1"), ("tag", "BUTTON"), ("text", "  Add \n to cart "), ("list", "grid")]);
+        core.record("click", clicked, 1_732_262_400_000.0);
+        assert_eq!(core.pending(), 1);
+        let body = core.next_request(1_732_262_400_001.0, false).expect("a request");
+        let batch: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let event = &batch["events"][0];
+        assert_eq!(event["event_type"], "click");
+        assert_eq!(event["props"]["tag"], "button");
+        assert_eq!(event["props"]["text"], "Add to cart");
+        assert_eq!(event["props"]["product_id"], "p-1");
+        assert_eq!(event["props"]["list"], "grid");
+        assert_eq!(event["page"]["url"], "https://shop.example/c/shoes");
+        assert_eq!(event["context"]["tz"], "Europe/Paris");
+        assert_eq!(local_storage().get_item("t3_aid").unwrap().as_ref(), event["anonymous_id"].as_str().map(String::from).as_ref());
+        assert_eq!(core.settle(core.request_id(), 200, -1.0, 1_732_262_400_002.0), -1.0);
+        assert_eq!(core.pending(), 0);
+    }
+
+    #[test]
+    fn in_opt_in_mode_nothing_is_stored_or_sent_before_consent() {
+        let o = options(&[
+            ("endpoint", "/v1/batch".into()),
+            ("siteId", "shop-1".into()),
+            ("storagePrefix", "t4".into()),
+            ("consent", "opt-in".into()),
+        ]);
+        let mut core = Core::new(o, false, String::new(), String::new(), String::new()).unwrap();
+        core.set_page("https://shop.example/", "Home", None);
+        core.record("page_view", JsValue::UNDEFINED, 1_732_262_400_000.0);
+        assert_eq!((core.pending(), core.next_request(1_732_262_400_001.0, false)), (0, None));
+        let stored = (0..local_storage().length().unwrap()).filter_map(|i| local_storage().key(i).unwrap());
+        assert_eq!(stored.filter(|k| k.starts_with("t4_")).count(), 0);
+        assert!(core.consent(true));
+        core.record("page_view", JsValue::UNDEFINED, 1_732_262_400_002.0);
+        assert!(core.next_request(1_732_262_400_003.0, false).is_some());
+        assert_eq!(local_storage().get_item("t4_consent").unwrap().as_deref(), Some("granted"));
     }
 }
