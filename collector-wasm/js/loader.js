@@ -45,26 +45,33 @@ function recorded() {
   }
 }
 
-// One fetch at a time (the core says when); when the page is hidden or
-// left, sendBeacon, which outlives the page (offline it would be lost, so
-// then the events stay in storage for the next page).
+// One fetch at a time (the core says when). When the page is hidden or
+// left, sendBeacon, which outlives the page; its answer never comes back,
+// so the core keeps those events stored until a later request confirms
+// them (the collector keeps one copy of each event id).
 function send(leaving) {
-  for (;;) {
-    const body = core.nextRequest(now(), leaving);
-    if (body === undefined) return;
-    const id = core.requestId();
-    if (leaving) {
-      if (navigator.onLine && navigator.sendBeacon(config[0], body)) core.settle(id, 202, -1, now());
-      else return core.unsent(id);
-      continue;
+  if (leaving) {
+    const beaconed = [];
+    for (let body; (body = core.nextRequest(now(), true)) !== undefined; ) {
+      const id = core.requestId();
+      // Offline a beacon is lost; a refused one (the browser caps them) waits.
+      if (!navigator.onLine || !navigator.sendBeacon(config[0], body)) {
+        core.unanswered(id, false);
+        break;
+      }
+      beaconed.push(id);
     }
-    // A string body goes as text/plain: no CORS preflight.
-    fetch(config[0], { method: "POST", body, keepalive: true }).then(
-      (r) => answered(id, r.status, retryAfterMs(r.headers.get("retry-after"))),
-      () => answered(id, 0, -1),
-    );
+    for (const id of beaconed) core.unanswered(id, true);
     return;
   }
+  const body = core.nextRequest(now(), false);
+  if (body === undefined) return;
+  const id = core.requestId();
+  // A string body goes as text/plain: no CORS preflight.
+  fetch(config[0], { method: "POST", body, keepalive: true }).then(
+    (r) => answered(id, r.status, retryAfterMs(r.headers.get("retry-after"))),
+    () => answered(id, 0, -1),
+  );
 }
 
 function retryAfterMs(header) {

@@ -289,11 +289,18 @@ impl<P: Platform> Tracker<P> {
         retry
     }
 
-    /// The request could not even be handed to the browser (a beacon it
-    /// refused): its events wait, with no failure counted and no backoff.
-    pub fn unsent(&mut self, chunk: &Chunk) {
+    /// A request with no answer to wait for: a beacon the browser refused
+    /// (`beaconed` false), or one it took (true). A beacon's answer never
+    /// reaches the page, and a collector that was down or busy loses its
+    /// events, so they stay queued and stored either way, with no failure
+    /// counted and no backoff: a later request, on this page or the next,
+    /// sends them again, and the collector keeps the first copy of each
+    /// event id.
+    pub fn unanswered(&mut self, chunk: &Chunk, beaconed: bool) {
         self.queue.give_back(chunk);
-        self.stats.requests = self.stats.requests.saturating_sub(1);
+        if !beaconed {
+            self.stats.requests = self.stats.requests.saturating_sub(1);
+        }
     }
 
     /// The network is back: the next flush need not wait for the backoff.
@@ -420,6 +427,23 @@ mod tests {
             assert_eq!(t.settle(&beacon, 202, None, T0 + 4), None);
             assert_eq!(t.settle(&first, 200, None, T0 + 5), None);
             assert_eq!((t.stats().delivered, t.stats().queued), (2, 0));
+        }
+
+        fn beaconed_events_stay_stored_until_a_request_confirms_them() {
+            let p = TestPlatform::default();
+            let mut t = tracker(&p, options());
+            t.record(EventType::PageView, Props::default(), &Extra::default(), T0);
+            let beacon = t.next_request(T0 + 1, true).unwrap();
+            assert_eq!(t.next_request(T0 + 2, true), None, "all that waited went in one beacon");
+            t.unanswered(&beacon, true);
+            assert_eq!((t.stats().requests, t.stats().delivered), (1, 0));
+            drop(t); // the page is gone; was the beacon delivered?
+
+            let mut t = tracker(&p, options());
+            let again = t.next_request(T0 + MIN, false).expect("resent on the next page");
+            assert_eq!(events(&again)[0].event_id, events(&beacon)[0].event_id, "the same id: the collector keeps one");
+            t.settle(&again, 200, None, T0 + MIN);
+            assert_eq!(p.store.borrow().get("cs_queue").map(String::as_str), Some(""));
         }
 
         fn identity_session_and_queue_survive_a_reload() {

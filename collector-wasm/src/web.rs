@@ -212,7 +212,7 @@ impl Core {
     }
 
     /// The body of the next request, if one is due; its id is then
-    /// `requestId()`, to give to `settle` or `unsent`. `leaving`: the page
+    /// `requestId()`, to give to `settle` or `unanswered`. `leaving`: the page
     /// is being hidden or left, and the body goes by beacon.
     #[wasm_bindgen(js_name = nextRequest)]
     pub fn next_request(&mut self, now: f64, leaving: bool) -> Option<String> {
@@ -243,10 +243,11 @@ impl Core {
         self.tracker.settle(&chunk, status, retry_after, now as i64).map_or(-1.0, |ms| ms as f64)
     }
 
-    /// The request could not be handed to the browser.
-    pub fn unsent(&mut self, id: u32) {
+    /// A beacon the browser took (`beaconed`) or refused: no answer will
+    /// come, so its events stay queued (see `Tracker::unanswered`).
+    pub fn unanswered(&mut self, id: u32, beaconed: bool) {
         if let Some(chunk) = self.take(id) {
-            self.tracker.unsent(&chunk);
+            self.tracker.unanswered(&chunk, beaconed);
         }
     }
 
