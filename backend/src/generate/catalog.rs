@@ -112,6 +112,25 @@ pub static CUSTOM_EVENTS: &[&str] = &[
     "wishlist_add",
 ];
 
+/// The catalog as a JavaScript module, for the demo shop's pages
+/// (`GET /demo/catalog.js`): real visitors then browse the same products,
+/// at the same prices and URLs, as the synthetic ones.
+pub fn shop_module() -> String {
+    let products: Vec<_> = PRODUCTS
+        .iter()
+        .map(|p| serde_json::json!({"n": p.n, "id": p.id(), "name": p.name, "category": p.category, "price": p.price()}))
+        .collect();
+    let searches: Vec<_> = SEARCHES.iter().map(|(term, category)| serde_json::json!([term, category])).collect();
+    format!(
+        "// The demo shop's catalog, from the traffic generator (backend/src/generate/catalog.rs).\n\
+         export const CURRENCY = {};\nexport const CATEGORIES = {};\nexport const PRODUCTS = {};\nexport const SEARCHES = {};\n",
+        serde_json::json!(CURRENCY),
+        serde_json::json!(CATEGORIES),
+        serde_json::Value::Array(products),
+        serde_json::Value::Array(searches),
+    )
+}
+
 /// Where a visit comes from. UTM parameters go on the landing URL only.
 #[derive(Clone, Debug)]
 pub struct Source {

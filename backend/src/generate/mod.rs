@@ -8,6 +8,7 @@ mod config;
 mod sender;
 mod traffic;
 
+pub use catalog::shop_module;
 pub use config::{ConfigError, GenerateOptions, GenerateReport};
 pub use sender::{run, wall_ms};
 pub use traffic::{

@@ -1,6 +1,6 @@
 //! The HTTP surface of `clickstream serve`: `POST /v1/batch` (the collect
 //! core, for browsers), `POST /ingest` (for the edge Worker), `GET /health`,
-//! `GET /metrics`, and the demo site's static files.
+//! `GET /metrics`, and the demo site's static files and catalog.
 
 mod collect;
 mod error;
@@ -18,7 +18,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use edge_worker::CollectConfig;
 use tower_http::cors::{Any, CorsLayer};
-use tower_http::services::ServeDir;
+use axum::handler::HandlerWithoutStateExt;
+use tower::ServiceExt;
+use tower_http::services::{ServeDir, ServeFile};
 
 pub use error::ApiError;
 
@@ -124,9 +126,27 @@ pub fn app(state: Arc<AppState>) -> Router {
         router = router.nest_service(path, ServeDir::new(dir));
     }
     if let Some(dir) = &state.site_dir {
-        router = router.fallback_service(ServeDir::new(dir).append_index_html_on_directories(true));
+        // A path with no file of its own, and no extension, gets the site's
+        // index.html: a site that routes in the browser (the demo shop's
+        // /p/42, /c/shoes, /cart) then loads on any of its URLs, while a
+        // missing script or image is still a 404.
+        let index = dir.join("index.html");
+        let page = move |req: axum::extract::Request| async move {
+            let last = req.uri().path().rsplit('/').next().unwrap_or_default();
+            if last.contains('.') {
+                return StatusCode::NOT_FOUND.into_response();
+            }
+            ServeFile::new(&index).oneshot(req).await.into_response()
+        };
+        let files = ServeDir::new(dir).append_index_html_on_directories(true).fallback(page.into_service());
+        router = router.route("/demo/catalog.js", get(demo_catalog)).fallback_service(files);
     }
     router.with_state(state)
+}
+
+/// The demo shop's products: the traffic generator's catalog.
+async fn demo_catalog() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], crate::generate::shop_module())
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {

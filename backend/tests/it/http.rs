@@ -228,3 +228,30 @@ async fn health_and_metrics() {
     assert!(headers["content-type"].to_str().unwrap().starts_with("text/plain"));
     assert!(String::from_utf8(body).unwrap().contains("clickstream_events_accepted_total 1\n"));
 }
+
+#[tokio::test]
+async fn the_site_loads_on_its_browser_routes_and_gets_the_demo_catalog() {
+    let site = temp_dir("site");
+    std::fs::write(site.path().join("index.html"), "<!doctype html><title>shop</title>").unwrap();
+    std::fs::write(site.path().join("shop.js"), "export {}").unwrap();
+    let h = harness(|s| s.site_dir = Some(site.path().to_path_buf()));
+    let get = |path: &str| Request::get(path).body(Body::empty()).unwrap();
+
+    for route in ["/", "/p/42", "/c/shoes", "/cart", "/guides/layering"] {
+        let (status, _, body) = h.send(get(route)).await;
+        assert_eq!((status, body.as_slice()), (StatusCode::OK, b"<!doctype html><title>shop</title>".as_slice()), "{route}");
+    }
+    let (status, _, body) = h.send(get("/shop.js")).await;
+    assert_eq!((status, body.as_slice()), (StatusCode::OK, b"export {}".as_slice()));
+    let (status, _, _) = h.send(get("/missing.js")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a missing file is not the index page");
+
+    let (status, headers, body) = h.send(get("/demo/catalog.js")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers["content-type"].to_str().unwrap().starts_with("text/javascript"));
+    let module = String::from_utf8(body).unwrap();
+    let line = module.lines().find_map(|l| l.strip_prefix("export const PRODUCTS = ")).unwrap();
+    let products: Vec<Value> = serde_json::from_str(line.trim_end_matches(';')).unwrap();
+    assert!(products.len() > 30, "{}", products.len());
+    assert!(products.iter().any(|p| p["id"] == "p-1" && p["n"] == 1 && p["price"].as_f64().is_some()));
+}
