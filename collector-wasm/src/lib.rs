@@ -4,9 +4,10 @@
 //! belongs to, what the persisted queue holds, how long to back off, what
 //! consent allows, what a click or a URL may reveal) is plain Rust in the
 //! modules below, tested natively by `cargo test` and in headless Chromium
-//! by wasm-bindgen-test. `web` is the thin glue that binds them to the
-//! browser: storage, timers, `fetch`/`sendBeacon`, DOM listeners and the JS
-//! API (`init`, `track`, `page`, ...).
+//! by wasm-bindgen-test. `web` is the thin wasm-bindgen class over them that
+//! the JS entry point (`js/loader.js`: listeners, timers, `fetch`/`sendBeacon`
+//! and the JS API `init`, `track`, `page`, ...) drives, with storage and ids
+//! from `js/device.js`.
 
 pub mod click;
 pub mod consent;
