@@ -132,25 +132,24 @@ test("a whole visit reaches Silver exactly once: shop, search, cart, checkout, p
   await clickAndLoad(page, '#categories a[href="/c/shoes"]');
   expect("click", "/", "a");
   expect("page_view", "/c/shoes");
-  await clickAndLoad(page, '.card h3 a[href="/p/1"]');
-  expect("click", "/c/shoes", "a");
-  expect("page_view", "/p/1", "p-1");
-  await page.click('.product button[data-add="1"]');
-  expect("click", "/p/1", "button");
-  expect("add_to_cart", "/p/1", "p-1");
+  // From a listing, a product's page, and into the cart.
+  const openAndAdd = async (from, n) => {
+    await clickAndLoad(page, `.card h3 a[href="/p/${n}"]`);
+    expect("click", from, "a");
+    expect("page_view", `/p/${n}`, `p-${n}`);
+    await page.click(`.product button[data-add="${n}"]`);
+    expect("click", `/p/${n}`, "button");
+    expect("add_to_cart", `/p/${n}`, `p-${n}`);
+    await page.waitForSelector(`#added-${n}:not([hidden])`);
+  };
+  await openAndAdd("/c/shoes", 1);
 
   await page.fill(".search input", "boots");
   await clickAndLoad(page, ".search button");
   expect("click", "/p/1", "button");
   expect("page_view", "/search");
   expect("search", "/search", "boots");
-  await clickAndLoad(page, '.card h3 a[href="/p/5"]');
-  expect("click", "/search", "a");
-  expect("page_view", "/p/5", "p-5");
-  await page.click('.product button[data-add="5"]');
-  expect("click", "/p/5", "button");
-  expect("add_to_cart", "/p/5", "p-5");
-  await page.waitForSelector("#added-5:not([hidden])");
+  await openAndAdd("/search", 5);
   await page.screenshot({ path: join(root, "target/e2e-product.png") });
 
   await clickAndLoad(page, ".cart-link");
