@@ -94,7 +94,7 @@ ensure_wasm_bindgen() {
 ensure_node_tools() {
   command -v npm >/dev/null 2>&1 || apt_install nodejs npm
   if [ ! -f "$ROOT/node_modules/.package-lock.json" ] || [ "$ROOT/package-lock.json" -nt "$ROOT/node_modules/.package-lock.json" ]; then
-    log "npm ci (wasm-opt, esbuild, playwright-core)"
+    log "npm ci (wasm-opt, esbuild, playwright-core, workerd)"
     (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error)
   fi
 }

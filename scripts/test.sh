@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every test: installs what it needs, then runs the Rust tests of all crates
 # (with the Python Polars checks of the written Parquet), builds the browser
-# tracker, runs its core's tests in headless Chromium, and drives the demo
-# shop in Chromium against a real `clickstream serve`.
+# tracker, runs its tests in headless Chromium, drives the demo shop in
+# Chromium against a real `clickstream serve`, and runs the built edge
+# Worker in workerd in front of it.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 cd "$ROOT"
@@ -28,3 +29,7 @@ ensure_wasm_target
 log "the demo shop end to end: Chromium → tracker → clickstream serve → Silver"
 cargo build --locked -q -p clickstream-backend --bin clickstream
 CLICKSTREAM_BIN="$ROOT/target/debug/clickstream" node --test collector-wasm/e2e/
+
+log "the edge Worker in workerd, in front of clickstream serve"
+bash scripts/build-worker.sh
+CLICKSTREAM_BIN="$ROOT/target/debug/clickstream" node --test edge-worker/e2e/

@@ -6,5 +6,8 @@
 //! Cloudflare Worker (on wasm32) wraps the same function.
 
 pub mod collect;
+pub mod edge;
+#[cfg(target_arch = "wasm32")]
+mod worker;
 
 pub use collect::{collect, CollectConfig, CollectResponse, Collected, EventError};

@@ -1,0 +1,138 @@
+//! The Cloudflare Worker: `POST /v1/batch`, CORS preflights and
+//! `GET /health`, over the same collect core the backend mounts. Requests
+//! and answers are translated here; what to accept, whom to limit and what
+//! to answer is decided in `collect` and `edge`.
+
+use std::cell::RefCell;
+
+use clickstream_schema::RequestMeta;
+use worker::{event, Context, Env, Fetch, Headers, Method, Request, RequestInit, Response, Result};
+
+use crate::edge::{answer_after_ingest, ingest_request, Answer, EdgeConfig, RateLimiter};
+use crate::collect;
+
+thread_local! {
+    // One isolate's buckets; see `RateLimiter` for what that covers.
+    static LIMITER: RefCell<RateLimiter> = RefCell::new(RateLimiter::default());
+}
+
+const PREFLIGHT_MAX_AGE_S: &str = "86400";
+
+#[event(fetch)]
+pub async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    let config = EdgeConfig::from_vars(|name| {
+        env.secret(name).map(|s| s.to_string()).or_else(|_| env.var(name).map(|v| v.to_string())).ok()
+    });
+    let config = match config {
+        Ok(config) => config,
+        Err(problem) => {
+            worker::console_error!("clickstream-edge misconfigured: {problem}");
+            return respond(Answer::error(500, "misconfigured", problem), None);
+        }
+    };
+    let origin = req.headers().get("origin")?;
+    // Paths end in the route's own: the Worker may be mounted under a prefix
+    // of the site's domain (see wrangler.toml).
+    let path = req.path();
+    match req.method() {
+        Method::Options => preflight(&config, origin),
+        Method::Get if path.ends_with("/health") => {
+            respond(Answer { status: 200, body: serde_json::json!({"status": "ok"}), retry_after_s: None }, None)
+        }
+        Method::Post if path.ends_with("/v1/batch") => {
+            let answer = collect_batch(req, &config, origin.as_deref()).await;
+            // CORS: the tracker's page may read the answer when its origin is allowed.
+            let allowed = origin.filter(|o| config.origins.allows_any_site(o));
+            respond(answer, allowed.as_deref())
+        }
+        _ => respond(Answer::error(404, "not_found", "routes: POST /v1/batch, GET /health"), None),
+    }
+}
+
+async fn collect_batch(mut req: Request, config: &EdgeConfig, origin: Option<&str>) -> Answer {
+    let now = worker::Date::now().as_millis() as i64;
+    let header = |name: &str| req.headers().get(name).ok().flatten();
+    let ip = header("cf-connecting-ip");
+    if let Err(wait_s) = LIMITER.with(|l| l.borrow_mut().check(ip.as_deref().unwrap_or("unknown"), config.rate_per_minute, now)) {
+        return Answer { retry_after_s: Some(wait_s), ..Answer::error(429, "rate_limited", "too many requests from this visitor") };
+    }
+    let limit = config.collect.limits.max_body_bytes;
+    // A declared length over the limit is refused before the body is read.
+    if header("content-length").and_then(|l| l.parse::<usize>().ok()).is_some_and(|l| l > limit) {
+        return too_large(limit);
+    }
+    let cf = req.cf();
+    let meta = RequestMeta {
+        received_at: now,
+        user_agent: header("user-agent"),
+        ip,
+        country: cf.and_then(|cf| cf.country()).or_else(|| header("cf-ipcountry")),
+        colo: cf.map(|cf| cf.colo()).filter(|c| !c.is_empty()),
+        asn: cf.and_then(|cf| cf.asn()),
+        tls_version: cf.map(|cf| cf.tls_version()).filter(|t| !t.is_empty()),
+    };
+    let body = match req.bytes().await {
+        Ok(body) if body.len() > limit => return too_large(limit),
+        Ok(body) => body,
+        Err(e) => return Answer::error(400, "unreadable_body", e.to_string()),
+    };
+    let collected = match collect(&body, &meta, &config.collect) {
+        Ok(collected) => collected,
+        Err(e) => return Answer::error(e.http_status(), e.code(), e.to_string()),
+    };
+    if !config.origins.allows(&collected.site_id, origin) {
+        let message = format!("origin {} may not send events for site {:?}", origin.unwrap_or_default(), collected.site_id);
+        return Answer::error(403, "origin_not_allowed", message);
+    }
+    let status = forward(&collected, config, now).await;
+    if status != Some(200) {
+        worker::console_warn!("clickstream-edge: /ingest answered {status:?}; the tracker is told to retry");
+    }
+    answer_after_ingest(&collected, status)
+}
+
+/// POSTs to the backend's `/ingest`; its status, or `None` if unreachable.
+async fn forward(collected: &crate::Collected, config: &EdgeConfig, now: i64) -> Option<u16> {
+    let request = ingest_request(collected, &config.ingest_secret, now);
+    let headers = Headers::new();
+    for (name, value) in &request.headers {
+        headers.set(name, value).ok()?;
+    }
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_headers(headers).with_body(Some(request.body.into()));
+    let outbound = Request::new_with_init(&config.ingest_url, &init).ok()?;
+    Fetch::Request(outbound).send().await.ok().map(|r| r.status_code())
+}
+
+fn too_large(limit: usize) -> Answer {
+    Answer::error(413, "body_too_large", format!("the body is over {limit} bytes"))
+}
+
+fn preflight(config: &EdgeConfig, origin: Option<String>) -> Result<Response> {
+    let Some(origin) = origin.filter(|o| config.origins.allows_any_site(o)) else {
+        return respond(Answer::error(403, "origin_not_allowed", "this origin may not send events"), None);
+    };
+    let headers = cors_headers(Some(&origin))?;
+    headers.set("access-control-allow-methods", "POST, OPTIONS")?;
+    headers.set("access-control-allow-headers", "content-type")?;
+    headers.set("access-control-max-age", PREFLIGHT_MAX_AGE_S)?;
+    Ok(Response::empty()?.with_status(204).with_headers(headers))
+}
+
+fn cors_headers(origin: Option<&str>) -> Result<Headers> {
+    let headers = Headers::new();
+    if let Some(origin) = origin {
+        headers.set("access-control-allow-origin", origin)?;
+        headers.set("vary", "origin")?;
+    }
+    Ok(headers)
+}
+
+fn respond(answer: Answer, origin: Option<&str>) -> Result<Response> {
+    let headers = cors_headers(origin)?;
+    headers.set("content-type", "application/json")?;
+    if let Some(seconds) = answer.retry_after_s {
+        headers.set("retry-after", &seconds.to_string())?;
+    }
+    Ok(Response::from_json(&answer.body)?.with_status(answer.status).with_headers(headers))
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Builds the edge collector, the Cloudflare Worker in edge-worker/, into
+# build/ (what wrangler.toml's `main` points at):
+#   build/index.js       the Worker's entry point: a module whose fetch hands
+#                        each request to the wasm, with wasm-bindgen's glue
+#   build/index_bg.wasm  the Worker, optimised by wasm-opt
+# and prints the wasm's gzipped size. worker-build would do this, but it
+# refuses Debian's toolchain and downloads its tools; these are the same
+# steps with the pinned tools of this repository (../TOOLCHAIN notes).
+#
+#   bash scripts/build-worker.sh [--out DIR]
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+cd "$ROOT"
+
+out="$ROOT/build"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --out) out="$(mkdir -p "$2" && cd "$2" && pwd)"; shift 2 ;;
+    *) echo "usage: $0 [--out DIR]" >&2; exit 2 ;;
+  esac
+done
+
+ensure_rust
+ensure_debian_wasm
+ensure_wasm_bindgen
+ensure_node_tools
+
+log "building the Worker (wasm32, release)"
+env "${DEBIAN_WASM_ENV[@]}" WASM_BINDGEN_USE_JS_SYS=1 \
+  /usr/bin/cargo build --locked -q --lib --release --target wasm32-unknown-unknown \
+  -Zbuild-std=std,panic_abort --target-dir "$ROOT/target/worker" -p edge-worker
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+wasm-bindgen "$ROOT/target/worker/wasm32-unknown-unknown/release/edge_worker.wasm" \
+  --out-dir "$work" --out-name index --target module --no-typescript \
+  --experimental-reset-state-function --force-enable-abort-handler
+mkdir -p "$out"
+npx --no-install wasm-opt -O --strip-debug \
+  --enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int \
+  --enable-bulk-memory --enable-multivalue --enable-reference-types --enable-exception-handling \
+  "$work/index_bg.wasm" -o "$out/index_bg.wasm"
+cp "$ROOT/edge-worker/js/entry.js" "$work/entry.js"
+npx --no-install esbuild "$work/entry.js" --bundle --format=esm --log-level=warning \
+  --external:./index_bg.wasm --external:'cloudflare:*' --outfile="$out/index.js"
+# wasm-bindgen's module target imports the wasm as a source-phase import;
+# workerd takes the plain form, which gives the same WebAssembly.Module.
+sed -i 's/import source /import /' "$out/index.js"
+
+gz() { node -e 'console.log(require("zlib").gzipSync(require("fs").readFileSync(process.argv[1]), { level: 9 }).length)' "$1"; }
+echo "Worker built in $out"
+printf '  %-14s %8d bytes, %7d gzipped\n' index_bg.wasm "$(wc -c < "$out/index_bg.wasm")" "$(gz "$out/index_bg.wasm")"
+printf '  %-14s %8d bytes\n' index.js "$(wc -c < "$out/index.js")"
