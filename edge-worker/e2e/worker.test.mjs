@@ -17,7 +17,9 @@ import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "../..");
 const bin = process.env.CLICKSTREAM_BIN ?? join(root, "target/debug/clickstream");
-const workerd = join(root, "node_modules/.bin/workerd");
+// The Linux x64 build of workerd, from npm (the wrapper package "workerd" has
+// optional dependencies for other platforms that break `npm ci` here).
+const workerd = join(root, "node_modules/@cloudflare/workerd-linux-64/bin/workerd");
 const work = mkdtempSync(join(tmpdir(), "clickstream-worker-"));
 const dataDir = join(work, "data");
 const SECRET = "test-ingest-secret";
