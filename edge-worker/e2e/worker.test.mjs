@@ -7,114 +7,40 @@
 //   CLICKSTREAM_BIN=target/debug/clickstream node --test edge-worker/e2e/
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, execFileSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { createHmac } from "node:crypto";
-import { copyFileSync, mkdtempSync, writeFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { join, dirname } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { Backend, root, startWorkerd } from "./harness.mjs";
 
-const root = join(dirname(fileURLToPath(import.meta.url)), "../..");
 const bin = process.env.CLICKSTREAM_BIN ?? join(root, "target/debug/clickstream");
-// The Linux x64 build of workerd, from npm (the wrapper package "workerd" has
-// optional dependencies for other platforms that break `npm ci` here).
-const workerd = join(root, "node_modules/@cloudflare/workerd-linux-64/bin/workerd");
-const work = mkdtempSync(join(tmpdir(), "clickstream-worker-"));
-const dataDir = join(work, "data");
 const SECRET = "test-ingest-secret";
 const SHOP = "https://shop.example";
 const EDGE = JSON.stringify({ country: "NL", colo: "AMS", asn: 1136, tlsVersion: "TLSv1.3" });
-let backendPort;
-let backend;
+const backend = new Backend(bin, SECRET);
+const dataDir = backend.dataDir;
 let runtime;
 let worker; // base URL of the Worker
 let limited; // the same Worker, with a rate limit of 2 requests a minute
 
-const freePort = () =>
-  new Promise((resolve) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-
-async function until(url, what) {
-  for (let i = 0; ; i++) {
-    try {
-      if ((await fetch(url)).ok) return;
-    } catch {
-      if (i > 150) throw new Error(`${what} did not start`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-async function startBackend() {
-  backend = spawn(bin, ["serve", "--data-dir", dataDir, "--config", join(work, "config.toml"), "--port", String(backendPort),
-    "--ingest-secret", SECRET], { cwd: root, stdio: ["ignore", "ignore", "inherit"] });
-  await until(`http://127.0.0.1:${backendPort}/health`, "clickstream serve");
-}
-
-async function stopBackend() {
-  const exited = new Promise((r) => backend.once("exit", r));
-  backend.kill("SIGTERM");
-  await exited;
-}
-
-// The workerd config: two services running the same build, one with a low
-// rate limit; request.cf comes from the cf-blob header, as the edge sets it.
-function workerdConfig(port, limitedPort) {
-  const bindings = (rate) => `[
-    (name = "BACKEND_INGEST_URL", text = "http://127.0.0.1:${backendPort}/ingest"),
-    (name = "INGEST_SECRET", text = "${SECRET}"),
-    (name = "IP_SALT_SECRET", text = "salt"),
-    (name = "ALLOWED_ORIGINS", text = ${JSON.stringify(JSON.stringify({ "shop-1": [SHOP] }))}),
-    (name = "MAX_BODY_BYTES", text = "65536"),
-    (name = "RATE_LIMIT_PER_MINUTE", text = "${rate}"),
-  ]`;
-  const edge = (rate) => `(
-    modules = [(name = "index.js", esModule = embed "index.js"), (name = "index_bg.wasm", wasm = embed "index_bg.wasm")],
-    compatibilityDate = "2025-01-01",
-    bindings = ${bindings(rate)},
-    globalOutbound = "internet",
-  )`;
-  return `using Workerd = import "/workerd/workerd.capnp";
-const config :Workerd.Config = (
-  services = [
-    (name = "edge", worker = ${edge(0)}),
-    (name = "limited", worker = ${edge(2)}),
-    (name = "internet", network = (allow = ["public", "private", "local"])),
-  ],
-  sockets = [
-    (name = "edge", address = "127.0.0.1:${port}", http = (cfBlobHeader = "cf-blob"), service = "edge"),
-    (name = "limited", address = "127.0.0.1:${limitedPort}", http = (cfBlobHeader = "cf-blob"), service = "limited"),
-  ],
-);
-`;
-}
-
 before(async () => {
-  backendPort = await freePort();
-  writeFileSync(join(work, "config.toml"), "[aggregate]\npoll_interval_ms = 200\n");
-  await startBackend();
-  const [port, limitedPort] = [await freePort(), await freePort()];
-  for (const file of ["index.js", "index_bg.wasm"]) copyFileSync(join(root, "build", file), join(work, file));
-  writeFileSync(join(work, "workerd.capnp"), workerdConfig(port, limitedPort));
-  runtime = spawn(workerd, ["serve", join(work, "workerd.capnp")], { cwd: work, stdio: ["ignore", "inherit", "inherit"] });
-  worker = `http://127.0.0.1:${port}`;
-  limited = `http://127.0.0.1:${limitedPort}`;
-  await until(`${worker}/health`, "workerd");
+  await backend.start();
+  const vars = { ALLOWED_ORIGINS: JSON.stringify({ "shop-1": [SHOP] }), MAX_BODY_BYTES: 65536 };
+  runtime = await startWorkerd(backend, [
+    { name: "edge", vars: { ...vars, RATE_LIMIT_PER_MINUTE: 0 } },
+    { name: "limited", vars: { ...vars, RATE_LIMIT_PER_MINUTE: 2 } },
+  ]);
+  ({ edge: worker, limited } = runtime.urls);
 });
 
 after(async () => {
-  runtime?.kill("SIGTERM");
-  if (backend?.exitCode === null) await stopBackend();
-  rmSync(work, { recursive: true, force: true });
+  runtime?.stop();
+  await backend.remove();
 });
 
 function query(sql) {
-  return JSON.parse(execFileSync(bin, ["query", "--data-dir", dataDir, "--format", "json", sql], { encoding: "utf8" }));
+  // stderr piped: before the first commit, a "no data yet" error is expected.
+  const out = execFileSync(bin, ["query", "--data-dir", dataDir, "--format", "json", sql], { encoding: "utf8", stdio: "pipe" });
+  return JSON.parse(out);
 }
 
 async function rows(sql, expected, timeoutMs = 15000) {
@@ -185,6 +111,9 @@ test("each bad input gets its status and reason, and loses nothing", async () =>
   assert.equal(refused.status, 403);
   const elsewhere = await fetch(`${worker}/v2/batch`, { method: "POST", body: batch([event("nowhere")]) });
   assert.equal(elsewhere.status, 404);
+  // Edge metadata with fields missing (no TLS on plain HTTP) is still taken.
+  const partial = await post(batch([event("partial-cf-1")]), { "cf-blob": JSON.stringify({ country: "DE" }) });
+  assert.equal(partial.status, 200, partial.text);
   // Mounted under a prefix of the site's own domain (a route like shop.example/c/*).
   const prefixed = await fetch(`${worker}/c/v1/batch`, { method: "POST", body: batch([event("prefixed-1")]) });
   assert.equal(prefixed.status, 200, await prefixed.text());
@@ -206,11 +135,11 @@ test("a visitor over the rate limit gets 429 with Retry-After; others are not li
 });
 
 test("backend down: 503 with Retry-After, and the retry lands exactly once when it is back", async () => {
-  await stopBackend();
+  await backend.stop();
   const body = batch([event("outage-1"), event("outage-2")]);
   const down = await post(body);
   assert.deepEqual([down.status, down.json.error, down.headers.get("retry-after")], [503, "backend_unavailable", "5"]);
-  await startBackend();
+  await backend.start();
   const retried = await post(body);
   assert.equal(retried.status, 200, retried.text);
   assert.equal((await post(body)).status, 200, "a second retry is harmless");
@@ -221,7 +150,7 @@ test("backend down: 503 with Retry-After, and the retry lands exactly once when 
 });
 
 test("/ingest refuses missing, forged and replayed signatures with 401 and writes nothing", async () => {
-  const ingest = (body, headers) => fetch(`http://127.0.0.1:${backendPort}/ingest`, { method: "POST", body, headers });
+  const ingest = (body, headers) => fetch(`${backend.url}/ingest`, { method: "POST", body, headers });
   const now = Date.now();
   const enriched = (id) => ({ event_id: id, event_type: "page_view", site_id: "shop-1", anonymous_id: "a-edge",
     session_id: "s-edge", client_ts: now, sent_at: now, received_at: now, event_ts: now, page_url: `${SHOP}/`,

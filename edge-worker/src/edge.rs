@@ -126,8 +126,9 @@ pub struct IngestRequest {
     pub headers: Vec<(&'static str, String)>,
 }
 
-pub fn ingest_request(collected: &Collected, secret: &[u8], now_ms: i64) -> IngestRequest {
-    let batch = IngestBatch { events: collected.accepted.clone(), bad_rows: collected.bad_rows.clone() };
+/// `nonce`: random, different for every forward (see [`IngestBatch::nonce`]).
+pub fn ingest_request(collected: &Collected, secret: &[u8], now_ms: i64, nonce: String) -> IngestRequest {
+    let batch = IngestBatch { events: collected.accepted.clone(), bad_rows: collected.bad_rows.clone(), nonce: Some(nonce) };
     let body = serde_json::to_string(&batch).unwrap_or_default();
     let signature = sign(secret, now_ms, body.as_bytes());
     IngestRequest {
@@ -231,7 +232,9 @@ mod tests {
             {"event_type":"page_view"}]}"#;
         let meta = RequestMeta { received_at: 1_732_262_400_000, ..RequestMeta::default() };
         let collected = crate::collect(body, &meta, &CollectConfig::new("salt", "edge")).unwrap();
-        let request = ingest_request(&collected, b"s3", 1_732_262_400_000);
+        let request = ingest_request(&collected, b"s3", 1_732_262_400_000, "n-1".into());
+        let again = ingest_request(&collected, b"s3", 1_732_262_400_000, "n-2".into());
+        assert_ne!(request.headers[2], again.headers[2], "the same body in the same ms: another signature");
         let header = |name: &str| request.headers.iter().find(|(h, _)| *h == name).map(|(_, v)| v.as_str());
         assert_eq!(verify(b"s3", header(TIMESTAMP_HEADER), header(SIGNATURE_HEADER), request.body.as_bytes(), 1_732_262_400_500), Ok(()));
         let sent: IngestBatch = serde_json::from_str(&request.body).unwrap();

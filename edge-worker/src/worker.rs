@@ -6,6 +6,8 @@
 use std::cell::RefCell;
 
 use clickstream_schema::RequestMeta;
+use js_sys::Reflect;
+use wasm_bindgen::JsValue;
 use worker::{event, Context, Env, Fetch, Headers, Method, Request, RequestInit, Response, Result};
 
 use crate::edge::{answer_after_ingest, ingest_request, Answer, EdgeConfig, RateLimiter};
@@ -61,15 +63,15 @@ async fn collect_batch(mut req: Request, config: &EdgeConfig, origin: Option<&st
     if header("content-length").and_then(|l| l.parse::<usize>().ok()).is_some_and(|l| l > limit) {
         return too_large(limit);
     }
-    let cf = req.cf();
+    let cf = EdgeFacts::of(&req);
     let meta = RequestMeta {
         received_at: now,
         user_agent: header("user-agent"),
         ip,
-        country: cf.and_then(|cf| cf.country()).or_else(|| header("cf-ipcountry")),
-        colo: cf.map(|cf| cf.colo()).filter(|c| !c.is_empty()),
-        asn: cf.and_then(|cf| cf.asn()),
-        tls_version: cf.map(|cf| cf.tls_version()).filter(|t| !t.is_empty()),
+        country: cf.text("country").or_else(|| header("cf-ipcountry")),
+        colo: cf.text("colo"),
+        asn: cf.number("asn").map(|n| n as u32),
+        tls_version: cf.text("tlsVersion"),
     };
     let body = match req.bytes().await {
         Ok(body) if body.len() > limit => return too_large(limit),
@@ -91,9 +93,36 @@ async fn collect_batch(mut req: Request, config: &EdgeConfig, origin: Option<&st
     answer_after_ingest(&collected, status)
 }
 
+/// The request's `cf` object, read field by field: the `worker` crate's
+/// typed getters panic when a field is absent (no `tlsVersion` on plain
+/// HTTP, for example), and a panic would cost the isolate its instance.
+struct EdgeFacts(JsValue);
+
+impl EdgeFacts {
+    fn of(req: &Request) -> EdgeFacts {
+        EdgeFacts(Reflect::get(req.inner(), &JsValue::from_str("cf")).unwrap_or(JsValue::UNDEFINED))
+    }
+
+    fn field(&self, name: &str) -> Option<JsValue> {
+        if !self.0.is_object() {
+            return None;
+        }
+        Reflect::get(&self.0, &JsValue::from_str(name)).ok()
+    }
+
+    fn text(&self, name: &str) -> Option<String> {
+        self.field(name)?.as_string().filter(|s| !s.is_empty())
+    }
+
+    fn number(&self, name: &str) -> Option<f64> {
+        self.field(name)?.as_f64().filter(|n| n.is_finite() && *n >= 0.0)
+    }
+}
+
 /// POSTs to the backend's `/ingest`; its status, or `None` if unreachable.
 async fn forward(collected: &crate::Collected, config: &EdgeConfig, now: i64) -> Option<u16> {
-    let request = ingest_request(collected, &config.ingest_secret, now);
+    let nonce = format!("{:016x}", (js_sys::Math::random() * 2f64.powi(53)) as u64);
+    let request = ingest_request(collected, &config.ingest_secret, now, nonce);
     let headers = Headers::new();
     for (name, value) in &request.headers {
         headers.set(name, value).ok()?;

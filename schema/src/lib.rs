@@ -36,4 +36,9 @@ pub struct IngestBatch {
     pub events: Vec<EnrichedEvent>,
     #[serde(default)]
     pub bad_rows: Vec<BadRow>,
+    /// Random per forward: two identical tracker bodies forwarded in the
+    /// same millisecond (a beacon and a fetch of the same events) would
+    /// otherwise carry the same signature, which `/ingest` refuses as a replay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
 }

@@ -166,7 +166,7 @@ fn ingest_body() -> String {
         &CollectConfig::new("edge-salt", "edge"),
     )
     .unwrap();
-    serde_json::to_string(&clickstream_schema::IngestBatch { events: collected.accepted, bad_rows: collected.bad_rows }).unwrap()
+    serde_json::to_string(&clickstream_schema::IngestBatch { events: collected.accepted, bad_rows: collected.bad_rows, nonce: None }).unwrap()
 }
 
 async fn post_ingest(h: &Harness, body: &str, ts: Option<i64>, signature: Option<String>) -> (StatusCode, Value) {

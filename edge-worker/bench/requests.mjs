@@ -1,0 +1,57 @@
+// Requests per second through the Worker in workerd, with batches of 20
+// events, each answered only after the backend's /ingest made it durable;
+// and, as the peer in the same run, the same load straight to the backend's
+// own POST /v1/batch. Load from wrk. Run by scripts/bench-worker.sh.
+import { execFileSync } from "node:child_process";
+import { writeFileSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Backend, root, startWorkerd } from "../e2e/harness.mjs";
+
+const bin = process.env.CLICKSTREAM_BIN ?? join(root, "target/release/clickstream");
+const seconds = Number(process.env.BENCH_SECONDS ?? 20);
+const connections = Number(process.env.BENCH_CONNECTIONS ?? 16);
+
+const now = Date.now();
+const events = Array.from({ length: 20 }, (_, i) => ({
+  event_id: `bench-${i}`, event_type: i % 2 ? "click" : "page_view", ts: now - 1000 + i,
+  anonymous_id: "5b3f2c1e-8d4a-4e7b-9f1a-2c3d4e5f6a7b", session_id: "9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b",
+  page: { url: "https://shop.example/p/1?utm_source=news", path: "/p/1", title: "Trail Runner 2 | Shop Example" },
+  props: i % 2 ? { tag: "button", text: "Add to cart" } : {},
+  context: { screen: "1920x1080", lang: "en-GB", tz: "Europe/London" },
+}));
+const body = JSON.stringify({ v: 1, site_id: "shop-1", sent_at: now, events });
+
+const dir = mkdtempSync(join(tmpdir(), "clickstream-bench-"));
+const script = join(dir, "post.lua");
+// Every request repeats the same 20 event ids: the pipeline keeps one copy,
+// and the log and Silver stay small however long the run.
+writeFileSync(script, `wrk.method = "POST"\nwrk.body = ${JSON.stringify(body)}\nwrk.headers["content-type"] = "text/plain"\n` +
+  `wrk.headers["cf-blob"] = '{"country":"NL","colo":"AMS","asn":1136}'\n`);
+
+function load(url) {
+  const out = execFileSync("wrk", ["-t2", `-c${connections}`, `-d${seconds}s`, "--latency", "-s", script, url], { encoding: "utf8" });
+  const rps = Number(out.match(/Requests\/sec:\s+([\d.]+)/)[1]);
+  const errors = out.match(/Non-2xx or 3xx responses: (\d+)/)?.[1] ?? "0";
+  const p50 = out.match(/50%\s+(\S+)/)?.[1];
+  const p99 = out.match(/99%\s+(\S+)/)?.[1];
+  return { rps, errors: Number(errors), p50, p99 };
+}
+
+const backend = new Backend(bin, "bench-secret");
+await backend.start();
+const runtime = await startWorkerd(backend, [{ name: "edge", vars: { RATE_LIMIT_PER_MINUTE: 0 } }]);
+try {
+  const edge = load(`${runtime.urls.edge}/v1/batch`);
+  const direct = load(`${backend.url}/v1/batch`);
+  const line = (name, r) => `${name.padEnd(36)} ${r.rps.toFixed(0).padStart(7)} req/s  ${(r.rps * 20).toFixed(0).padStart(8)} events/s  ` +
+    `p50 ${r.p50}  p99 ${r.p99}  non-2xx ${r.errors}`;
+  console.log(`${connections} connections, ${seconds} s each, batches of 20 events (${body.length} bytes)`);
+  console.log(line("Worker in workerd → serve /ingest", edge));
+  console.log(line("serve POST /v1/batch (peer)", direct));
+  console.log(`Worker path / direct: ${(edge.rps / direct.rps).toFixed(2)}`);
+} finally {
+  runtime.stop();
+  await backend.remove();
+  rmSync(dir, { recursive: true, force: true });
+}

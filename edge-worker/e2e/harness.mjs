@@ -1,0 +1,101 @@
+// Runs the built Worker (build/) in workerd in front of a real
+// `clickstream serve`, for the end-to-end test and the request bench.
+import { spawn } from "node:child_process";
+import { copyFileSync, mkdtempSync, writeFileSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const root = join(dirname(fileURLToPath(import.meta.url)), "../..");
+// The Linux x64 build of workerd, from npm (the wrapper package "workerd" has
+// optional dependencies for other platforms that break `npm ci` here).
+const workerd = join(root, "node_modules/@cloudflare/workerd-linux-64/bin/workerd");
+
+export const freePort = () =>
+  new Promise((resolve) => {
+    const s = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+
+export async function until(url, what) {
+  for (let i = 0; ; i++) {
+    try {
+      if ((await fetch(url)).ok) return;
+    } catch {
+      if (i > 150) throw new Error(`${what} did not start`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** `clickstream serve` on its own data directory, restartable on the same port. */
+export class Backend {
+  constructor(bin, secret) {
+    this.bin = bin;
+    this.secret = secret;
+    this.dir = mkdtempSync(join(tmpdir(), "clickstream-edge-"));
+    this.dataDir = join(this.dir, "data");
+    writeFileSync(join(this.dir, "config.toml"), "[aggregate]\npoll_interval_ms = 200\n");
+  }
+
+  async start() {
+    this.port ??= await freePort();
+    this.process = spawn(this.bin, ["serve", "--data-dir", this.dataDir, "--config", join(this.dir, "config.toml"),
+      "--port", String(this.port), "--ingest-secret", this.secret], { cwd: root, stdio: ["ignore", "ignore", "inherit"] });
+    this.url = `http://127.0.0.1:${this.port}`;
+    await until(`${this.url}/health`, "clickstream serve");
+  }
+
+  async stop() {
+    if (this.process?.exitCode !== null) return;
+    const exited = new Promise((r) => this.process.once("exit", r));
+    this.process.kill("SIGTERM");
+    await exited;
+  }
+
+  async remove() {
+    await this.stop();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * workerd serving the build once per entry of `services` ({ name, vars }),
+ * each on its own port, forwarding to `backend`. request.cf comes from the
+ * cf-blob header, as the edge would set it. Returns { urls: {name: url}, stop }.
+ */
+export async function startWorkerd(backend, services) {
+  const dir = mkdtempSync(join(tmpdir(), "clickstream-workerd-"));
+  for (const file of ["index.js", "index_bg.wasm"]) copyFileSync(join(root, "build", file), join(dir, file));
+  const urls = {};
+  const sockets = [];
+  const workers = [];
+  for (const { name, vars } of services) {
+    const port = await freePort();
+    urls[name] = `http://127.0.0.1:${port}`;
+    const all = { BACKEND_INGEST_URL: `${backend.url}/ingest`, INGEST_SECRET: backend.secret, IP_SALT_SECRET: "salt", ...vars };
+    const bindings = Object.entries(all).map(([k, v]) => `(name = "${k}", text = ${JSON.stringify(String(v))})`).join(", ");
+    workers.push(`(name = "${name}", worker = (
+      modules = [(name = "index.js", esModule = embed "index.js"), (name = "index_bg.wasm", wasm = embed "index_bg.wasm")],
+      compatibilityDate = "2025-01-01", bindings = [${bindings}], globalOutbound = "internet"))`);
+    sockets.push(`(name = "${name}", address = "127.0.0.1:${port}", http = (cfBlobHeader = "cf-blob"), service = "${name}")`);
+  }
+  writeFileSync(join(dir, "workerd.capnp"), `using Workerd = import "/workerd/workerd.capnp";
+const config :Workerd.Config = (
+  services = [${workers.join(", ")}, (name = "internet", network = (allow = ["public", "private", "local"]))],
+  sockets = [${sockets.join(", ")}],
+);
+`);
+  const runtime = spawn(workerd, ["serve", join(dir, "workerd.capnp")], { cwd: dir, stdio: ["ignore", "inherit", "inherit"] });
+  for (const url of Object.values(urls)) await until(`${url}/health`, "workerd");
+  return {
+    urls,
+    stop() {
+      runtime.kill("SIGTERM");
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
