@@ -3,8 +3,8 @@
 use std::collections::HashSet;
 
 use clickstream_schema::{
-    enrich, parse_batch, validate_event, BadRow, BatchError, DailySalt, EnrichedEvent, Limits,
-    RejectReason, Rejection, RequestMeta,
+    enrich_with, parse_batch, validate_event, BadRow, BatchError, DailySalt, EnrichedEvent, Limits,
+    RejectReason, Rejection, RequestFacts, RequestMeta,
 };
 use serde::{Deserialize, Serialize};
 
@@ -82,6 +82,7 @@ pub fn collect(
     let mut accepted = Vec::with_capacity(batch.events.len());
     let mut bad_rows = Vec::new();
     let mut seen_ids = HashSet::with_capacity(batch.events.len());
+    let facts = RequestFacts::new(meta, &batch.site_id, &config.ip_salt);
 
     for (index, raw) in batch.events.iter().enumerate() {
         let index = index as u32;
@@ -97,14 +98,7 @@ pub fn collect(
                 }
             });
         match verdict {
-            Ok(event) => accepted.push(enrich(
-                event,
-                raw.to_string(),
-                &batch.site_id,
-                batch.sent_at,
-                meta,
-                &config.ip_salt,
-            )),
+            Ok(event) => accepted.push(enrich_with(event, raw.to_string(), &batch.site_id, batch.sent_at, &facts)),
             Err(rejection) => bad_rows.push(BadRow::new(
                 &rejection,
                 raw,

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::time::{corrected_event_ts, DAY_MS};
-use crate::user_agent::parse_user_agent;
+use crate::user_agent::{parse_user_agent, UserAgentInfo};
 use crate::utm::utm_from_url;
 use crate::wire::{Event, EventType};
 
@@ -166,6 +166,33 @@ mod embedded_json {
     }
 }
 
+/// What enrichment takes from one request: its metadata, with the user
+/// agent parsed and the IP hashed (two HMACs) once, since every event of a
+/// batch shares them; done per event, the two were about a fifth of the
+/// collect core's time in its bench.
+pub struct RequestFacts<'a> {
+    meta: &'a RequestMeta,
+    ua: UserAgentInfo,
+    ip_hash: Option<String>,
+    country: Option<String>,
+}
+
+impl<'a> RequestFacts<'a> {
+    pub fn new(meta: &'a RequestMeta, site_id: &str, salt: &DailySalt) -> RequestFacts<'a> {
+        let ip_hash = meta
+            .ip
+            .as_deref()
+            .filter(|ip| !ip.trim().is_empty())
+            .map(|ip| salt.hash_ip(ip, site_id, meta.received_at));
+        RequestFacts {
+            meta,
+            ua: parse_user_agent(meta.user_agent.as_deref()),
+            ip_hash,
+            country: normalize_country(meta.country.as_deref()),
+        }
+    }
+}
+
 /// Adds the edge's knowledge to a validated event.
 pub fn enrich(
     event: Event,
@@ -175,14 +202,15 @@ pub fn enrich(
     meta: &RequestMeta,
     salt: &DailySalt,
 ) -> EnrichedEvent {
-    let ua = parse_user_agent(meta.user_agent.as_deref());
+    enrich_with(event, raw, site_id, sent_at, &RequestFacts::new(meta, site_id, salt))
+}
+
+/// [`enrich`], with the request's facts worked out once for its batch.
+pub fn enrich_with(event: Event, raw: String, site_id: &str, sent_at: Option<i64>, facts: &RequestFacts) -> EnrichedEvent {
+    let (meta, ua) = (facts.meta, &facts.ua);
     let utm = utm_from_url(&event.page.url);
     let event_ts = corrected_event_ts(event.ts, sent_at, meta.received_at);
-    let ip_hash = meta
-        .ip
-        .as_deref()
-        .filter(|ip| !ip.trim().is_empty())
-        .map(|ip| salt.hash_ip(ip, site_id, meta.received_at));
+    let ip_hash = facts.ip_hash.clone();
     let props = event.props;
     let props_extra = (!props.extra.is_empty())
         .then(|| serde_json::to_string(&props.extra).unwrap_or_default());
@@ -217,7 +245,7 @@ pub fn enrich(
         screen: event.context.screen,
         lang: event.context.lang,
         tz: event.context.tz,
-        country: normalize_country(meta.country.as_deref()),
+        country: facts.country.clone(),
         colo: meta.colo.clone(),
         asn: meta.asn,
         tls_version: meta.tls_version.clone(),

@@ -23,7 +23,7 @@ pub mod validate;
 pub mod wire;
 
 pub use bad_row::BadRow;
-pub use enrich::{enrich, DailySalt, EnrichedEvent, RequestMeta};
+pub use enrich::{enrich, enrich_with, DailySalt, EnrichedEvent, RequestFacts, RequestMeta};
 pub use reason::{BatchError, RejectReason};
 pub use validate::{parse_batch, validate_event, Limits, ParsedBatch, Rejection};
 pub use wire::{Batch, Context, Event, EventType, Page, Props, WIRE_VERSION};
