@@ -33,8 +33,8 @@ function load(url) {
   const out = execFileSync("wrk", ["-t2", `-c${connections}`, `-d${seconds}s`, "--latency", "-s", script, url], { encoding: "utf8" });
   const rps = Number(out.match(/Requests\/sec:\s+([\d.]+)/)[1]);
   const errors = out.match(/Non-2xx or 3xx responses: (\d+)/)?.[1] ?? "0";
-  const p50 = out.match(/50%\s+(\S+)/)?.[1];
-  const p99 = out.match(/99%\s+(\S+)/)?.[1];
+  const p50 = out.match(/^\s+50%\s+(\S+)/m)?.[1];
+  const p99 = out.match(/^\s+99%\s+(\S+)/m)?.[1];
   return { rps, errors: Number(errors), p50, p99 };
 }
 
