@@ -243,6 +243,11 @@ test("a whole visit reaches Silver exactly once: shop, search, cart, checkout, p
     "no field's value");
   assert.ok(posts.every((p) => p.type?.startsWith("text/plain")), "text/plain: no CORS preflight");
   const bronze = await rowsOf("bronze_events", final.anonymousId, rows.length);
+  // A beaconed event is sent again by the next page (its answer never
+  // came), but never a third time: page hide fires two events.
+  const copies = {};
+  for (const r of bronze) copies[r.event_id] = (copies[r.event_id] ?? 0) + 1;
+  assert.ok(Math.max(...Object.values(copies)) <= 2, `an event arrived more than twice: ${JSON.stringify(copies)}`);
   console.log(`e2e visit: ${rows.length} events in Silver (${expected.length} expected), ` +
     `${bronze.length} copies received in Bronze, ${posts.length} requests seen by the browser; ` +
     `tracker stats on the last page ${JSON.stringify(final)}`);

@@ -12,6 +12,17 @@ struct Entry {
     seq: u64,
     json: String,
     in_flight: bool,
+    /// Handed to a beacon by this page (not stored: the next page resends).
+    beaconed: bool,
+}
+
+impl Entry {
+    /// May go in the next request: not in one now, and, for a beacon, not
+    /// in an earlier beacon of this page (page hide fires both
+    /// `visibilitychange` and `pagehide`).
+    fn sendable(&self, leaving: bool) -> bool {
+        !self.in_flight && !(leaving && self.beaconed)
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -81,7 +92,7 @@ impl Queue {
             self.entries.pop_front();
             self.dropped += 1;
         }
-        self.entries.push_back(Entry { seq: self.next_seq, json, in_flight: false });
+        self.entries.push_back(Entry { seq: self.next_seq, json, in_flight: false, beaconed: false });
         self.next_seq += 1;
         full
     }
@@ -92,9 +103,10 @@ impl Queue {
 
     /// The oldest waiting events, as a wire batch of at most `max_bytes`
     /// (one event alone may exceed it: it is sent anyway, the collector
-    /// judges it) and `max_events`, now marked in flight.
-    pub fn next_chunk(&mut self, site_id: &str, sent_at: i64, max_bytes: usize, max_events: usize) -> Option<Chunk> {
-        let start = self.entries.iter().position(|e| !e.in_flight)?;
+    /// judges it) and `max_events`, now marked in flight. `leaving`: for a
+    /// beacon, which skips what an earlier beacon of this page took.
+    pub fn next_chunk(&mut self, site_id: &str, sent_at: i64, max_bytes: usize, max_events: usize, leaving: bool) -> Option<Chunk> {
+        let start = self.entries.iter().position(|e| e.sendable(leaving))?;
         let mut body = String::from("{\"v\":");
         json::int(&mut body, clickstream_schema::WIRE_VERSION);
         body.push_str(",\"site_id\":");
@@ -104,7 +116,7 @@ impl Queue {
         body.push_str(",\"events\":[");
         let (first_seq, mut last_seq, mut events) = (self.entries[start].seq, 0, 0);
         for entry in self.entries.iter_mut().skip(start) {
-            if entry.in_flight || events == max_events {
+            if !entry.sendable(leaving) || events == max_events {
                 break;
             }
             if events > 0 && body.len() + entry.json.len() + 2 > max_bytes {
@@ -127,10 +139,12 @@ impl Queue {
         self.entries.retain(|e| e.seq < chunk.first_seq || e.seq > chunk.last_seq);
     }
 
-    /// The chunk's delivery failed: its events wait for the next attempt.
-    pub fn give_back(&mut self, chunk: &Chunk) {
+    /// The chunk's delivery failed, or it went by beacon (`beaconed`): its
+    /// events wait for the next attempt.
+    pub fn give_back(&mut self, chunk: &Chunk, beaconed: bool) {
         for e in self.entries.iter_mut().filter(|e| e.seq >= chunk.first_seq && e.seq <= chunk.last_seq) {
             e.in_flight = false;
+            e.beaconed |= beaconed;
         }
     }
 }
@@ -152,7 +166,7 @@ mod tests {
             for i in 0..3 {
                 q.push(event(i));
             }
-            let chunk = q.next_chunk("shop-\"1\"", 1_732_262_400_500, 64 * 1024, 500).unwrap();
+            let chunk = q.next_chunk("shop-\"1\"", 1_732_262_400_500, 64 * 1024, 500, false).unwrap();
             let parsed = clickstream_schema::parse_batch(chunk.body.as_bytes(), &Limits::default()).unwrap();
             assert_eq!(parsed.site_id, "shop-\"1\"");
             assert_eq!(parsed.sent_at, Some(1_732_262_400_500));
@@ -166,7 +180,7 @@ mod tests {
                 q.push(event(i));
             }
             let mut sizes = vec![];
-            while let Some(chunk) = q.next_chunk("s", 0, 2_000, 500) {
+            while let Some(chunk) = q.next_chunk("s", 0, 2_000, 500, false) {
                 assert!(chunk.body.len() <= 2_000, "{}", chunk.body.len());
                 sizes.push(chunk.events);
             }
@@ -176,7 +190,7 @@ mod tests {
             for i in 0..30 {
                 q.push(event(i));
             }
-            assert_eq!(q.next_chunk("s", 0, 64 * 1024, 20).unwrap().events, 20);
+            assert_eq!(q.next_chunk("s", 0, 64 * 1024, 20, false).unwrap().events, 20);
         }
 
         fn delivered_events_leave_and_failed_ones_are_sent_again_with_the_same_ids() {
@@ -184,14 +198,14 @@ mod tests {
             for i in 0..5 {
                 q.push(event(i));
             }
-            let first = q.next_chunk("s", 0, 64 * 1024, 2).unwrap();
-            let second = q.next_chunk("s", 0, 64 * 1024, 2).unwrap();
+            let first = q.next_chunk("s", 0, 64 * 1024, 2, false).unwrap();
+            let second = q.next_chunk("s", 0, 64 * 1024, 2, false).unwrap();
             assert_eq!(q.waiting(), 1);
-            q.give_back(&first);
+            q.give_back(&first, false);
             q.settle(&second);
             assert_eq!(q.len(), 3);
             // e-0 and e-1 go again, as they were; e-4 still waits behind them.
-            let again = q.next_chunk("s", 0, 64 * 1024, 2).unwrap();
+            let again = q.next_chunk("s", 0, 64 * 1024, 2, false).unwrap();
             assert_eq!(again.body, first.body);
             assert_eq!(q.waiting(), 1);
         }
@@ -203,7 +217,7 @@ mod tests {
             }
             assert_eq!(q.len(), 3);
             assert_eq!(q.dropped, 2);
-            let chunk = q.next_chunk("s", 0, 64 * 1024, 500).unwrap();
+            let chunk = q.next_chunk("s", 0, 64 * 1024, 500, false).unwrap();
             assert!(chunk.body.contains("\"e-2\"") && !chunk.body.contains("\"e-1\""));
         }
 
@@ -212,7 +226,7 @@ mod tests {
             for i in 0..3 {
                 q.push(event(i));
             }
-            q.next_chunk("s", 0, 64 * 1024, 1);
+            q.next_chunk("s", 0, 64 * 1024, 1, false);
             let stored = format!("{}not json\n\n", q.encode());
             let back = Queue::restore(&stored, 10);
             // In-flight state is not stored: after a reload everything waits.

@@ -254,7 +254,7 @@ impl<P: Platform> Tracker<P> {
             return None;
         }
         let max_events = Limits::default().max_events;
-        let chunk = self.queue.next_chunk(&self.options.site_id, now, self.options.max_request_bytes, max_events)?;
+        let chunk = self.queue.next_chunk(&self.options.site_id, now, self.options.max_request_bytes, max_events, leaving)?;
         self.stats.requests += 1;
         Some(chunk)
     }
@@ -278,7 +278,7 @@ impl<P: Platform> Tracker<P> {
                 None
             }
             Outcome::Retry => {
-                self.queue.give_back(chunk);
+                self.queue.give_back(chunk, false);
                 self.stats.failed_requests += 1;
                 let wait = self.backoff.fail(self.platform.random(), retry_after_ms);
                 self.retry_at = now + wait as i64;
@@ -297,7 +297,7 @@ impl<P: Platform> Tracker<P> {
     /// sends them again, and the collector keeps the first copy of each
     /// event id.
     pub fn unanswered(&mut self, chunk: &Chunk, beaconed: bool) {
-        self.queue.give_back(chunk);
+        self.queue.give_back(chunk, beaconed);
         if !beaconed {
             self.stats.requests = self.stats.requests.saturating_sub(1);
         }
@@ -436,6 +436,7 @@ mod tests {
             let beacon = t.next_request(T0 + 1, true).unwrap();
             assert_eq!(t.next_request(T0 + 2, true), None, "all that waited went in one beacon");
             t.unanswered(&beacon, true);
+            assert_eq!(t.next_request(T0 + 3, true), None, "pagehide after visibilitychange: not beaconed twice");
             assert_eq!((t.stats().requests, t.stats().delivered), (1, 0));
             drop(t); // the page is gone; was the beacon delivered?
 
