@@ -87,8 +87,10 @@ async fn collect_batch(mut req: Request, config: &EdgeConfig, origin: Option<&st
         return Answer::error(403, "origin_not_allowed", message);
     }
     let status = forward(&collected, config, now).await;
-    if status != Some(200) {
-        worker::console_warn!("clickstream-edge: /ingest answered {status:?}; the tracker is told to retry");
+    match status {
+        Some(200..=299) => {}
+        Some(status) => worker::console_warn!("clickstream-edge: /ingest answered {status}; the tracker is told to retry"),
+        None => worker::console_warn!("clickstream-edge: /ingest unreachable; the tracker is told to retry"),
     }
     answer_after_ingest(&collected, status)
 }
