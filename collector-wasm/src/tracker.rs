@@ -387,7 +387,7 @@ mod tests {
         parsed
             .events
             .iter()
-            .map(|e| clickstream_schema::validate_event(e, parsed.sent_at, T0, &Limits::default()).unwrap())
+            .map(|e| clickstream_schema::validate_event(e.json, parsed.sent_at, T0, &Limits::default()).unwrap())
             .collect()
     }
 

@@ -1,10 +1,11 @@
 //! The collect core: validate and enrich one batch.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use clickstream_schema::{
-    enrich_with, parse_batch, validate_event, BadRow, BatchError, DailySalt, EnrichedEvent, Limits,
-    RejectReason, Rejection, RequestFacts, RequestMeta,
+    enrich_with, parse_batch, BadRow, BatchError, DailySalt, EnrichedEvent, Limits,
+    RejectReason, Rejection, RequestFacts, RequestMeta, ValidEvent,
 };
 use serde::{Deserialize, Serialize};
 
@@ -23,11 +24,12 @@ impl CollectConfig {
     }
 }
 
-/// The outcome of one batch: what to store, and what to answer.
+/// The outcome of one batch: what to store, and what to answer. The
+/// accepted events borrow from the request's body and metadata.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Collected {
-    pub site_id: String,
-    pub accepted: Vec<EnrichedEvent>,
+pub struct Collected<'a> {
+    pub site_id: Cow<'a, str>,
+    pub accepted: Vec<EnrichedEvent<'a>>,
     pub bad_rows: Vec<BadRow>,
 }
 
@@ -49,7 +51,7 @@ pub struct EventError {
     pub detail: String,
 }
 
-impl Collected {
+impl Collected<'_> {
     pub fn response(&self) -> CollectResponse {
         CollectResponse {
             accepted: self.accepted.len(),
@@ -73,38 +75,44 @@ impl Collected {
 /// A body that is not a batch is refused whole ([`BatchError`]); inside a
 /// valid batch every event is judged on its own: the valid ones are
 /// enriched, the others become bad rows, and none is dropped.
-pub fn collect(
-    body: &[u8],
-    meta: &RequestMeta,
+pub fn collect<'a>(
+    body: &'a [u8],
+    meta: &'a RequestMeta,
     config: &CollectConfig,
-) -> Result<Collected, BatchError> {
+) -> Result<Collected<'a>, BatchError> {
     let batch = parse_batch(body, &config.limits)?;
-    let mut accepted = Vec::with_capacity(batch.events.len());
-    let mut bad_rows = Vec::new();
-    let mut seen_ids = HashSet::with_capacity(batch.events.len());
     let facts = RequestFacts::new(meta, &batch.site_id, &config.ip_salt);
+    let texts: Vec<&str> = batch.events.iter().map(|e| e.json).collect();
+    let mut verdicts: Vec<Result<ValidEvent, Rejection>> = batch
+        .events
+        .into_iter()
+        .map(|e| e.validate(batch.sent_at, meta.received_at, &config.limits))
+        .collect();
+    // A later copy of a valid event's id is refused; the first one stands.
+    let repeated: Vec<usize> = {
+        let mut seen = HashSet::with_capacity(verdicts.len());
+        let ids = verdicts.iter().enumerate().filter_map(|(i, v)| Some((i, &*v.as_ref().ok()?.event_id)));
+        ids.filter(|(_, id)| !seen.insert(*id)).map(|(i, _)| i).collect()
+    };
+    for i in repeated {
+        let id = verdicts[i].as_ref().map(|e| e.event_id.to_string()).unwrap_or_default();
+        verdicts[i] = Err(Rejection {
+            reason: RejectReason::DuplicateEventId,
+            detail: format!("event_id {id:?} appears earlier in this batch"),
+        });
+    }
 
-    for (index, raw) in batch.events.iter().enumerate() {
-        let index = index as u32;
-        let verdict = validate_event(raw, batch.sent_at, meta.received_at, &config.limits)
-            .and_then(|event| {
-                if seen_ids.insert(event.event_id.clone()) {
-                    Ok(event)
-                } else {
-                    Err(Rejection {
-                        reason: RejectReason::DuplicateEventId,
-                        detail: format!("event_id {:?} appears earlier in this batch", event.event_id),
-                    })
-                }
-            });
+    let mut accepted = Vec::with_capacity(verdicts.len());
+    let mut bad_rows = Vec::new();
+    for (index, (verdict, json)) in verdicts.into_iter().zip(texts).enumerate() {
         match verdict {
-            Ok(event) => accepted.push(enrich_with(event, raw.to_string(), &batch.site_id, batch.sent_at, &facts)),
+            Ok(event) => accepted.push(enrich_with(event, json, &batch.site_id, batch.sent_at, &facts)),
             Err(rejection) => bad_rows.push(BadRow::new(
                 &rejection,
-                raw,
+                json,
                 meta.received_at,
                 &batch.site_id,
-                index,
+                index as u32,
                 config.source,
             )),
         }
@@ -143,8 +151,9 @@ mod tests {
             page_view("e-1"),
             "garbage",
         ]});
-        let out = collect(body.to_string().as_bytes(), &meta(), &CollectConfig::new("k", "backend")).unwrap();
-        let ids: Vec<_> = out.accepted.iter().map(|e| e.event_id.as_str()).collect();
+        let (body, meta) = (body.to_string(), meta());
+        let out = collect(body.as_bytes(), &meta, &CollectConfig::new("k", "backend")).unwrap();
+        let ids: Vec<_> = out.accepted.iter().map(|e| &*e.event_id).collect();
         assert_eq!(ids, ["e-1", "e-2"]);
         // Skew: the client clock is 1 s behind the server's.
         assert_eq!(out.accepted[0].event_ts, NOW - 1000);
@@ -172,7 +181,8 @@ mod tests {
 
     #[test]
     fn an_empty_batch_is_fine() {
-        let out = collect(br#"{"v":1,"site_id":"s","events":[]}"#, &meta(), &CollectConfig::new("k", "edge")).unwrap();
+        let meta = meta();
+        let out = collect(br#"{"v":1,"site_id":"s","events":[]}"#, &meta, &CollectConfig::new("k", "edge")).unwrap();
         assert_eq!(out.response(), CollectResponse { accepted: 0, rejected: 0, errors: vec![] });
     }
 }

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::read::{IdFields, Json};
 use crate::reason::RejectReason;
 use crate::validate::Rejection;
 
@@ -13,7 +14,7 @@ pub struct BadRow {
     pub reason: String,
     /// Human-readable detail: which field, what was wrong.
     pub detail: String,
-    /// The event exactly as received (JSON text).
+    /// The event exactly as received (its JSON text from the batch).
     pub payload: String,
     /// Server clock at arrival (ms).
     pub received_at: i64,
@@ -31,13 +32,17 @@ pub struct BadRow {
 impl BadRow {
     pub fn new(
         rejection: &Rejection,
-        payload: &serde_json::Value,
+        payload: &str,
         received_at: i64,
         site_id: &str,
         index: u32,
         source: &str,
     ) -> BadRow {
-        let field = |name: &str| payload.get(name).and_then(|v| v.as_str()).map(str::to_string);
+        let ids = IdFields::of(payload);
+        let text = |value: Json| match value {
+            Json::Str(s) => Some(s.into_owned()),
+            _ => None,
+        };
         BadRow {
             reason: rejection.reason.code().to_string(),
             detail: rejection.detail.clone(),
@@ -45,8 +50,8 @@ impl BadRow {
             received_at,
             site_id: site_id.to_string(),
             index,
-            event_id: field("event_id"),
-            anonymous_id: field("anonymous_id"),
+            event_id: text(ids.event_id),
+            anonymous_id: text(ids.anonymous_id),
             source: source.to_string(),
         }
     }

@@ -1,5 +1,7 @@
 //! Enrichment at the edge: what the server knows and the browser does not.
 
+use std::borrow::Cow;
+
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -7,7 +9,8 @@ use sha2::Sha256;
 use crate::time::{corrected_event_ts, DAY_MS};
 use crate::user_agent::{parse_user_agent, UserAgentInfo};
 use crate::utm::utm_from_url;
-use crate::wire::{Event, EventType};
+use crate::validate::ValidEvent;
+use crate::wire::EventType;
 
 /// What the request tells about the visitor, taken from the connection and
 /// the edge's metadata, never from the body.
@@ -75,15 +78,23 @@ fn hmac_sha256(key: &[u8]) -> Hmac<Sha256> {
 
 /// A valid event with everything the edge added: the record of the
 /// `clickstream-events` topic and the row of Bronze.
+///
+/// Its strings borrow from the request (and, when decoded, from the stream
+/// record) wherever they can, so the collect core allocates next to
+/// nothing per event; [`EnrichedEvent::into_owned`] detaches one.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct EnrichedEvent {
-    pub event_id: String,
+pub struct EnrichedEvent<'a> {
+    #[serde(borrow)]
+    pub event_id: Cow<'a, str>,
     pub event_type: EventType,
-    pub site_id: String,
-    pub anonymous_id: String,
-    pub user_id: Option<String>,
+    #[serde(borrow)]
+    pub site_id: Cow<'a, str>,
+    #[serde(borrow)]
+    pub anonymous_id: Cow<'a, str>,
+    pub user_id: Option<Cow<'a, str>>,
     /// The tracker's session id.
-    pub session_id: String,
+    #[serde(borrow)]
+    pub session_id: Cow<'a, str>,
     /// The client's own timestamp, uncorrected (ms).
     pub client_ts: i64,
     /// The batch's `sent_at` (client clock), if sent.
@@ -92,58 +103,72 @@ pub struct EnrichedEvent {
     pub received_at: i64,
     /// `client_ts` corrected for clock skew: the event time windows use (ms).
     pub event_ts: i64,
-    pub page_url: String,
-    pub page_path: String,
-    pub referrer: String,
-    pub page_title: String,
-    pub product_id: Option<String>,
-    pub category: Option<String>,
+    #[serde(borrow)]
+    pub page_url: Cow<'a, str>,
+    #[serde(borrow)]
+    pub page_path: Cow<'a, str>,
+    #[serde(borrow)]
+    pub referrer: Cow<'a, str>,
+    #[serde(borrow)]
+    pub page_title: Cow<'a, str>,
+    pub product_id: Option<Cow<'a, str>>,
+    pub category: Option<Cow<'a, str>>,
     pub price: Option<f64>,
     pub quantity: Option<i64>,
     pub revenue: Option<f64>,
-    pub currency: Option<String>,
-    pub search_query: Option<String>,
-    pub order_id: Option<String>,
-    pub click_tag: Option<String>,
-    pub click_text: Option<String>,
-    pub click_href: Option<String>,
-    pub custom_name: Option<String>,
+    pub currency: Option<Cow<'a, str>>,
+    pub search_query: Option<Cow<'a, str>>,
+    pub order_id: Option<Cow<'a, str>>,
+    pub click_tag: Option<Cow<'a, str>>,
+    pub click_text: Option<Cow<'a, str>>,
+    pub click_href: Option<Cow<'a, str>>,
+    pub custom_name: Option<Cow<'a, str>>,
     /// Props the contract does not name (for example `data-*` attributes),
     /// as a JSON object string.
-    pub props_extra: Option<String>,
-    pub screen: String,
-    pub lang: String,
-    pub tz: String,
-    pub country: Option<String>,
-    pub colo: Option<String>,
+    pub props_extra: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub screen: Cow<'a, str>,
+    #[serde(borrow)]
+    pub lang: Cow<'a, str>,
+    #[serde(borrow)]
+    pub tz: Cow<'a, str>,
+    pub country: Option<Cow<'a, str>>,
+    pub colo: Option<Cow<'a, str>>,
     pub asn: Option<u32>,
-    pub tls_version: Option<String>,
+    pub tls_version: Option<Cow<'a, str>>,
     /// Keyed hash of the client IP with the day's salt; the IP itself is
     /// never stored.
-    pub ip_hash: Option<String>,
-    pub user_agent: Option<String>,
-    pub browser: String,
-    pub os: String,
-    pub device_type: String,
+    pub ip_hash: Option<Cow<'a, str>>,
+    pub user_agent: Option<Cow<'a, str>>,
+    // The user agent's families are names from a fixed list: borrowed
+    // when the edge makes them, so enrichment allocates none of them.
+    #[serde(borrow)]
+    pub browser: Cow<'a, str>,
+    #[serde(borrow)]
+    pub os: Cow<'a, str>,
+    #[serde(borrow)]
+    pub device_type: Cow<'a, str>,
     pub is_bot: bool,
     /// The matched bot signature when `is_bot`.
-    pub bot_signature: Option<String>,
-    pub utm_source: Option<String>,
-    pub utm_medium: Option<String>,
-    pub utm_campaign: Option<String>,
-    pub utm_term: Option<String>,
-    pub utm_content: Option<String>,
+    pub bot_signature: Option<Cow<'a, str>>,
+    pub utm_source: Option<Cow<'a, str>>,
+    pub utm_medium: Option<Cow<'a, str>>,
+    pub utm_campaign: Option<Cow<'a, str>>,
+    pub utm_term: Option<Cow<'a, str>>,
+    pub utm_content: Option<Cow<'a, str>>,
     /// The event exactly as received (JSON), so Silver can be rebuilt from
     /// Bronze after a rule change. In the stream record it is embedded as
     /// JSON rather than as an escaped string: readers skip it without
     /// unescaping, and it stays readable in `fluvio consume`.
-    #[serde(with = "embedded_json")]
-    pub raw: String,
+    #[serde(borrow, with = "embedded_json")]
+    pub raw: Cow<'a, str>,
 }
 
 /// Serde for a field holding a JSON text: written as the JSON itself,
-/// read back from either that or a JSON string (older records).
+/// read back from either that (borrowed) or a JSON string (older records).
 mod embedded_json {
+    use std::borrow::Cow;
+
     use serde::de::Error as _;
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
     use serde_json::value::RawValue;
@@ -156,12 +181,12 @@ mod embedded_json {
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-        let json = Box::<RawValue>::deserialize(d)?;
+    pub fn deserialize<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Cow<'a, str>, D::Error> {
+        let json = <&'de RawValue>::deserialize(d)?;
         if json.get().starts_with('"') {
-            serde_json::from_str::<String>(json.get()).map_err(D::Error::custom)
+            serde_json::from_str::<String>(json.get()).map(Cow::Owned).map_err(D::Error::custom)
         } else {
-            Ok(Box::<str>::from(json).into_string())
+            Ok(Cow::Borrowed(json.get()))
         }
     }
 }
@@ -174,7 +199,7 @@ pub struct RequestFacts<'a> {
     meta: &'a RequestMeta,
     ua: UserAgentInfo,
     ip_hash: Option<String>,
-    country: Option<String>,
+    country: Option<Cow<'a, str>>,
 }
 
 impl<'a> RequestFacts<'a> {
@@ -193,31 +218,41 @@ impl<'a> RequestFacts<'a> {
     }
 }
 
-/// Adds the edge's knowledge to a validated event.
-pub fn enrich(
-    event: Event,
-    raw: String,
-    site_id: &str,
+/// Adds the edge's knowledge to a validated event; `raw` is its text.
+pub fn enrich<'a>(
+    event: ValidEvent<'a>,
+    raw: &'a str,
+    site_id: &'a str,
     sent_at: Option<i64>,
-    meta: &RequestMeta,
+    meta: &'a RequestMeta,
     salt: &DailySalt,
-) -> EnrichedEvent {
-    enrich_with(event, raw, site_id, sent_at, &RequestFacts::new(meta, site_id, salt))
+) -> EnrichedEvent<'a> {
+    enrich_with(event, raw, &Cow::Borrowed(site_id), sent_at, &RequestFacts::new(meta, site_id, salt))
 }
 
 /// [`enrich`], with the request's facts worked out once for its batch.
-pub fn enrich_with(event: Event, raw: String, site_id: &str, sent_at: Option<i64>, facts: &RequestFacts) -> EnrichedEvent {
+pub fn enrich_with<'a>(
+    event: ValidEvent<'a>,
+    raw: &'a str,
+    site_id: &Cow<'a, str>,
+    sent_at: Option<i64>,
+    facts: &RequestFacts<'a>,
+) -> EnrichedEvent<'a> {
     let (meta, ua) = (facts.meta, &facts.ua);
-    let utm = utm_from_url(&event.page.url);
     let event_ts = corrected_event_ts(event.ts, sent_at, meta.received_at);
-    let ip_hash = facts.ip_hash.clone();
+    // The UTM values borrow from the URL where it borrows from the body.
+    let utm = match &event.page_url {
+        Cow::Borrowed(url) => utm_from_url(*url),
+        Cow::Owned(url) => utm_from_url(url).into_owned(),
+    };
     let props = event.props;
     let props_extra = (!props.extra.is_empty())
-        .then(|| serde_json::to_string(&props.extra).unwrap_or_default());
+        .then(|| Cow::Owned(serde_json::to_string(&props.extra).unwrap_or_default()));
+    let text = |s: Option<&'a str>| s.map(Cow::Borrowed);
     EnrichedEvent {
         event_id: event.event_id,
         event_type: event.event_type,
-        site_id: site_id.to_string(),
+        site_id: site_id.clone(),
         anonymous_id: event.anonymous_id,
         user_id: event.user_id,
         session_id: event.session_id,
@@ -225,10 +260,10 @@ pub fn enrich_with(event: Event, raw: String, site_id: &str, sent_at: Option<i64
         sent_at,
         received_at: meta.received_at,
         event_ts,
-        page_url: event.page.url,
-        page_path: event.page.path,
-        referrer: event.page.referrer,
-        page_title: event.page.title,
+        page_url: event.page_url,
+        page_path: event.page_path,
+        referrer: event.referrer,
+        page_title: event.page_title,
         product_id: props.product_id,
         category: props.category,
         price: props.price,
@@ -242,44 +277,108 @@ pub fn enrich_with(event: Event, raw: String, site_id: &str, sent_at: Option<i64
         click_href: props.href,
         custom_name: props.name,
         props_extra,
-        screen: event.context.screen,
-        lang: event.context.lang,
-        tz: event.context.tz,
+        screen: event.screen,
+        lang: event.lang,
+        tz: event.tz,
         country: facts.country.clone(),
-        colo: meta.colo.clone(),
+        colo: text(meta.colo.as_deref()),
         asn: meta.asn,
-        tls_version: meta.tls_version.clone(),
-        ip_hash,
-        user_agent: meta.user_agent.clone(),
-        browser: ua.browser.to_string(),
-        os: ua.os.to_string(),
-        device_type: ua.device_type.to_string(),
+        tls_version: text(meta.tls_version.as_deref()),
+        ip_hash: facts.ip_hash.clone().map(Cow::Owned),
+        user_agent: text(meta.user_agent.as_deref()),
+        browser: Cow::Borrowed(ua.browser),
+        os: Cow::Borrowed(ua.os),
+        device_type: Cow::Borrowed(ua.device_type),
         is_bot: ua.bot.is_some(),
-        bot_signature: ua.bot.map(str::to_string),
+        bot_signature: ua.bot.map(Cow::Borrowed),
         utm_source: utm.source,
         utm_medium: utm.medium,
         utm_campaign: utm.campaign,
         utm_term: utm.term,
         utm_content: utm.content,
-        raw,
+        raw: Cow::Borrowed(raw),
+    }
+}
+
+impl EnrichedEvent<'_> {
+    /// The event with every string it borrows copied, free of the request.
+    pub fn into_owned(self) -> EnrichedEvent<'static> {
+        fn own(s: Cow<str>) -> Cow<'static, str> {
+            Cow::Owned(s.into_owned())
+        }
+        fn own_opt(s: Option<Cow<str>>) -> Option<Cow<'static, str>> {
+            s.map(own)
+        }
+        EnrichedEvent {
+            event_id: own(self.event_id),
+            event_type: self.event_type,
+            site_id: own(self.site_id),
+            anonymous_id: own(self.anonymous_id),
+            user_id: own_opt(self.user_id),
+            session_id: own(self.session_id),
+            client_ts: self.client_ts,
+            sent_at: self.sent_at,
+            received_at: self.received_at,
+            event_ts: self.event_ts,
+            page_url: own(self.page_url),
+            page_path: own(self.page_path),
+            referrer: own(self.referrer),
+            page_title: own(self.page_title),
+            product_id: own_opt(self.product_id),
+            category: own_opt(self.category),
+            price: self.price,
+            quantity: self.quantity,
+            revenue: self.revenue,
+            currency: own_opt(self.currency),
+            search_query: own_opt(self.search_query),
+            order_id: own_opt(self.order_id),
+            click_tag: own_opt(self.click_tag),
+            click_text: own_opt(self.click_text),
+            click_href: own_opt(self.click_href),
+            custom_name: own_opt(self.custom_name),
+            props_extra: own_opt(self.props_extra),
+            screen: own(self.screen),
+            lang: own(self.lang),
+            tz: own(self.tz),
+            country: own_opt(self.country),
+            colo: own_opt(self.colo),
+            asn: self.asn,
+            tls_version: own_opt(self.tls_version),
+            ip_hash: own_opt(self.ip_hash),
+            user_agent: own_opt(self.user_agent),
+            browser: own(self.browser),
+            os: own(self.os),
+            device_type: own(self.device_type),
+            is_bot: self.is_bot,
+            bot_signature: own_opt(self.bot_signature),
+            utm_source: own_opt(self.utm_source),
+            utm_medium: own_opt(self.utm_medium),
+            utm_campaign: own_opt(self.utm_campaign),
+            utm_term: own_opt(self.utm_term),
+            utm_content: own_opt(self.utm_content),
+            raw: own(self.raw),
+        }
     }
 }
 
 /// Two ASCII letters, upper-cased; Cloudflare's "XX" (unknown) and "T1"
 /// (Tor) and anything else become `None`.
-fn normalize_country(country: Option<&str>) -> Option<String> {
+fn normalize_country(country: Option<&str>) -> Option<Cow<'_, str>> {
     let c = country?.trim();
-    if c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()) && !c.eq_ignore_ascii_case("xx") {
-        Some(c.to_ascii_uppercase())
-    } else {
+    if c.len() != 2 || !c.bytes().all(|b| b.is_ascii_alphabetic()) || c.eq_ignore_ascii_case("xx") {
         None
+    } else if c.bytes().all(|b| b.is_ascii_uppercase()) {
+        Some(Cow::Borrowed(c))
+    } else {
+        Some(Cow::Owned(c.to_ascii_uppercase()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::validate::{validate_event, Limits};
+    use crate::read::RawEvent;
+    use crate::validate::Limits;
 
     const NOW: i64 = 1_732_262_400_000; // 2024-11-22T08:00:00Z
 
@@ -293,9 +392,13 @@ mod tests {
         }
     }
 
-    fn event(json: serde_json::Value, sent_at: Option<i64>) -> EnrichedEvent {
-        let ev = validate_event(&json, sent_at, NOW, &Limits::default()).unwrap();
-        enrich(ev, json.to_string(), "shop-1", sent_at, &meta(), &DailySalt::new("secret"))
+    fn enriched(text: &str, sent_at: Option<i64>, meta: &RequestMeta, salt: &str) -> EnrichedEvent<'static> {
+        let ev = RawEvent::read(text).unwrap().validate(sent_at, NOW, &Limits::default()).unwrap();
+        enrich(ev, text, "shop-1", sent_at, meta, &DailySalt::new(salt)).into_owned()
+    }
+
+    fn event(json: serde_json::Value, sent_at: Option<i64>) -> EnrichedEvent<'static> {
+        enriched(&json.to_string(), sent_at, &meta(), "secret")
     }
 
     fn add_to_cart() -> serde_json::Value {
@@ -317,15 +420,19 @@ mod tests {
         assert_eq!(back, e);
         assert_eq!(back.raw, add_to_cart().to_string());
 
+        assert!(matches!(back.raw, Cow::Borrowed(_)) && matches!(back.event_id, Cow::Borrowed(_)), "decoding borrows");
+
         // Records that carry raw as an escaped string still decode.
         let mut old: serde_json::Value = serde_json::from_str(&record).unwrap();
-        old["raw"] = serde_json::Value::String(e.raw.clone());
-        let back: EnrichedEvent = serde_json::from_value(old).unwrap();
+        old["raw"] = serde_json::Value::String(e.raw.to_string());
+        let old = old.to_string();
+        let back: EnrichedEvent = serde_json::from_str(&old).unwrap();
         assert_eq!(back.raw, e.raw);
 
         // A hand-built raw that is not JSON stays text.
         let odd = EnrichedEvent { raw: "not json {".into(), ..e };
-        let back: EnrichedEvent = serde_json::from_str(&serde_json::to_string(&odd).unwrap()).unwrap();
+        let text = serde_json::to_string(&odd).unwrap();
+        let back: EnrichedEvent = serde_json::from_str(&text).unwrap();
         assert_eq!(back.raw, "not json {");
     }
 
@@ -354,7 +461,7 @@ mod tests {
         assert_eq!(e.utm_medium.as_deref(), Some("email"));
         assert_eq!(e.utm_campaign.as_deref(), Some("bf"));
         assert_eq!(e.utm_term, None);
-        assert_eq!((e.browser.as_str(), e.os.as_str(), e.device_type.as_str()), ("Safari", "iOS", "mobile"));
+        assert_eq!((&*e.browser, &*e.os, &*e.device_type), ("Safari", "iOS", "mobile"));
         assert!(!e.is_bot);
         assert_eq!(e.country.as_deref(), Some("DE"));
         assert_eq!(e.screen, "390x844");
@@ -363,12 +470,11 @@ mod tests {
 
     #[test]
     fn bots_are_flagged_not_dropped() {
-        let ev = validate_event(&add_to_cart(), None, NOW, &Limits::default()).unwrap();
         let bot_meta = RequestMeta {
             user_agent: Some("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)".into()),
             ..meta()
         };
-        let e = enrich(ev, String::new(), "shop-1", None, &bot_meta, &DailySalt::new("k"));
+        let e = enriched(&add_to_cart().to_string(), None, &bot_meta, "k");
         assert!(e.is_bot);
         assert_eq!(e.bot_signature.as_deref(), Some("Googlebot"));
         assert_eq!(e.device_type, "bot");
@@ -397,8 +503,7 @@ mod tests {
         assert_eq!(normalize_country(Some("T1")), None);
         assert_eq!(normalize_country(Some("usa")), None);
         assert_eq!(normalize_country(Some(" fr ")), Some("FR".into()));
-        let ev = validate_event(&add_to_cart(), None, NOW, &Limits::default()).unwrap();
         let no_ip = RequestMeta { ip: None, ..meta() };
-        assert_eq!(enrich(ev, String::new(), "shop-1", None, &no_ip, &DailySalt::new("k")).ip_hash, None);
+        assert_eq!(enriched(&add_to_cart().to_string(), None, &no_ip, "k").ip_hash, None);
     }
 }

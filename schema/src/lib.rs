@@ -3,6 +3,7 @@
 //!
 //! - [`wire`]: the batch and event types of wire format v1, as the tracker
 //!   sends them.
+//! - [`read`]: reading a batch field by field, borrowing from the body.
 //! - [`validate`]: the rules an event must meet, one [`RejectReason`] per
 //!   rule, and the batch envelope checks ([`BatchError`]).
 //! - [`enrich`]: what the edge adds (skew-corrected time, UTM, user agent,
@@ -14,6 +15,7 @@
 
 pub mod bad_row;
 pub mod enrich;
+pub mod read;
 pub mod reason;
 pub mod signing;
 pub mod time;
@@ -25,15 +27,17 @@ pub mod wire;
 pub use bad_row::BadRow;
 pub use enrich::{enrich, enrich_with, DailySalt, EnrichedEvent, RequestFacts, RequestMeta};
 pub use reason::{BatchError, RejectReason};
-pub use validate::{parse_batch, validate_event, Limits, ParsedBatch, Rejection};
+pub use read::RawEvent;
+pub use validate::{parse_batch, validate_event, Limits, ParsedBatch, Rejection, ValidEvent, ValidProps};
 pub use wire::{Batch, Context, Event, EventType, Page, Props, WIRE_VERSION};
 
 /// What the Worker sends to the backend's `/ingest`: the events it accepted
 /// (already enriched) and the bad rows it produced, in one body so that one
 /// durable append covers both.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct IngestBatch {
-    pub events: Vec<EnrichedEvent>,
+pub struct IngestBatch<'a> {
+    #[serde(borrow)]
+    pub events: Vec<EnrichedEvent<'a>>,
     #[serde(default)]
     pub bad_rows: Vec<BadRow>,
     /// Random per forward: two identical tracker bodies forwarded in the

@@ -1,22 +1,40 @@
 //! UTM campaign parameters from a page URL.
 
+use std::borrow::Cow;
+
 /// The five UTM parameters; absent ones are `None`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Utm {
-    pub source: Option<String>,
-    pub medium: Option<String>,
-    pub campaign: Option<String>,
-    pub term: Option<String>,
-    pub content: Option<String>,
+pub struct Utm<'a> {
+    pub source: Option<Cow<'a, str>>,
+    pub medium: Option<Cow<'a, str>>,
+    pub campaign: Option<Cow<'a, str>>,
+    pub term: Option<Cow<'a, str>>,
+    pub content: Option<Cow<'a, str>>,
+}
+
+impl Utm<'_> {
+    pub fn into_owned(self) -> Utm<'static> {
+        let own = |v: Option<Cow<str>>| v.map(|v| Cow::Owned(v.into_owned()));
+        Utm {
+            source: own(self.source),
+            medium: own(self.medium),
+            campaign: own(self.campaign),
+            term: own(self.term),
+            content: own(self.content),
+        }
+    }
 }
 
 /// Reads `utm_*` from the URL's query string (the fragment is ignored).
 /// Values are percent-decoded, `+` is a space, empty values count as absent,
-/// and the first occurrence of a repeated parameter wins.
-pub fn utm_from_url(url: &str) -> Utm {
+/// and the first occurrence of a repeated parameter wins. Values borrow
+/// from the URL unless they needed decoding.
+pub fn utm_from_url(url: &str) -> Utm<'_> {
     let mut utm = Utm::default();
-    for (key, value) in query_pairs(url) {
-        let slot = match key.as_str() {
+    for (key, value) in raw_query_pairs(url) {
+        // Decoded only when escaped: most URLs have nothing to decode, and
+        // this runs for every event.
+        let slot = match decoded(key).as_ref() {
             "utm_source" => &mut utm.source,
             "utm_medium" => &mut utm.medium,
             "utm_campaign" => &mut utm.campaign,
@@ -25,7 +43,7 @@ pub fn utm_from_url(url: &str) -> Utm {
             _ => continue,
         };
         if slot.is_none() && !value.is_empty() {
-            *slot = Some(value);
+            *slot = Some(decoded(value));
         }
     }
     utm
@@ -33,18 +51,48 @@ pub fn utm_from_url(url: &str) -> Utm {
 
 /// The decoded `key=value` pairs of a URL's query string.
 pub fn query_pairs(url: &str) -> Vec<(String, String)> {
-    let without_fragment = url.split('#').next().unwrap_or("");
-    let Some((_, query)) = without_fragment.split_once('?') else {
-        return Vec::new();
+    raw_query_pairs(url).map(|(k, v)| (percent_decode(k), percent_decode(v))).collect()
+}
+
+/// The `key=value` pairs of a URL's query string, still encoded.
+fn raw_query_pairs(url: &str) -> impl Iterator<Item = (&str, &str)> {
+    // Bytes by hand rather than `split`: this runs for every event.
+    let bytes = url.as_bytes();
+    let start = match bytes.iter().position(|&b| b == b'?' || b == b'#') {
+        Some(at) if bytes[at] == b'?' => at + 1,
+        _ => bytes.len(),
     };
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(key), percent_decode(value))
-        })
-        .collect()
+    let mut at = start;
+    std::iter::from_fn(move || loop {
+        if at >= bytes.len() || bytes[at] == b'#' {
+            return None;
+        }
+        let (from, mut equals) = (at, None);
+        while at < bytes.len() && bytes[at] != b'&' && bytes[at] != b'#' {
+            if bytes[at] == b'=' && equals.is_none() {
+                equals = Some(at);
+            }
+            at += 1;
+        }
+        let end = at;
+        if at < bytes.len() && bytes[at] == b'&' {
+            at += 1;
+        }
+        if end > from {
+            return Some(match equals {
+                Some(eq) => (&url[from..eq], &url[eq + 1..end]),
+                None => (&url[from..end], ""),
+            });
+        }
+    })
+}
+
+fn decoded(text: &str) -> Cow<'_, str> {
+    if text.bytes().any(|b| b == b'%' || b == b'+') {
+        Cow::Owned(percent_decode(text))
+    } else {
+        Cow::Borrowed(text)
+    }
 }
 
 /// Decodes `%XX` escapes and `+`; invalid escapes are kept as they are, and
@@ -113,6 +161,9 @@ mod tests {
         assert_eq!(utm_from_url("https://shop.example/#?utm_source=x"), Utm::default());
         let utm = utm_from_url("/p?utm_source=a&utm_source=b&x=1");
         assert_eq!(utm.source.as_deref(), Some("a"));
+        // An escaped key is still the key.
+        assert_eq!(utm_from_url("/p?utm%5Fmedium=cpc").medium.as_deref(), Some("cpc"));
+        assert_eq!(query_pairs("/p?a=1+2&b&=c"), [("a".into(), "1 2".into()), ("b".into(), "".into()), ("".into(), "c".into())]);
     }
 
     #[test]

@@ -1,12 +1,17 @@
 //! Validation: the batch envelope, then each event on its own, so that one
 //! bad event becomes a bad row while the rest of the batch is accepted.
 //!
-//! Events are checked from `serde_json::Value` by hand rather than by serde
-//! derive: each rule gives its own [`RejectReason`] and a precise detail,
-//! which is what the `rejects` table and the tracker's developers need.
+//! Events are checked field by field (read by [`crate::read`]) rather than
+//! by serde derive: each rule gives its own [`RejectReason`] and a precise
+//! detail, which is what the `rejects` table and the tracker's developers
+//! need.
 
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 
+use serde_json::Value;
+
+use crate::read::{read_batch, ContextFields, EventFields, Json, PageFields, PropsFields, RawEvent, Shape, KNOWN_PROPS};
 use crate::reason::{BatchError, RejectReason};
 use crate::time::corrected_event_ts;
 use crate::wire::{Context, Event, EventType, Page, Props, WIRE_VERSION};
@@ -45,14 +50,14 @@ pub const MAX_TEXT_LEN: usize = 512;
 /// Largest accepted serialized size of the unknown props of one event.
 pub const MAX_EXTRA_PROPS_BYTES: usize = 4096;
 
-/// A batch envelope that passed the envelope checks; its events are still
-/// raw JSON, to be validated one by one.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ParsedBatch {
-    pub site_id: String,
+/// A batch envelope that passed the envelope checks; its events are read
+/// but not yet judged: each is validated on its own.
+#[derive(Debug)]
+pub struct ParsedBatch<'a> {
+    pub site_id: Cow<'a, str>,
     /// Client clock at send time; absent means no skew correction.
     pub sent_at: Option<i64>,
-    pub events: Vec<Value>,
+    pub events: Vec<RawEvent<'a>>,
 }
 
 /// Why one event was refused.
@@ -68,25 +73,100 @@ impl Rejection {
     }
 }
 
+/// A valid event, its strings borrowed from the batch wherever they needed
+/// no unescaping: what enrichment takes. Copying every field out of the
+/// body was most of what validation cost. [`Event`] is its owned form.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidEvent<'a> {
+    pub event_id: Cow<'a, str>,
+    pub event_type: EventType,
+    /// Client clock, ms since the Unix epoch.
+    pub ts: i64,
+    pub anonymous_id: Cow<'a, str>,
+    pub user_id: Option<Cow<'a, str>>,
+    pub session_id: Cow<'a, str>,
+    pub page_url: Cow<'a, str>,
+    pub page_path: Cow<'a, str>,
+    pub referrer: Cow<'a, str>,
+    pub page_title: Cow<'a, str>,
+    pub props: ValidProps<'a>,
+    pub screen: Cow<'a, str>,
+    pub lang: Cow<'a, str>,
+    pub tz: Cow<'a, str>,
+}
+
+/// The props of a [`ValidEvent`]; see [`Props`] for what each one is.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ValidProps<'a> {
+    pub product_id: Option<Cow<'a, str>>,
+    pub category: Option<Cow<'a, str>>,
+    pub price: Option<f64>,
+    pub quantity: Option<i64>,
+    pub currency: Option<Cow<'a, str>>,
+    pub revenue: Option<f64>,
+    pub order_id: Option<Cow<'a, str>>,
+    pub query: Option<Cow<'a, str>>,
+    pub tag: Option<Cow<'a, str>>,
+    pub text: Option<Cow<'a, str>>,
+    pub href: Option<Cow<'a, str>>,
+    pub name: Option<Cow<'a, str>>,
+    /// Props the contract does not name, null ones left out.
+    pub extra: BTreeMap<String, Value>,
+}
+
+impl ValidEvent<'_> {
+    /// The event with its strings copied out of the batch.
+    pub fn into_event(self) -> Event {
+        let own = |s: Cow<str>| s.into_owned();
+        let own_opt = |s: Option<Cow<str>>| s.map(Cow::into_owned);
+        let p = self.props;
+        Event {
+            event_id: own(self.event_id),
+            event_type: self.event_type,
+            ts: self.ts,
+            anonymous_id: own(self.anonymous_id),
+            user_id: own_opt(self.user_id),
+            session_id: own(self.session_id),
+            page: Page { url: own(self.page_url), path: own(self.page_path), referrer: own(self.referrer), title: own(self.page_title) },
+            props: Props {
+                product_id: own_opt(p.product_id),
+                category: own_opt(p.category),
+                price: p.price,
+                quantity: p.quantity,
+                currency: own_opt(p.currency),
+                revenue: p.revenue,
+                order_id: own_opt(p.order_id),
+                query: own_opt(p.query),
+                tag: own_opt(p.tag),
+                text: own_opt(p.text),
+                href: own_opt(p.href),
+                name: own_opt(p.name),
+                extra: p.extra,
+            },
+            context: Context { screen: own(self.screen), lang: own(self.lang), tz: own(self.tz) },
+        }
+    }
+}
+
 /// Checks the body size and the envelope (`v`, `site_id`, `sent_at`,
 /// `events`).
-pub fn parse_batch(body: &[u8], limits: &Limits) -> Result<ParsedBatch, BatchError> {
+pub fn parse_batch<'a>(body: &'a [u8], limits: &Limits) -> Result<ParsedBatch<'a>, BatchError> {
     if body.len() > limits.max_body_bytes {
         return Err(BatchError::BodyTooLarge { limit: limits.max_body_bytes });
     }
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| BatchError::MalformedJson(e.to_string()))?;
-    let Value::Object(mut envelope) = value else {
+    let envelope =
+        read_batch(body, limits.max_events).map_err(|e| BatchError::MalformedJson(e.to_string()))?;
+    let Shape::Is(envelope) = envelope else {
         return Err(BatchError::InvalidEnvelope("the body must be a JSON object".into()));
     };
-    match envelope.get("v") {
+    match envelope.v {
         None => return Err(BatchError::InvalidEnvelope("missing \"v\" (wire version)".into())),
-        Some(v) if v.as_i64() == Some(WIRE_VERSION) => {}
+        Some(Json::Int(WIRE_VERSION)) => {}
         Some(v) => return Err(BatchError::UnsupportedVersion(v.to_string())),
     }
-    let site_id = match envelope.get("site_id") {
-        Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_ID_LEN => s.clone(),
-        Some(Value::String(_)) => {
+    let site_id = match envelope.site_id {
+        Some(Json::Str(s)) if !s.is_empty() && s.len() <= MAX_ID_LEN => s,
+        Some(Json::Str(_)) => {
             return Err(BatchError::InvalidEnvelope(format!(
                 "\"site_id\" must be 1 to {MAX_ID_LEN} characters"
             )))
@@ -94,9 +174,9 @@ pub fn parse_batch(body: &[u8], limits: &Limits) -> Result<ParsedBatch, BatchErr
         Some(_) => return Err(BatchError::InvalidEnvelope("\"site_id\" must be a string".into())),
         None => return Err(BatchError::InvalidEnvelope("missing \"site_id\"".into())),
     };
-    let sent_at = match envelope.get("sent_at") {
-        None | Some(Value::Null) => None,
-        Some(v) => match as_millis(v) {
+    let sent_at = match envelope.sent_at {
+        None | Some(Json::Null) => None,
+        Some(v) => match v.as_integer() {
             Some(ms) if ms > 0 => Some(ms),
             _ => {
                 return Err(BatchError::InvalidEnvelope(
@@ -105,37 +185,53 @@ pub fn parse_batch(body: &[u8], limits: &Limits) -> Result<ParsedBatch, BatchErr
             }
         },
     };
-    let events = match envelope.remove("events") {
-        Some(Value::Array(events)) => events,
+    let events = match envelope.events {
+        Some(Shape::Is(events)) => events,
         Some(_) => return Err(BatchError::InvalidEnvelope("\"events\" must be an array".into())),
         None => return Err(BatchError::InvalidEnvelope("missing \"events\"".into())),
     };
-    if events.len() > limits.max_events {
-        return Err(BatchError::TooManyEvents { limit: limits.max_events, got: events.len() });
+    if envelope.event_count > limits.max_events {
+        return Err(BatchError::TooManyEvents { limit: limits.max_events, got: envelope.event_count });
     }
     Ok(ParsedBatch { site_id, sent_at, events })
 }
 
-/// Checks one event against every rule and returns it typed.
+/// Checks one event (its JSON text) against every rule and returns it typed.
 ///
 /// `received_at` is the server clock; with `sent_at` it gives the skew
 /// correction used for the time rules.
 pub fn validate_event(
-    value: &Value,
+    json: &str,
     sent_at: Option<i64>,
     received_at: i64,
     limits: &Limits,
 ) -> Result<Event, Rejection> {
-    let Value::Object(obj) = value else {
-        return Err(Rejection::new(RejectReason::NotAnObject, "the event must be a JSON object"));
-    };
+    match RawEvent::read(json) {
+        Ok(event) => event.validate(sent_at, received_at, limits).map(ValidEvent::into_event),
+        Err(e) => Err(Rejection::new(RejectReason::NotAnObject, format!("the event is not JSON: {e}"))),
+    }
+}
 
-    let event_id = match obj.get("event_id") {
-        None | Some(Value::Null) => {
-            return Err(Rejection::new(RejectReason::MissingEventId, "missing event_id"))
-        }
-        Some(Value::String(id)) if is_valid_id(id) => id.clone(),
-        Some(_) => {
+impl<'a> RawEvent<'a> {
+    /// [`validate_event`] for an event of a parsed batch, borrowing from it.
+    pub fn validate(self, sent_at: Option<i64>, received_at: i64, limits: &Limits) -> Result<ValidEvent<'a>, Rejection> {
+        let Shape::Is(fields) = self.fields else {
+            return Err(Rejection::new(RejectReason::NotAnObject, "the event must be a JSON object"));
+        };
+        check_event(fields, sent_at, received_at, limits)
+    }
+}
+
+fn check_event<'a>(
+    fields: EventFields<'a>,
+    sent_at: Option<i64>,
+    received_at: i64,
+    limits: &Limits,
+) -> Result<ValidEvent<'a>, Rejection> {
+    let event_id = match fields.event_id {
+        Json::Null => return Err(Rejection::new(RejectReason::MissingEventId, "missing event_id")),
+        Json::Str(id) if is_valid_id(&id) => id,
+        _ => {
             return Err(Rejection::new(
                 RejectReason::InvalidEventId,
                 format!("event_id must be 1 to {MAX_ID_LEN} visible ASCII characters"),
@@ -143,26 +239,22 @@ pub fn validate_event(
         }
     };
 
-    let event_type = match obj.get("event_type") {
-        None | Some(Value::Null) => {
-            return Err(Rejection::new(RejectReason::MissingEventType, "missing event_type"))
-        }
-        Some(Value::String(name)) => EventType::parse(name).ok_or_else(|| {
+    let event_type = match &fields.event_type {
+        Json::Null => return Err(Rejection::new(RejectReason::MissingEventType, "missing event_type")),
+        Json::Str(name) => EventType::parse(name).ok_or_else(|| {
             Rejection::new(RejectReason::UnknownEventType, format!("unknown event_type {name:?}"))
         })?,
-        Some(other) => {
+        other => {
             return Err(Rejection::new(
                 RejectReason::UnknownEventType,
-                format!("event_type must be a string, got {}", json_type(other)),
+                format!("event_type must be a string, got {}", other.kind()),
             ))
         }
     };
 
-    let ts = match obj.get("ts") {
-        None | Some(Value::Null) => {
-            return Err(Rejection::new(RejectReason::MissingTimestamp, "missing ts"))
-        }
-        Some(v) => match as_millis(v) {
+    let ts = match &fields.ts {
+        Json::Null => return Err(Rejection::new(RejectReason::MissingTimestamp, "missing ts")),
+        v => match v.as_integer() {
             Some(ms) if ms > 0 => ms,
             _ => {
                 return Err(Rejection::new(
@@ -173,20 +265,51 @@ pub fn validate_event(
         },
     };
 
-    let anonymous_id = required_id(obj, "anonymous_id", RejectReason::MissingAnonymousId)?;
-    let session_id = required_id(obj, "session_id", RejectReason::MissingSessionId)?;
-    let user_id = match obj.get("user_id") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.is_empty() => None,
-        Some(Value::String(s)) => Some(bounded(s, "user_id", MAX_ID_LEN)?.to_string()),
-        Some(other) => return Err(field_type("user_id", "a string or null", other)),
+    let anonymous_id = required_id(fields.anonymous_id, "anonymous_id", RejectReason::MissingAnonymousId)?;
+    let session_id = required_id(fields.session_id, "session_id", RejectReason::MissingSessionId)?;
+    let user_id = match fields.user_id {
+        Json::Null => None,
+        Json::Str(s) if s.is_empty() => None,
+        Json::Str(s) => Some(bounded(s, "user_id", MAX_ID_LEN)?),
+        other => return Err(field_type("user_id", "a string or null", &other)),
     };
 
-    let page = parse_page(obj.get("page"))?;
-    let context = parse_context(obj.get("context"))?;
-    let props = parse_props(obj.get("props"))?;
+    let page = match fields.page {
+        Shape::Null => PageFields::default(),
+        Shape::Is(page) => page,
+        Shape::Other(kind) => return Err(wrong_type("page", "an object", kind)),
+    };
+    let page_url = optional_string(page.url, "page.url", MAX_URL_LEN)?;
+    let page_path = optional_string(page.path, "page.path", MAX_URL_LEN)?;
+    let referrer = optional_string(page.referrer, "page.referrer", MAX_URL_LEN)?;
+    let page_title = optional_string(page.title, "page.title", MAX_TEXT_LEN)?;
+    let context = match fields.context {
+        Shape::Null => ContextFields::default(),
+        Shape::Is(context) => context,
+        Shape::Other(kind) => return Err(wrong_type("context", "an object", kind)),
+    };
+    let screen = optional_string(context.screen, "context.screen", MAX_ID_LEN)?;
+    let lang = optional_string(context.lang, "context.lang", MAX_ID_LEN)?;
+    let tz = optional_string(context.tz, "context.tz", MAX_ID_LEN)?;
+    let props = parse_props(fields.props)?;
 
-    check_type_rules(event_type, &page, &props, user_id.as_deref())?;
+    let event = ValidEvent {
+        event_id,
+        event_type,
+        ts,
+        anonymous_id,
+        user_id,
+        session_id,
+        page_url,
+        page_path,
+        referrer,
+        page_title,
+        props,
+        screen,
+        lang,
+        tz,
+    };
+    check_type_rules(&event)?;
 
     let event_ts = corrected_event_ts(ts, sent_at, received_at);
     if event_ts > received_at + limits.max_future_ms {
@@ -208,20 +331,15 @@ pub fn validate_event(
             ),
         ));
     }
-
-    Ok(Event { event_id, event_type, ts, anonymous_id, user_id, session_id, page, props, context })
+    Ok(event)
 }
 
 /// Per-type rules: which props each event type requires, and value ranges.
-fn check_type_rules(
-    event_type: EventType,
-    page: &Page,
-    props: &Props,
-    user_id: Option<&str>,
-) -> Result<(), Rejection> {
+fn check_type_rules(event: &ValidEvent) -> Result<(), Rejection> {
+    let (event_type, props) = (event.event_type, &event.props);
     let required: &[(&str, bool)] = match event_type {
         EventType::PageView => {
-            if page.url.is_empty() && page.path.is_empty() {
+            if event.page_url.is_empty() && event.page_path.is_empty() {
                 return Err(Rejection::new(
                     RejectReason::MissingPage,
                     "page_view needs page.url or page.path",
@@ -247,7 +365,7 @@ fn check_type_rules(
             ("currency", props.currency.is_some()),
         ],
         EventType::Identify => {
-            if user_id.is_none() {
+            if event.user_id.is_none() {
                 return Err(Rejection::new(
                     RejectReason::MissingUserId,
                     "identify needs a non-empty user_id",
@@ -293,45 +411,35 @@ fn check_type_rules(
     Ok(())
 }
 
-fn parse_page(value: Option<&Value>) -> Result<Page, Rejection> {
-    let obj = match value {
-        None | Some(Value::Null) => return Ok(Page::default()),
-        Some(Value::Object(obj)) => obj,
-        Some(other) => return Err(field_type("page", "an object", other)),
+fn parse_props<'a>(value: Shape<PropsFields<'a>>) -> Result<ValidProps<'a>, Rejection> {
+    let fields = match value {
+        Shape::Null => return Ok(ValidProps::default()),
+        Shape::Is(fields) => fields,
+        Shape::Other(kind) => return Err(wrong_type("props", "an object", kind)),
     };
-    Ok(Page {
-        url: optional_string(obj, "page.url", "url", MAX_URL_LEN)?,
-        path: optional_string(obj, "page.path", "path", MAX_URL_LEN)?,
-        referrer: optional_string(obj, "page.referrer", "referrer", MAX_URL_LEN)?,
-        title: optional_string(obj, "page.title", "title", MAX_TEXT_LEN)?,
-    })
-}
-
-fn parse_context(value: Option<&Value>) -> Result<Context, Rejection> {
-    let obj = match value {
-        None | Some(Value::Null) => return Ok(Context::default()),
-        Some(Value::Object(obj)) => obj,
-        Some(other) => return Err(field_type("context", "an object", other)),
-    };
-    Ok(Context {
-        screen: optional_string(obj, "context.screen", "screen", MAX_ID_LEN)?,
-        lang: optional_string(obj, "context.lang", "lang", MAX_ID_LEN)?,
-        tz: optional_string(obj, "context.tz", "tz", MAX_ID_LEN)?,
-    })
-}
-
-fn parse_props(value: Option<&Value>) -> Result<Props, Rejection> {
-    let obj = match value {
-        None | Some(Value::Null) => return Ok(Props::default()),
-        Some(Value::Object(obj)) => obj,
-        Some(other) => return Err(field_type("props", "an object", other)),
-    };
-    let mut props = Props::default();
-    for (key, value) in obj {
+    let mut props = ValidProps::default();
+    for (key, value) in KNOWN_PROPS.into_iter().zip(fields.known) {
         if value.is_null() {
             continue;
         }
-        let slot = match key.as_str() {
+        let slot = match key {
+            "price" => {
+                props.price = Some(prop_number(key, &value)?);
+                continue;
+            }
+            "revenue" => {
+                props.revenue = Some(prop_number(key, &value)?);
+                continue;
+            }
+            "quantity" => {
+                props.quantity = Some(value.as_integer().ok_or_else(|| {
+                    Rejection::new(
+                        RejectReason::InvalidPropType,
+                        format!("props.quantity must be an integer, got {}", value.kind()),
+                    )
+                })?);
+                continue;
+            }
             "product_id" => &mut props.product_id,
             "category" => &mut props.category,
             "currency" => &mut props.currency,
@@ -340,46 +448,31 @@ fn parse_props(value: Option<&Value>) -> Result<Props, Rejection> {
             "tag" => &mut props.tag,
             "text" => &mut props.text,
             "href" => &mut props.href,
-            "name" => &mut props.name,
-            "price" => {
-                props.price = Some(prop_number(key, value)?);
-                continue;
-            }
-            "revenue" => {
-                props.revenue = Some(prop_number(key, value)?);
-                continue;
-            }
-            "quantity" => {
-                props.quantity = Some(as_integer(value).ok_or_else(|| {
-                    Rejection::new(
-                        RejectReason::InvalidPropType,
-                        format!("props.quantity must be an integer, got {}", json_type(value)),
-                    )
-                })?);
-                continue;
-            }
-            _ => {
-                props.extra.insert(key.clone(), value.clone());
-                continue;
-            }
+            _ => &mut props.name, // "name", the last of KNOWN_PROPS
         };
-        let Value::String(text) = value else {
+        let Json::Str(text) = value else {
             return Err(Rejection::new(
                 RejectReason::InvalidPropType,
-                format!("props.{key} must be a string, got {}", json_type(value)),
+                format!("props.{key} must be a string, got {}", value.kind()),
             ));
         };
         let limit = if key == "href" { MAX_URL_LEN } else { MAX_TEXT_LEN };
-        if text.chars().count() > limit {
-            return Err(Rejection::new(
-                RejectReason::FieldTooLong,
-                format!("props.{key} is longer than {limit} characters"),
-            ));
-        }
+        let text = bounded(text, key, limit).map_err(|mut r| {
+            r.detail = format!("props.{}", r.detail);
+            r
+        })?;
         // An empty required string is as good as a missing one.
         if !text.is_empty() {
-            *slot = Some(text.clone());
+            *slot = Some(text);
         }
+    }
+    for (key, json) in fields.extra {
+        if json == "null" {
+            continue;
+        }
+        // Only props the contract does not name become a tree, and only here.
+        let value: Value = serde_json::from_str(json).unwrap_or(Value::Null);
+        props.extra.insert(key.into_owned(), value);
     }
     if !props.extra.is_empty() {
         let size = serde_json::to_string(&props.extra).map(|s| s.len()).unwrap_or(usize::MAX);
@@ -393,44 +486,35 @@ fn parse_props(value: Option<&Value>) -> Result<Props, Rejection> {
     Ok(props)
 }
 
-fn prop_number(key: &str, value: &Value) -> Result<f64, Rejection> {
+fn prop_number(key: &str, value: &Json) -> Result<f64, Rejection> {
     value.as_f64().ok_or_else(|| {
         Rejection::new(
             RejectReason::InvalidPropType,
-            format!("props.{key} must be a number, got {}", json_type(value)),
+            format!("props.{key} must be a number, got {}", value.kind()),
         )
     })
 }
 
-fn required_id(
-    obj: &Map<String, Value>,
-    field: &str,
-    missing: RejectReason,
-) -> Result<String, Rejection> {
-    match obj.get(field) {
-        None | Some(Value::Null) => Err(Rejection::new(missing, format!("missing {field}"))),
-        Some(Value::String(s)) if s.is_empty() => {
-            Err(Rejection::new(missing, format!("{field} is empty")))
-        }
-        Some(Value::String(s)) => Ok(bounded(s, field, MAX_ID_LEN)?.to_string()),
-        Some(other) => Err(field_type(field, "a string", other)),
+fn required_id<'a>(value: Json<'a>, field: &str, missing: RejectReason) -> Result<Cow<'a, str>, Rejection> {
+    match value {
+        Json::Null => Err(Rejection::new(missing, format!("missing {field}"))),
+        Json::Str(s) if s.is_empty() => Err(Rejection::new(missing, format!("{field} is empty"))),
+        Json::Str(s) => bounded(s, field, MAX_ID_LEN),
+        other => Err(field_type(field, "a string", &other)),
     }
 }
 
-fn optional_string(
-    obj: &Map<String, Value>,
-    path: &str,
-    key: &str,
-    limit: usize,
-) -> Result<String, Rejection> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(String::new()),
-        Some(Value::String(s)) => Ok(bounded(s, path, limit)?.to_string()),
-        Some(other) => Err(field_type(path, "a string", other)),
+fn optional_string<'a>(value: Json<'a>, path: &str, limit: usize) -> Result<Cow<'a, str>, Rejection> {
+    match value {
+        Json::Null => Ok(Cow::Borrowed("")),
+        Json::Str(s) => bounded(s, path, limit),
+        other => Err(field_type(path, "a string", &other)),
     }
 }
 
-fn bounded<'a>(s: &'a str, field: &str, limit: usize) -> Result<&'a str, Rejection> {
+/// The string, if it has at most `limit` characters.
+fn bounded<'a>(s: Cow<'a, str>, field: &str, limit: usize) -> Result<Cow<'a, str>, Rejection> {
+    // Bytes bound characters from above: count them only when it matters.
     if s.len() > limit && s.chars().count() > limit {
         return Err(Rejection::new(
             RejectReason::FieldTooLong,
@@ -440,38 +524,14 @@ fn bounded<'a>(s: &'a str, field: &str, limit: usize) -> Result<&'a str, Rejecti
     Ok(s)
 }
 
-fn field_type(field: &str, expected: &str, got: &Value) -> Rejection {
-    Rejection::new(
-        RejectReason::InvalidFieldType,
-        format!("{field} must be {expected}, got {}", json_type(got)),
-    )
+fn field_type(field: &str, expected: &str, got: &Json) -> Rejection {
+    wrong_type(field, expected, got.kind())
+}
+
+fn wrong_type(field: &str, expected: &str, got: &str) -> Rejection {
+    Rejection::new(RejectReason::InvalidFieldType, format!("{field} must be {expected}, got {got}"))
 }
 
 fn is_valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= MAX_ID_LEN && id.bytes().all(|b| b.is_ascii_graphic())
-}
-
-/// Milliseconds as JSON: an integer, or a float with no fraction (some
-/// JavaScript serializers write `1.7e12`).
-fn as_millis(value: &Value) -> Option<i64> {
-    as_integer(value)
-}
-
-fn as_integer(value: &Value) -> Option<i64> {
-    if let Some(i) = value.as_i64() {
-        return Some(i);
-    }
-    let f = value.as_f64()?;
-    (f.fract() == 0.0 && f.abs() < 9.0e15).then_some(f as i64)
-}
-
-fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }

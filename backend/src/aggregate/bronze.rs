@@ -4,12 +4,12 @@
 use clickstream_schema::EnrichedEvent;
 use polars::prelude::*;
 
-/// One decoded record of the events topic.
+/// One decoded record of the events topic, borrowing from the record.
 #[derive(Clone, Debug)]
-pub struct LogEvent {
+pub struct LogEvent<'a> {
     pub partition: u32,
     pub offset: u64,
-    pub event: EnrichedEvent,
+    pub event: EnrichedEvent<'a>,
 }
 
 pub(crate) fn datetime_ms() -> DataType {
@@ -22,10 +22,10 @@ fn ts_column(name: &str, values: Vec<Option<i64>>) -> PolarsResult<Column> {
 
 /// The Bronze rows of a micro-batch, in log order. Timestamps are UTC
 /// `Datetime(ms)`.
-pub fn bronze_frame(rows: &[LogEvent], ingested_at: i64) -> PolarsResult<DataFrame> {
+pub fn bronze_frame(rows: &[LogEvent<'_>], ingested_at: i64) -> PolarsResult<DataFrame> {
     let n = rows.len();
-    let strings = |f: fn(&EnrichedEvent) -> &str| -> Vec<&str> { rows.iter().map(|r| f(&r.event)).collect() };
-    let opt_strings = |f: fn(&EnrichedEvent) -> Option<&str>| -> Vec<Option<&str>> {
+    let strings = |f: for<'e> fn(&'e EnrichedEvent<'_>) -> &'e str| -> Vec<&str> { rows.iter().map(|r| f(&r.event)).collect() };
+    let opt_strings = |f: for<'e> fn(&'e EnrichedEvent<'_>) -> Option<&'e str>| -> Vec<Option<&str>> {
         rows.iter().map(|r| f(&r.event)).collect()
     };
     let ts = |f: fn(&EnrichedEvent) -> Option<i64>| -> Vec<Option<i64>> { rows.iter().map(|r| f(&r.event)).collect() };

@@ -413,15 +413,16 @@ const DECODE_CHUNK: usize = 8_192;
 /// bad rows with their bytes: never drop what the stream acknowledged.
 fn decode_events(events: Vec<Fetched>, now: i64) -> Result<(Vec<DataFrame>, Vec<LogBadRow>), AggregateError> {
     fn decode_chunk(chunk: Vec<Fetched>, now: i64) -> PolarsResult<(Option<DataFrame>, Vec<LogBadRow>)> {
+        // The decoded events borrow their strings from the records.
         let mut rows = Vec::with_capacity(chunk.len());
         let mut bad = Vec::new();
-        for f in chunk {
+        for f in &chunk {
             match serde_json::from_slice::<EnrichedEvent>(&f.value) {
                 Ok(event) => rows.push(LogEvent { partition: f.partition, offset: f.offset, event }),
                 Err(e) => bad.push(LogBadRow {
                     partition: f.partition,
                     offset: f.offset,
-                    row: undecodable(&f, &e.to_string(), now),
+                    row: undecodable(f, &e.to_string(), now),
                 }),
             }
         }

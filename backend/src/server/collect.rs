@@ -22,19 +22,22 @@ pub(super) async fn collect_batch(
     let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
     let (parts, body) = request.into_parts();
     let limit = state.collect.limits.max_body_bytes;
-    let result = async {
-        let body = read_body(&parts.headers, body, limit).await?;
-        let meta = RequestMeta {
-            received_at: state.clock.now_ms(),
-            user_agent: header_str(&parts.headers, header::USER_AGENT.as_str()),
-            ip: state.client_ip(&parts.headers, peer),
-            country: state.country_header.as_deref().and_then(|h| header_str(&parts.headers, h)),
-            ..RequestMeta::default()
-        };
-        Ok::<_, BatchError>(collect(&body, &meta, &state.collect)?)
-    }
-    .await;
-    let collected = match result {
+    let body = match read_body(&parts.headers, body, limit).await {
+        Ok(body) => body,
+        Err(e) => {
+            state.metrics.batch_refused(e.code());
+            return Err(e.into());
+        }
+    };
+    let meta = RequestMeta {
+        received_at: state.clock.now_ms(),
+        user_agent: header_str(&parts.headers, header::USER_AGENT.as_str()),
+        ip: state.client_ip(&parts.headers, peer),
+        country: state.country_header.as_deref().and_then(|h| header_str(&parts.headers, h)),
+        ..RequestMeta::default()
+    };
+    // The accepted events borrow from `body` and `meta` until they are stored.
+    let collected = match collect(&body, &meta, &state.collect) {
         Ok(c) => c,
         Err(e) => {
             state.metrics.batch_refused(e.code());
@@ -47,7 +50,7 @@ pub(super) async fn collect_batch(
 
 /// Appends accepted events and bad rows in one durable produce, and counts
 /// them only once the stream acknowledged.
-pub(super) async fn store(state: &AppState, events: &[EnrichedEvent], bad_rows: &[BadRow]) -> Result<(), ApiError> {
+pub(super) async fn store(state: &AppState, events: &[EnrichedEvent<'_>], bad_rows: &[BadRow]) -> Result<(), ApiError> {
     let mut records = Vec::with_capacity(events.len() + bad_rows.len());
     for e in events {
         records.push(Record {

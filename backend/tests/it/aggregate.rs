@@ -28,7 +28,7 @@ async fn send(log: &EmbeddedLog, events: Vec<serde_json::Value>) {
     let mut records: Vec<Record> = out
         .accepted
         .iter()
-        .map(|e| Record { topic: Topic::Events, key: e.anonymous_id.clone().into_bytes(), value: serde_json::to_vec(e).unwrap() })
+        .map(|e| Record { topic: Topic::Events, key: e.anonymous_id.as_bytes().to_vec(), value: serde_json::to_vec(e).unwrap() })
         .collect();
     records.extend(out.bad_rows.iter().map(|r| Record { topic: Topic::Rejects, key: b"x".to_vec(), value: serde_json::to_vec(r).unwrap() }));
     log.produce(records).await.unwrap();

@@ -160,12 +160,9 @@ async fn cors_preflight_allows_any_site_to_post_batches() {
 }
 
 fn ingest_body() -> String {
-    let collected = edge_worker::collect(
-        batch(vec![event("e-9"), json!({"event_type": "click"})]).as_bytes(),
-        &clickstream_schema::RequestMeta { received_at: NOW, ..Default::default() },
-        &CollectConfig::new("edge-salt", "edge"),
-    )
-    .unwrap();
+    let body = batch(vec![event("e-9"), json!({"event_type": "click"})]);
+    let meta = clickstream_schema::RequestMeta { received_at: NOW, ..Default::default() };
+    let collected = edge_worker::collect(body.as_bytes(), &meta, &CollectConfig::new("edge-salt", "edge")).unwrap();
     serde_json::to_string(&clickstream_schema::IngestBatch { events: collected.accepted, bad_rows: collected.bad_rows, nonce: None }).unwrap()
 }
 

@@ -1,6 +1,6 @@
 use clickstream_schema::{parse_batch, BatchError, Limits};
 
-fn parse(body: &str) -> Result<clickstream_schema::ParsedBatch, BatchError> {
+fn parse(body: &str) -> Result<clickstream_schema::ParsedBatch<'_>, BatchError> {
     parse_batch(body.as_bytes(), &Limits::default())
 }
 
