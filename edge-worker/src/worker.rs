@@ -122,7 +122,7 @@ impl EdgeFacts {
 }
 
 /// POSTs to the backend's `/ingest`; its status, or `None` if unreachable.
-async fn forward(collected: &crate::Collected, config: &EdgeConfig, now: i64) -> Option<u16> {
+async fn forward(collected: &crate::Collected<'_>, config: &EdgeConfig, now: i64) -> Option<u16> {
     let nonce = format!("{:016x}", (js_sys::Math::random() * 2f64.powi(53)) as u64);
     let request = ingest_request(collected, &config.ingest_secret, now, nonce);
     let headers = Headers::new();
