@@ -49,7 +49,16 @@ pub struct FileConfig {
     /// Lateness horizon in hours: older events are rejected `too_late`.
     /// Default 168 (7 days).
     pub horizon_hours: Option<i64>,
+    /// ISO 4217 code the dashboard shows revenue in (Gold sums amounts as
+    /// sent, without converting). Default `EUR`.
+    pub currency: Option<String>,
     pub aggregate: Option<AggregateFileConfig>,
+    /// Alert rules (`[[alerts]]`), posted to webhooks; see
+    /// `clickstream_backend::alerts::config` for the conditions.
+    #[serde(default)]
+    pub alerts: Vec<crate::alerts::AlertRule>,
+    /// How often alerts are checked and how deliveries are retried.
+    pub alerting: Option<crate::alerts::AlertingConfig>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

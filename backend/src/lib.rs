@@ -3,6 +3,8 @@
 //! traffic generator.
 
 pub mod aggregate;
+pub mod alerts;
+pub mod api;
 pub mod bench;
 pub mod clock;
 pub mod config;

@@ -235,6 +235,14 @@ fn serve_settings(args: &ServeArgs) -> anyhow::Result<ServeSettings> {
         anyhow::bail!("collect_path must start with /, got {p:?}");
     }
     s.aggregate = if args.no_aggregate { None } else { Some(aggregate_config(&data_dir, &file)) };
+    s.alerts = file.alerts.clone();
+    s.alerting = file.alerting.clone().unwrap_or_default();
+    if let Some(currency) = file.currency.clone() {
+        if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            anyhow::bail!("currency must be an ISO 4217 code like \"EUR\", got {currency:?}");
+        }
+        s.currency = currency;
+    }
     Ok(s)
 }
 

@@ -8,7 +8,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-/// Upper bounds (seconds) of the commit latency histogram.
+/// Upper bounds (seconds) of the latency histograms (commits, API requests).
 const COMMIT_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
 #[derive(Default)]
@@ -27,6 +27,11 @@ pub struct Metrics {
     pub commits: AtomicU64,
     pub commit_failures: AtomicU64,
     commit_latency: Mutex<Histogram>,
+    /// Time to answer each dashboard API endpoint.
+    api_latency: Mutex<BTreeMap<&'static str, Histogram>>,
+    /// Alerts raised, by rule.
+    alerts_fired: Mutex<BTreeMap<String, u64>>,
+    pub alert_deliveries_failed: AtomicU64,
     /// Unread records per (topic, partition).
     log_lag: Mutex<BTreeMap<(String, u32), u64>>,
 }
@@ -57,14 +62,19 @@ impl Metrics {
 
     pub fn observe_commit(&self, seconds: f64) {
         self.commits.fetch_add(1, Ordering::Relaxed);
-        let mut h = lock(&self.commit_latency);
-        for (i, bound) in COMMIT_BUCKETS.iter().enumerate() {
-            if seconds <= *bound {
-                h.buckets[i] += 1;
-            }
-        }
-        h.count += 1;
-        h.sum += seconds;
+        lock(&self.commit_latency).observe(seconds);
+    }
+
+    pub fn alert_fired(&self, rule: &str) {
+        *lock(&self.alerts_fired).entry(rule.to_string()).or_default() += 1;
+    }
+
+    pub fn alert_delivery_failed(&self) {
+        self.alert_deliveries_failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn observe_api(&self, endpoint: &'static str, seconds: f64) {
+        lock(&self.api_latency).entry(endpoint).or_default().observe(seconds);
     }
 
     pub fn set_log_lag(&self, topic: &str, partition: u32, lag: u64) {
@@ -94,20 +104,49 @@ impl Metrics {
         counter(&mut out, "clickstream_duplicates_dropped_total", "Events not written to Silver because their event id was already there.", self.duplicates_dropped.load(Ordering::Relaxed));
         counter(&mut out, "clickstream_commit_failures_total", "Micro-batch commits that failed and will be retried.", self.commit_failures.load(Ordering::Relaxed));
 
+        let _ = writeln!(out, "# HELP clickstream_alerts_fired_total Alerts raised (each sent to all its webhooks), by rule.\n# TYPE clickstream_alerts_fired_total counter");
+        for (rule, n) in lock(&self.alerts_fired).iter() {
+            let _ = writeln!(out, "clickstream_alerts_fired_total{{rule=\"{}\"}} {n}", rule.replace('\\', "\\\\").replace('"', "\\\""));
+        }
+        counter(&mut out, "clickstream_alert_deliveries_failed_total", "Webhook deliveries given up after their retries.", self.alert_deliveries_failed.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP clickstream_log_lag_records Records in the stream not yet committed to Parquet.\n# TYPE clickstream_log_lag_records gauge");
         for ((topic, partition), lag) in lock(&self.log_lag).iter() {
             let _ = writeln!(out, "clickstream_log_lag_records{{topic=\"{topic}\",partition=\"{partition}\"}} {lag}");
         }
 
-        let h = lock(&self.commit_latency);
-        let _ = writeln!(out, "# HELP clickstream_commit_latency_seconds Time to write and atomically commit one micro-batch.\n# TYPE clickstream_commit_latency_seconds histogram");
-        for (bound, n) in COMMIT_BUCKETS.iter().zip(h.buckets.iter()) {
-            let _ = writeln!(out, "clickstream_commit_latency_seconds_bucket{{le=\"{bound}\"}} {n}");
+        let name = "clickstream_commit_latency_seconds";
+        let _ = writeln!(out, "# HELP {name} Time to write and atomically commit one micro-batch.\n# TYPE {name} histogram");
+        lock(&self.commit_latency).render(&mut out, name, "");
+        let name = "clickstream_api_latency_seconds";
+        let _ = writeln!(out, "# HELP {name} Time to answer a dashboard API request, by endpoint.\n# TYPE {name} histogram");
+        for (endpoint, h) in lock(&self.api_latency).iter() {
+            h.render(&mut out, name, &format!("endpoint=\"{endpoint}\","));
         }
-        let _ = writeln!(out, "clickstream_commit_latency_seconds_bucket{{le=\"+Inf\"}} {}", h.count);
-        let _ = writeln!(out, "clickstream_commit_latency_seconds_sum {}", h.sum);
-        let _ = writeln!(out, "clickstream_commit_latency_seconds_count {}", h.count);
         out
+    }
+}
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        for (i, bound) in COMMIT_BUCKETS.iter().enumerate() {
+            if seconds <= *bound {
+                self.buckets[i] += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += seconds;
+    }
+
+    /// The series of one histogram; `labels` is empty or ends with a comma.
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        for (bound, n) in COMMIT_BUCKETS.iter().zip(self.buckets.iter()) {
+            let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{bound}\"}} {n}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {}", self.count);
+        let bare = labels.trim_end_matches(',');
+        let braces = if bare.is_empty() { String::new() } else { format!("{{{bare}}}") };
+        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{braces} {}", self.count);
     }
 }
 
@@ -129,7 +168,10 @@ mod tests {
         m.event_rejected("missing_prop", 1);
         m.set_log_lag("clickstream-events", 3, 17);
         m.observe_commit(0.02);
+        m.observe_api("/api/summary", 0.003);
         let text = m.render();
+        assert!(text.contains("clickstream_api_latency_seconds_bucket{endpoint=\"/api/summary\",le=\"0.005\"} 1\n"), "{text}");
+        assert!(text.contains("clickstream_api_latency_seconds_count{endpoint=\"/api/summary\"} 1\n"));
         assert!(text.contains("clickstream_events_accepted_total 5\n"));
         assert!(text.contains("clickstream_events_rejected_total{reason=\"missing_prop\"} 3\n"));
         assert!(text.contains("clickstream_log_lag_records{topic=\"clickstream-events\",partition=\"3\"} 17\n"));

@@ -12,6 +12,7 @@ use edge_worker::CollectConfig;
 use tokio::sync::{oneshot, watch};
 
 use crate::aggregate::{AggregateConfig, Aggregator};
+use crate::alerts::{AlertRule, AlertingConfig, Alerts};
 use crate::clock::{Clock, SystemClock};
 use crate::metrics::Metrics;
 use crate::server::{app, AppState, ClientIp, IngestAuth};
@@ -35,6 +36,10 @@ pub struct ServeSettings {
     pub collect_path: Option<String>,
     /// `None` runs without the aggregator (`--no-aggregate`).
     pub aggregate: Option<AggregateConfig>,
+    /// The currency the dashboard shows revenue in.
+    pub currency: String,
+    pub alerts: Vec<AlertRule>,
+    pub alerting: AlertingConfig,
 }
 
 impl ServeSettings {
@@ -54,6 +59,9 @@ impl ServeSettings {
             site_dir: None,
             tracker: None,
             collect_path: None,
+            currency: "EUR".into(),
+            alerts: Vec::new(),
+            alerting: AlertingConfig::default(),
         }
     }
 }
@@ -96,6 +104,8 @@ pub async fn serve(
     state.site_dir = settings.site_dir.clone();
     state.tracker = settings.tracker.clone();
     state.collect_path = settings.collect_path.clone();
+    state.data_dir = Some(settings.data_dir.clone());
+    state.currency = settings.currency.clone();
     let router = app(Arc::new(state));
 
     let (agg_stop_tx, agg_stop_rx) = watch::channel(false);
@@ -106,6 +116,11 @@ pub async fn serve(
         }
         None => None,
     };
+
+    let alerts = (!settings.alerts.is_empty()).then(|| {
+        let alerts = Alerts::new(settings.alerts.clone(), settings.alerting.clone(), settings.data_dir.clone(), metrics.clone());
+        tokio::spawn(alerts.run(clock.clone(), stop.clone()))
+    });
 
     let addr = format!("{}:{}", settings.bind, settings.port);
     let listener = tokio::net::TcpListener::bind(&addr)
@@ -127,6 +142,9 @@ pub async fn serve(
 
     // Every acknowledged request is in the log now; commit it all.
     let _ = agg_stop_tx.send(true);
+    if let Some(handle) = alerts {
+        let _ = handle.await;
+    }
     if let Some(handle) = aggregator {
         handle.await.context("aggregator task panicked")??;
     }

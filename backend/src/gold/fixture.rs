@@ -1,8 +1,14 @@
-//! Small hand-written Silver frames for the Gold tests.
+//! Small hand-written Silver frames for the Gold tests, and a data
+//! directory published from them for the readers of Gold (the dashboard's
+//! API, the alerts).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
-use super::datetime_ms;
+use super::{datetime_ms, refresh, GoldConfig};
+use crate::storage::{Manifest, Table};
 
 /// 2026-11-22T00:00:00Z in ms.
 pub const DAY: i64 = 1_795_305_600_000;
@@ -108,6 +114,7 @@ pub fn silver(events: &[Ev]) -> LazyFrame {
             Column::new("quantity".into(), events.iter().map(|e| e.qty).collect::<Vec<_>>()),
             Column::new("revenue".into(), events.iter().map(|e| e.revenue).collect::<Vec<_>>()),
             Column::new("order_id".into(), o(|e| e.order.clone())),
+            Column::new("currency".into(), o(|e| (e.price.is_some() || e.revenue.is_some()).then(|| "EUR".to_string()))),
             Column::new("utm_source".into(), o(|e| e.utm.clone())),
             Column::new("utm_medium".into(), vec![None::<&str>; n]),
             Column::new("utm_campaign".into(), vec![None::<&str>; n]),
@@ -139,4 +146,42 @@ pub fn strs(df: &DataFrame, name: &str) -> Vec<Option<String>> {
 
 pub fn bools(df: &DataFrame, name: &str) -> Vec<Option<bool>> {
     df.column(name).unwrap().bool().unwrap().iter().collect()
+}
+
+/// Writes a frame to a Parquet file, creating its folder.
+pub fn write_parquet(path: &Path, df: &mut DataFrame) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    ParquetWriter::new(std::fs::File::create(path).unwrap()).finish(df).unwrap();
+}
+
+/// A temporary data directory, removed when dropped.
+pub struct DataDir(pub PathBuf);
+
+impl DataDir {
+    pub fn new(label: &str) -> DataDir {
+        let dir = std::env::temp_dir().join(format!("clickstream-{label}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        DataDir(dir)
+    }
+
+    /// Writes the events to Silver, one file per event hour, and builds
+    /// Gold from them with the aggregator's own refresh.
+    pub fn publish(&self, events: &[Ev]) {
+        let hours: BTreeSet<i64> = events.iter().map(|e| e.ts.div_euclid(HOUR)).collect();
+        for hour in hours {
+            let in_hour: Vec<Ev> = events.iter().filter(|e| e.ts.div_euclid(HOUR) == hour).cloned().collect();
+            let mut df = silver(&in_hour).collect().unwrap();
+            let dir = self.0.join(Table::Silver.partition_dir(hour * HOUR));
+            let n = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
+            write_parquet(&dir.join(format!("part-{n}.parquet")), &mut df);
+        }
+        refresh::build(&self.0, Manifest::default(), &GoldConfig::default(), &mut |_, _| {}).unwrap();
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

@@ -1,6 +1,7 @@
 //! The HTTP surface of `clickstream serve`: `POST /v1/batch` (the collect
 //! core, for browsers), `POST /ingest` (for the edge Worker), `GET /health`,
-//! `GET /metrics`, and the demo site's static files and catalog.
+//! `GET /metrics`, `/dashboard` with its `GET /api/...` (see [`crate::api`]),
+//! and the demo site's static files and catalog.
 
 mod collect;
 mod error;
@@ -67,6 +68,11 @@ pub struct AppState {
     pub collect_path: Option<String>,
     /// Signatures seen at `/ingest` within their validity, to refuse replays.
     pub(crate) seen_signatures: Mutex<HashMap<String, i64>>,
+    /// The data directory the dashboard's API reads; `None` answers
+    /// `no_data`.
+    pub data_dir: Option<PathBuf>,
+    /// The currency the dashboard shows revenue in.
+    pub currency: String,
 }
 
 impl AppState {
@@ -83,6 +89,8 @@ impl AppState {
             tracker: None,
             collect_path: None,
             seen_signatures: Mutex::new(HashMap::new()),
+            data_dir: None,
+            currency: "EUR".into(),
         }
     }
 
@@ -119,6 +127,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/ingest", post(ingest::ingest))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .merge(crate::api::routes())
         // The handlers enforce their own, configurable, limits with a
         // JSON answer; axum's default 2 MB limit would answer first.
         .layer(DefaultBodyLimit::disable());

@@ -1,0 +1,78 @@
+//! `GET /api/summary`: the headline numbers.
+
+use clickstream_schema::time::{DAY_MS, MINUTE_MS};
+use polars::prelude::*;
+use serde_json::{json, Value};
+
+use super::require_gold;
+use crate::storage::range::{first_float, gold};
+use super::{iso, Context, DashboardError, Params};
+use crate::gold::GoldTable;
+
+/// How far back "active" reaches.
+pub const ACTIVE_WINDOW_MS: i64 = 5 * MINUTE_MS;
+
+/// - `active_visitors`: distinct visitors with a session whose last event
+///   is in the last 5 minutes (sessions started within the last day);
+/// - `events_per_minute`: human events per minute over the last 5 complete
+///   minutes;
+/// - `revenue_today`: revenue since 00:00 UTC;
+/// - `sessions`, `converted_sessions`, `conversion_rate`, `bounce_rate`:
+///   of the sessions that started in the range (rates null without any);
+/// - `events`: human events in the range.
+pub fn summary(cx: &Context, p: &Params) -> Result<Value, DashboardError> {
+    require_gold(&cx.data_dir)?;
+    let now = cx.now;
+    let active_visitors = match gold(&cx.data_dir, GoldTable::Sessions, p.site.as_deref(), now - DAY_MS, now + 1)? {
+        Some(lf) => {
+            let df = lf
+                .filter(col("session_end").cast(DataType::Int64).gt_eq(lit(now - ACTIVE_WINDOW_MS)))
+                .select([col("anonymous_id").n_unique().alias("n")])
+                .collect()?;
+            first_float(&df, "n")?
+        }
+        None => 0.0,
+    };
+    let minute = now.div_euclid(MINUTE_MS) * MINUTE_MS;
+    let recent_events = sum_of(gold(&cx.data_dir, GoldTable::Traffic1m, p.site.as_deref(), minute - 5 * MINUTE_MS, minute)?, "events")?;
+    let today = now.div_euclid(DAY_MS) * DAY_MS;
+    let revenue_today = sum_of(gold(&cx.data_dir, GoldTable::Revenue5m, p.site.as_deref(), today, now)?, "revenue")?;
+    let events = sum_of(gold(&cx.data_dir, GoldTable::Traffic1m, p.site.as_deref(), p.from, p.to)?, "events")?;
+
+    let (sessions, converted, bounced) = match gold(&cx.data_dir, GoldTable::Sessions, p.site.as_deref(), p.from, p.to)? {
+        Some(lf) => {
+            let df = lf
+                .select([
+                    len().cast(DataType::Float64).alias("sessions"),
+                    col("converted").cast(DataType::Float64).sum().alias("converted"),
+                    col("bounced").cast(DataType::Float64).sum().alias("bounced"),
+                ])
+                .collect()?;
+            (first_float(&df, "sessions")?, first_float(&df, "converted")?, first_float(&df, "bounced")?)
+        }
+        None => (0.0, 0.0, 0.0),
+    };
+    let rate = |n: f64| (sessions > 0.0).then(|| n / sessions);
+    Ok(json!({
+        "range": p.range.name(),
+        "from": iso(p.from),
+        "to": iso(p.to),
+        "active_visitors": active_visitors as u64,
+        "events_per_minute": recent_events / 5.0,
+        "revenue_today": revenue_today,
+        "currency": cx.currency,
+        "sessions": sessions as u64,
+        "converted_sessions": converted as u64,
+        "conversion_rate": rate(converted),
+        "bounce_rate": rate(bounced),
+        "events": events as u64,
+    }))
+}
+
+/// The sum of a column over the rows, 0 without any.
+pub fn sum_of(lf: Option<LazyFrame>, column: &str) -> PolarsResult<f64> {
+    match lf {
+        Some(lf) => first_float(&lf.select([col(column).cast(DataType::Float64).sum()]).collect()?, column),
+        None => Ok(0.0),
+    }
+}

@@ -1,0 +1,243 @@
+//! The dashboard API against exact fixtures: a handful of visits written to
+//! Silver, Gold built from it by the aggregator's own refresh, rejects
+//! written beside, and every endpoint asked through the router at a fixed
+//! time.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::body::{to_bytes, Body};
+use axum::http::{Request, StatusCode};
+use clickstream_schema::BadRow;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use crate::aggregate::rejects::{rejects_frame, LogBadRow};
+use crate::clock::FixedClock;
+use crate::gold::fixture::{at, ev, write_parquet, DataDir, Ev, DAY, MIN};
+use crate::metrics::Metrics;
+use crate::server::{app, AppState};
+use crate::storage::Table;
+use crate::stream::{EmbeddedLog, EventStream};
+
+/// 10:00:30 on the fixture day: the last hour is [09:00:30, 10:00:30).
+const NOW: i64 = DAY + 10 * 60 * MIN + 30_000;
+
+fn visits() -> Vec<Ev> {
+    let mut events = vec![
+        // a: from Google, views a product, buys it: the whole funnel.
+        ev("a1", "page_view", at(9, 10), "a").utm("google"),
+        ev("a2", "page_view", at(9, 11), "a").path("/p/1").product("p-1"),
+        ev("a3", "add_to_cart", at(9, 12), "a").path("/p/1").product("p-1").cart(1, 20.0),
+        ev("a4", "begin_checkout", at(9, 13), "a").path("/checkout"),
+        ev("a5", "purchase", at(9, 14), "a").path("/thanks").product("p-1").bought("o-1", 1, 20.0),
+        // b: one page, gone (a bounce).
+        ev("b1", "page_view", at(9, 40), "b"),
+        // c: two pages in the last five minutes; the first exactly on the
+        // edge of the events-per-minute window.
+        ev("c1", "page_view", at(9, 55), "c").path("/c/shoes"),
+        ev("c2", "page_view", at(9, 58), "c").path("/p/2").product("p-2"),
+        // d: a product page and a purchase, without a cart in between.
+        ev("d1", "page_view", at(9, 59), "d").path("/p/2").product("p-2"),
+        ev("d2", "purchase", at(9, 59) + 30_000, "d").path("/thanks").product("p-2").bought("o-2", 2, 50.0),
+        // e: earlier in the day, outside the last hour.
+        ev("e1", "page_view", at(7, 30), "e"),
+    ];
+    // A bot: 51 events in one minute, in no business table.
+    events.extend((0..51).map(|i| ev(format!("bot-{i}"), "page_view", at(9, 30) + i * 1000, "bot-1")));
+    events
+}
+
+fn bad_row(reason: &str, received_at: i64) -> LogBadRow {
+    LogBadRow {
+        partition: 0,
+        offset: 0,
+        row: BadRow {
+            reason: reason.into(),
+            detail: String::new(),
+            payload: "{}".into(),
+            received_at,
+            site_id: "shop-1".into(),
+            index: 0,
+            event_id: None,
+            anonymous_id: None,
+            source: "backend".into(),
+        },
+    }
+}
+
+/// Silver, Gold built from it, and rejects.
+fn fixture(label: &str) -> DataDir {
+    let dir = DataDir::new(&format!("api-{label}"));
+    dir.publish(&visits());
+    let rows = [bad_row("missing_event_id", at(9, 20)), bad_row("missing_event_id", at(9, 21)), bad_row("invalid_timestamp", at(9, 50)), bad_row("invalid_timestamp", at(8, 0))];
+    write_parquet(&dir.0.join(Table::Rejects.partition_dir(DAY)).join("part-0.parquet"), &mut rejects_frame(&rows).unwrap());
+    dir
+}
+
+async fn get(data_dir: &Path, uri: &str) -> (StatusCode, Value) {
+    let log_dir = data_dir.join("log");
+    let stream: Arc<dyn EventStream> = Arc::new(EmbeddedLog::open(&log_dir, 1).unwrap());
+    let mut state = AppState::new(stream, edge_worker::CollectConfig::new("k", "backend"), Arc::new(Metrics::new()), Arc::new(FixedClock::new(NOW)));
+    state.data_dir = Some(data_dir.to_path_buf());
+    let response = app(Arc::new(state)).oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
+    let status = response.status();
+    let body = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn summary_of_the_last_hour() {
+    let f = fixture("summary");
+    let (status, body) = get(&f.0, "/api/summary").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({
+            "range": "1h", "from": "2026-11-22T09:00:30Z", "to": "2026-11-22T10:00:30Z",
+            // c and d were seen after 09:55:30.
+            "active_visitors": 2,
+            // 09:55 to 10:00: c's two events and d's two.
+            "events_per_minute": 0.8,
+            "revenue_today": 70.0, "currency": "EUR",
+            // a, b, c and d started in the hour; a and d bought; b and d saw one page.
+            "sessions": 4, "converted_sessions": 2, "conversion_rate": 0.5, "bounce_rate": 0.5,
+            "events": 10,
+        })
+    );
+    let (_, day) = get(&f.0, "/api/summary?range=24h").await;
+    assert_eq!((day["sessions"].clone(), day["events"].clone(), day["active_visitors"].clone()), (json!(5), json!(11), json!(2)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_by_minute_and_by_five_minutes() {
+    let f = fixture("traffic");
+    let (_, hour) = get(&f.0, "/api/traffic").await;
+    assert_eq!(hour["bucket"], "1m");
+    let points = hour["points"].as_array().unwrap();
+    assert_eq!(points.len(), 9, "{hour}");
+    assert_eq!(points[0], json!({"t": "2026-11-22T09:10:00Z", "events": 1, "page_views": 1, "active_users": 1, "sessions": 1}));
+    assert_eq!(points[8], json!({"t": "2026-11-22T09:59:00Z", "events": 2, "page_views": 1, "active_users": 1, "sessions": 1}));
+    assert!(points.iter().all(|p| p["t"] != "2026-11-22T09:30:00Z"), "the bot's minute has no human traffic");
+
+    let (_, day) = get(&f.0, "/api/traffic?range=24h").await;
+    assert_eq!(day["bucket"], "5m");
+    assert_eq!(
+        day["points"],
+        json!([
+            {"t": "2026-11-22T07:30:00Z", "events": 1, "page_views": 1, "active_users": 1, "sessions": 1},
+            {"t": "2026-11-22T09:10:00Z", "events": 5, "page_views": 2, "active_users": 1, "sessions": 1},
+            {"t": "2026-11-22T09:40:00Z", "events": 1, "page_views": 1, "active_users": 1, "sessions": 1},
+            // c at 09:55 and 09:58, c and d at 09:59: the busiest minute had one visitor.
+            {"t": "2026-11-22T09:55:00Z", "events": 4, "page_views": 3, "active_users": 1, "sessions": 1},
+        ])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revenue_by_product_with_the_rest_as_other() {
+    let f = fixture("revenue");
+    let (_, body) = get(&f.0, "/api/revenue").await;
+    assert_eq!(body["products"], json!(["p-2", "p-1"]));
+    assert_eq!(
+        body["points"],
+        json!([
+            {"t": "2026-11-22T09:10:00Z", "total": 20.0, "by_product": {"p-1": 20.0}},
+            {"t": "2026-11-22T09:55:00Z", "total": 50.0, "by_product": {"p-2": 50.0}},
+        ])
+    );
+    assert_eq!(
+        body["totals"],
+        json!([{"product_id": "p-2", "revenue": 50.0, "orders": 1, "units": 2}, {"product_id": "p-1", "revenue": 20.0, "orders": 1, "units": 1}])
+    );
+    let (_, top1) = get(&f.0, "/api/revenue?top=1").await;
+    assert_eq!(top1["products"], json!(["p-2", "other"]));
+    assert_eq!(top1["points"][0]["by_product"], json!({"other": 20.0}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn top_pages_funnel_and_sessions() {
+    let f = fixture("pages");
+    let (_, pages) = get(&f.0, "/api/top_pages").await;
+    assert_eq!(
+        pages["pages"],
+        json!([
+            {"page_path": "/", "views": 2, "unique_visitors": 2},
+            {"page_path": "/p/2", "views": 2, "unique_visitors": 2},
+            {"page_path": "/c/shoes", "views": 1, "unique_visitors": 1},
+            {"page_path": "/p/1", "views": 1, "unique_visitors": 1},
+        ])
+    );
+    assert_eq!(get(&f.0, "/api/top_pages?limit=1").await.1["pages"].as_array().unwrap().len(), 1);
+
+    let (_, funnel) = get(&f.0, "/api/funnel").await;
+    assert_eq!(
+        funnel,
+        json!({"range": "1h", "conversion_rate": 0.25, "steps": [
+            {"step": "sessions", "count": 4, "rate": null},
+            // d bought without a cart: a product view, then no step in order.
+            {"step": "product_view", "count": 3, "rate": 0.75},
+            {"step": "add_to_cart", "count": 1, "rate": 1.0 / 3.0},
+            {"step": "checkout", "count": 1, "rate": 1.0},
+            {"step": "purchase", "count": 1, "rate": 1.0},
+        ]})
+    );
+
+    let (_, source) = get(&f.0, "/api/sessions/breakdown?by=source").await;
+    assert_eq!(
+        source["rows"],
+        json!([
+            {"key": "(direct)", "sessions": 3, "converted": 1, "revenue": 50.0},
+            {"key": "google", "sessions": 1, "converted": 1, "revenue": 20.0},
+        ])
+    );
+    let (_, device) = get(&f.0, "/api/sessions/breakdown?by=device").await;
+    assert_eq!(device["rows"], json!([{"key": "desktop", "sessions": 4, "converted": 2, "revenue": 70.0}]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bots_rejects_and_sites() {
+    let f = fixture("bots");
+    let (_, bots) = get(&f.0, "/api/bots").await;
+    assert_eq!(bots, json!({"range": "1h", "visitors": 1, "anomalies": [{"anonymous_id": "bot-1", "window_start": "2026-11-22T09:30:00Z", "events": 51}]}));
+    let (_, rejects) = get(&f.0, "/api/rejects").await;
+    assert_eq!(rejects, json!({"range": "1h", "total": 3, "reasons": [{"reason": "missing_event_id", "count": 2}, {"reason": "invalid_timestamp", "count": 1}]}));
+    assert_eq!(get(&f.0, "/api/rejects?range=24h").await.1["total"], 4);
+    assert_eq!(get(&f.0, "/api/sites").await.1, json!({"sites": ["shop-1"]}));
+    // Another site's view of the same data is empty, not an error.
+    let (status, other) = get(&f.0, "/api/summary?site=shop-2").await;
+    assert_eq!((status, other["sessions"].clone(), other["revenue_today"].clone()), (StatusCode::OK, json!(0), json!(0.0)));
+    assert_eq!(other["conversion_rate"], Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_parameters_are_400_and_no_data_is_503() {
+    let f = fixture("errors");
+    for (uri, message) in [
+        ("/api/summary?range=2h", "range must be one of 1h, 24h, 7d (got '2h')"),
+        ("/api/traffic?rnage=1h", "unknown parameter 'rnage'; this endpoint takes range, site"),
+        ("/api/revenue?top=abc", "top must be a whole number from 1 to 20 (got 'abc')"),
+        ("/api/sessions/breakdown", "by must be one of source, country, device (got '')"),
+    ] {
+        let (status, body) = get(&f.0, uri).await;
+        assert_eq!((status, body["error"].as_str(), body["message"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_parameter"), Some(message)), "{uri}");
+    }
+    let empty = DataDir::new("api-empty");
+    let (status, body) = get(&empty.0, "/api/summary").await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("no_data")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_page_is_served_whole() {
+    let f = fixture("page");
+    let log_dir = f.0.join("log");
+    let stream: Arc<dyn EventStream> = Arc::new(EmbeddedLog::open(&log_dir, 1).unwrap());
+    let state = AppState::new(stream, edge_worker::CollectConfig::new("k", "backend"), Arc::new(Metrics::new()), Arc::new(FixedClock::new(NOW)));
+    let response = app(Arc::new(state)).oneshot(Request::get("/dashboard").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let html = String::from_utf8(to_bytes(response.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
+    assert!(html.contains(r#"data-metric="active_visitors""#), "the page carries the hooks its browser test reads");
+    // Nothing is fetched from elsewhere: the only URL is SVG's namespace.
+    let urls = html.matches("http://").count() + html.matches("https://").count();
+    assert_eq!(urls, html.matches("http://www.w3.org/2000/svg").count(), "no external assets: the dashboard works offline");
+}
