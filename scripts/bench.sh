@@ -5,23 +5,20 @@
 #   bench silver  (log → Bronze → Silver, and Bronze → Silver alone)
 #   bench gold    (Silver → every Gold table, vs DuckDB SQL on the same Parquet,
 #                  and one incremental micro-batch)
-# Arguments: which benches (default: ingest silver gold). GOLD_EVENTS sets the
-# Gold sizes (default "1000000 10000000").
+#   bench api     (response times of the dashboard's API over 10M events)
+# Arguments: which benches (default: ingest silver gold api). GOLD_EVENTS sets
+# the Gold sizes (default "1000000 10000000"), API_EVENTS the API's (10000000).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 cd "$ROOT"
 
 ensure_rust
 ensure_python_polars
-if ! "$CLICKSTREAM_PYTHON" -c 'import duckdb' >/dev/null 2>&1; then
-  log "pip install duckdb (into .venv)"
-  "$ROOT/.venv/bin/pip" install -q --disable-pip-version-check duckdb
-fi
 log "building clickstream (release)"
 cargo build --release --locked -p clickstream-backend --bin clickstream
 bin="$ROOT/target/release/clickstream"
 
-for what in "${@:-ingest silver gold}"; do
+for what in "${@:-ingest silver gold api}"; do
   for w in $what; do
     case "$w" in
       ingest) "$bin" bench ingest ;;
@@ -30,7 +27,8 @@ for what in "${@:-ingest silver gold}"; do
         for n in ${GOLD_EVENTS:-1000000 10000000}; do
           "$bin" bench gold --events "$n" --duckdb "$CLICKSTREAM_PYTHON"
         done ;;
-      *) echo "unknown bench '$w' (ingest, silver, gold)" >&2; exit 2 ;;
+      api) "$bin" bench api --events "${API_EVENTS:-10000000}" ;;
+      *) echo "unknown bench '$w' (ingest, silver, gold, api)" >&2; exit 2 ;;
     esac
   done
 done

@@ -57,15 +57,16 @@ ensure_wasm_target() {
   export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=/usr/lib/llvm-19/bin/wasm-ld
 }
 
-# ensure_python_polars: a virtual environment in .venv with Polars, for
-# the analysts' checks. Exports CLICKSTREAM_PYTHON.
+# ensure_python_polars: a virtual environment in .venv with Polars and
+# DuckDB, for the analysts' checks (examples/analyze.py). Exports
+# CLICKSTREAM_PYTHON.
 ensure_python_polars() {
   local venv="$ROOT/.venv"
-  if ! "$venv/bin/python" -c 'import polars' >/dev/null 2>&1; then
+  if ! "$venv/bin/python" -c 'import polars, duckdb' >/dev/null 2>&1; then
     command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
-    python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$venv"; }
-    log "pip install polars (into .venv)"
-    "$venv/bin/pip" install -q --disable-pip-version-check polars
+    [ -x "$venv/bin/python" ] || python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$venv"; }
+    log "pip install polars duckdb (into .venv)"
+    "$venv/bin/pip" install -q --disable-pip-version-check polars duckdb
   fi
   export CLICKSTREAM_PYTHON="$venv/bin/python"
 }

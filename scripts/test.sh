@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Every test: installs what it needs, then runs the Rust tests of all crates
-# (with the Python Polars checks of the written Parquet), builds the browser
-# tracker, runs its tests in headless Chromium, drives the demo shop in
-# Chromium against a real `clickstream serve`, and runs the built edge
-# Worker in workerd in front of it.
+# (with the Python Polars and DuckDB checks of the written Parquet, and
+# examples/analyze.py), builds the browser tracker, runs its tests in
+# headless Chromium, drives the demo shop in Chromium against a real
+# `clickstream serve`, opens the dashboard of a running `clickstream demo`
+# in Chromium, and runs the built edge Worker in workerd in front of serve.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 cd "$ROOT"
@@ -29,6 +30,9 @@ ensure_wasm_target
 log "the demo shop end to end: Chromium → tracker → clickstream serve → Silver"
 cargo build --locked -q -p clickstream-backend --bin clickstream
 CLICKSTREAM_BIN="$ROOT/target/debug/clickstream" node --test collector-wasm/e2e/
+
+log "the dashboard in Chromium, on a running clickstream demo"
+CLICKSTREAM_BIN="$ROOT/target/debug/clickstream" node --test backend/e2e/
 
 log "the edge Worker in workerd, in front of clickstream serve"
 bash scripts/build-worker.sh

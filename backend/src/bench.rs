@@ -67,6 +67,17 @@ pub enum BenchWhat {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Response times of every dashboard API endpoint, for each range, over
+    /// the Gold tables of a day of shop traffic.
+    Api {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Requests per endpoint and range.
+        #[arg(long, default_value_t = 20)]
+        rounds: usize,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -74,6 +85,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchWhat::Ingest { events, senders, batch, dir } => ingest(events, senders, batch, scratch(dir)?).await,
         BenchWhat::Silver { events, dir } => silver(events, scratch(dir)?).await,
         BenchWhat::Gold { events, increment, duckdb, dir } => gold(events, increment, duckdb, scratch(dir)?).await,
+        BenchWhat::Api { events, rounds, dir } => api(events, rounds, scratch(dir)?).await,
     }
 }
 
@@ -295,24 +307,34 @@ async fn fill_shop(
     Ok(())
 }
 
+/// A day of shop traffic ending two minutes ago, `events` of the `total`
+/// it is spread for, through the collect core and the log into Silver
+/// (Gold off). Returns the log, the clock reading and the traffic's shape.
+async fn shop_day(
+    events: u64,
+    total: u64,
+    dir: &std::path::Path,
+    what: &str,
+) -> anyhow::Result<(Arc<dyn crate::stream::EventStream>, i64, (i64, f64, u64))> {
+    let stream: Arc<dyn crate::stream::EventStream> = open_log(dir, 4)?;
+    let now = SystemClock.now_ms();
+    let day = 24 * 3_600_000;
+    let start = now - day - 120_000;
+    let traffic = (start, day as f64 / total as f64, total);
+    let fill = Instant::now();
+    fill_shop(&stream, 0, events, traffic, now).await?;
+    let config = AggregateConfig { gold: None, ..AggregateConfig::new(dir) };
+    let mut agg = Aggregator::open(stream.clone(), config, Arc::new(Metrics::new()), Arc::new(SystemClock)).await?;
+    agg.drain().await?;
+    println!("bench {what}: {events} events in Silver after {:.1} s", fill.elapsed().as_secs_f64());
+    Ok((stream, now, traffic))
+}
+
 async fn gold(events: u64, increment: u64, duckdb: Option<PathBuf>, dir: PathBuf) -> anyhow::Result<()> {
     use crate::gold::{refresh, GoldConfig, GoldTable};
     use crate::storage::Manifest;
 
-    let stream: Arc<dyn crate::stream::EventStream> = open_log(&dir, 4)?;
-    let now = SystemClock.now_ms();
-    // A day of traffic ending two minutes ago.
-    let day = 24 * 3_600_000;
-    let start = now - day - 120_000;
-    let total = events + 1 + increment;
-    let traffic = (start, day as f64 / total as f64, total);
-    let fill = Instant::now();
-    fill_shop(&stream, 0, events, traffic, now).await?;
-    let config = AggregateConfig { gold: None, ..AggregateConfig::new(&dir) };
-    let mut agg = Aggregator::open(stream.clone(), config, Arc::new(Metrics::new()), Arc::new(SystemClock)).await?;
-    agg.drain().await?;
-    drop(agg);
-    println!("bench gold: {events} events in Silver after {:.1} s", fill.elapsed().as_secs_f64());
+    let (stream, now, traffic) = shop_day(events, events + 1 + increment, &dir, "gold").await?;
 
     // Every Gold table from the whole of Silver: the build the aggregator
     // runs when Gold is missing, hour by hour, written to Parquet.
@@ -369,6 +391,56 @@ async fn gold(events: u64, increment: u64, duckdb: Option<PathBuf>, dir: PathBuf
         report.gold_files,
         report.timings,
         peak_rss_mib()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Every dashboard endpoint, each range, `rounds` times through the router
+/// (handler, Polars and JSON; no socket): median and p95 per endpoint.
+async fn api(events: u64, rounds: usize, dir: PathBuf) -> anyhow::Result<()> {
+    use axum::body::{to_bytes, Body};
+    use tower::ServiceExt;
+
+    use crate::gold::{refresh, GoldConfig};
+    use crate::server::{app, AppState};
+    use crate::storage::Manifest;
+
+    let (stream, _, _) = shop_day(events, events, &dir, "api").await?;
+    let started = Instant::now();
+    refresh::build(&dir, Manifest::load(&dir)?, &GoldConfig::default(), &mut |_, _| {})?;
+    println!("bench api: Gold built in {:.1} s", started.elapsed().as_secs_f64());
+    let mut state = AppState::new(stream, CollectConfig::new("bench", "backend"), Arc::new(Metrics::new()), Arc::new(SystemClock));
+    state.data_dir = Some(dir.clone());
+    let router = app(Arc::new(state));
+    let paths = [
+        "/api/summary", "/api/traffic", "/api/revenue", "/api/top_pages", "/api/funnel",
+        "/api/sessions/breakdown?by=source", "/api/bots", "/api/rejects",
+    ];
+    let mut all = Vec::new();
+    for range in ["1h", "24h", "7d"] {
+        for path in paths {
+            let uri = format!("{path}{}range={range}", if path.contains('?') { '&' } else { '?' });
+            let mut ms = Vec::with_capacity(rounds);
+            for _ in 0..rounds {
+                let t = Instant::now();
+                let response = router.clone().oneshot(axum::http::Request::get(&uri).body(Body::empty())?).await?;
+                anyhow::ensure!(response.status().is_success(), "{uri}: {}", response.status());
+                to_bytes(response.into_body(), usize::MAX).await?;
+                ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            ms.sort_by(f64::total_cmp);
+            let (median, p95) = (ms[ms.len() / 2], ms[(ms.len() * 95).div_ceil(100) - 1]);
+            println!("bench api: {uri:<46} median {median:7.1} ms  p95 {p95:7.1} ms");
+            all.extend(ms);
+        }
+    }
+    all.sort_by(f64::total_cmp);
+    println!(
+        "bench api: all {} requests over {events} events: median {:.1} ms, p95 {:.1} ms; a dashboard refresh makes 10 of them",
+        all.len(),
+        all[all.len() / 2],
+        all[(all.len() * 95).div_ceil(100) - 1]
     );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

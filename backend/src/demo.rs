@@ -32,6 +32,7 @@ pub async fn run(
     println!(
         "\nclickstream demo is running\n\
          \x20 demo shop      {base}/\n\
+         \x20 dashboard      {base}/dashboard\n\
          \x20 collect        POST {base}/v1/batch\n\
          \x20 health         {base}/health\n\
          \x20 metrics        {base}/metrics\n\

@@ -6,6 +6,7 @@ pub mod aggregate;
 pub mod alerts;
 pub mod api;
 pub mod bench;
+pub mod catalog;
 pub mod clock;
 pub mod config;
 pub mod demo;

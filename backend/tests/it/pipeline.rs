@@ -212,6 +212,42 @@ async fn generator_traffic_reaches_silver_exactly_once() {
     }
 
     query_answers_sql_over_every_table(&data, sent.valid_ids.len());
+    the_analysts_script_agrees_with_query(&data);
+}
+
+/// `examples/analyze.py` (Python Polars, and DuckDB over the same files)
+/// prints the numbers `clickstream query` gives. Runs when the test script
+/// provides a Python with Polars and DuckDB (CLICKSTREAM_PYTHON).
+fn the_analysts_script_agrees_with_query(data: &Path) {
+    let Ok(python) = std::env::var("CLICKSTREAM_PYTHON") else {
+        eprintln!("skipped: examples/analyze.py (CLICKSTREAM_PYTHON unset; scripts/test.sh sets it)");
+        return;
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/analyze.py");
+    let out = Command::new(&python).arg(&script).arg(data).arg("--json").output().expect("run examples/analyze.py");
+    assert!(out.status.success(), "analyze.py failed: {}", String::from_utf8_lossy(&out.stderr));
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sql = |q: &str| -> serde_json::Value {
+        let out = query(data, &[q, "--format", "json"]);
+        assert!(out.status.success(), "{q}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0].clone()
+    };
+    assert_eq!(got["events"], sql("SELECT count(*) AS n FROM silver_events")["n"]);
+    assert_eq!(got["sessions"], sql("SELECT count(*) AS n FROM sessions")["n"]);
+    let funnel = sql("SELECT sum(sessions) AS sessions, sum(product_views) AS product_views, sum(add_to_carts) AS add_to_carts, sum(checkouts) AS checkouts, sum(purchases) AS purchases FROM funnel_1h");
+    for step in ["sessions", "product_views", "add_to_carts", "checkouts", "purchases"] {
+        assert_eq!(got["funnel"][step], funnel[step], "funnel step {step}");
+    }
+    assert!(got["funnel"]["purchases"].as_u64().unwrap() > 0, "the run has purchases");
+    let revenue = sql("SELECT sum(revenue) AS revenue FROM revenue_5m")["revenue"].as_f64().unwrap();
+    assert!((got["revenue"].as_f64().unwrap() - revenue).abs() < 1e-6 * revenue.max(1.0), "revenue {} vs {revenue}", got["revenue"]);
+    let top = sql("SELECT product_id, sum(revenue) AS revenue FROM revenue_5m GROUP BY product_id ORDER BY revenue DESC, product_id LIMIT 1");
+    assert_eq!(got["top_products"][0][0], top["product_id"]);
+    // DuckDB read the same numbers from the same files.
+    let duck = &got["duckdb"];
+    assert_eq!((&duck["events"], &duck["sessions"], &duck["purchases"]), (&got["events"], &got["sessions"], &got["funnel"]["purchases"]));
+    assert!((duck["revenue"].as_f64().unwrap() - revenue).abs() < 1e-6 * revenue.max(1.0));
+    eprintln!("analyze.py: {} events, {} sessions, {} purchases, revenue {revenue:.2}: the same as `query` and DuckDB", got["events"], got["sessions"], got["funnel"]["purchases"]);
 }
 
 fn query(data: &Path, args: &[&str]) -> std::process::Output {

@@ -1,0 +1,146 @@
+// The dashboard in real headless Chromium, against a running `clickstream
+// demo` (the pipeline with its traffic generator): every chart draws, the
+// headline numbers are the API's, the range selector works, and the page
+// throws nothing. Saves target/e2e-dashboard.png.
+// Run by scripts/test.sh:
+//   CLICKSTREAM_BIN=target/debug/clickstream node --test backend/e2e/
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "../..");
+const bin = process.env.CLICKSTREAM_BIN ?? join(root, "target/debug/clickstream");
+const dataDir = mkdtempSync(join(tmpdir(), "clickstream-dashboard-"));
+const CHARTS = ["traffic", "revenue", "top_pages", "funnel", "sessions_by_source", "sessions_by_country",
+  "sessions_by_device", "bots", "rejects"];
+const METRICS = ["active_visitors", "events_per_minute", "revenue_today", "conversion_rate", "bounce_rate"];
+let demo;
+let browser;
+let base;
+
+const freePort = () =>
+  new Promise((resolve) => {
+    const s = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+
+async function summary() {
+  const r = await fetch(`${base}/api/summary`);
+  return r.ok ? r.json() : null;
+}
+
+before(async () => {
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  demo = spawn(bin, ["demo", "--data-dir", dataDir, "--port", String(port), "--rate", "150"], {
+    stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, RUST_LOG: "warn" } });
+  // Until the demo's traffic has reached Gold, with a purchase in it.
+  const deadline = Date.now() + 120000;
+  for (;;) {
+    let s = null;
+    try {
+      s = await summary();
+    } catch {}
+    if (s && s.sessions > 0 && s.revenue_today > 0) break;
+    assert.ok(Date.now() < deadline, `the demo's traffic did not reach Gold in time: ${JSON.stringify(s)}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    args: ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+      "--disable-component-update", "--no-first-run", "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  if (demo && demo.exitCode === null) {
+    demo.kill("SIGINT");
+    await new Promise((r) => demo.once("exit", r));
+  }
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+// The page's headline numbers, as its data-value attributes hold them.
+const shown = (page) =>
+  page.evaluate((names) => Object.fromEntries(names.map((n) => {
+    const v = document.querySelector(`[data-metric="${n}"]`)?.dataset.value;
+    return [n, v === undefined ? undefined : JSON.parse(v)];
+  })), METRICS);
+
+// Until the numbers on screen equal the last /api/summary the page received
+// (the demo's traffic keeps moving them, so each refresh is compared with
+// its own response).
+async function headlineMatchesApi(page, answers, range) {
+  const deadline = Date.now() + 20000;
+  let last;
+  for (;;) {
+    const answer = answers.filter((a) => a.range === range).at(-1);
+    const screen = await shown(page);
+    if (answer) {
+      last = { screen, answer: Object.fromEntries(METRICS.map((m) => [m, answer[m]])) };
+      if (METRICS.every((m) => screen[m] === answer[m] || Math.abs(screen[m] - answer[m]) < 1e-9)) return last;
+    }
+    assert.ok(Date.now() < deadline, `headline numbers differ from the API: ${JSON.stringify(last)}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+test("the dashboard draws every chart from the API, live, and its numbers are the API's", async () => {
+  const page = await browser.newPage({ viewport: { width: 1440, height: 1000 } });
+  const errors = [];
+  const answers = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  page.on("console", (m) => m.type() === "error" && !m.text().startsWith("Failed to load resource") && errors.push(m.text()));
+  page.on("response", async (r) => {
+    if (new URL(r.url()).pathname === "/api/summary" && r.ok()) answers.push(await r.json());
+  });
+  await page.goto(`${base}/dashboard`);
+  await page.waitForSelector('body[data-ready="1"]', { timeout: 30000 });
+  for (const chart of CHARTS) {
+    await page.waitForSelector(`[data-chart="${chart}"][data-drawn="1"]`, { timeout: 15000 });
+  }
+  const first = await headlineMatchesApi(page, answers, "1h");
+  assert.ok(first.screen.active_visitors > 0 && first.screen.revenue_today > 0, JSON.stringify(first));
+  // The traffic chart has drawn points, the funnel its five steps.
+  assert.ok(await page.locator('[data-chart="traffic"] svg path').count() > 0);
+  assert.equal(await page.locator('[data-chart="funnel"] svg g > title').count(), 5);
+
+  // It refreshes by itself within about 5 seconds.
+  const before = answers.length;
+  await page.waitForFunction((n) => window.performance.getEntriesByType("resource").filter((e) => e.name.includes("/api/summary")).length > n,
+    before, { timeout: 12000 });
+
+  // The range selector: the last day, then the last week.
+  for (const [label, range] of [["Last day", "24h"], ["Last 7 days", "7d"]]) {
+    await page.getByRole("button", { name: label }).click();
+    await page.waitForSelector(`body[data-range="${range}"]`, { timeout: 15000 });
+    await headlineMatchesApi(page, answers, range);
+  }
+  assert.match(page.url(), /#range=7d/);
+  await page.getByRole("button", { name: "Last hour" }).click();
+  await page.waitForSelector('body[data-range="1h"]', { timeout: 15000 });
+  await headlineMatchesApi(page, answers, "1h");
+
+  await page.screenshot({ path: join(root, "target/e2e-dashboard.png"), fullPage: true });
+  const numbers = await page.evaluate(() => [...document.querySelectorAll("[data-metric]")].map((e) => `${e.dataset.metric}=${e.textContent}`).join(", "));
+  console.log(`dashboard e2e: ${answers.length} summaries received; on screen: ${numbers}`);
+  assert.deepEqual(errors, [], "no errors in the page");
+  await page.close();
+});
+
+test("the API refuses a bad parameter with a 400 that names it", async () => {
+  const r = await fetch(`${base}/api/traffic?range=2h`);
+  assert.equal(r.status, 400);
+  const body = await r.json();
+  assert.equal(body.error, "bad_parameter");
+  assert.match(body.message, /range must be one of 1h, 24h, 7d/);
+});

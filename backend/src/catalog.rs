@@ -1,0 +1,461 @@
+//! The data dictionary: every table analysts read and every column in it,
+//! with its type as Polars reads it. `docs/analysts.md` shows it (a test
+//! renders it into that file and fails when the file differs), and a test
+//! holds it to the schemas the pipeline actually writes, so neither the
+//! page nor this list can drift from the Parquet.
+
+use polars::prelude::{DataType, TimeUnit};
+
+/// A column's type, by its Polars name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Type {
+    Text,
+    /// UTC, milliseconds, stored without a time zone.
+    Time,
+    Date,
+    Bool,
+    U32,
+    U64,
+    I64,
+    F64,
+}
+
+impl Type {
+    pub fn polars(self) -> DataType {
+        match self {
+            Type::Text => DataType::String,
+            Type::Time => DataType::Datetime(TimeUnit::Milliseconds, None),
+            Type::Date => DataType::Date,
+            Type::Bool => DataType::Boolean,
+            Type::U32 => DataType::UInt32,
+            Type::U64 => DataType::UInt64,
+            Type::I64 => DataType::Int64,
+            Type::F64 => DataType::Float64,
+        }
+    }
+
+    /// The name analysts see in Python Polars.
+    pub fn name(self) -> &'static str {
+        match self {
+            Type::Text => "String",
+            Type::Time => "Datetime(ms)",
+            Type::Date => "Date",
+            Type::Bool => "Boolean",
+            Type::U32 => "UInt32",
+            Type::U64 => "UInt64",
+            Type::I64 => "Int64",
+            Type::F64 => "Float64",
+        }
+    }
+}
+
+pub struct Column {
+    pub name: &'static str,
+    pub kind: Type,
+    pub about: &'static str,
+}
+
+pub struct TableDoc {
+    /// The name `clickstream query` registers it under.
+    pub name: &'static str,
+    /// Where it lives in the data directory.
+    pub path: &'static str,
+    /// What one row is.
+    pub row: &'static str,
+    pub about: &'static str,
+}
+
+const fn c(name: &'static str, kind: Type, about: &'static str) -> Column {
+    Column { name, kind, about }
+}
+
+use Type::*;
+
+const SITE: Column = c("site_id", Text, "The site, as the tracker snippet names it.");
+const DT: Column = c("dt", Date, "Partition: the UTC day of the table's time column (from the folder name).");
+const IS_FINAL: Column = c(
+    "is_final",
+    Bool,
+    "True once the watermark (latest event time minus the allowed lateness, 10 minutes by default) has passed the row's window: it is not expected to change, though a later event can still update it.",
+);
+
+/// Silver's columns (Bronze has them too, with the same meaning).
+const EVENT_COLUMNS: &[Column] = &[
+    c("event_id", Text, "Made by the tracker and kept across its retries: one row per site and event id."),
+    c("event_type", Text, "page_view, click, search, add_to_cart, remove_from_cart, begin_checkout, purchase, identify or custom."),
+    c("event_ts", Time, "Event time: the browser's timestamp moved by the clock error the collector measured (received_at − sent_at). Every window uses it."),
+    c("client_ts", Time, "The browser's own timestamp, uncorrected."),
+    c("received_at", Time, "When the collector received the batch (its clock)."),
+    SITE,
+    c("anonymous_id", Text, "The visitor: kept by the tracker in first-party storage (per page load in cookieless mode)."),
+    c("user_id", Text, "The signed-in user, once the visitor identified; null before."),
+    c("session_id", Text, "The tracker's session (new after 30 minutes idle). Gold rebuilds sessions on the server: see `sessions`."),
+    c("page_url", Text, "The page's URL; the tracker keeps only utm_* query parameters unless configured otherwise."),
+    c("page_path", Text, "The URL's path."),
+    c("page_title", Text, "The document title."),
+    c("referrer", Text, "The referring URL, empty when direct."),
+    c("product_id", Text, "The product: of a product page view, a cart change or a purchase line."),
+    c("category", Text, "The product's category, when sent."),
+    c("price", F64, "Unit price (cart and purchase events)."),
+    c("quantity", I64, "Units (cart and purchase events)."),
+    c("revenue", F64, "A purchase line's revenue: price × quantity as the site sent it."),
+    c("currency", Text, "ISO 4217 code of price and revenue; amounts are not converted."),
+    c("search_query", Text, "What the visitor searched for (search)."),
+    c("order_id", Text, "The order a purchase line belongs to: one purchase event per product line."),
+    c("click_tag", Text, "The clicked element's tag (click)."),
+    c("click_text", Text, "Its visible text, trimmed and bounded; never a form field's value."),
+    c("click_href", Text, "Its link target, when it has one."),
+    c("custom_name", Text, "The name of a custom event."),
+    c("props_extra", Text, "Props the contract does not name (data-* attributes and the like), as a JSON object."),
+    c("screen", Text, "Screen size, WIDTHxHEIGHT."),
+    c("lang", Text, "Browser language."),
+    c("tz", Text, "Browser time zone."),
+    c("country", Text, "ISO 3166 country from the edge (or the CDN's header); null when unknown."),
+    c("colo", Text, "The Cloudflare data centre that took the request (edge only)."),
+    c("asn", U32, "The client network's autonomous system number (edge only)."),
+    c("ip_hash", Text, "Keyed hash of the client IP with a salt that changes daily: countable within a day, never the IP."),
+    c("browser", Text, "Browser family from the user agent (Chrome, Safari, Firefox, Edge, …)."),
+    c("os", Text, "Operating system family."),
+    c("device_type", Text, "desktop, mobile, tablet, bot or unknown."),
+    c("is_bot", Bool, "The user agent is a known crawler, HTTP library or headless browser. Gold's business tables leave these out."),
+    c("bot_signature", Text, "Which bot signature matched."),
+    c("utm_source", Text, "utm_source of the page URL."),
+    c("utm_medium", Text, "utm_medium of the page URL."),
+    c("utm_campaign", Text, "utm_campaign of the page URL."),
+    c("utm_term", Text, "utm_term of the page URL."),
+    c("utm_content", Text, "utm_content of the page URL."),
+];
+
+/// Columns only Bronze has.
+const BRONZE_ONLY: &[Column] = &[
+    c("sent_at", Time, "The browser's clock when it sent the batch."),
+    c("tls_version", Text, "TLS version of the request (edge only)."),
+    c("user_agent", Text, "The request's user agent, as sent."),
+    c("raw", Text, "The event exactly as received (JSON): Silver can be rebuilt from Bronze after a rule change."),
+    c("log_partition", U32, "Partition of the stream the event came from."),
+    c("log_offset", U64, "Its offset in that partition."),
+    c("ingested_at", Time, "When the aggregator wrote it."),
+];
+
+const SILVER: TableDoc = TableDoc {
+    name: "silver_events",
+    path: "silver/events/dt=YYYY-MM-DD/hour=HH/part-*.parquet",
+    row: "one event, once: later copies of an event id are dropped",
+    about: "Valid, enriched events, deduplicated by site and event id, partitioned by event time. Bots are kept and flagged.",
+};
+
+const HOUR: Column = c("hour", I64, "Partition: the UTC hour (0–23), from the folder name.");
+
+/// Every table, in the order the page (and `query`) lists them, with its
+/// columns in the order they are stored (partition columns last).
+pub fn tables() -> Vec<(TableDoc, Vec<&'static Column>)> {
+    let events: Vec<&Column> = EVENT_COLUMNS.iter().collect();
+    let mut silver = events.clone();
+    silver.extend([&DT_EVENT, &HOUR]);
+    let mut bronze: Vec<&Column> = events;
+    bronze.extend(BRONZE_ONLY.iter());
+    bronze.extend([&DT_ARRIVAL, &HOUR_ARRIVAL]);
+    let mut all = vec![(SILVER, silver), (BRONZE, bronze), (REJECTS, REJECT_COLUMNS.iter().collect())];
+    all.extend(GOLD.iter().map(|(doc, columns)| (copy(doc), columns.iter().collect())));
+    all
+}
+
+const DT_EVENT: Column = c("dt", Date, "Partition: the UTC day of event_ts (from the folder name).");
+const DT_ARRIVAL: Column = c("dt", Date, "Partition: the UTC day of arrival (from the folder name).");
+const HOUR_ARRIVAL: Column = c("hour", I64, "Partition: the UTC hour of arrival (0–23), from the folder name.");
+
+const BRONZE: TableDoc = TableDoc {
+    name: "bronze_events",
+    path: "bronze/events/dt=YYYY-MM-DD/hour=HH/part-*.parquet",
+    row: "one accepted event as it arrived, retries included",
+    about: "Append-only, partitioned by arrival time: every Silver column, plus what the stream and the request said.",
+};
+
+const REJECTS: TableDoc = TableDoc {
+    name: "rejects",
+    path: "rejects/dt=YYYY-MM-DD/part-*.parquet",
+    row: "one refused event (a bad row)",
+    about: "Events that failed validation inside an otherwise valid batch, kept with the rule they broke. Nothing is dropped silently.",
+};
+
+const REJECT_COLUMNS: &[Column] = &[
+    c("received_at", Time, "When the collector received it."),
+    SITE,
+    c("reason", Text, "The rule it broke, one code per rule (missing_event_id, invalid_timestamp, too_late, …; README lists them)."),
+    c("detail", Text, "Which field, and what was wrong with it."),
+    c("payload", Text, "The event's JSON exactly as sent."),
+    c("event_index", U32, "Its position in the batch."),
+    c("event_id", Text, "Its event id, if it had a readable one."),
+    c("anonymous_id", Text, "Its visitor, if readable."),
+    c("source", Text, "Where it was judged: edge (the Worker) or backend."),
+    c("log_partition", U32, "Stream partition of the bad row."),
+    c("log_offset", U64, "Its offset there."),
+    c("dt", Date, "Partition: the UTC day of arrival (from the folder name)."),
+];
+
+const fn gold(name: &'static str, row: &'static str, about: &'static str) -> TableDoc {
+    TableDoc { name, path: "", row, about }
+}
+
+fn copy(doc: &TableDoc) -> TableDoc {
+    TableDoc { name: doc.name, path: doc.path, row: doc.row, about: doc.about }
+}
+
+const WINDOW_START: Column = c("window_start", Time, "Start of the window (inclusive).");
+const WINDOW_END: Column = c("window_end", Time, "End of the window (exclusive).");
+const HOUR_START: Column = c("hour_start", Time, "The hour (UTC).");
+const PRODUCT: Column = c("product_id", Text, "The product.");
+
+/// The Gold tables, all built from Silver without bots unless they are
+/// about bots, each file one hour: `gold/<table>/dt=YYYY-MM-DD/part-HH.parquet`.
+const GOLD: &[(TableDoc, &[Column])] = &[
+    (
+        gold("traffic_1m", "one site and minute with human traffic", "What the site is doing, minute by minute."),
+        &[
+            SITE,
+            WINDOW_START,
+            WINDOW_END,
+            c("events", U32, "Human events in the minute."),
+            c("page_views", U32, "Of those, page views."),
+            c("active_users", U32, "Distinct visitors."),
+            c("sessions", U32, "Server-side sessions with an event in the minute."),
+            IS_FINAL,
+            DT,
+        ],
+    ),
+    (
+        gold("top_pages_1h", "one site, hour and page", "Which pages are read."),
+        &[
+            SITE,
+            HOUR_START,
+            c("page_path", Text, "The page."),
+            c("views", U32, "Page views."),
+            c("unique_visitors", U32, "Distinct visitors who viewed it in the hour."),
+            c("rank", U32, "1 for the site's most viewed page of the hour; ties share the lower rank."),
+            IS_FINAL,
+            DT,
+        ],
+    ),
+    (
+        gold("revenue_5m", "one site, 5-minute window and product with purchases", "Money, as it comes in."),
+        &[
+            SITE,
+            WINDOW_START,
+            WINDOW_END,
+            PRODUCT,
+            c("revenue", F64, "Sum of the purchase lines' revenue, in the site's currency (not converted)."),
+            c("orders", U32, "Distinct orders with the product."),
+            c("units", I64, "Units sold."),
+            IS_FINAL,
+            DT,
+        ],
+    ),
+    (
+        gold(
+            "sessions",
+            "one server-side session: a visitor's events with no gap over 30 minutes, on event time, across hours and days",
+            "Visits. dt is the day the session started.",
+        ),
+        &[
+            SITE,
+            c("session_id", Text, "anonymous_id:session_start in ms; stable unless an earlier event of the session arrives late."),
+            c("anonymous_id", Text, "The visitor."),
+            c("user_id", Text, "The last user id the visitor identified as in the session."),
+            c("session_start", Time, "Its first event's time."),
+            c("session_end", Time, "Its last event's time."),
+            c("duration_ms", I64, "session_end − session_start (0 for a single event)."),
+            c("events", U32, "Events in the session."),
+            c("page_views", U32, "Page views in it."),
+            c("entry_page", Text, "Path of its first page view."),
+            c("exit_page", Text, "Path of its last page view."),
+            c("bounced", Bool, "Exactly one page view."),
+            c("converted", Bool, "At least one purchase."),
+            c("revenue", F64, "Sum of its purchase lines (0 without any)."),
+            c("utm_source", Text, "UTM source of its landing event."),
+            c("utm_medium", Text, "UTM medium of its landing event."),
+            c("utm_campaign", Text, "UTM campaign of its landing event."),
+            c("country", Text, "Country of its first event."),
+            c("device_type", Text, "Device type of its first event."),
+            c("browser", Text, "Browser of its first event."),
+            c("funnel_step", U32, "How far it got in order: 0 none, 1 product view, 2 add to cart, 3 checkout, 4 purchase; each step counts only after the one before."),
+            IS_FINAL,
+            DT,
+        ],
+    ),
+    (
+        gold("funnel_1h", "one site and hour of session start", "The purchase funnel, from `sessions.funnel_step`."),
+        &[
+            SITE,
+            c("hour_start", Time, "The hour the sessions started in (UTC)."),
+            c("sessions", U32, "Sessions that started in the hour."),
+            c("product_views", U32, "Of those, sessions that viewed a product."),
+            c("add_to_carts", U32, "…then added to the cart."),
+            c("checkouts", U32, "…then began a checkout."),
+            c("purchases", U32, "…then bought."),
+            c("view_rate", F64, "product_views / sessions (null when 0 / 0; so are the other rates)."),
+            c("cart_rate", F64, "add_to_carts / product_views."),
+            c("checkout_rate", F64, "checkouts / add_to_carts."),
+            c("purchase_rate", F64, "purchases / checkouts."),
+            c("conversion_rate", F64, "purchases / sessions."),
+            IS_FINAL,
+            DT,
+        ],
+    ),
+    (
+        gold("product_performance_1h", "one site, hour and product with a view, cart add or purchase", "How each product sells."),
+        &[
+            SITE,
+            HOUR_START,
+            PRODUCT,
+            c("views", U32, "Product page views."),
+            c("add_to_carts", U32, "Cart adds."),
+            c("units_added", I64, "Units added to carts."),
+            c("purchases", U32, "Purchase lines."),
+            c("units_sold", I64, "Units sold."),
+            c("revenue", F64, "Revenue of those lines."),
+            c("view_to_cart_rate", F64, "add_to_carts / views (null when 0 / 0; so are the other rates)."),
+            c("cart_to_purchase_rate", F64, "purchases / add_to_carts."),
+            c("cart_abandonment_rate", F64, "1 − cart_to_purchase_rate, at least 0."),
+            IS_FINAL,
+            DT,
+        ],
+    ),
+    (
+        gold(
+            "bot_anomalies",
+            "one visitor and minute with more than 50 events",
+            "Visitors behaving like bots whatever their user agent says; every business table leaves all their events out.",
+        ),
+        &[
+            SITE,
+            c("anonymous_id", Text, "The visitor."),
+            WINDOW_START,
+            WINDOW_END,
+            c("events", U32, "Its events in the minute, bots' included."),
+            IS_FINAL,
+            DT,
+        ],
+    ),
+    (
+        gold("dim_users", "one site and visitor", "Who the visitors are, over all their sessions. dt is the day they were first seen."),
+        &[
+            SITE,
+            c("anonymous_id", Text, "The visitor."),
+            c("user_id", Text, "The last user id it identified as."),
+            c("first_seen", Time, "Start of its first session."),
+            c("last_seen", Time, "End of its last session."),
+            c("sessions", U32, "Its sessions."),
+            c("lifetime_revenue", F64, "Revenue over all of them."),
+            c("purchases_sessions", U32, "Sessions with a purchase."),
+            c("first_utm_source", Text, "UTM source of its first session."),
+            c("country", Text, "Country of its first session."),
+            c("dt", Date, "Partition: the UTC day of first_seen (from the folder name)."),
+        ],
+    ),
+];
+
+/// The tables as Markdown, for `docs/analysts.md`.
+pub fn markdown() -> String {
+    let mut out = String::new();
+    for (doc, columns) in tables() {
+        let path = if doc.path.is_empty() { format!("gold/{}/dt=YYYY-MM-DD/part-HH.parquet", doc.name) } else { doc.path.to_string() };
+        out.push_str(&format!("### `{}`\n\n{} One row: {}.\n\n`DATA_DIR/{path}`\n\n", doc.name, doc.about, doc.row));
+        out.push_str("| column | type | meaning |\n|---|---|---|\n");
+        for column in columns {
+            out.push_str(&format!("| `{}` | {} | {} |\n", column.name, column.kind.name(), column.about.replace('|', "\\|")));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use polars::prelude::*;
+
+    use super::*;
+    use crate::aggregate::bronze::{bronze_frame, LogEvent};
+    use crate::aggregate::rejects::rejects_frame;
+    use crate::aggregate::silver::{silver, IS_NEW};
+    use crate::gold::fixture::{at, ev, DataDir};
+    use crate::gold::{refresh, GoldTable};
+
+    fn listed(name: &str) -> Vec<(String, DataType)> {
+        let (_, columns) = tables().into_iter().find(|(d, _)| d.name == name).unwrap();
+        columns.iter().map(|c| (c.name.to_string(), c.kind.polars())).collect()
+    }
+
+    fn schema_of(schema: &Schema) -> Vec<(String, DataType)> {
+        schema.iter().map(|(n, d)| (n.to_string(), d.clone())).collect()
+    }
+
+    fn without_partitions(mut columns: Vec<(String, DataType)>) -> Vec<(String, DataType)> {
+        columns.retain(|(n, _)| n != "dt" && n != "hour");
+        columns
+    }
+
+    #[test]
+    fn the_catalogue_is_what_the_pipeline_writes() {
+        // Gold, as the aggregator's refresh writes it, read back with its partition column.
+        let dir = DataDir::new("catalog");
+        let mut events = vec![ev("a1", "page_view", at(9, 10), "a"), ev("a2", "purchase", at(9, 12), "a").product("p-1").bought("o-1", 1, 9.0).user("u-1")];
+        events.extend((0..60).map(|i| ev(format!("b{i}"), "page_view", at(9, 30) + i * 900, "bot")));
+        dir.publish(&events);
+        for table in GoldTable::ALL {
+            let written = refresh::scan(&dir.0, table).unwrap().collect_schema().unwrap();
+            assert_eq!(schema_of(&written), listed(table.name()), "{}", table.name());
+        }
+
+        // Bronze and Silver, from the collect core's events.
+        let body = serde_json::json!({"v": 1, "site_id": "s", "sent_at": 1, "events": [
+            {"event_id": "e", "event_type": "page_view", "ts": 1_795_305_600_000i64, "anonymous_id": "a", "session_id": "s", "page": {"path": "/"}}]})
+        .to_string();
+        let meta = clickstream_schema::RequestMeta { received_at: 1_795_305_600_000, ..Default::default() };
+        let mut config = edge_worker::CollectConfig::new("k", "backend");
+        config.limits.horizon_ms = i64::MAX / 4;
+        let collected = edge_worker::collect(body.as_bytes(), &meta, &config).unwrap();
+        let rows: Vec<LogEvent> = collected.accepted.into_iter().map(|event| LogEvent { partition: 0, offset: 0, event }).collect();
+        let bronze = bronze_frame(&rows, 0).unwrap();
+        // Bronze is documented as Silver's columns and its own: the same set.
+        let sorted = |mut v: Vec<(String, DataType)>| {
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        };
+        assert_eq!(sorted(schema_of(bronze.schema())), sorted(without_partitions(listed("bronze_events"))));
+        let silver_schema = silver(bronze.lazy().with_column(lit(true).alias(IS_NEW))).collect_schema().unwrap();
+        assert_eq!(schema_of(&silver_schema), without_partitions(listed("silver_events")));
+        assert_eq!(listed("silver_events").iter().filter(|(n, _)| n == "dt" || n == "hour").count(), 2);
+
+        let rejects = rejects_frame(&[]).unwrap();
+        assert_eq!(schema_of(rejects.schema()), without_partitions(listed("rejects")));
+
+        let names: Vec<_> = tables().iter().map(|(d, _)| d.name).collect();
+        assert_eq!(names.len(), 3 + GoldTable::ALL.len(), "every table `query` knows is documented");
+        assert_eq!(names, crate::query::table_names(), "in the order `query` lists them");
+        let dupes: BTreeMap<_, usize> = tables().iter().flat_map(|(d, cs)| cs.iter().map(move |c| (d.name, c.name))).fold(BTreeMap::new(), |mut m, k| {
+            *m.entry(k).or_default() += 1;
+            m
+        });
+        assert!(dupes.values().all(|n| *n == 1), "no column twice");
+    }
+
+    #[test]
+    fn docs_analysts_md_shows_the_catalogue() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/analysts.md");
+        let page = std::fs::read_to_string(&path).unwrap_or_default();
+        let (start, end) = ("<!-- tables: generated from backend/src/catalog.rs -->\n", "<!-- end of tables -->");
+        let generated = markdown();
+        let current = page.find(start).and_then(|a| page[a..].find(end).map(|b| &page[a + start.len()..a + b]));
+        if current != Some(generated.as_str()) {
+            if std::env::var_os("CLICKSTREAM_UPDATE_DOCS").is_some() {
+                let (a, b) = (page.find(start).unwrap(), page.find(end).unwrap());
+                std::fs::write(&path, format!("{}{start}{generated}{}", &page[..a], &page[b..])).unwrap();
+            } else {
+                panic!("docs/analysts.md does not show backend/src/catalog.rs; run `CLICKSTREAM_UPDATE_DOCS=1 cargo test -p clickstream-backend --lib catalog` to rewrite it");
+            }
+        }
+    }
+}
