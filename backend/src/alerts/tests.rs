@@ -9,16 +9,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
-use clickstream_schema::BadRow;
 use serde_json::Value;
 
 use super::config::{AlertRule, AlertingConfig, Condition};
 use super::rules::check;
 use super::{deliver, Alerts};
-use crate::aggregate::rejects::{rejects_frame, LogBadRow};
-use crate::gold::fixture::{at, ev, write_parquet, DataDir, DAY};
+use crate::gold::fixture::{at, ev, DataDir};
 use crate::metrics::Metrics;
-use crate::storage::Table;
 
 fn data(label: &str) -> DataDir {
     let dir = DataDir::new(&format!("alerts-{label}"));
@@ -32,25 +29,7 @@ fn data(label: &str) -> DataDir {
     ];
     events.extend((0..60).map(|i| ev(format!("bot-{i}"), "page_view", at(9, 30) + i * 900, "bot-7")));
     dir.publish(&events);
-    let rows: Vec<LogBadRow> = [at(9, 20), at(9, 21), at(9, 22) + 59_999]
-        .into_iter()
-        .map(|received_at| LogBadRow {
-            partition: 0,
-            offset: 0,
-            row: BadRow {
-                reason: "missing_event_id".into(),
-                detail: String::new(),
-                payload: "{}".into(),
-                received_at,
-                site_id: "shop-1".into(),
-                index: 0,
-                event_id: None,
-                anonymous_id: None,
-                source: "backend".into(),
-            },
-        })
-        .collect();
-    write_parquet(&dir.0.join(Table::Rejects.partition_dir(DAY)).join("part-0.parquet"), &mut rejects_frame(&rows).unwrap());
+    dir.reject(&[("missing_event_id", at(9, 20)), ("missing_event_id", at(9, 21)), ("missing_event_id", at(9, 22) + 59_999)]);
     dir
 }
 

@@ -8,16 +8,13 @@ use std::sync::Arc;
 
 use axum::body::{to_bytes, Body};
 use axum::http::{Request, StatusCode};
-use clickstream_schema::BadRow;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use crate::aggregate::rejects::{rejects_frame, LogBadRow};
 use crate::clock::FixedClock;
-use crate::gold::fixture::{at, ev, write_parquet, DataDir, Ev, DAY, MIN};
+use crate::gold::fixture::{at, ev, DataDir, Ev, DAY, MIN};
 use crate::metrics::Metrics;
 use crate::server::{app, AppState};
-use crate::storage::Table;
 use crate::stream::{EmbeddedLog, EventStream};
 
 /// 10:00:30 on the fixture day: the last hour is [09:00:30, 10:00:30).
@@ -48,30 +45,11 @@ fn visits() -> Vec<Ev> {
     events
 }
 
-fn bad_row(reason: &str, received_at: i64) -> LogBadRow {
-    LogBadRow {
-        partition: 0,
-        offset: 0,
-        row: BadRow {
-            reason: reason.into(),
-            detail: String::new(),
-            payload: "{}".into(),
-            received_at,
-            site_id: "shop-1".into(),
-            index: 0,
-            event_id: None,
-            anonymous_id: None,
-            source: "backend".into(),
-        },
-    }
-}
-
 /// Silver, Gold built from it, and rejects.
 fn fixture(label: &str) -> DataDir {
     let dir = DataDir::new(&format!("api-{label}"));
     dir.publish(&visits());
-    let rows = [bad_row("missing_event_id", at(9, 20)), bad_row("missing_event_id", at(9, 21)), bad_row("invalid_timestamp", at(9, 50)), bad_row("invalid_timestamp", at(8, 0))];
-    write_parquet(&dir.0.join(Table::Rejects.partition_dir(DAY)).join("part-0.parquet"), &mut rejects_frame(&rows).unwrap());
+    dir.reject(&[("missing_event_id", at(9, 20)), ("missing_event_id", at(9, 21)), ("invalid_timestamp", at(9, 50)), ("invalid_timestamp", at(8, 0))]);
     dir
 }
 

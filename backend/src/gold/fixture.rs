@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
+use clickstream_schema::BadRow;
+
 use super::{datetime_ms, refresh, GoldConfig};
+use crate::aggregate::rejects::{rejects_frame, LogBadRow};
 use crate::storage::{Manifest, Table};
 
 /// 2026-11-22T00:00:00Z in ms.
@@ -163,6 +166,32 @@ impl DataDir {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         DataDir(dir)
+    }
+
+    /// Writes bad rows of site `shop-1`, each (reason, received_at), to the
+    /// rejects table.
+    pub fn reject(&self, rows: &[(&str, i64)]) {
+        let rows: Vec<LogBadRow> = rows
+            .iter()
+            .map(|&(reason, received_at)| LogBadRow {
+                partition: 0,
+                offset: 0,
+                row: BadRow {
+                    reason: reason.into(),
+                    detail: String::new(),
+                    payload: "{}".into(),
+                    received_at,
+                    site_id: "shop-1".into(),
+                    index: 0,
+                    event_id: None,
+                    anonymous_id: None,
+                    source: "backend".into(),
+                },
+            })
+            .collect();
+        let dir = self.0.join(Table::Rejects.partition_dir(rows.first().map_or(DAY, |r| r.row.received_at)));
+        let n = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
+        write_parquet(&dir.join(format!("part-{n}.parquet")), &mut rejects_frame(&rows).unwrap());
     }
 
     /// Writes the events to Silver, one file per event hour, and builds
