@@ -18,7 +18,8 @@ use crate::clock::Clock;
 use crate::gold::GoldConfig;
 use crate::metrics::Metrics;
 use crate::storage::commit::CommitError;
-use crate::storage::{Commit, Manifest, Table};
+use crate::storage::lock::Ownership;
+use crate::storage::{Commit, Manifest, Role, Table};
 use crate::stream::{EventStream, Fetched, StreamError, Topic};
 
 /// How the aggregator batches and remembers.
@@ -34,8 +35,16 @@ pub struct AggregateConfig {
     /// Consumer group name under which progress is reported to the stream.
     pub group: String,
     /// Sessions, bots and lateness rules of the Gold tables; `None` stops
-    /// at Silver (the Bronze→Silver benchmark).
+    /// at Silver (the Bronze→Silver benchmark, and partition consumers,
+    /// which leave Gold to the Gold role).
     pub gold: Option<GoldConfig>,
+    /// The partitions this consumer owns (of both topics); `None` owns all
+    /// of them. See [`Role`].
+    pub partitions: Option<Vec<u32>>,
+    /// For crash tests: stop each micro-batch after its files are written
+    /// and before the commit point, as a crash there would.
+    #[doc(hidden)]
+    pub fail_before_commit: bool,
 }
 
 impl AggregateConfig {
@@ -47,6 +56,16 @@ impl AggregateConfig {
             dedup_retention_ms: 48 * 3_600_000,
             group: "clickstream-aggregate".into(),
             gold: Some(GoldConfig::default()),
+            partitions: None,
+            fail_before_commit: false,
+        }
+    }
+
+    /// Whose manifest and files this aggregator writes.
+    pub fn role(&self) -> Role {
+        match &self.partitions {
+            None => Role::Whole,
+            Some(owned) => Role::partitions(owned.clone()),
         }
     }
 }
@@ -61,6 +80,10 @@ pub enum AggregateError {
     Polars(#[from] PolarsError),
     #[error("aggregation task failed: {0}")]
     Task(String),
+    #[error("{0}")]
+    Ownership(String),
+    #[error("stopped before the commit point (test hook)")]
+    InjectedCrash,
 }
 
 /// What one micro-batch did.
@@ -149,10 +172,16 @@ impl StepReport {
 pub struct Aggregator {
     stream: Arc<dyn EventStream>,
     config: AggregateConfig,
+    role: Role,
+    /// The partitions read, sorted.
+    owned: Vec<u32>,
     manifest: Manifest,
     seen: Option<SeenEvents>,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
+    /// Held while running: no other aggregator of this data directory may
+    /// own the same partitions (or write Gold too).
+    _ownership: Ownership,
 }
 
 impl Aggregator {
@@ -164,12 +193,35 @@ impl Aggregator {
         metrics: Arc<Metrics>,
         clock: Arc<dyn Clock>,
     ) -> Result<Aggregator, AggregateError> {
+        let mut config = config;
+        let role = config.role();
+        let all = stream.partitions(Topic::Events).max(stream.partitions(Topic::Rejects));
+        let owned: Vec<u32> = match &role {
+            Role::Partitions(owned) => {
+                if let Some(p) = owned.iter().find(|p| **p >= all) {
+                    return Err(AggregateError::Ownership(format!(
+                        "partition {p} does not exist: the stream has partitions 0 to {}",
+                        all.saturating_sub(1)
+                    )));
+                }
+                if owned.is_empty() {
+                    return Err(AggregateError::Ownership("a consumer must own at least one partition".into()));
+                }
+                // Gold needs every partition's Silver: the Gold role keeps it.
+                config.gold = None;
+                owned.clone()
+            }
+            _ => (0..all).collect(),
+        };
+        let ownership = Ownership::claim(&config.data_dir, &owned, config.gold.is_some())
+            .map_err(AggregateError::Ownership)?;
         let data_dir = config.data_dir.clone();
         let retention = config.dedup_retention_ms;
         let gold = config.gold;
         let now = clock.now_ms();
+        let recover_role = role.clone();
         let (manifest, seen) = tokio::task::spawn_blocking(move || -> Result<_, AggregateError> {
-            let (mut manifest, report) = Manifest::recover(&data_dir)?;
+            let (mut manifest, report) = Manifest::recover_role(&data_dir, &recover_role, gold.is_some())?;
             if report.published > 0 || report.orphans_removed > 0 {
                 tracing::info!(
                     published = report.published,
@@ -196,8 +248,8 @@ impl Aggregator {
         })
         .await
         .map_err(|e| AggregateError::Task(e.to_string()))??;
-        tracing::info!(seq = manifest.seq, remembered_ids = seen.len(), "aggregator ready");
-        Ok(Aggregator { stream, config, manifest, seen: Some(seen), metrics, clock })
+        tracing::info!(seq = manifest.seq, remembered_ids = seen.len(), partitions = ?owned, "aggregator ready");
+        Ok(Aggregator { stream, config, role, owned, manifest, seen: Some(seen), metrics, clock, _ownership: ownership })
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -230,9 +282,12 @@ impl Aggregator {
         let data_dir = self.config.data_dir.clone();
         let now = self.clock.now_ms();
         let gold = self.config.gold;
+        let role = self.role.clone();
+        let crash = self.config.fail_before_commit;
         let result = tokio::task::spawn_blocking(move || {
             let mut seen = seen;
-            let outcome = write_micro_batch(&data_dir, next, events, rejects, &mut seen, now, gold.as_ref());
+            let batch = MicroBatch { data_dir: &data_dir, role, gold: gold.as_ref(), now, crash };
+            let outcome = batch.write(next, events, rejects, &mut seen);
             (seen, outcome)
         })
         .await
@@ -253,7 +308,7 @@ impl Aggregator {
         self.metrics.silver_rows.fetch_add(report.silver_rows as u64, Ordering::Relaxed);
         self.metrics.duplicates_dropped.fetch_add(report.duplicates as u64, Ordering::Relaxed);
         for topic in Topic::ALL {
-            for p in 0..self.stream.partitions(topic) {
+            for &p in self.owned(topic) {
                 let offset = self.manifest.offset(topic, p);
                 // Informational: the manifest is the source of truth.
                 if let Err(e) = self.stream.commit(&self.config.group, topic, p, offset).await {
@@ -300,9 +355,16 @@ impl Aggregator {
         Ok(())
     }
 
+    /// The partitions of a topic this aggregator reads.
+    fn owned(&self, topic: Topic) -> &[u32] {
+        let n = self.stream.partitions(topic);
+        let end = self.owned.partition_point(|p| *p < n);
+        &self.owned[..end]
+    }
+
     async fn read(&self, topic: Topic) -> Result<Vec<Fetched>, StreamError> {
         let mut out = Vec::new();
-        for p in 0..self.stream.partitions(topic) {
+        for &p in self.owned(topic) {
             let from = self.manifest.offset(topic, p);
             out.extend(self.stream.fetch(topic, p, from, self.config.max_records_per_partition).await?);
         }
@@ -311,7 +373,7 @@ impl Aggregator {
 
     async fn update_lag(&self) {
         for topic in Topic::ALL {
-            for p in 0..self.stream.partitions(topic) {
+            for &p in self.owned(topic) {
                 if let Ok(end) = self.stream.end_offset(topic, p).await {
                     let lag = end.saturating_sub(self.manifest.offset(topic, p));
                     self.metrics.set_log_lag(topic.name(), p, lag);
@@ -321,85 +383,98 @@ impl Aggregator {
     }
 }
 
-/// Decodes, transforms and writes one micro-batch, then commits it with
-/// `next` offsets. Runs on a blocking thread (Polars and fsync).
-fn write_micro_batch(
-    data_dir: &std::path::Path,
-    mut next: Manifest,
-    events: Vec<Fetched>,
-    rejects: Vec<Fetched>,
-    seen: &mut SeenEvents,
+/// What one micro-batch's write needs besides its records.
+struct MicroBatch<'a> {
+    data_dir: &'a std::path::Path,
+    role: Role,
+    gold: Option<&'a GoldConfig>,
     now: i64,
-    gold: Option<&GoldConfig>,
-) -> Result<(Manifest, StepReport), AggregateError> {
-    let mut report = StepReport { events_read: events.len(), rejects_read: rejects.len(), ..StepReport::default() };
-    let mut timer = Instant::now();
-    let mut lap = || {
-        let now = Instant::now();
-        let d = now - timer;
-        timer = now;
-        d
-    };
+    crash: bool,
+}
 
-    let (bronze_parts, mut bad_rows) = decode_events(events, now)?;
-    for f in rejects {
-        let row = serde_json::from_slice::<BadRow>(&f.value).unwrap_or_else(|e| undecodable(&f, &e.to_string(), now));
-        bad_rows.push(LogBadRow { partition: f.partition, offset: f.offset, row });
-    }
-    report.timings.decode = lap();
+impl MicroBatch<'_> {
+    /// Decodes, transforms and writes one micro-batch, then commits it with
+    /// `next` offsets. Runs on a blocking thread (Polars and fsync).
+    fn write(
+        &self,
+        mut next: Manifest,
+        events: Vec<Fetched>,
+        rejects: Vec<Fetched>,
+        seen: &mut SeenEvents,
+    ) -> Result<(Manifest, StepReport), AggregateError> {
+        let (data_dir, gold, now) = (self.data_dir, self.gold, self.now);
+        let mut report = StepReport { events_read: events.len(), rejects_read: rejects.len(), ..StepReport::default() };
+        let mut timer = Instant::now();
+        let mut lap = || {
+            let now = Instant::now();
+            let d = now - timer;
+            timer = now;
+            d
+        };
 
-    let mut commit = Commit::new(data_dir, next.seq + 1);
-    let mut fresh_silver = None;
-    if !bronze_parts.is_empty() {
-        let mut parts = bronze_parts.into_iter();
-        let mut bronze = parts.next().expect("non-empty");
-        for part in parts {
-            bronze.vstack_mut_owned(part)?;
+        let (bronze_parts, mut bad_rows) = decode_events(events, now)?;
+        for f in rejects {
+            let row = serde_json::from_slice::<BadRow>(&f.value).unwrap_or_else(|e| undecodable(&f, &e.to_string(), now));
+            bad_rows.push(LogBadRow { partition: f.partition, offset: f.offset, row });
         }
-        report.bronze_rows = bronze.height();
-        write_partitioned(&mut commit, Table::Bronze, &mut bronze, "received_at", "bronze", &mut report)?;
-        report.timings.bronze_write = lap();
+        report.timings.decode = lap();
 
-        let is_new = seen.mark_new(&bronze, IS_NEW)?;
-        bronze.with_column(is_new)?;
-        let mut silver_df = silver(bronze.lazy()).collect()?;
-        report.silver_rows = silver_df.height();
-        report.duplicates = report.bronze_rows - report.silver_rows;
-        report.timings.silver = lap();
-        write_partitioned(&mut commit, Table::Silver, &mut silver_df, "event_ts", "silver", &mut report)?;
-        fresh_silver = Some(silver_df);
-    }
-    if !bad_rows.is_empty() {
-        let mut df = rejects_frame(&bad_rows)?;
-        report.reject_rows = df.height();
-        write_partitioned(&mut commit, Table::Rejects, &mut df, "received_at", "rejects", &mut report)?;
-    }
-    report.timings.silver_write = lap();
+        let mut commit = Commit::of(data_dir, self.role.clone(), next.seq + 1);
+        let mut fresh_silver = None;
+        if !bronze_parts.is_empty() {
+            let mut parts = bronze_parts.into_iter();
+            let mut bronze = parts.next().expect("non-empty");
+            for part in parts {
+                bronze.vstack_mut_owned(part)?;
+            }
+            report.bronze_rows = bronze.height();
+            write_partitioned(&mut commit, Table::Bronze, &mut bronze, "received_at", "bronze", &mut report)?;
+            report.timings.bronze_write = lap();
 
-    // Gold: rewrite the hours the new Silver rows (and the watermark's
-    // move) touch, in the same commit.
-    match (&fresh_silver, gold) {
-        (Some(fresh), Some(gold)) => {
-            report.gold_files = crate::gold::refresh::after_silver(data_dir, &mut commit, &mut next, fresh, gold)?;
-            report.timings.gold = lap();
+            let is_new = seen.mark_new(&bronze, IS_NEW)?;
+            bronze.with_column(is_new)?;
+            let mut silver_df = silver(bronze.lazy()).collect()?;
+            report.silver_rows = silver_df.height();
+            report.duplicates = report.bronze_rows - report.silver_rows;
+            report.timings.silver = lap();
+            write_partitioned(&mut commit, Table::Silver, &mut silver_df, "event_ts", "silver", &mut report)?;
+            fresh_silver = Some(silver_df);
         }
-        // Gold no longer covers all of Silver.
-        (Some(_), None) => next.gold_current = false,
-        _ => {}
-    }
+        if !bad_rows.is_empty() {
+            let mut df = rejects_frame(&bad_rows)?;
+            report.reject_rows = df.height();
+            write_partitioned(&mut commit, Table::Rejects, &mut df, "received_at", "rejects", &mut report)?;
+        }
+        report.timings.silver_write = lap();
 
-    next.totals.bronze_rows += report.bronze_rows as u64;
-    next.totals.silver_rows += report.silver_rows as u64;
-    next.totals.reject_rows += report.reject_rows as u64;
-    next.totals.duplicates += report.duplicates as u64;
-    let manifest = commit.commit(next, now)?;
-    // Only what is committed counts as seen.
-    if let Some(df) = &fresh_silver {
-        seen.remember(df)?;
+        // Gold: rewrite the hours the new Silver rows (and the watermark's
+        // move) touch, in the same commit.
+        match (&fresh_silver, gold) {
+            (Some(fresh), Some(gold)) => {
+                report.gold_files = crate::gold::refresh::after_silver(data_dir, &mut commit, &mut next, fresh, gold)?;
+                report.timings.gold = lap();
+            }
+            // Gold no longer covers all of Silver.
+            (Some(_), None) => next.gold_current = false,
+            _ => {}
+        }
+
+        next.totals.bronze_rows += report.bronze_rows as u64;
+        next.totals.silver_rows += report.silver_rows as u64;
+        next.totals.reject_rows += report.reject_rows as u64;
+        next.totals.duplicates += report.duplicates as u64;
+        if self.crash {
+            return Err(AggregateError::InjectedCrash);
+        }
+        let manifest = commit.commit(next, now)?;
+        // Only what is committed counts as seen.
+        if let Some(df) = &fresh_silver {
+            seen.remember(df)?;
+        }
+        seen.prune(now);
+        report.timings.commit = lap();
+        Ok((manifest, report))
     }
-    seen.prune(now);
-    report.timings.commit = lap();
-    Ok((manifest, report))
 }
 
 /// Records per decode chunk: large enough to amortise a frame's fixed cost,

@@ -10,6 +10,7 @@
 //! belongs to the window that starts there.
 
 pub mod bots;
+pub mod follow;
 pub mod funnel;
 pub mod products;
 pub mod refresh;

@@ -320,6 +320,29 @@ pub fn after_silver(
     refresh(&view, commit, manifest, &fresh, config)
 }
 
+/// Folds Silver rows that partition consumers already published into Gold
+/// (the Gold role): `fresh` are the rows of their new files, which Silver
+/// now holds too. The same refresh as streaming, so the Gold role writes
+/// what one aggregator of every partition would.
+pub fn after_published(
+    data_dir: &Path,
+    commit: &mut Commit,
+    manifest: &mut Manifest,
+    fresh: &DataFrame,
+    config: &GoldConfig,
+) -> Result<usize, AggregateError> {
+    if fresh.height() == 0 {
+        return Ok(0);
+    }
+    let fresh = fresh.select(GOLD_INPUT.iter().copied())?;
+    let view = SilverView {
+        data_dir,
+        unpublished: fresh.clear(),
+        published_before: None,
+    };
+    refresh(&view, commit, manifest, &fresh, config)
+}
+
 /// Builds Gold from the whole of Silver, hour by hour in event-time order,
 /// committing after each hour: the same refresh as streaming, fed one
 /// hour at a time, so memory stays that of a few hours whatever the

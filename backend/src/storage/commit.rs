@@ -28,6 +28,104 @@ use crate::stream::Topic;
 const MANIFEST: &str = "_state/manifest.json";
 const TMP_SUFFIX: &str = ".tmp";
 
+/// Who writes into a data directory under a manifest of its own.
+///
+/// One aggregator consuming every partition (`serve`, `aggregate`) is the
+/// [`Role::Whole`]: it keeps `_state/manifest.json` and writes Gold as it
+/// goes. To scale out, several consumers each own some partitions
+/// ([`Role::Partitions`]) and write Bronze, Silver and rejects only; one
+/// [`Role::Gold`] follows their Silver and keeps Gold. Each role commits
+/// atomically on its own manifest, and its file names carry its tag, so
+/// roles never overwrite (or clean up) each other's files.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    Whole,
+    /// The partitions (of both topics) one consumer owns, sorted.
+    Partitions(Vec<u32>),
+    Gold,
+}
+
+impl Role {
+    /// A consumer of these partitions (deduplicated and sorted).
+    pub fn partitions(mut owned: Vec<u32>) -> Role {
+        owned.sort_unstable();
+        owned.dedup();
+        Role::Partitions(owned)
+    }
+
+    /// The tag in the role's manifest and file names: `p0_2` owns 0 and 2.
+    pub fn tag(&self) -> String {
+        match self {
+            Role::Whole => String::new(),
+            Role::Partitions(p) => {
+                let list: Vec<String> = p.iter().map(u32::to_string).collect();
+                format!("p{}", list.join("_"))
+            }
+            Role::Gold => "gold".into(),
+        }
+    }
+
+    /// The manifest's path, relative to the data directory.
+    pub fn manifest_path(&self) -> String {
+        match self {
+            Role::Whole => MANIFEST.into(),
+            other => format!("_state/manifest-{}.json", other.tag()),
+        }
+    }
+
+    /// The file name of a table file this role writes in commit `seq`.
+    pub fn file_name(&self, seq: u64, name: &str) -> String {
+        match self {
+            Role::Whole => format!("part-{seq:010}-{name}.parquet"),
+            other => format!("part-{}-{seq:010}-{name}.parquet", other.tag()),
+        }
+    }
+
+    /// The role and commit number of a table file written by a partition
+    /// consumer (`part-p0_2-0000000012-silver.parquet`).
+    pub fn of_file(file_name: &str) -> Option<(Role, u64)> {
+        let rest = file_name.strip_prefix("part-p")?;
+        let (parts, rest) = rest.split_once('-')?;
+        let seq = rest.get(..10)?.parse().ok()?;
+        let owned = parts.split('_').map(|p| p.parse().ok()).collect::<Option<Vec<u32>>>()?;
+        Some((Role::Partitions(owned), seq))
+    }
+
+    /// Whether a temporary file (path relative to the data directory) was
+    /// left by this role, so its recovery may remove it. `writes_gold` says
+    /// whether this role writes Gold (Gold files are named by hour).
+    fn owns_tmp(&self, rel: &Path, writes_gold: bool) -> bool {
+        if rel.starts_with("gold") {
+            return writes_gold;
+        }
+        let Some(name) = rel.file_name().and_then(|n| n.to_str()) else { return false };
+        match self {
+            Role::Whole => name
+                .strip_prefix("part-")
+                .and_then(|r| r.get(..10))
+                .is_some_and(|d| d.bytes().all(|b| b.is_ascii_digit())),
+            Role::Partitions(_) => name.starts_with(&format!("part-{}-", self.tag())),
+            Role::Gold => false,
+        }
+    }
+
+    /// The partition consumers that have committed in this data directory.
+    pub fn consumers(data_dir: &Path) -> Vec<Role> {
+        let Ok(entries) = fs::read_dir(data_dir.join("_state")) else { return Vec::new() };
+        let mut out: Vec<Role> = entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let tag = name.strip_prefix("manifest-p")?.strip_suffix(".json")?;
+                let owned = tag.split('_').map(|p| p.parse().ok()).collect::<Option<Vec<u32>>>()?;
+                Some(Role::Partitions(owned))
+            })
+            .collect();
+        out.sort_by_key(Role::tag);
+        out
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CommitError {
     #[error("{context}: {source}")]
@@ -83,6 +181,10 @@ pub struct Manifest {
     /// aggregator then builds Gold from Silver before it goes on.
     #[serde(default)]
     pub gold_current: bool,
+    /// The Gold role's progress: per partition consumer (its tag), the
+    /// last of its commits whose Silver files Gold has folded in.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub gold_inputs: BTreeMap<String, u64>,
 }
 
 impl Manifest {
@@ -105,7 +207,12 @@ impl Manifest {
 
     /// Reads the manifest (an empty one when none exists yet).
     pub fn load(data_dir: &Path) -> Result<Manifest, CommitError> {
-        let path = data_dir.join(MANIFEST);
+        Manifest::load_role(data_dir, &Role::Whole)
+    }
+
+    /// Reads a role's manifest (an empty one when none exists yet).
+    pub fn load_role(data_dir: &Path, role: &Role) -> Result<Manifest, CommitError> {
+        let path = data_dir.join(role.manifest_path());
         match fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| CommitError::BadManifest {
                 path: path.display().to_string(),
@@ -119,7 +226,17 @@ impl Manifest {
     /// Loads the manifest, finishes publishing its files and removes
     /// temporary files of commits that never happened.
     pub fn recover(data_dir: &Path) -> Result<(Manifest, RecoveryReport), CommitError> {
-        let manifest = Manifest::load(data_dir)?;
+        Manifest::recover_role(data_dir, &Role::Whole, true)
+    }
+
+    /// [`Manifest::recover`] for one role: only its own temporary files
+    /// are removed (other roles may be writing theirs right now).
+    pub fn recover_role(
+        data_dir: &Path,
+        role: &Role,
+        writes_gold: bool,
+    ) -> Result<(Manifest, RecoveryReport), CommitError> {
+        let manifest = Manifest::load_role(data_dir, role)?;
         let mut report = RecoveryReport::default();
         let mut named = HashSet::new();
         for file in &manifest.files {
@@ -131,7 +248,8 @@ impl Manifest {
         for root in ["bronze", "silver", "rejects", "gold"] {
             let dir = data_dir.join(root);
             if dir.exists() {
-                remove_orphans(&dir, &named, &mut report.orphans_removed)?;
+                let owned = |path: &Path| path.strip_prefix(data_dir).is_ok_and(|rel| role.owns_tmp(rel, writes_gold));
+                remove_orphans(&dir, &named, &owned, &mut report.orphans_removed)?;
             }
         }
         Ok((manifest, report))
@@ -149,13 +267,20 @@ pub struct RecoveryReport {
 /// One micro-batch being committed.
 pub struct Commit {
     data_dir: PathBuf,
+    role: Role,
     files: Vec<PendingFile>,
     seq: u64,
 }
 
 impl Commit {
+    /// Commit `seq` of the data directory's one aggregator ([`Role::Whole`]).
     pub fn new(data_dir: &Path, seq: u64) -> Commit {
-        Commit { data_dir: data_dir.to_path_buf(), files: Vec::new(), seq }
+        Commit::of(data_dir, Role::Whole, seq)
+    }
+
+    /// Commit `seq` of a role, on its own manifest.
+    pub fn of(data_dir: &Path, role: Role, seq: u64) -> Commit {
+        Commit { data_dir: data_dir.to_path_buf(), role, files: Vec::new(), seq }
     }
 
     /// Writes a frame as a temporary Parquet file in `dir` (relative to the
@@ -166,7 +291,7 @@ impl Commit {
         name: &str,
         df: &mut DataFrame,
     ) -> Result<(), CommitError> {
-        let final_rel = dir.join(format!("part-{:010}-{name}.parquet", self.seq));
+        let final_rel = dir.join(self.role.file_name(self.seq, name));
         self.write_parquet_at(&final_rel, df)
     }
 
@@ -203,7 +328,7 @@ impl Commit {
         manifest.seq = self.seq;
         manifest.committed_at = now_ms;
         manifest.files = self.files;
-        write_manifest(&self.data_dir, &manifest)?;
+        write_manifest(&self.data_dir, &self.role, &manifest)?;
         let mut dirs = HashSet::new();
         for file in &manifest.files {
             publish(&self.data_dir, file)?;
@@ -218,8 +343,8 @@ impl Commit {
     }
 }
 
-fn write_manifest(data_dir: &Path, manifest: &Manifest) -> Result<(), CommitError> {
-    let path = data_dir.join(MANIFEST);
+fn write_manifest(data_dir: &Path, role: &Role, manifest: &Manifest) -> Result<(), CommitError> {
+    let path = data_dir.join(role.manifest_path());
     let dir = path.parent().unwrap_or(data_dir);
     fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
     let tmp = path.with_extension(format!("json{TMP_SUFFIX}"));
@@ -251,14 +376,19 @@ fn publish(data_dir: &Path, file: &PendingFile) -> Result<bool, CommitError> {
     })
 }
 
-fn remove_orphans(dir: &Path, keep: &HashSet<PathBuf>, removed: &mut usize) -> Result<(), CommitError> {
+fn remove_orphans(
+    dir: &Path,
+    keep: &HashSet<PathBuf>,
+    owned: &dyn Fn(&Path) -> bool,
+    removed: &mut usize,
+) -> Result<(), CommitError> {
     let entries = fs::read_dir(dir).map_err(io_err(format!("listing {}", dir.display())))?;
     for entry in entries {
         let entry = entry.map_err(io_err(format!("listing {}", dir.display())))?;
         let path = entry.path();
         if path.is_dir() {
-            remove_orphans(&path, keep, removed)?;
-        } else if path.to_string_lossy().ends_with(TMP_SUFFIX) && !keep.contains(&path) {
+            remove_orphans(&path, keep, owned, removed)?;
+        } else if path.to_string_lossy().ends_with(TMP_SUFFIX) && !keep.contains(&path) && owned(&path) {
             fs::remove_file(&path).map_err(io_err(format!("removing {}", path.display())))?;
             *removed += 1;
         }

@@ -5,7 +5,8 @@
 
 pub mod commit;
 pub mod layout;
+pub mod lock;
 pub mod range;
 
-pub use commit::{Commit, Manifest, PendingFile};
+pub use commit::{Commit, Manifest, PendingFile, Role};
 pub use layout::Table;
