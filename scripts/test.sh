@@ -13,6 +13,9 @@ ensure_rust
 ensure_python_polars
 
 log "cargo test (all crates)"
+if [ -z "${FLUVIO_SC_ADDR:-}" ]; then
+  log "FLUVIO_SC_ADDR unset: the stream conformance suite and the pipeline run against Fluvio are skipped (their embedded-log runs still assert everything); set it to a cluster's SC, e.g. 127.0.0.1:9003, to run them"
+fi
 cargo test --locked --workspace
 
 log "the tracker: size-optimised wasm32 build (prints its gzipped size)"

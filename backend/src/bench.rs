@@ -67,6 +67,25 @@ pub enum BenchWhat {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Produce and consume events/s of the stream: the embedded log, or
+    /// Fluvio with --fluvio-sc (topics of the run's own, left behind).
+    Stream {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 4)]
+        partitions: u32,
+        /// Concurrent producers, each sending batches of --batch records
+        /// and waiting for their acknowledgement, as ingest requests do.
+        #[arg(long, default_value_t = 4)]
+        producers: usize,
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// Bench a Fluvio cluster at HOST:PORT instead of the embedded log.
+        #[arg(long, env = "FLUVIO_SC_ADDR")]
+        fluvio_sc: Option<String>,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Response times of every dashboard API endpoint, for each range, over
     /// the Gold tables of a day of shop traffic.
     Api {
@@ -86,6 +105,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchWhat::Silver { events, dir } => silver(events, scratch(dir)?).await,
         BenchWhat::Gold { events, increment, duckdb, dir } => gold(events, increment, duckdb, scratch(dir)?).await,
         BenchWhat::Api { events, rounds, dir } => api(events, rounds, scratch(dir)?).await,
+        BenchWhat::Stream { events, partitions, producers, batch, fluvio_sc, dir } => {
+            stream(StreamBench { events, partitions, producers, batch: batch.max(1), fluvio_sc }, scratch(dir)?).await
+        }
     }
 }
 
@@ -175,6 +197,98 @@ async fn ingest(events: u64, senders: usize, batch: usize, dir: PathBuf) -> anyh
     );
     let _ = stop_tx.send(true);
     server.await??;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+struct StreamBench {
+    events: u64,
+    partitions: u32,
+    producers: usize,
+    batch: usize,
+    fluvio_sc: Option<String>,
+}
+
+/// Produce (acknowledged batches, concurrent producers), then consume
+/// (every partition from offset 0, in fetches of 10,000) the same records.
+async fn stream(b: StreamBench, dir: PathBuf) -> anyhow::Result<()> {
+    use crate::stream::{EventStream, FluvioSettings, FluvioStream};
+    let (stream, what): (Arc<dyn EventStream>, String) = match &b.fluvio_sc {
+        Some(sc) => {
+            let mut settings = FluvioSettings::new(sc.clone());
+            settings.partitions = b.partitions;
+            settings.topic_prefix = format!("bench-{}-", SystemClock.now_ms());
+            let what = format!("fluvio at {sc}, topics {}*", settings.topic_prefix);
+            (Arc::new(FluvioStream::connect(settings).await?), what)
+        }
+        None => (open_log(&dir, b.partitions)?, "embedded log".into()),
+    };
+    let partitions = stream.partitions(Topic::Events);
+    // Enriched events as the ingest writes them, 16 visitors' batches cycled.
+    let now = SystemClock.now_ms();
+    let config = CollectConfig::new("bench", "backend");
+    let meta = RequestMeta { received_at: now, user_agent: Some(CHROME.into()), ..RequestMeta::default() };
+    let mut templates = Vec::new();
+    for v in 0..16 {
+        let body = synthetic_batch(v, b.batch, now);
+        let out = collect(body.as_bytes(), &meta, &config).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let records: Vec<Record> = out
+            .accepted
+            .iter()
+            .map(|e| Record { topic: Topic::Events, key: e.anonymous_id.as_bytes().to_vec(), value: serde_json::to_vec(e).unwrap_or_default() })
+            .collect();
+        templates.push(records);
+    }
+    let bytes: usize = templates[0].iter().map(|r| r.value.len()).sum::<usize>() / b.batch;
+    let templates = Arc::new(templates);
+    let batches = b.events.div_ceil(b.batch as u64);
+    let next = Arc::new(AtomicU64::new(0));
+    reset_peak_rss();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..b.producers.max(1) {
+        let (stream, next, templates) = (stream.clone(), next.clone(), templates.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= batches {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                stream.produce(templates[(n % 16) as usize].clone()).await?;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let produced = batches * b.batch as u64;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "bench stream ({what}, {partitions} partitions): produced {produced} events of {bytes} B in batches of {} from {} producers, acknowledged: {secs:.2} s, {:.0} events/s, {:.1} MB/s",
+        b.batch,
+        b.producers,
+        produced as f64 / secs,
+        (produced as f64 * bytes as f64) / secs / 1e6,
+    );
+    let started = Instant::now();
+    let mut consumed = 0u64;
+    for p in 0..partitions {
+        let mut from = 0;
+        loop {
+            let got = stream.fetch(Topic::Events, p, from, 10_000).await?;
+            let Some(last) = got.last() else { break };
+            from = last.offset + 1;
+            consumed += got.len() as u64;
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    anyhow::ensure!(consumed == produced, "consumed {consumed} records, produced {produced}");
+    println!(
+        "bench stream ({what}, {partitions} partitions): consumed {consumed} events in {secs:.2} s, {:.0} events/s; peak RSS {} MiB",
+        consumed as f64 / secs,
+        peak_rss_mib()
+    );
+    drop(stream);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

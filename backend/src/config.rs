@@ -53,6 +53,10 @@ pub struct FileConfig {
     /// sent, without converting). Default `EUR`.
     pub currency: Option<String>,
     pub aggregate: Option<AggregateFileConfig>,
+    /// The Fluvio cluster (`stream = "fluvio"`, or `--stream fluvio`).
+    pub fluvio: Option<FluvioFileConfig>,
+    /// `embedded` (default: the durable log in `DATA_DIR/log`) or `fluvio`.
+    pub stream: Option<String>,
     /// Alert rules (`[[alerts]]`), posted to webhooks; see
     /// `clickstream_backend::alerts::config` for the conditions.
     #[serde(default)]
@@ -78,6 +82,78 @@ pub struct AggregateFileConfig {
     /// More events than this from one visitor in one minute flags a bot.
     /// Default 50.
     pub bot_events_per_minute: Option<u32>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FluvioFileConfig {
+    /// The SC's public address, `host:port`. Default `127.0.0.1:9003`.
+    pub sc: Option<String>,
+    /// Partitions of each topic when it is created. Default: `partitions`, or 4.
+    pub partitions: Option<u32>,
+    /// Replicas of each partition when a topic is created. Default 1.
+    pub replication: Option<u32>,
+    /// Put before the topic names. Default none.
+    pub topic_prefix: Option<String>,
+    /// Producer batch size per partition, bytes. Default 262144.
+    pub batch_bytes: Option<usize>,
+    /// How long the producer waits to fill a batch, ms. Default 5.
+    pub linger_ms: Option<u64>,
+    /// `none`, `gzip`, `snappy`, `lz4` (default) or `zstd`.
+    pub compression: Option<String>,
+    /// Longest wait for a connect, an acknowledgement or a fetch, ms. Default 10000.
+    pub timeout_ms: Option<u64>,
+    /// Mutual TLS: the server's name, and PEM files of the CA, the client
+    /// certificate and its key. All four, or none.
+    pub tls_domain: Option<String>,
+    pub tls_ca_cert: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// TLS without checking the server's certificate (testing only).
+    pub tls_no_verify: Option<bool>,
+}
+
+impl FluvioFileConfig {
+    /// The client settings, with `sc` (flag or environment) winning over the file.
+    pub fn settings(&self, sc: Option<String>, partitions: u32) -> anyhow::Result<crate::stream::FluvioSettings> {
+        use crate::stream::{FluvioSettings, FluvioTls};
+        let mut s = FluvioSettings::new(sc.or(self.sc.clone()).unwrap_or_else(|| "127.0.0.1:9003".into()));
+        s.partitions = self.partitions.unwrap_or(partitions);
+        s.replication = self.replication.unwrap_or(1);
+        anyhow::ensure!(s.partitions > 0 && s.replication > 0, "fluvio partitions and replication must be at least 1");
+        s.topic_prefix = self.topic_prefix.clone().unwrap_or_default();
+        if let Some(n) = self.batch_bytes {
+            s.batch_bytes = n;
+        }
+        if let Some(ms) = self.linger_ms {
+            s.linger = std::time::Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.timeout_ms {
+            s.timeout = std::time::Duration::from_millis(ms.max(1));
+        }
+        if let Some(c) = &self.compression {
+            s.compression = match c.as_str() {
+                "none" => fluvio::Compression::None,
+                "gzip" => fluvio::Compression::Gzip,
+                "snappy" => fluvio::Compression::Snappy,
+                "lz4" => fluvio::Compression::Lz4,
+                "zstd" => fluvio::Compression::Zstd,
+                other => anyhow::bail!("fluvio compression must be none, gzip, snappy, lz4 or zstd, got {other:?}"),
+            };
+        }
+        s.tls = match (&self.tls_domain, &self.tls_ca_cert, &self.tls_cert, &self.tls_key) {
+            (Some(domain), Some(ca), Some(cert), Some(key)) => {
+                for f in [ca, cert, key] {
+                    anyhow::ensure!(f.is_file(), "fluvio TLS file {} does not exist", f.display());
+                }
+                FluvioTls::Verified { domain: domain.clone(), ca_cert: ca.clone(), cert: cert.clone(), key: key.clone() }
+            }
+            (None, None, None, None) if self.tls_no_verify.unwrap_or(false) => FluvioTls::NoVerify,
+            (None, None, None, None) => FluvioTls::Disabled,
+            _ => anyhow::bail!("fluvio TLS needs all of tls_domain, tls_ca_cert, tls_cert and tls_key"),
+        };
+        Ok(s)
+    }
 }
 
 impl FileConfig {

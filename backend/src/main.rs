@@ -10,7 +10,8 @@ use clickstream_backend::aggregate::{AggregateConfig, Aggregator};
 use clickstream_backend::clock::SystemClock;
 use clickstream_backend::config::{default_site_dir, default_tracker_dir, ip_salt_secret, FileConfig};
 use clickstream_backend::metrics::Metrics;
-use clickstream_backend::serve::{open_log, serve, stop_on_signal, ServeSettings};
+use clickstream_backend::serve::{open_log, open_stream, serve, stop_on_signal, ServeSettings};
+use clickstream_backend::stream::FluvioSettings;
 use clickstream_backend::server::{ClientIp, IngestAuth};
 use clickstream_backend::{bench, demo, generate, query};
 
@@ -33,8 +34,12 @@ struct Cli {
 enum Command {
     /// Run the HTTP server (collect, ingest, health, metrics, demo site) and the aggregator.
     Serve(ServeArgs),
-    /// Run the aggregator alone: stream → Bronze, Silver, rejects.
+    /// Run the aggregator alone: stream → Bronze, Silver, rejects (and Gold,
+    /// unless it owns only some partitions).
     Aggregate(AggregateArgs),
+    /// Keep Gold for partition consumers (`aggregate --partitions`) writing
+    /// into the same data directory.
+    Gold(GoldArgs),
     /// Send realistic synthetic shop traffic, as the tracker would.
     Generate(GenerateArgs),
     /// Run the whole pipeline locally with traffic flowing, and print where to look.
@@ -45,6 +50,32 @@ enum Command {
     Replay(ReplayArgs),
     /// Measure throughput and peak memory.
     Bench(bench::BenchArgs),
+    /// Set up a Fluvio cluster for the backend.
+    #[command(subcommand)]
+    Fluvio(FluvioCommand),
+}
+
+#[derive(Subcommand)]
+enum FluvioCommand {
+    /// Register an SPU with an SC started with `fluvio-run sc --local`, which
+    /// accepts only SPUs it knows. A no-op when the id is registered.
+    RegisterSpu {
+        #[arg(long, env = "CLICKSTREAM_FLUVIO_SC", default_value = "127.0.0.1:9003")]
+        fluvio_sc: String,
+        #[arg(long, default_value_t = 5001)]
+        id: i32,
+        /// Where clients reach the SPU, HOST:PORT.
+        #[arg(long)]
+        public: String,
+        /// Where the SC reaches the SPU, HOST:PORT.
+        #[arg(long)]
+        private: String,
+    },
+}
+
+fn host_port(addr: &str) -> anyhow::Result<(&str, u16)> {
+    let (host, port) = addr.rsplit_once(':').with_context(|| format!("{addr:?} is not HOST:PORT"))?;
+    Ok((host, port.parse().with_context(|| format!("{addr:?}: bad port"))?))
 }
 
 #[derive(Args, Clone)]
@@ -55,6 +86,30 @@ struct Common {
     /// Optional TOML config file; flags and environment override it.
     #[arg(long, env = "CLICKSTREAM_CONFIG")]
     config: Option<PathBuf>,
+    /// The stream: `embedded` (the durable log in the data directory) or `fluvio`.
+    #[arg(long, env = "CLICKSTREAM_STREAM", value_parser = ["embedded", "fluvio"])]
+    stream: Option<String>,
+    /// The Fluvio SC's address, HOST:PORT (implies --stream fluvio).
+    #[arg(long, env = "CLICKSTREAM_FLUVIO_SC")]
+    fluvio_sc: Option<String>,
+}
+
+impl Common {
+    /// The Fluvio settings when the stream is Fluvio, `None` for the embedded log.
+    fn fluvio(&self, file: &FileConfig) -> anyhow::Result<Option<FluvioSettings>> {
+        let kind = self.stream.clone().or(file.stream.clone());
+        let fluvio = match kind.as_deref() {
+            Some("fluvio") => true,
+            Some("embedded") => false,
+            Some(other) => anyhow::bail!("stream must be \"embedded\" or \"fluvio\", got {other:?}"),
+            None => self.fluvio_sc.is_some(),
+        };
+        if !fluvio {
+            return Ok(None);
+        }
+        let partitions = file.partitions.unwrap_or(4);
+        Ok(Some(file.fluvio.clone().unwrap_or_default().settings(self.fluvio_sc.clone(), partitions)?))
+    }
 }
 
 #[derive(Args, Clone)]
@@ -89,6 +144,19 @@ struct AggregateArgs {
     #[command(flatten)]
     common: Common,
     /// Drain what the log holds, commit, and exit.
+    #[arg(long)]
+    once: bool,
+    /// Own only these partitions, e.g. `0,2` (default: all). Each partition
+    /// has one consumer; run `clickstream gold` beside them for Gold.
+    #[arg(long, value_delimiter = ',')]
+    partitions: Option<Vec<u32>>,
+}
+
+#[derive(Args, Clone)]
+struct GoldArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Fold in what the consumers committed, and exit.
     #[arg(long)]
     once: bool,
 }
@@ -155,6 +223,7 @@ fn main() -> anyhow::Result<()> {
                 serve(settings, stop_on_signal(), None).await
             }
             Command::Aggregate(args) => run_aggregate(args).await,
+            Command::Gold(args) => run_gold(args).await,
             Command::Generate(args) => run_generate(args).await,
             Command::Demo(args) => {
                 let serve_args = ServeArgs {
@@ -177,13 +246,21 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Replay(args) => run_replay(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Fluvio(FluvioCommand::RegisterSpu { fluvio_sc, id, public, private }) => {
+                let created =
+                    clickstream_backend::stream::register_spu(&fluvio_sc, id, host_port(&public)?, host_port(&private)?).await?;
+                println!("SPU {id} {} at {fluvio_sc} (public {public}, private {private})", if created { "registered" } else { "was already registered" });
+                Ok(())
+            }
         }
     })
 }
 
 fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The Fluvio client logs every stream it opens at info.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,fluvio=warn,fluvio_socket=warn,fluvio_future=warn,fluvio_protocol=warn")
+    });
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {
         builder.json().init();
@@ -200,6 +277,7 @@ fn serve_settings(args: &ServeArgs) -> anyhow::Result<ServeSettings> {
     s.port = args.port.or(file.port).unwrap_or(8080);
     s.bind = args.bind.clone().or(file.bind.clone()).unwrap_or_else(|| "127.0.0.1".into());
     s.partitions = file.partitions.unwrap_or(4);
+    s.fluvio = args.common.fluvio(&file)?;
     if let Some(n) = args.max_body_bytes.or(file.max_body_bytes) {
         s.limits.max_body_bytes = n;
     }
@@ -274,9 +352,12 @@ fn aggregate_config(data_dir: &std::path::Path, file: &FileConfig) -> AggregateC
 async fn run_aggregate(args: AggregateArgs) -> anyhow::Result<()> {
     let file = FileConfig::load(args.common.config.as_deref())?;
     let data_dir = args.common.data_dir.clone().or(file.data_dir.clone()).unwrap_or_else(|| PathBuf::from("data"));
-    let stream = open_log(&data_dir, file.partitions.unwrap_or(4))?;
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let stream = open_stream(&data_dir, file.partitions.unwrap_or(4), args.common.fluvio(&file)?).await?;
     let metrics = Arc::new(Metrics::new());
-    let mut agg = Aggregator::open(stream, aggregate_config(&data_dir, &file), metrics, Arc::new(SystemClock)).await?;
+    let mut config = aggregate_config(&data_dir, &file);
+    config.partitions = args.partitions.clone();
+    let mut agg = Aggregator::open(stream, config, metrics, Arc::new(SystemClock)).await?;
     if args.once {
         let r = agg.drain().await?;
         let t = &agg.manifest().totals;
@@ -290,10 +371,41 @@ async fn run_aggregate(args: AggregateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn run_gold(args: GoldArgs) -> anyhow::Result<()> {
+    use clickstream_backend::gold::follow::GoldFollower;
+    let file = FileConfig::load(args.common.config.as_deref())?;
+    let data_dir = args.common.data_dir.clone().or(file.data_dir.clone()).unwrap_or_else(|| PathBuf::from("data"));
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let config = aggregate_config(&data_dir, &file);
+    let gold = config.gold.unwrap_or_default();
+    let mut follower = GoldFollower::open(&data_dir, gold, Arc::new(SystemClock))?;
+    if args.once {
+        let mut total = 0;
+        loop {
+            let r = tokio::task::block_in_place(|| follower.step())?;
+            if r.commits == 0 {
+                break;
+            }
+            total += r.silver_rows;
+        }
+        println!("Gold: folded in {total} Silver rows; consumers followed: {:?}", follower.manifest().gold_inputs);
+        return Ok(());
+    }
+    follower.run(config.poll_interval, stop_on_signal()).await?;
+    Ok(())
+}
+
 async fn run_replay(args: ReplayArgs) -> anyhow::Result<()> {
     let file = FileConfig::load(args.common.config.as_deref())?;
     let data_dir = args.common.data_dir.clone().or(file.data_dir.clone()).unwrap_or_else(|| PathBuf::from("data"));
     anyhow::ensure!(data_dir.exists(), "no data directory at {}", data_dir.display());
+    let consumers = clickstream_backend::storage::Role::consumers(&data_dir);
+    anyhow::ensure!(
+        consumers.is_empty(),
+        "{} was written by partition consumers ({}); replay rebuilds the layout of one aggregator only",
+        data_dir.display(),
+        consumers.iter().map(|r| r.tag()).collect::<Vec<_>>().join(", ")
+    );
     // Holding the log's lock proves no serve/aggregate is writing meanwhile.
     let _log = open_log(&data_dir, file.partitions.unwrap_or(4)).context(
         "could not open the embedded log: stop `clickstream serve` / `aggregate` on this data directory before replaying",

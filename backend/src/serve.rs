@@ -16,7 +16,7 @@ use crate::alerts::{AlertRule, AlertingConfig, Alerts};
 use crate::clock::{Clock, SystemClock};
 use crate::metrics::Metrics;
 use crate::server::{app, AppState, ClientIp, IngestAuth};
-use crate::stream::{EmbeddedLog, EventStream};
+use crate::stream::{EmbeddedLog, EventStream, FluvioSettings, FluvioStream};
 
 #[derive(Clone, Debug)]
 pub struct ServeSettings {
@@ -24,6 +24,8 @@ pub struct ServeSettings {
     pub bind: String,
     pub port: u16,
     pub partitions: u32,
+    /// Run on this Fluvio cluster instead of the embedded log.
+    pub fluvio: Option<FluvioSettings>,
     pub limits: Limits,
     pub ip_salt_secret: Vec<u8>,
     pub ingest_auth: IngestAuth,
@@ -51,6 +53,7 @@ impl ServeSettings {
             bind: "127.0.0.1".into(),
             port: 8080,
             partitions: 4,
+            fluvio: None,
             limits: Limits::default(),
             ip_salt_secret: b"change-me".to_vec(),
             ingest_auth: IngestAuth::Disabled,
@@ -79,6 +82,25 @@ pub fn open_log(data_dir: &std::path::Path, partitions: u32) -> anyhow::Result<A
     Ok(Arc::new(log))
 }
 
+/// The stream: the Fluvio cluster when one is configured, else the data
+/// directory's embedded log.
+pub async fn open_stream(
+    data_dir: &std::path::Path,
+    partitions: u32,
+    fluvio: Option<FluvioSettings>,
+) -> anyhow::Result<Arc<dyn EventStream>> {
+    match fluvio {
+        Some(settings) => {
+            let sc = settings.sc_addr.clone();
+            let stream = FluvioStream::connect(settings)
+                .await
+                .with_context(|| format!("cannot use the Fluvio cluster at {sc} (is it running? check --fluvio-sc)"))?;
+            Ok(Arc::new(stream))
+        }
+        None => open_log(data_dir, partitions),
+    }
+}
+
 /// Runs the server until `stop` turns true. `ready` receives the bound
 /// address (useful with port 0).
 pub async fn serve(
@@ -88,7 +110,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("cannot create data directory {}", settings.data_dir.display()))?;
-    let stream = open_log(&settings.data_dir, settings.partitions)?;
+    let stream = open_stream(&settings.data_dir, settings.partitions, settings.fluvio.clone()).await?;
     let metrics = Arc::new(Metrics::new());
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
 

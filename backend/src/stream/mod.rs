@@ -5,8 +5,10 @@
 //! knows which one runs.
 
 mod embedded;
+mod fluvio_stream;
 
 pub use embedded::EmbeddedLog;
+pub use fluvio_stream::{register_spu, FluvioSettings, FluvioStream, FluvioTls};
 
 use async_trait::async_trait;
 

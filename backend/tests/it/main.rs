@@ -1,6 +1,7 @@
 //! The backend's one integration test binary; modules by theme.
 
 mod aggregate;
+mod conformance;
 mod embedded_log;
 mod gold;
 mod http;

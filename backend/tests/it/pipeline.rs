@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use clickstream_backend::aggregate::dedup::scan_table;
 use clickstream_backend::generate::{self, GenerateOptions};
 use clickstream_backend::gold::GoldTable;
-use clickstream_backend::storage::{Manifest, Table};
+use clickstream_backend::storage::{Manifest, Role, Table};
 use polars::prelude::*;
 use tokio::sync::watch;
 
@@ -359,4 +359,77 @@ async fn a_server_killed_mid_traffic_loses_and_repeats_nothing() {
     let m = wait_for_totals(&data, sent.valid_ids.len() as u64, sent.malformed_total() as u64);
     assert!(m.totals.silver_rows > before);
     assert_exactly_once(&data, &sent, false);
+}
+
+fn spawn_clickstream(args: &[&str], data_dir: &Path, config: &Path) -> Server {
+    let child = Command::new(env!("CARGO_BIN_EXE_clickstream"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start clickstream");
+    Server(child)
+}
+
+/// Generator → ingest → Fluvio → two aggregate consumers (two partitions
+/// each) and the Gold role, as separate processes on one data directory:
+/// Silver exactly once, and every Gold table equal to the independent
+/// computation. Needs a cluster (`FLUVIO_SC_ADDR`); the same roles run on
+/// the embedded log in `conformance::two_consumers_and_the_gold_role`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_fluvio_with_two_consumers_and_the_gold_role() {
+    let Ok(sc) = std::env::var("FLUVIO_SC_ADDR") else {
+        println!("skipped: FLUVIO_SC_ADDR unset (the embedded-log pipeline tests above still assert everything)");
+        return;
+    };
+    let dir = temp_dir("fluvio-e2e");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    let config = dir.path().join("clickstream.toml");
+    std::fs::write(
+        &config,
+        format!("stream = \"fluvio\"\nclient_ip_header = \"x-forwarded-for\"\n[fluvio]\nsc = \"{sc}\"\npartitions = 4\ntopic_prefix = \"e2e-{stamp}-\"\n\n[aggregate]\npoll_interval_ms = 200\n"),
+    )
+    .unwrap();
+    let port = free_port();
+    let port_arg = port.to_string();
+    let _ingest = spawn_clickstream(&["serve", "--no-aggregate", "--port", &port_arg], &data, &config);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "ingest did not listen within 60 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _a = spawn_clickstream(&["aggregate", "--partitions", "0,1"], &data, &config);
+    let _b = spawn_clickstream(&["aggregate", "--partitions", "2,3"], &data, &config);
+    let _gold = spawn_clickstream(&["gold"], &data, &config);
+
+    let out = dir.path().join("sent.ndjson");
+    let report = generate(port, 3000, 21, out.clone()).await;
+    assert_eq!(report.failed_batches, 0);
+    let sent = read_out(&out);
+    let (valid, malformed) = (sent.valid_ids.len() as u64, sent.malformed_total() as u64);
+
+    // Both consumers committed everything, and Gold folded in their last commits.
+    let roles = [Role::Partitions(vec![0, 1]), Role::Partitions(vec![2, 3])];
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let manifests: Vec<Manifest> = roles.iter().map(|r| Manifest::load_role(&data, r).unwrap()).collect();
+        let silver: u64 = manifests.iter().map(|m| m.totals.silver_rows).sum();
+        let rejects: u64 = manifests.iter().map(|m| m.totals.reject_rows).sum();
+        let gold = Manifest::load_role(&data, &Role::Gold).unwrap();
+        let folded = roles.iter().zip(&manifests).all(|(r, m)| gold.gold_inputs.get(&r.tag()).copied().unwrap_or(0) >= m.seq);
+        let published = gold.files.iter().all(|f| data.join(&f.path).exists());
+        if silver >= valid && rejects >= malformed && folded && published {
+            break;
+        }
+        assert!(Instant::now() < deadline, "timed out: Silver {silver} of {valid}, rejects {rejects} of {malformed}, Gold caught up: {folded}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_exactly_once(&data, &sent, true);
+    crate::gold::check_against_independent_computation(&data, &out);
 }

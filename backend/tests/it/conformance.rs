@@ -1,0 +1,373 @@
+//! One conformance suite for the stream interface, run against the
+//! embedded log always and against Fluvio when `FLUVIO_SC_ADDR` is set
+//! (each run gets topics of its own there): ordering within a partition,
+//! keys to partitions, resume after a restart, no loss and no duplicates
+//! across a crash between write and commit, and two consumers sharing the
+//! partitions with the Gold role, whose Gold must equal one aggregator's.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use clickstream_backend::aggregate::dedup::scan_table;
+use clickstream_backend::aggregate::{AggregateConfig, AggregateError, Aggregator};
+use clickstream_backend::clock::FixedClock;
+use clickstream_backend::gold::follow::GoldFollower;
+use clickstream_backend::gold::refresh::{has_files, scan};
+use clickstream_backend::gold::{GoldConfig, GoldTable};
+use clickstream_backend::metrics::Metrics;
+use clickstream_backend::storage::{Manifest, Role, Table};
+use clickstream_backend::stream::{
+    partition_for, EmbeddedLog, EventStream, FluvioSettings, FluvioStream, Record, StreamError, Topic,
+};
+use clickstream_schema::RequestMeta;
+use edge_worker::{collect, CollectConfig};
+use polars::prelude::*;
+use serde_json::json;
+
+use crate::support::{temp_dir, TempDir};
+
+// 2024-11-22T08:00:00Z
+const NOW: i64 = 1_732_262_400_000;
+const MIN: i64 = 60_000;
+
+type Opened = Pin<Box<dyn Future<Output = Result<Arc<dyn EventStream>, StreamError>> + Send>>;
+
+/// A stream under test: `open` gives a new handle on the same stored
+/// records each time (a process restart).
+struct Subject {
+    open: Box<dyn Fn() -> Opened + Send + Sync>,
+    _dir: Option<TempDir>,
+}
+
+impl Subject {
+    async fn open(&self) -> Arc<dyn EventStream> {
+        (self.open)().await.expect("open the stream")
+    }
+}
+
+fn embedded(partitions: u32) -> Subject {
+    let dir = temp_dir("conformance-log");
+    let path = dir.path().join("log");
+    Subject {
+        open: Box::new(move || {
+            let path = path.clone();
+            Box::pin(async move { Ok(Arc::new(EmbeddedLog::open(&path, partitions)?) as Arc<dyn EventStream>) })
+        }),
+        _dir: Some(dir),
+    }
+}
+
+/// Fluvio with topics of this run's own, or `None` (and why) without a cluster.
+fn fluvio(partitions: u32, test: &str) -> Option<Subject> {
+    let Ok(addr) = std::env::var("FLUVIO_SC_ADDR") else {
+        println!("skipped: FLUVIO_SC_ADDR unset (the embedded-log run of {test} still asserts everything)");
+        return None;
+    };
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    let mut settings = FluvioSettings::new(addr);
+    settings.partitions = partitions;
+    settings.topic_prefix = format!("t{stamp}-{}-", test.replace('_', "-"));
+    settings.topic_prefix.truncate(40);
+    Some(Subject {
+        open: Box::new(move || {
+            let settings = settings.clone();
+            Box::pin(async move { Ok(Arc::new(FluvioStream::connect(settings).await?) as Arc<dyn EventStream>) })
+        }),
+        _dir: None,
+    })
+}
+
+/// Generates an embedded-log test and a Fluvio test of one check.
+macro_rules! conformance {
+    ($check:ident, $partitions:expr) => {
+        mod $check {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn embedded_log() {
+                super::$check(embedded($partitions)).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn fluvio() {
+                if let Some(subject) = super::fluvio($partitions, stringify!($check)) {
+                    super::$check(subject).await;
+                }
+            }
+        }
+    };
+}
+
+conformance!(ordering_within_a_partition, 3);
+conformance!(keys_go_to_their_partition, 4);
+conformance!(resume_after_restart, 2);
+conformance!(no_loss_no_duplicates_across_a_crash, 2);
+conformance!(two_consumers_and_the_gold_role, 4);
+
+fn record(key: &str, value: String) -> Record {
+    Record { topic: Topic::Events, key: key.as_bytes().to_vec(), value: value.into_bytes() }
+}
+
+/// Everything in every partition of the events topic, from offset 0.
+async fn read_all(stream: &dyn EventStream) -> BTreeMap<u32, Vec<(u64, String, String)>> {
+    let mut out = BTreeMap::new();
+    for p in 0..stream.partitions(Topic::Events) {
+        let mut rows = Vec::new();
+        loop {
+            let got = stream.fetch(Topic::Events, p, rows.len() as u64, 37).await.unwrap();
+            if got.is_empty() {
+                break;
+            }
+            for f in got {
+                assert_eq!(f.partition, p);
+                rows.push((f.offset, String::from_utf8(f.key).unwrap(), String::from_utf8(f.value).unwrap()));
+            }
+        }
+        out.insert(p, rows);
+    }
+    out
+}
+
+async fn ordering_within_a_partition(subject: Subject) {
+    let stream = subject.open().await;
+    // Ten keys, 30 records each, sent in interleaved produce calls.
+    for round in 0..6 {
+        let records = (0..50).map(|i| {
+            let (key, seq) = (i % 10, round * 5 + i / 10);
+            record(&format!("k{key}"), format!("k{key}:{seq}"))
+        });
+        stream.produce(records.collect()).await.unwrap();
+    }
+    let all = read_all(&*stream).await;
+    let mut per_key: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    for (p, rows) in &all {
+        // Offsets are dense from 0, and the end offset follows the last.
+        let offsets: Vec<u64> = rows.iter().map(|r| r.0).collect();
+        assert_eq!(offsets, (0..rows.len() as u64).collect::<Vec<_>>(), "partition {p}");
+        assert_eq!(stream.end_offset(Topic::Events, *p).await.unwrap(), rows.len() as u64);
+        for (_, key, value) in rows {
+            let (k, seq) = value.split_once(':').unwrap();
+            assert_eq!(k, key);
+            per_key.entry(key.clone()).or_default().push(seq.parse().unwrap());
+        }
+    }
+    assert_eq!(per_key.len(), 10);
+    for (key, seqs) in per_key {
+        assert_eq!(seqs, (0..30).collect::<Vec<_>>(), "{key}: records of one key keep their order, none lost or repeated");
+    }
+}
+
+async fn keys_go_to_their_partition(subject: Subject) {
+    let stream = subject.open().await;
+    let n = stream.partitions(Topic::Events);
+    assert_eq!(n, 4);
+    let records: Vec<Record> = (0..64).flat_map(|k| (0..3).map(move |i| record(&format!("visitor-{k}"), format!("{i}")))).collect();
+    stream.produce(records).await.unwrap();
+    let mut used = BTreeSet::new();
+    let mut seen = 0;
+    for (p, rows) in read_all(&*stream).await {
+        for (_, key, _) in rows {
+            assert_eq!(partition_for(key.as_bytes(), n), p, "{key} is in partition {p}");
+            used.insert(p);
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 192);
+    assert_eq!(used.len(), 4, "64 keys spread over every partition");
+}
+
+async fn resume_after_restart(subject: Subject) {
+    let stream = subject.open().await;
+    stream.produce((0..40).map(|i| record(&format!("k{}", i % 7), format!("a{i}"))).collect()).await.unwrap();
+    let ends: Vec<u64> = futures_util::future::join_all((0..2).map(|p| stream.end_offset(Topic::Events, p)))
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(ends.iter().sum::<u64>(), 40);
+    stream.commit("g", Topic::Events, 0, ends[0]).await.unwrap();
+    drop(stream);
+
+    let stream = subject.open().await;
+    for p in 0..2 {
+        assert_eq!(stream.end_offset(Topic::Events, p).await.unwrap(), ends[p as usize], "partition {p} after a restart");
+    }
+    stream.produce((0..20).map(|i| record(&format!("k{}", i % 7), format!("b{i}"))).collect()).await.unwrap();
+    let mut after = Vec::new();
+    for p in 0..2u32 {
+        for f in stream.fetch(Topic::Events, p, ends[p as usize], 1000).await.unwrap() {
+            after.push(String::from_utf8(f.value).unwrap());
+        }
+    }
+    after.sort_by_key(|v| v[1..].parse::<u32>().unwrap());
+    assert_eq!(after, (0..20).map(|i| format!("b{i}")).collect::<Vec<_>>(), "reading on from the old ends gives exactly the new records");
+    let all: usize = read_all(&*stream).await.values().map(Vec::len).sum();
+    assert_eq!(all, 60);
+    assert!(stream.fetch(Topic::Events, 0, 10_000, 10).await.unwrap().is_empty(), "beyond the end is empty");
+}
+
+/// Shop traffic: 24 visitors, each with a visit of views, a cart add and
+/// (every third) a purchase; one bot; a few bad rows. Produced through the
+/// collect core as the ingest does.
+async fn shop_traffic(stream: &dyn EventStream) -> usize {
+    let mut events = Vec::new();
+    for v in 0..24 {
+        let visitor = format!("a-{v}");
+        let start = NOW - 90 * MIN + v * 3 * MIN;
+        for step in 0..5 {
+            let ts = start + step * MIN;
+            let id = format!("e-{v}-{step}");
+            let page = json!({"url": format!("https://shop.example/p/{}", v % 5), "path": format!("/p/{}", v % 5)});
+            events.push(match step {
+                3 => json!({"event_id": id, "event_type": "add_to_cart", "ts": ts, "anonymous_id": visitor, "session_id": format!("s-{v}"),
+                            "page": page, "props": {"product_id": format!("p-{}", v % 5), "price": 10.0, "quantity": 1, "currency": "EUR"}}),
+                4 if v % 3 == 0 => json!({"event_id": id, "event_type": "purchase", "ts": ts, "anonymous_id": visitor, "session_id": format!("s-{v}"),
+                            "page": page, "props": {"order_id": format!("o-{v}"), "product_id": format!("p-{}", v % 5), "price": 10.0, "quantity": 1, "revenue": 10.0 + v as f64, "currency": "EUR"}}),
+                _ => json!({"event_id": id, "event_type": "page_view", "ts": ts, "anonymous_id": visitor, "session_id": format!("s-{v}"), "page": page}),
+            });
+        }
+    }
+    for i in 0..60 {
+        events.push(json!({"event_id": format!("bot-{i}"), "event_type": "page_view", "ts": NOW - 30 * MIN + i * 500,
+                           "anonymous_id": "a-bot", "session_id": "s-bot", "page": {"url": "https://shop.example/", "path": "/"}}));
+    }
+    let sent = events.len();
+    events.push(json!({"event_type": "click"}));
+    let meta = RequestMeta { received_at: NOW, user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36".into()), ..Default::default() };
+    for chunk in events.chunks(40) {
+        let body = json!({"v": 1, "site_id": "shop-1", "sent_at": NOW, "events": chunk}).to_string();
+        let out = collect(body.as_bytes(), &meta, &CollectConfig::new("k", "backend")).unwrap();
+        let bad: Vec<&str> = out.bad_rows.iter().map(|r| r.reason.as_ref()).filter(|r| *r != "missing_event_id").collect();
+        assert!(bad.is_empty(), "{bad:?} {:?}", out.bad_rows.first().map(|r| &r.detail));
+        let mut records: Vec<Record> = out
+            .accepted
+            .iter()
+            .map(|e| Record { topic: Topic::Events, key: e.anonymous_id.as_bytes().to_vec(), value: serde_json::to_vec(e).unwrap() })
+            .collect();
+        records.extend(out.bad_rows.iter().map(|r| Record { topic: Topic::Rejects, key: b"bad".to_vec(), value: serde_json::to_vec(r).unwrap() }));
+        stream.produce(records).await.unwrap();
+    }
+    sent
+}
+
+async fn aggregator(stream: Arc<dyn EventStream>, dir: &Path, owned: Option<Vec<u32>>, crash: bool) -> Result<Aggregator, AggregateError> {
+    let mut config = AggregateConfig::new(dir);
+    config.max_records_per_partition = 25; // several micro-batches per drain
+    config.partitions = owned;
+    config.fail_before_commit = crash;
+    Aggregator::open(stream, config, Arc::new(Metrics::new()), Arc::new(FixedClock::new(NOW))).await
+}
+
+fn silver_ids(dir: &Path) -> Vec<String> {
+    let df = scan_table(dir, Table::Silver).unwrap().select([col("event_id")]).collect().unwrap();
+    let mut ids: Vec<String> = df.column("event_id").unwrap().str().unwrap().iter().map(|s| s.unwrap().to_string()).collect();
+    ids.sort();
+    ids
+}
+
+async fn no_loss_no_duplicates_across_a_crash(subject: Subject) {
+    let data = temp_dir("conformance-crash");
+    let stream = subject.open().await;
+    let sent = shop_traffic(&*stream).await;
+
+    // A crash after the first micro-batch's files are written, before the
+    // commit point: they stay temporary, the offsets stay where they were.
+    let mut agg = aggregator(stream.clone(), data.path(), None, true).await.unwrap();
+    assert!(matches!(agg.step().await, Err(AggregateError::InjectedCrash)));
+    assert_eq!(agg.manifest().seq, 0);
+    drop(agg);
+    drop(stream);
+
+    // Restart of both the stream client and the aggregator.
+    let stream = subject.open().await;
+    let mut agg = aggregator(stream.clone(), data.path(), None, false).await.unwrap();
+    let report = agg.drain().await.unwrap();
+    assert_eq!(report.bronze_rows, sent, "every record read once more after the crash, no more");
+    let ids = silver_ids(data.path());
+    assert_eq!(ids.len(), sent);
+    assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), sent, "no duplicates");
+    let manifest = agg.manifest().clone();
+    for topic in Topic::ALL {
+        for p in 0..stream.partitions(topic) {
+            assert_eq!(manifest.offset(topic, p), stream.end_offset(topic, p).await.unwrap(), "{topic:?} {p} committed to its end");
+        }
+    }
+    assert_eq!(manifest.totals.reject_rows, 1);
+    drop(agg);
+    drop(stream);
+
+    // A crash after the commit point, before the files were renamed: the
+    // restart publishes them and reads nothing again.
+    let file = manifest.files.iter().find(|f| f.path.starts_with("silver")).expect("a Silver file in the last commit");
+    std::fs::rename(data.path().join(&file.path), data.path().join(&file.tmp)).unwrap();
+    let stream = subject.open().await;
+    let mut agg = aggregator(stream, data.path(), None, false).await.unwrap();
+    assert!(agg.drain().await.unwrap().is_empty());
+    assert_eq!(silver_ids(data.path()), ids);
+}
+
+/// Each Gold table, rows sorted, for comparing two data directories.
+fn gold_tables(dir: &Path) -> Vec<(GoldTable, DataFrame)> {
+    GoldTable::ALL
+        .iter()
+        .filter(|t| has_files(dir, **t))
+        .map(|t| {
+            let df = scan(dir, *t).unwrap().collect().unwrap();
+            let names: Vec<PlSmallStr> = df.get_column_names().into_iter().cloned().collect();
+            (*t, df.sort(names, SortMultipleOptions::default()).unwrap())
+        })
+        .collect()
+}
+
+async fn two_consumers_and_the_gold_role(subject: Subject) {
+    let stream = subject.open().await;
+    assert_eq!(stream.partitions(Topic::Events), 4);
+    let sent = shop_traffic(&*stream).await;
+
+    // One aggregator of every partition, the reference.
+    let whole = temp_dir("conformance-whole");
+    aggregator(stream.clone(), whole.path(), None, false).await.unwrap().drain().await.unwrap();
+
+    // Two consumers with two partitions each, and the Gold role.
+    let shared = temp_dir("conformance-shared");
+    let mut even = aggregator(stream.clone(), shared.path(), Some(vec![0, 2]), false).await.unwrap();
+    let mut odd = aggregator(stream.clone(), shared.path(), Some(vec![3, 1]), false).await.unwrap();
+    let taken = aggregator(stream.clone(), shared.path(), Some(vec![1]), false).await.err().expect("partition 1 has an owner");
+    assert!(taken.to_string().contains("partition 1"), "{taken}");
+    let mut gold = GoldFollower::open(shared.path(), GoldConfig::default(), Arc::new(FixedClock::new(NOW))).unwrap();
+    // Interleaved: a few micro-batches each, Gold following in between.
+    let mut folded = 0;
+    loop {
+        let a = even.step().await.unwrap();
+        let b = odd.step().await.unwrap();
+        folded += gold.step().unwrap().silver_rows;
+        if a.is_empty() && b.is_empty() {
+            break;
+        }
+    }
+    folded += gold.step().unwrap().silver_rows;
+    assert_eq!(folded, sent, "the Gold role folded every Silver row in once");
+
+    assert_eq!(silver_ids(shared.path()), silver_ids(whole.path()));
+    assert_eq!(silver_ids(shared.path()).len(), sent);
+    // File names carry the owner, and each consumer keeps its own manifest.
+    assert_eq!(Role::consumers(shared.path()), vec![Role::Partitions(vec![0, 2]), Role::Partitions(vec![1, 3])]);
+    let m = Manifest::load_role(shared.path(), &Role::Partitions(vec![0, 2])).unwrap();
+    assert!(m.files.iter().all(|f| f.path.contains("part-p0_2-")), "{:?}", m.files);
+    assert_eq!((m.offset(Topic::Events, 1), m.offset(Topic::Events, 3)), (0, 0), "it read only its partitions");
+
+    let reference = gold_tables(whole.path());
+    let scaled = gold_tables(shared.path());
+    assert_eq!(reference.len(), scaled.len());
+    assert!(reference.len() >= 6, "Gold tables written: {}", reference.len());
+    for ((t, a), (u, b)) in reference.iter().zip(&scaled) {
+        assert_eq!(t, u);
+        assert!(a.height() > 0 || *t == GoldTable::BotAnomalies, "{t:?} is empty");
+        assert!(a.equals_missing(b), "{t:?} differs between one aggregator and two consumers + the Gold role:\n{a}\n{b}");
+    }
+    let bots = scan(shared.path(), GoldTable::BotAnomalies).unwrap().collect().unwrap();
+    assert!(bots.height() > 0, "the bot was flagged across partitions");
+}
