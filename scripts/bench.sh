@@ -6,7 +6,9 @@
 #   bench gold    (Silver → every Gold table, vs DuckDB SQL on the same Parquet,
 #                  and one incremental micro-batch)
 #   bench api     (response times of the dashboard's API over 10M events)
-# Arguments: which benches (default: ingest silver gold api). GOLD_EVENTS sets
+#   bench stream  (produce and consume events/s, 1 and 4 partitions: the
+#                  embedded log, and Fluvio too when FLUVIO_SC_ADDR is set)
+# Arguments: which benches (default: ingest silver gold api stream). GOLD_EVENTS sets
 # the Gold sizes (default "1000000 10000000"), API_EVENTS the API's (10000000).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
@@ -18,7 +20,7 @@ log "building clickstream (release)"
 cargo build --release --locked -p clickstream-backend --bin clickstream
 bin="$ROOT/target/release/clickstream"
 
-for what in "${@:-ingest silver gold api}"; do
+for what in "${@:-ingest silver gold api stream}"; do
   for w in $what; do
     case "$w" in
       ingest) "$bin" bench ingest ;;
@@ -28,7 +30,14 @@ for what in "${@:-ingest silver gold api}"; do
           "$bin" bench gold --events "$n" --duckdb "$CLICKSTREAM_PYTHON"
         done ;;
       api) "$bin" bench api --events "${API_EVENTS:-10000000}" ;;
-      *) echo "unknown bench '$w' (ingest, silver, gold, api)" >&2; exit 2 ;;
+      stream)
+        for p in 1 4; do
+          env -u FLUVIO_SC_ADDR "$bin" bench stream --partitions "$p"
+          if [ -n "${FLUVIO_SC_ADDR:-}" ]; then
+            "$bin" bench stream --partitions "$p" --fluvio-sc "$FLUVIO_SC_ADDR"
+          fi
+        done ;;
+      *) echo "unknown bench '$w' (ingest, silver, gold, api, stream)" >&2; exit 2 ;;
     esac
   done
 done

@@ -298,9 +298,9 @@ impl Writer<'_> {
 }
 
 /// Advances the watermark in `manifest` by the micro-batch's new Silver
-/// rows (`fresh`) and rewrites the Gold hours they touch into `commit`.
-/// The streaming aggregator and `replay` both call this, so they agree.
-/// Returns the number of Gold files written.
+/// rows (`fresh`, not published yet) and rewrites the Gold hours they
+/// touch into `commit`. The streaming aggregator and `replay` both call
+/// this, so they agree. Returns the number of Gold files written.
 pub fn after_silver(
     data_dir: &Path,
     commit: &mut Commit,
@@ -308,16 +308,7 @@ pub fn after_silver(
     fresh: &DataFrame,
     config: &GoldConfig,
 ) -> Result<usize, AggregateError> {
-    if fresh.height() == 0 {
-        return Ok(0);
-    }
-    let fresh = fresh.select(GOLD_INPUT.iter().copied())?;
-    let view = SilverView {
-        data_dir,
-        unpublished: fresh.clone(),
-        published_before: None,
-    };
-    refresh(&view, commit, manifest, &fresh, config)
+    refresh_with(data_dir, commit, manifest, fresh, config, false)
 }
 
 /// Folds Silver rows that partition consumers already published into Gold
@@ -331,15 +322,24 @@ pub fn after_published(
     fresh: &DataFrame,
     config: &GoldConfig,
 ) -> Result<usize, AggregateError> {
+    refresh_with(data_dir, commit, manifest, fresh, config, true)
+}
+
+fn refresh_with(
+    data_dir: &Path,
+    commit: &mut Commit,
+    manifest: &mut Manifest,
+    fresh: &DataFrame,
+    config: &GoldConfig,
+    published: bool,
+) -> Result<usize, AggregateError> {
     if fresh.height() == 0 {
         return Ok(0);
     }
     let fresh = fresh.select(GOLD_INPUT.iter().copied())?;
-    let view = SilverView {
-        data_dir,
-        unpublished: fresh.clear(),
-        published_before: None,
-    };
+    // Published rows are read with the rest of Silver: never twice.
+    let unpublished = if published { fresh.clear() } else { fresh.clone() };
+    let view = SilverView { data_dir, unpublished, published_before: None };
     refresh(&view, commit, manifest, &fresh, config)
 }
 

@@ -128,7 +128,7 @@ impl Connection {
     }
 }
 
-/// When the next connect may be tried: doubling from 100 ms up to 10 s.
+/// When the next connect may be tried: doubling from 100 ms up to 5 s.
 #[derive(Debug)]
 struct Backoff {
     next_try: Option<Instant>,
@@ -137,7 +137,7 @@ struct Backoff {
 
 impl Backoff {
     const FIRST: Duration = Duration::from_millis(100);
-    const MAX: Duration = Duration::from_secs(10);
+    const MAX: Duration = Duration::from_secs(5);
 
     fn failed(&mut self) {
         self.next_try = Some(Instant::now() + self.delay);
