@@ -103,6 +103,9 @@ impl FluvioTls {
     }
 }
 
+/// The most bytes one fetch asks the SPU for.
+const FETCH_MAX_BYTES: i32 = 64 * 1024 * 1024;
+
 /// Places keyed records as the embedded log does.
 struct SamePartitions;
 
@@ -326,6 +329,10 @@ impl FluvioStream {
             .disable_continuous(true)
             // Errors come back to us instead of being retried silently.
             .retry_mode(RetryMode::Disabled)
+            // Room for whole producer batches: with the default (1 MiB) a
+            // backlog of large batches failed to decode ("failed to fill
+            // whole buffer").
+            .max_bytes(FETCH_MAX_BYTES)
             .build()
             .map_err(|e| StreamError::BadRequest(format!("fluvio consumer settings: {e}")))?;
         let mut stream = conn.fluvio.consumer_with_config(config).await.map_err(|e| unavailable("consumer", e))?;
