@@ -372,12 +372,6 @@ impl FluvioStream {
             Err(_) => Err(unavailable(what, format!("no answer within {:?}", self.settings.timeout))),
         };
         if let Err(e @ StreamError::Unavailable(_)) = &outcome {
-            if what == "produce" {
-                // A failed flush leaves its error in the producer until cleared.
-                for topic in Topic::ALL {
-                    conn.producer(topic).clear_errors().await;
-                }
-            }
             self.broken(&conn, e).await;
         }
         outcome
@@ -426,7 +420,17 @@ impl EventStream for FluvioStream {
         if records.is_empty() {
             return Ok(());
         }
-        self.on_connection("produce", |conn| async move { self.produce_on(&conn, records).await }).await
+        self.on_connection("produce", |conn| async move {
+            let outcome = self.produce_on(&conn, records).await;
+            if outcome.is_err() {
+                // A failed flush leaves its error in the producer until cleared.
+                for topic in Topic::ALL {
+                    conn.producer(topic).clear_errors().await;
+                }
+            }
+            outcome
+        })
+        .await
     }
 
     async fn fetch(&self, topic: Topic, partition: u32, from: u64, max: usize) -> Result<Vec<Fetched>, StreamError> {

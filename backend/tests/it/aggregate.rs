@@ -10,7 +10,7 @@ use clickstream_backend::aggregate::{AggregateConfig, Aggregator};
 use clickstream_backend::clock::FixedClock;
 use clickstream_backend::metrics::Metrics;
 use clickstream_backend::storage::{Manifest, Table};
-use clickstream_backend::stream::{EmbeddedLog, EventStream, Record, Topic};
+use clickstream_backend::stream::{EmbeddedLog, EventStream};
 use clickstream_schema::RequestMeta;
 use edge_worker::{collect, CollectConfig};
 use polars::prelude::*;
@@ -25,13 +25,7 @@ async fn send(log: &EmbeddedLog, events: Vec<serde_json::Value>) {
     let body = json!({"v": 1, "site_id": "shop-1", "sent_at": NOW, "events": events}).to_string();
     let meta = RequestMeta { received_at: NOW, user_agent: Some("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_7_1) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15".into()), ..Default::default() };
     let out = collect(body.as_bytes(), &meta, &CollectConfig::new("k", "backend")).unwrap();
-    let mut records: Vec<Record> = out
-        .accepted
-        .iter()
-        .map(|e| Record { topic: Topic::Events, key: e.anonymous_id.as_bytes().to_vec(), value: serde_json::to_vec(e).unwrap() })
-        .collect();
-    records.extend(out.bad_rows.iter().map(|r| Record { topic: Topic::Rejects, key: b"x".to_vec(), value: serde_json::to_vec(r).unwrap() }));
-    log.produce(records).await.unwrap();
+    log.produce(crate::support::records(&out)).await.unwrap();
 }
 
 fn view(id: &str, visitor: &str, ts: i64) -> serde_json::Value {

@@ -242,13 +242,7 @@ async fn shop_traffic(stream: &dyn EventStream) -> usize {
         let out = collect(body.as_bytes(), &meta, &CollectConfig::new("k", "backend")).unwrap();
         let bad: Vec<&str> = out.bad_rows.iter().map(|r| r.reason.as_ref()).filter(|r| *r != "missing_event_id").collect();
         assert!(bad.is_empty(), "{bad:?} {:?}", out.bad_rows.first().map(|r| &r.detail));
-        let mut records: Vec<Record> = out
-            .accepted
-            .iter()
-            .map(|e| Record { topic: Topic::Events, key: e.anonymous_id.as_bytes().to_vec(), value: serde_json::to_vec(e).unwrap() })
-            .collect();
-        records.extend(out.bad_rows.iter().map(|r| Record { topic: Topic::Rejects, key: b"bad".to_vec(), value: serde_json::to_vec(r).unwrap() }));
-        stream.produce(records).await.unwrap();
+        stream.produce(crate::support::records(&out)).await.unwrap();
     }
     sent
 }
