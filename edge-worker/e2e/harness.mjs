@@ -63,24 +63,41 @@ export class Backend {
 }
 
 /**
- * workerd serving the build once per entry of `services` ({ name, vars }),
- * each on its own port, forwarding to `backend`. request.cf comes from the
- * cf-blob header, as the edge would set it. Returns { urls: {name: url}, stop }.
+ * workerd serving the build once per entry of `services` ({ name, vars, kv }),
+ * each on its own port, forwarding to `backend`. A var set to null is left
+ * out. `kv`: the name of an in-memory KV namespace (memory-kv.js) bound as
+ * IP_SALTS; services naming the same one share it, as the isolates of a
+ * deployed Worker share its namespace. request.cf comes from the cf-blob
+ * header, as the edge would set it. Returns { urls: {name: url}, kv: {name:
+ * url}, stop }, where a namespace's URL answers KV's HTTP routes.
  */
 export async function startWorkerd(backend, services) {
   const dir = mkdtempSync(join(tmpdir(), "clickstream-workerd-"));
   for (const file of ["index.js", "index_bg.wasm"]) copyFileSync(join(root, "build", file), join(dir, file));
+  copyFileSync(join(dirname(fileURLToPath(import.meta.url)), "memory-kv.js"), join(dir, "memory-kv.js"));
   const urls = {};
+  const kv = {};
   const sockets = [];
   const workers = [];
-  for (const { name, vars } of services) {
+  for (const { name, vars, kv: namespace } of services) {
     const port = await freePort();
     urls[name] = `http://127.0.0.1:${port}`;
     const all = { BACKEND_INGEST_URL: `${backend.url}/ingest`, INGEST_SECRET: backend.secret, IP_SALT_SECRET: "salt", ...vars };
-    const bindings = Object.entries(all).map(([k, v]) => `(name = "${k}", text = ${JSON.stringify(String(v))})`).join(", ");
+    const bindings = Object.entries(all).filter(([, v]) => v !== null)
+      .map(([k, v]) => `(name = "${k}", text = ${JSON.stringify(String(v))})`);
+    if (namespace) {
+      if (!(namespace in kv)) {
+        const kvPort = await freePort();
+        kv[namespace] = `http://127.0.0.1:${kvPort}`;
+        workers.push(`(name = "kv-${namespace}", worker = (
+          modules = [(name = "memory-kv.js", esModule = embed "memory-kv.js")], compatibilityDate = "2025-01-01"))`);
+        sockets.push(`(name = "kv-${namespace}", address = "127.0.0.1:${kvPort}", http = (), service = "kv-${namespace}")`);
+      }
+      bindings.push(`(name = "IP_SALTS", kvNamespace = "kv-${namespace}")`);
+    }
     workers.push(`(name = "${name}", worker = (
       modules = [(name = "index.js", esModule = embed "index.js"), (name = "index_bg.wasm", wasm = embed "index_bg.wasm")],
-      compatibilityDate = "2025-01-01", bindings = [${bindings}], globalOutbound = "internet"))`);
+      compatibilityDate = "2025-01-01", bindings = [${bindings.join(", ")}], globalOutbound = "internet"))`);
     sockets.push(`(name = "${name}", address = "127.0.0.1:${port}", http = (cfBlobHeader = "cf-blob"), service = "${name}")`);
   }
   writeFileSync(join(dir, "workerd.capnp"), `using Workerd = import "/workerd/workerd.capnp";
@@ -93,6 +110,7 @@ const config :Workerd.Config = (
   for (const url of Object.values(urls)) await until(`${url}/health`, "workerd");
   return {
     urls,
+    kv,
     stop() {
       runtime.kill("SIGTERM");
       rmSync(dir, { recursive: true, force: true });

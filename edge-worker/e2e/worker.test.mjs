@@ -2,7 +2,8 @@
 // runtime, workerd, in front of a real `clickstream serve`: what it
 // accepts lands in Silver enriched with the edge's metadata, bad input gets
 // the right answer and loses nothing, a backend outage is a 503 the retry
-// gets through exactly once, and `/ingest` takes only fresh signatures.
+// gets through exactly once, `/ingest` takes only fresh signatures, and
+// with a KV namespace the IP hash is keyed by the day's random salt in it.
 // Run by scripts/test.sh:
 //   CLICKSTREAM_BIN=target/debug/clickstream node --test edge-worker/e2e/
 import { test, before, after } from "node:test";
@@ -21,6 +22,8 @@ const dataDir = backend.dataDir;
 let runtime;
 let worker; // base URL of the Worker
 let limited; // the same Worker, with a rate limit of 2 requests a minute
+let salted, saltedToo; // two isolates of the Worker sharing an IP_SALTS KV namespace
+let salts; // that namespace's KV routes
 
 before(async () => {
   await backend.start();
@@ -28,8 +31,12 @@ before(async () => {
   runtime = await startWorkerd(backend, [
     { name: "edge", vars: { ...vars, RATE_LIMIT_PER_MINUTE: 0 } },
     { name: "limited", vars: { ...vars, RATE_LIMIT_PER_MINUTE: 2 } },
+    // IP_SALT_SECRET is set for the first (and must go unused), not the second.
+    { name: "salted", vars: { ...vars, RATE_LIMIT_PER_MINUTE: 0 }, kv: "salts" },
+    { name: "salted-too", vars: { ...vars, RATE_LIMIT_PER_MINUTE: 0, IP_SALT_SECRET: null }, kv: "salts" },
   ]);
-  ({ edge: worker, limited } = runtime.urls);
+  ({ edge: worker, limited, salted, "salted-too": saltedToo } = runtime.urls);
+  salts = runtime.kv.salts;
 });
 
 after(async () => {
@@ -85,6 +92,39 @@ test("a valid batch is accepted once the backend has it, and lands in Silver wit
     { event_id: "edge-1", country: "NL", colo: "AMS", asn: 1136, browser: "Firefox", utm_source: "news" },
     { event_id: "edge-2", country: "NL", colo: "AMS", asn: 1136, browser: "Firefox", utm_source: "news" },
   ]);
+});
+
+test("with a KV namespace, the IP hash is keyed by the day's random salt, stored once until the end of the next day", async () => {
+  const ip = "198.51.100.23";
+  const day = Math.floor(Date.now() / 86_400_000);
+  const sent = [["kv-salt-1", salted], ["kv-salt-2", salted], ["kv-salt-3", saltedToo], ["kv-salt-derived", worker]];
+  for (const [id, base] of sent) {
+    const r = await post(batch([event(id)]), { "cf-connecting-ip": ip }, base);
+    assert.equal(r.status, 200, `${id}: ${r.text}`);
+  }
+  const got = await rows("SELECT event_id, ip_hash FROM silver_events WHERE event_id LIKE 'kv-salt-%' ORDER BY event_id", 4);
+  const hash = Object.fromEntries(got.map((r) => [r.event_id, r.ip_hash]));
+
+  const listed = await (await fetch(`${salts}/?prefix=salt:`)).json();
+  const today = new Date(day * 86_400_000).toISOString().slice(0, 10);
+  assert.deepEqual(listed.keys.map((k) => k.name), [`salt:${today}`], "one salt, today's, for both isolates");
+  const endOfNextDay = (day + 2) * 86_400;
+  assert.ok(Math.abs(listed.keys[0].expiration - endOfNextDay) <= 2,
+    `expires at the end of the next day (${endOfNextDay}), not ${listed.keys[0].expiration}`);
+  const stored = await (await fetch(`${salts}/salt:${today}`)).text();
+  assert.match(stored, /^[0-9a-f]{64}$/);
+
+  // The hash as DailySalt::hash_ip makes it, from the stored salt and from
+  // the one IP_SALT_SECRET ("salt") derives for the day.
+  const hashIp = (salt) => createHmac("sha256", salt).update(`shop-1/${ip}`).digest("hex").slice(0, 32);
+  const dayBytes = Buffer.alloc(8);
+  dayBytes.writeBigInt64BE(BigInt(day));
+  const derived = createHmac("sha256", "salt").update(Buffer.concat([Buffer.from("ip-salt/"), dayBytes])).digest();
+  assert.equal(hash["kv-salt-derived"], hashIp(derived), "without the binding: the secret's salt");
+  assert.equal(hash["kv-salt-1"], hashIp(Buffer.from(stored, "hex")), "with it: the stored salt");
+  assert.notEqual(hash["kv-salt-1"], hash["kv-salt-derived"]);
+  assert.equal(hash["kv-salt-2"], hash["kv-salt-1"], "the same visitor, the same day: the same hash");
+  assert.equal(hash["kv-salt-3"], hash["kv-salt-1"], "in another isolate too");
 });
 
 test("each bad input gets its status and reason, and loses nothing", async () => {

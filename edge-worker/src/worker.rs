@@ -4,27 +4,44 @@
 //! to answer is decided in `collect` and `edge`.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 
-use clickstream_schema::RequestMeta;
-use js_sys::Reflect;
+use clickstream_schema::{DailySalt, RequestMeta};
+use js_sys::{Reflect, Uint8Array};
+use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
-use worker::{event, Context, Env, Fetch, Headers, Method, Request, RequestInit, Response, Result};
+use worker::{event, Context, Env, Fetch, Headers, KvStore, Method, Request, RequestInit, Response, Result};
 
-use crate::edge::{answer_after_ingest, ingest_request, Answer, EdgeConfig, RateLimiter};
 use crate::collect;
+use crate::edge::{
+    answer_after_ingest, ingest_request, salt_unavailable, todays_salt, Answer, EdgeConfig, IpSalts, RateLimiter,
+    SaltCache, SaltStore, IP_SALTS_BINDING,
+};
 
 thread_local! {
     // One isolate's buckets; see `RateLimiter` for what that covers.
     static LIMITER: RefCell<RateLimiter> = RefCell::new(RateLimiter::default());
+    // One isolate's salt of the day from KV; see `SaltCache`. Shared by
+    // reference: requests of the isolate interleave at their awaits.
+    static SALTS: Rc<RefCell<SaltCache>> = Rc::default();
+}
+
+#[wasm_bindgen]
+extern "C" {
+    // Web Crypto's CSPRNG, a global of the Workers runtime.
+    #[wasm_bindgen(js_namespace = crypto, js_name = getRandomValues, catch)]
+    fn get_random_values(array: &Uint8Array) -> std::result::Result<(), JsValue>;
 }
 
 const PREFLIGHT_MAX_AGE_S: &str = "86400";
 
 #[event(fetch)]
 pub async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
-    let config = EdgeConfig::from_vars(|name| {
-        env.secret(name).map(|s| s.to_string()).or_else(|_| env.var(name).map(|v| v.to_string())).ok()
-    });
+    let salts = env.kv(IP_SALTS_BINDING).ok().map(KvSalts);
+    let config = EdgeConfig::from_vars(
+        |name| env.secret(name).map(|s| s.to_string()).or_else(|_| env.var(name).map(|v| v.to_string())).ok(),
+        salts.is_some(),
+    );
     let config = match config {
         Ok(config) => config,
         Err(problem) => {
@@ -42,7 +59,7 @@ pub async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
             respond(Answer { status: 200, body: serde_json::json!({"status": "ok"}), retry_after_s: None }, None)
         }
         Method::Post if path.ends_with("/v1/batch") => {
-            let answer = collect_batch(req, &config, origin.as_deref()).await;
+            let answer = collect_batch(req, &config, salts.as_ref(), origin.as_deref()).await;
             // CORS: the tracker's page may read the answer when its origin is allowed.
             let allowed = origin.filter(|o| config.origins.allows_any_site(o));
             respond(answer, allowed.as_deref())
@@ -51,14 +68,14 @@ pub async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     }
 }
 
-async fn collect_batch(mut req: Request, config: &EdgeConfig, origin: Option<&str>) -> Answer {
+async fn collect_batch(mut req: Request, config: &EdgeConfig, salts: Option<&KvSalts>, origin: Option<&str>) -> Answer {
     let now = worker::Date::now().as_millis() as i64;
     let header = |name: &str| req.headers().get(name).ok().flatten();
     let ip = header("cf-connecting-ip");
     if let Err(wait_s) = LIMITER.with(|l| l.borrow_mut().check(ip.as_deref().unwrap_or("unknown"), config.rate_per_minute, now)) {
         return Answer { retry_after_s: Some(wait_s), ..Answer::error(429, "rate_limited", "too many requests from this visitor") };
     }
-    let limit = config.collect.limits.max_body_bytes;
+    let limit = config.limits.max_body_bytes;
     // A declared length over the limit is refused before the body is read.
     if header("content-length").and_then(|l| l.parse::<usize>().ok()).is_some_and(|l| l > limit) {
         return too_large(limit);
@@ -78,7 +95,23 @@ async fn collect_batch(mut req: Request, config: &EdgeConfig, origin: Option<&st
         Ok(body) => body,
         Err(e) => return Answer::error(400, "unreadable_body", e.to_string()),
     };
-    let collected = match collect(&body, &meta, &config.collect) {
+    let ip_salt = match (&config.ip_salts, salts) {
+        (IpSalts::Derived(salt), _) => salt.clone(),
+        (IpSalts::Kv, Some(store)) => match todays_salt(store, &SALTS.with(Rc::clone), now, random_salt).await {
+            Ok(today) => {
+                if let Some(problem) = today.replaced {
+                    worker::console_warn!("clickstream-edge: {IP_SALTS_BINDING} {problem}");
+                }
+                DailySalt::fixed(today.salt)
+            }
+            Err(problem) => {
+                worker::console_error!("clickstream-edge: no IP-hash salt: {problem}; the tracker is told to retry");
+                return salt_unavailable(&problem);
+            }
+        },
+        (IpSalts::Kv, None) => return salt_unavailable(&format!("{IP_SALTS_BINDING} is not bound")),
+    };
+    let collected = match collect(&body, &meta, &config.collect_config(ip_salt)) {
         Ok(collected) => collected,
         Err(e) => return Answer::error(e.http_status(), e.code(), e.to_string()),
     };
@@ -119,6 +152,29 @@ impl EdgeFacts {
     fn number(&self, name: &str) -> Option<f64> {
         self.field(name)?.as_f64().filter(|n| n.is_finite() && *n >= 0.0)
     }
+}
+
+/// The `IP_SALTS` KV namespace, for `edge::todays_salt`.
+struct KvSalts(KvStore);
+
+impl SaltStore for KvSalts {
+    async fn read(&self, key: &str) -> std::result::Result<Option<String>, String> {
+        self.0.get(key).text().await.map_err(|e| format!("{IP_SALTS_BINDING}: reading {key}: {e}"))
+    }
+
+    async fn write(&self, key: &str, value: &str, ttl_s: u64) -> std::result::Result<(), String> {
+        let put = self.0.put(key, value).map_err(|e| format!("{IP_SALTS_BINDING}: writing {key}: {e}"))?;
+        put.expiration_ttl(ttl_s).execute().await.map_err(|e| format!("{IP_SALTS_BINDING}: writing {key}: {e}"))
+    }
+}
+
+/// 32 bytes from Web Crypto's CSPRNG: a new day's salt.
+fn random_salt() -> std::result::Result<[u8; 32], String> {
+    let array = Uint8Array::new_with_length(32);
+    get_random_values(&array).map_err(|e| format!("crypto.getRandomValues failed: {e:?}"))?;
+    let mut salt = [0; 32];
+    array.copy_to(&mut salt);
+    Ok(salt)
 }
 
 /// POSTs to the backend's `/ingest`; its status, or `None` if unreachable.
