@@ -1,6 +1,7 @@
 //! Enrichment at the edge: what the server knows and the browser does not.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -30,29 +31,66 @@ pub struct RequestMeta {
     pub tls_version: Option<String>,
 }
 
-/// The daily-rotating salt of the IP hash.
+/// Where the salt of a UTC day comes from (days since the Unix epoch).
 ///
-/// The salt of a day is derived from a secret and the UTC date, so every
-/// edge instance and the backend agree without sharing state, and the hash
-/// of one IP differs from day to day: visitors cannot be followed across
-/// days by IP. Rotating the secret makes earlier hashes unlinkable too.
+/// The backend keeps random salts on disk and deletes each one the day
+/// after its own; the Worker reads one from a KV binding when it has one.
+pub trait SaltSource: Send + Sync {
+    fn salt_of_day(&self, day: i64) -> [u8; 32];
+}
+
+/// Salts derived from a long-lived secret and the date: every instance
+/// agrees without sharing state, but whoever holds the secret can
+/// recompute any past day's salt, and with it test guessed IPs against
+/// stored hashes. Only for where no shared store exists.
+struct DerivedSalts(Vec<u8>);
+
+impl SaltSource for DerivedSalts {
+    fn salt_of_day(&self, day: i64) -> [u8; 32] {
+        let mut mac = hmac_sha256(&self.0);
+        mac.update(b"ip-salt/");
+        mac.update(&day.to_be_bytes());
+        mac.finalize().into_bytes().into()
+    }
+}
+
+/// One salt, for a request handled within its day (the Worker, with the
+/// day's salt read from its KV binding).
+struct OneSalt([u8; 32]);
+
+impl SaltSource for OneSalt {
+    fn salt_of_day(&self, _day: i64) -> [u8; 32] {
+        self.0
+    }
+}
+
+/// The daily-rotating salt of the IP hash: the hash of one IP differs
+/// from day to day, so visitors cannot be followed across days by IP.
 #[derive(Clone)]
 pub struct DailySalt {
-    secret: Vec<u8>,
+    source: Arc<dyn SaltSource>,
 }
 
 impl DailySalt {
+    /// Salts derived from `secret`: anyone holding it can recompute past
+    /// days' salts, so prefer [`DailySalt::from_source`] with random salts.
     pub fn new(secret: impl Into<Vec<u8>>) -> Self {
-        DailySalt { secret: secret.into() }
+        DailySalt { source: Arc::new(DerivedSalts(secret.into())) }
+    }
+
+    /// Salts from a store of random per-day salts.
+    pub fn from_source(source: Arc<dyn SaltSource>) -> Self {
+        DailySalt { source }
+    }
+
+    /// The same salt whatever the day: for one request, with its day's salt.
+    pub fn fixed(salt: [u8; 32]) -> Self {
+        DailySalt { source: Arc::new(OneSalt(salt)) }
     }
 
     /// The salt of the UTC day containing `at_ms`.
     pub fn salt_for(&self, at_ms: i64) -> [u8; 32] {
-        let day = at_ms.div_euclid(DAY_MS);
-        let mut mac = hmac_sha256(&self.secret);
-        mac.update(b"ip-salt/");
-        mac.update(&day.to_be_bytes());
-        mac.finalize().into_bytes().into()
+        self.source.salt_of_day(at_ms.div_euclid(DAY_MS))
     }
 
     /// Keyed hash of an IP for one site on the day of `at_ms`: 32 hex chars.
@@ -495,6 +533,9 @@ mod tests {
         assert_ne!(DailySalt::new("other").hash_ip("203.0.113.7", "shop-1", NOW), hash);
         assert_ne!(salt.salt_for(NOW), salt.salt_for(NOW + DAY_MS));
         assert_eq!(salt.salt_for(NOW), salt.salt_for(NOW - NOW.rem_euclid(DAY_MS)));
+        let one = DailySalt::fixed([7; 32]);
+        assert_eq!(one.salt_for(NOW), [7; 32]);
+        assert_ne!(one.hash_ip("203.0.113.7", "shop-1", NOW), hash, "another salt, another hash");
     }
 
     #[test]

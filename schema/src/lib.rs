@@ -25,7 +25,7 @@ pub mod validate;
 pub mod wire;
 
 pub use bad_row::BadRow;
-pub use enrich::{enrich, enrich_with, DailySalt, EnrichedEvent, RequestFacts, RequestMeta};
+pub use enrich::{enrich, enrich_with, DailySalt, EnrichedEvent, RequestFacts, RequestMeta, SaltSource};
 pub use reason::{BatchError, RejectReason};
 pub use read::RawEvent;
 pub use validate::{parse_batch, validate_event, Limits, ParsedBatch, Rejection, ValidEvent, ValidProps};

@@ -43,6 +43,47 @@ impl SignatureError {
     }
 }
 
+/// A request's signature as its headers state it: checked for presence,
+/// form and freshness before the body is read at all.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedHeaders {
+    pub timestamp_ms: i64,
+    /// The decoded MAC: the identity of the signature, whatever the case
+    /// of its hex digits.
+    pub mac: Vec<u8>,
+}
+
+impl SignedHeaders {
+    pub fn read(timestamp: Option<&str>, signature: Option<&str>, now_ms: i64) -> Result<SignedHeaders, SignatureError> {
+        let (Some(timestamp), Some(signature)) = (timestamp, signature) else {
+            return Err(SignatureError::Missing);
+        };
+        let timestamp_ms: i64 = timestamp.trim().parse().map_err(|_| SignatureError::Malformed)?;
+        let hex_sig = signature.trim().strip_prefix("v1=").ok_or(SignatureError::Malformed)?;
+        let mac = hex::decode(hex_sig).map_err(|_| SignatureError::Malformed)?;
+        if mac.len() != 32 {
+            return Err(SignatureError::Malformed);
+        }
+        if (now_ms - timestamp_ms).abs() > MAX_SIGNATURE_AGE_MS {
+            return Err(SignatureError::Stale);
+        }
+        Ok(SignedHeaders { timestamp_ms, mac })
+    }
+
+    /// Does the MAC match `body` under any of `secrets` (two are valid at
+    /// once while one is rotated)? Each comparison is constant-time.
+    pub fn verify(&self, secrets: &[impl AsRef<[u8]>], body: &[u8]) -> Result<(), SignatureError> {
+        let matched = secrets
+            .iter()
+            .fold(false, |hit, secret| hit | mac(secret.as_ref(), self.timestamp_ms, body).verify_slice(&self.mac).is_ok());
+        if matched {
+            Ok(())
+        } else {
+            Err(SignatureError::Mismatch)
+        }
+    }
+}
+
 /// Checks a signature in constant time (the MAC comparison does not stop at
 /// the first differing byte).
 pub fn verify(
@@ -52,16 +93,7 @@ pub fn verify(
     body: &[u8],
     now_ms: i64,
 ) -> Result<(), SignatureError> {
-    let (Some(timestamp), Some(signature)) = (timestamp, signature) else {
-        return Err(SignatureError::Missing);
-    };
-    let timestamp_ms: i64 = timestamp.trim().parse().map_err(|_| SignatureError::Malformed)?;
-    let hex_sig = signature.trim().strip_prefix("v1=").ok_or(SignatureError::Malformed)?;
-    let bytes = hex::decode(hex_sig).map_err(|_| SignatureError::Malformed)?;
-    if (now_ms - timestamp_ms).abs() > MAX_SIGNATURE_AGE_MS {
-        return Err(SignatureError::Stale);
-    }
-    mac(secret, timestamp_ms, body).verify_slice(&bytes).map_err(|_| SignatureError::Mismatch)
+    SignedHeaders::read(timestamp, signature, now_ms)?.verify(&[secret], body)
 }
 
 #[cfg(test)]
@@ -82,5 +114,11 @@ mod tests {
         assert_eq!(verify(b"k", Some("x"), Some(&sig), b"body", 1000), Err(SignatureError::Malformed));
         assert_eq!(verify(b"k", Some("1000"), Some("sha1=00"), b"body", 1000), Err(SignatureError::Malformed));
         assert_eq!(verify(b"k", Some("1000"), Some("v1=zz"), b"body", 1000), Err(SignatureError::Malformed));
+        assert_eq!(verify(b"k", Some("1000"), Some(&sig.to_uppercase().replace("V1=", "v1=")), b"body", 1000), Ok(()));
+        let headers = SignedHeaders::read(Some("1000"), Some(&sig), 1000).unwrap();
+        let upper = SignedHeaders::read(Some("1000"), Some(&sig.to_uppercase().replace("V1=", "v1=")), 1000).unwrap();
+        assert_eq!(headers.mac, upper.mac, "one signature, whatever the case of its hex");
+        assert_eq!(headers.verify(&[b"old".as_slice(), b"k".as_slice()], b"body"), Ok(()), "either of two secrets");
+        assert_eq!(headers.verify(&[b"old".as_slice()], b"body"), Err(SignatureError::Mismatch));
     }
 }
