@@ -1,13 +1,14 @@
 // The dashboard in real headless Chromium, against a running `clickstream
-// demo` (the pipeline with its traffic generator): every chart draws, the
-// headline numbers are the API's, the range selector works, and the page
-// throws nothing. Saves target/e2e-dashboard.png.
+// serve` with an API token and the traffic generator feeding it: the page
+// asks for the token and signs in, every chart draws, the headline numbers
+// are the API's, the range selector works, sign-out ends the session, and
+// the page throws nothing. Saves target/e2e-dashboard.png.
 // Run by scripts/test.sh:
 //   CLICKSTREAM_BIN=target/debug/clickstream node --test backend/e2e/
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
@@ -20,7 +21,10 @@ const dataDir = mkdtempSync(join(tmpdir(), "clickstream-dashboard-"));
 const CHARTS = ["traffic", "revenue", "top_pages", "funnel", "sessions_by_source", "sessions_by_country",
   "sessions_by_device", "bots", "rejects"];
 const METRICS = ["active_visitors", "events_per_minute", "revenue_today", "conversion_rate", "bounce_rate"];
-let demo;
+const TOKEN = "dashboard-e2e-token-0123456789";
+const auth = { headers: { Authorization: `Bearer ${TOKEN}` } };
+let server;
+let generator;
 let browser;
 let base;
 
@@ -33,16 +37,27 @@ const freePort = () =>
   });
 
 async function summary() {
-  const r = await fetch(`${base}/api/summary`);
+  const r = await fetch(`${base}/api/summary`, auth);
   return r.ok ? r.json() : null;
 }
 
 before(async () => {
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
-  demo = spawn(bin, ["demo", "--data-dir", dataDir, "--port", String(port), "--rate", "150"], {
+  writeFileSync(join(dataDir, "config.toml"), "[aggregate]\npoll_interval_ms = 500\n");
+  server = spawn(bin, ["serve", "--data-dir", dataDir, "--config", join(dataDir, "config.toml"), "--port", String(port)], {
+    stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, RUST_LOG: "warn", CLICKSTREAM_API_TOKENS: TOKEN } });
+  for (let i = 0; ; i++) {
+    try {
+      if ((await fetch(`${base}/health`)).ok) break;
+    } catch {
+      assert.ok(i < 300, "clickstream serve did not start");
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  generator = spawn(bin, ["generate", "--target", base, "--rate", "150"], {
     stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, RUST_LOG: "warn" } });
-  // Until the demo's traffic has reached Gold, with a purchase in it.
+  // Until the traffic has reached Gold, with a purchase in it.
   const deadline = Date.now() + 120000;
   for (;;) {
     let s = null;
@@ -50,7 +65,7 @@ before(async () => {
       s = await summary();
     } catch {}
     if (s && s.sessions > 0 && s.revenue_today > 0) break;
-    assert.ok(Date.now() < deadline, `the demo's traffic did not reach Gold in time: ${JSON.stringify(s)}`);
+    assert.ok(Date.now() < deadline, `the traffic did not reach Gold in time: ${JSON.stringify(s)}`);
     await new Promise((r) => setTimeout(r, 500));
   }
   browser = await chromium.launch({
@@ -62,9 +77,11 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  if (demo && demo.exitCode === null) {
-    demo.kill("SIGINT");
-    await new Promise((r) => demo.once("exit", r));
+  for (const child of [generator, server]) {
+    if (child && child.exitCode === null) {
+      child.kill("SIGINT");
+      await new Promise((r) => child.once("exit", r));
+    }
   }
   rmSync(dataDir, { recursive: true, force: true });
 });
@@ -77,7 +94,7 @@ const shown = (page) =>
   })), METRICS);
 
 // Until the numbers on screen equal the last /api/summary the page received
-// (the demo's traffic keeps moving them, so each refresh is compared with
+// (the generator's traffic keeps moving them, so each refresh is compared with
 // its own response).
 async function headlineMatchesApi(page, answers, range) {
   const deadline = Date.now() + 20000;
@@ -103,7 +120,17 @@ test("the dashboard draws every chart from the API, live, and its numbers are th
   page.on("response", async (r) => {
     if (new URL(r.url()).pathname === "/api/summary" && r.ok()) answers.push(await r.json());
   });
-  await page.goto(`${base}/dashboard`);
+  // Signed out, the dashboard asks for a token; a wrong one is refused.
+  const asked = await page.goto(`${base}/dashboard`);
+  assert.equal(asked.status(), 401);
+  await page.fill("#token", "not-the-token-0000");
+  await Promise.all([page.waitForNavigation(), page.click("button[type=submit]")]);
+  assert.match(await page.textContent(".problem"), /not valid/);
+  await page.fill("#token", TOKEN);
+  await Promise.all([page.waitForNavigation(), page.click("button[type=submit]")]);
+  const [cookie] = await page.context().cookies();
+  assert.equal(cookie?.httpOnly, true);
+  assert.equal(cookie?.sameSite, "Strict");
   await page.waitForSelector('body[data-ready="1"]', { timeout: 30000 });
   for (const chart of CHARTS) {
     await page.waitForSelector(`[data-chart="${chart}"][data-drawn="1"]`, { timeout: 15000 });
@@ -134,11 +161,16 @@ test("the dashboard draws every chart from the API, live, and its numbers are th
   const numbers = await page.evaluate(() => [...document.querySelectorAll("[data-metric]")].map((e) => `${e.dataset.metric}=${e.textContent}`).join(", "));
   console.log(`dashboard e2e: ${answers.length} summaries received; on screen: ${numbers}`);
   assert.deepEqual(errors, [], "no errors in the page");
+
+  // Sign-out ends the session: the page asks for the token again.
+  await Promise.all([page.waitForNavigation(), page.click("#signout")]);
+  assert.ok(await page.locator("#token").isVisible());
+  assert.equal((await page.request.get(`${base}/api/summary`)).status(), 401);
   await page.close();
 });
 
 test("the API refuses a bad parameter with a 400 that names it", async () => {
-  const r = await fetch(`${base}/api/traffic?range=2h`);
+  const r = await fetch(`${base}/api/traffic?range=2h`, auth);
   assert.equal(r.status, 400);
   const body = await r.json();
   assert.equal(body.error, "bad_parameter");

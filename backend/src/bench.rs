@@ -155,6 +155,8 @@ async fn ingest(events: u64, senders: usize, batch: usize, dir: PathBuf) -> anyh
     let mut settings = ServeSettings::new(&dir);
     settings.port = 0;
     settings.aggregate = None;
+    // One client sending as fast as it can: the limits would be the bench.
+    settings.guard = crate::server::CollectGuard::unlimited();
     let (ready_tx, ready_rx) = oneshot::channel();
     let (stop_tx, stop_rx) = watch::channel(false);
     let server = tokio::spawn(serve(settings, stop_rx, Some(ready_tx)));
@@ -526,6 +528,7 @@ async fn api(events: u64, rounds: usize, dir: PathBuf) -> anyhow::Result<()> {
     println!("bench api: Gold built in {:.1} s", started.elapsed().as_secs_f64());
     let mut state = AppState::new(stream, CollectConfig::new("bench", "backend"), Arc::new(Metrics::new()), Arc::new(SystemClock));
     state.data_dir = Some(dir.clone());
+    state.access = crate::server::Access::Open;
     let router = app(Arc::new(state));
     let paths = [
         "/api/summary", "/api/traffic", "/api/revenue", "/api/top_pages", "/api/funnel",

@@ -23,19 +23,59 @@ pub struct FileConfig {
     pub max_body_bytes: Option<usize>,
     /// Most events in one batch. Default 500.
     pub max_events_per_batch: Option<usize>,
-    /// Secret from which the daily IP-hash salts are derived. Default: a
-    /// random secret created once in `DATA_DIR/_state/ip-salt-secret`.
+    /// Derive the daily IP-hash salts from this secret. Default: none, and
+    /// each day gets a random salt that is deleted the day after (see the
+    /// README's Security section for the trade-off).
     pub ip_salt_secret: Option<String>,
     /// Shared secret of the Worker's `/ingest` signatures.
     pub ingest_secret: Option<String>,
+    /// More valid `/ingest` secrets, while one is rotated out.
+    #[serde(default)]
+    pub ingest_secrets: Vec<String>,
+    /// Tokens for the dashboard, `/api/*` and `/metrics`: `sha256:<hex>`
+    /// (from `clickstream token new`), several so they can be rotated.
+    /// Default: none, and `serve` makes one for its run and prints the
+    /// dashboard link with it.
+    #[serde(default)]
+    pub api_tokens: Vec<String>,
+    /// Tokens for `/metrics` only (a Prometheus scraper's).
+    #[serde(default)]
+    pub metrics_tokens: Vec<String>,
+    /// A second listener for `/metrics` and `/health`, e.g. `10.0.0.5:9100`.
+    pub admin_bind: Option<String>,
+    /// Which page origins may post for which site, the shape of the
+    /// Worker's `ALLOWED_ORIGINS`: `{ "shop-1" = ["https://shop.example"],
+    /// "*" = ["*"] }`. Default: any origin.
+    pub allowed_origins: Option<edge_worker::edge::AllowedOrigins>,
+    /// Per site: the tokens (`sha256:<hex>`) a sender without `Origin` (a
+    /// server) must show as `Authorization: Bearer`. Default: none asked.
+    #[serde(default)]
+    pub site_tokens: std::collections::HashMap<String, Vec<String>>,
+    /// Peers whose forwarding headers give the client address: addresses
+    /// or networks. Default: loopback (a proxy on the same machine).
+    pub trusted_proxies: Option<Vec<String>>,
+    /// Collect requests a minute from one client address. Default 600; 0: no limit.
+    pub rate_limit_per_minute: Option<u32>,
+    /// Events a minute for one site. Default 1200000; 0: no limit.
+    pub site_events_per_minute: Option<u32>,
+    /// Longest wait for the stream's acknowledgement before a 503, ms. Default 2000.
+    pub ack_timeout_ms: Option<u64>,
+    /// Longest time for a request's headers, ms. Default 10000.
+    pub header_timeout_ms: Option<u64>,
+    /// Longest time for a request's body, ms. Default 10000.
+    pub body_timeout_ms: Option<u64>,
+    /// Most connections open at once. Default 10000.
+    pub max_connections: Option<usize>,
     /// Accept unsigned `/ingest` requests (local use only). Default false.
     pub allow_unsigned_ingest: Option<bool>,
-    /// Take the client IP from this header (for example `x-forwarded-for`)
-    /// instead of the TCP peer. Only set it behind a proxy you trust.
+    /// The header a trusted proxy gives the client IP in (for example
+    /// `x-forwarded-for`). Default: `cf-connecting-ip`, then
+    /// `x-forwarded-for`; read only from `trusted_proxies`.
     pub client_ip_header: Option<String>,
     /// Header with the visitor's country code. Default `cf-ipcountry`.
     pub country_header: Option<String>,
-    /// Static site served at `/`. Default: the repository's `demo-site/`.
+    /// Static site served at `/`. Default: none (`clickstream demo` serves
+    /// the demo shop).
     pub site_dir: Option<PathBuf>,
     /// The built tracker (`scripts/build-tracker.sh`). Default: the
     /// repository's `collector-wasm/dist/`, when it was built.
@@ -179,29 +219,6 @@ pub fn default_site_dir() -> Option<PathBuf> {
 pub fn default_tracker_dir() -> Option<PathBuf> {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../collector-wasm/dist");
     [PathBuf::from("collector-wasm/dist"), repo].into_iter().find(|d| d.is_dir())
-}
-
-/// The IP-salt secret: configured, or created once at random and kept in
-/// the data directory so hashes stay stable across restarts.
-pub fn ip_salt_secret(configured: Option<String>, data_dir: &Path) -> anyhow::Result<Vec<u8>> {
-    if let Some(s) = configured.filter(|s| !s.is_empty()) {
-        return Ok(s.into_bytes());
-    }
-    let path = data_dir.join("_state/ip-salt-secret");
-    if let Ok(existing) = std::fs::read_to_string(&path) {
-        if !existing.trim().is_empty() {
-            return Ok(existing.trim().as_bytes().to_vec());
-        }
-    }
-    std::fs::create_dir_all(path.parent().unwrap_or(data_dir))?;
-    let secret = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
-    std::fs::write(&path, &secret)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    }
-    Ok(secret.into_bytes())
 }
 
 #[cfg(test)]

@@ -15,6 +15,8 @@ pub mod gold;
 pub mod metrics;
 pub mod query;
 pub mod replay;
+pub mod salts;
+pub mod secrets;
 pub mod serve;
 pub mod server;
 pub mod storage;

@@ -8,11 +8,12 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use clickstream_backend::aggregate::{AggregateConfig, Aggregator};
 use clickstream_backend::clock::SystemClock;
-use clickstream_backend::config::{default_site_dir, default_tracker_dir, ip_salt_secret, FileConfig};
+use clickstream_backend::config::{default_site_dir, default_tracker_dir, FileConfig};
 use clickstream_backend::metrics::Metrics;
 use clickstream_backend::serve::{open_log, open_stream, serve, stop_on_signal, ServeSettings};
 use clickstream_backend::stream::FluvioSettings;
-use clickstream_backend::server::{ClientIp, IngestAuth};
+use clickstream_backend::server::auth::{parse_token, token_hash_line};
+use clickstream_backend::server::{CollectGuard, IngestAuth, TrustedProxies};
 use clickstream_backend::{bench, demo, generate, query};
 
 // Polars and the JSON decoding of stream records allocate many small
@@ -53,6 +54,17 @@ enum Command {
     /// Set up a Fluvio cluster for the backend.
     #[command(subcommand)]
     Fluvio(FluvioCommand),
+    /// API tokens for the dashboard, `/api/*` and `/metrics`.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Print a new random token, and the line the config file keeps of it.
+    New,
+    /// Read a token on standard input; print the line the config file keeps.
+    Hash,
 }
 
 #[derive(Subcommand)]
@@ -131,9 +143,12 @@ struct ServeArgs {
     /// Accept unsigned `/ingest` requests (local use only).
     #[arg(long)]
     allow_unsigned_ingest: bool,
-    /// Trust this header for the client IP (e.g. x-forwarded-for); only behind your own proxy.
+    /// The header trusted proxies give the client IP in (e.g. x-forwarded-for).
     #[arg(long, env = "CLICKSTREAM_CLIENT_IP_HEADER")]
     client_ip_header: Option<String>,
+    /// Serve `/metrics` and `/health` on this address too, e.g. 10.0.0.5:9100.
+    #[arg(long, env = "CLICKSTREAM_ADMIN_BIND")]
+    admin_bind: Option<String>,
     /// Largest accepted batch body, bytes (default 1 MiB).
     #[arg(long)]
     max_body_bytes: Option<usize>,
@@ -233,10 +248,16 @@ fn main() -> anyhow::Result<()> {
                     no_aggregate: false,
                     ingest_secret: None,
                     allow_unsigned_ingest: false,
-                    client_ip_header: Some("x-forwarded-for".into()),
+                    client_ip_header: None,
+                    admin_bind: None,
                     max_body_bytes: None,
                 };
-                let settings = serve_settings(&serve_args)?;
+                let mut settings = serve_settings(&serve_args)?;
+                // The demo is for one person on their own machine: open,
+                // with its shop, and its generator unthrottled.
+                settings.open_access = true;
+                settings.guard = CollectGuard { origins: settings.guard.origins.clone(), ..CollectGuard::unlimited() };
+                settings.site_dir = settings.site_dir.or_else(default_site_dir);
                 demo::run(settings, args.rate, args.seed, stop_on_signal()).await
             }
             Command::Query(args) => {
@@ -246,6 +267,18 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Replay(args) => run_replay(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Token(TokenCommand::New) => {
+                let token = clickstream_backend::secrets::random_token();
+                println!("token:       {token}\nconfig line: api_tokens = [\"{}\"]", token_hash_line(&token));
+                Ok(())
+            }
+            Command::Token(TokenCommand::Hash) => {
+                let mut token = String::new();
+                std::io::stdin().read_line(&mut token).context("reading the token from standard input")?;
+                parse_token(token.trim()).map_err(anyhow::Error::msg)?;
+                println!("{}", token_hash_line(token.trim()));
+                Ok(())
+            }
             Command::Fluvio(FluvioCommand::RegisterSpu { fluvio_sc, id, public, private }) => {
                 let created =
                     clickstream_backend::stream::register_spu(&fluvio_sc, id, host_port(&public)?, host_port(&private)?).await?;
@@ -287,19 +320,30 @@ fn serve_settings(args: &ServeArgs) -> anyhow::Result<ServeSettings> {
     if let Some(h) = file.horizon_hours {
         s.limits.horizon_ms = h * 3_600_000;
     }
-    s.ip_salt_secret = ip_salt_secret(std::env::var("CLICKSTREAM_IP_SALT_SECRET").ok().or(file.ip_salt_secret.clone()), &data_dir)?;
-    let secret = args.ingest_secret.clone().or(file.ingest_secret.clone()).filter(|s| !s.is_empty());
-    s.ingest_auth = match (secret, args.allow_unsigned_ingest || file.allow_unsigned_ingest.unwrap_or(false)) {
-        (Some(secret), _) => IngestAuth::Signed(secret.into_bytes()),
-        (None, true) => IngestAuth::Unsigned,
-        (None, false) => IngestAuth::Disabled,
+    s.ip_salt_secret = std::env::var("CLICKSTREAM_IP_SALT_SECRET")
+        .ok()
+        .or(file.ip_salt_secret.clone())
+        .filter(|secret| !secret.is_empty())
+        .map(String::into_bytes);
+    let mut secrets: Vec<Vec<u8>> = args.ingest_secret.iter().chain(&file.ingest_secret).cloned().map(String::into_bytes).collect();
+    secrets.truncate(1); // the flag or environment wins over the file's
+    let previous = std::env::var("CLICKSTREAM_INGEST_SECRET_PREVIOUS").ok();
+    secrets.extend(file.ingest_secrets.iter().chain(&previous).cloned().map(String::into_bytes));
+    secrets.retain(|s| !s.is_empty());
+    s.ingest_auth = match (secrets.is_empty(), args.allow_unsigned_ingest || file.allow_unsigned_ingest.unwrap_or(false)) {
+        (false, _) => IngestAuth::Signed(secrets),
+        (true, true) => IngestAuth::Unsigned,
+        (true, false) => IngestAuth::Disabled,
     };
-    s.client_ip = match args.client_ip_header.clone().or(file.client_ip_header.clone()) {
-        Some(h) => ClientIp::Header(h.to_ascii_lowercase()),
-        None => ClientIp::Peer,
-    };
+    s.api_tokens = tokens("api_tokens", &file.api_tokens, "CLICKSTREAM_API_TOKENS")?;
+    s.metrics_tokens = tokens("metrics_tokens", &file.metrics_tokens, "CLICKSTREAM_METRICS_TOKENS")?;
+    s.admin_bind = args.admin_bind.clone().or(file.admin_bind.clone());
+    s.guard = collect_guard(&file, args.client_ip_header.clone())?;
+    let ms = |v: Option<u64>, default: std::time::Duration| v.map(std::time::Duration::from_millis).unwrap_or(default);
+    s.connections.header_timeout = ms(file.header_timeout_ms, s.connections.header_timeout);
+    s.connections.max_connections = file.max_connections.unwrap_or(s.connections.max_connections);
     s.country_header = Some(file.country_header.clone().unwrap_or_else(|| "cf-ipcountry".into()).to_ascii_lowercase());
-    s.site_dir = file.site_dir.clone().or_else(default_site_dir);
+    s.site_dir = file.site_dir.clone();
     let tracker_path = file.tracker_path.clone().unwrap_or_else(|| "/t".into());
     if !tracker_path.starts_with('/') || tracker_path.len() < 2 {
         anyhow::bail!("tracker_path must start with / and name a path, got {tracker_path:?}");
@@ -322,6 +366,51 @@ fn serve_settings(args: &ServeArgs) -> anyhow::Result<ServeSettings> {
         s.currency = currency;
     }
     Ok(s)
+}
+
+/// Tokens from the config file and a comma-separated environment variable.
+fn tokens(key: &str, file: &[String], env: &str) -> anyhow::Result<Vec<[u8; 32]>> {
+    let from_env = std::env::var(env).unwrap_or_default();
+    file.iter()
+        .map(String::as_str)
+        .chain(from_env.split(',').filter(|t| !t.trim().is_empty()))
+        .map(|t| parse_token(t).map_err(|e| anyhow::anyhow!("{key} (or {env}): {e}")))
+        .collect()
+}
+
+/// The collect routes' defences from the config file and environment.
+fn collect_guard(file: &FileConfig, client_ip_header: Option<String>) -> anyhow::Result<CollectGuard> {
+    let mut guard = CollectGuard::default();
+    if let Ok(json) = std::env::var("CLICKSTREAM_ALLOWED_ORIGINS") {
+        guard.origins = edge_worker::edge::AllowedOrigins::parse(&json).map_err(|e| anyhow::anyhow!("CLICKSTREAM_{e}"))?;
+    } else if let Some(origins) = &file.allowed_origins {
+        guard.origins = origins.clone();
+    }
+    for (site, site_tokens) in &file.site_tokens {
+        let hashes = site_tokens
+            .iter()
+            .map(|t| parse_token(t).map_err(|e| anyhow::anyhow!("site_tokens.{site}: {e}")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        guard.site_tokens.insert(site.clone(), hashes);
+    }
+    let proxies = std::env::var("CLICKSTREAM_TRUSTED_PROXIES")
+        .ok()
+        .map(|v| v.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect::<Vec<_>>())
+        .or(file.trusted_proxies.clone());
+    let header = client_ip_header.or(file.client_ip_header.clone());
+    guard.proxies = match proxies {
+        Some(list) => TrustedProxies::parse(&list, header).map_err(anyhow::Error::msg)?,
+        None => TrustedProxies::parse(&["127.0.0.0/8".into(), "::1".into()], header).map_err(anyhow::Error::msg)?,
+    };
+    guard.per_client_per_minute = file.rate_limit_per_minute.unwrap_or(guard.per_client_per_minute);
+    guard.per_site_events_per_minute = file.site_events_per_minute.unwrap_or(guard.per_site_events_per_minute);
+    if let Some(ms) = file.ack_timeout_ms {
+        guard.ack_timeout = std::time::Duration::from_millis(ms.max(1));
+    }
+    if let Some(ms) = file.body_timeout_ms {
+        guard.body_timeout = std::time::Duration::from_millis(ms.max(1));
+    }
+    Ok(guard)
 }
 
 fn aggregate_config(data_dir: &std::path::Path, file: &FileConfig) -> AggregateConfig {

@@ -15,7 +15,9 @@ use crate::aggregate::{AggregateConfig, Aggregator};
 use crate::alerts::{AlertRule, AlertingConfig, Alerts};
 use crate::clock::{Clock, SystemClock};
 use crate::metrics::Metrics;
-use crate::server::{app, AppState, ClientIp, IngestAuth};
+use crate::salts::SaltStore;
+use crate::server::listen::{serve_router, ConnectionLimits};
+use crate::server::{admin_app, app, Access, AppState, CollectGuard, IngestAuth, SeenSignatures, Tokens};
 use crate::stream::{EmbeddedLog, EventStream, FluvioSettings, FluvioStream};
 
 #[derive(Clone, Debug)]
@@ -27,9 +29,22 @@ pub struct ServeSettings {
     /// Run on this Fluvio cluster instead of the embedded log.
     pub fluvio: Option<FluvioSettings>,
     pub limits: Limits,
-    pub ip_salt_secret: Vec<u8>,
+    /// Derive the IP salts from this secret instead of keeping random
+    /// daily salts (for replicas that share no data directory).
+    pub ip_salt_secret: Option<Vec<u8>>,
     pub ingest_auth: IngestAuth,
-    pub client_ip: ClientIp,
+    /// Hashes of the API tokens (dashboard, `/api/*`, `/metrics`); when
+    /// empty, `serve` generates one and prints the dashboard link with it.
+    pub api_tokens: Vec<[u8; 32]>,
+    /// Hashes of tokens good for `/metrics` only.
+    pub metrics_tokens: Vec<[u8; 32]>,
+    /// Every route open to everyone: `clickstream demo` only.
+    pub open_access: bool,
+    /// A second listener for `/metrics` and `/health` (`--admin-bind`).
+    pub admin_bind: Option<String>,
+    /// Origins, site tokens, rate limits, time bounds, trusted proxies.
+    pub guard: CollectGuard,
+    pub connections: ConnectionLimits,
     pub country_header: Option<String>,
     pub site_dir: Option<PathBuf>,
     /// The built tracker's folder and the URL path it is served at.
@@ -55,9 +70,14 @@ impl ServeSettings {
             partitions: 4,
             fluvio: None,
             limits: Limits::default(),
-            ip_salt_secret: b"change-me".to_vec(),
+            ip_salt_secret: None,
             ingest_auth: IngestAuth::Disabled,
-            client_ip: ClientIp::Peer,
+            api_tokens: Vec::new(),
+            metrics_tokens: Vec::new(),
+            open_access: false,
+            admin_bind: None,
+            guard: CollectGuard::default(),
+            connections: ConnectionLimits::default(),
             country_header: Some("cf-ipcountry".into()),
             site_dir: None,
             tracker: None,
@@ -114,21 +134,37 @@ pub async fn serve(
     let metrics = Arc::new(Metrics::new());
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
 
-    let collect = CollectConfig {
-        limits: settings.limits.clone(),
-        ip_salt: DailySalt::new(settings.ip_salt_secret.clone()),
-        source: "backend",
+    let ip_salt = match &settings.ip_salt_secret {
+        Some(secret) => {
+            tracing::warn!("IP salts are derived from the configured ip_salt_secret: whoever holds it can recompute past days' IP hashes; leave it unset for random daily salts");
+            DailySalt::new(secret.clone())
+        }
+        None => {
+            let store = SaltStore::open(&settings.data_dir, clock.now_ms())
+                .with_context(|| format!("cannot keep IP salts in {}", settings.data_dir.join("_state/salts").display()))?;
+            DailySalt::from_source(Arc::new(store))
+        }
     };
+    let collect = CollectConfig { limits: settings.limits.clone(), ip_salt, source: "backend" };
     let mut state = AppState::new(stream.clone(), collect, metrics.clone(), clock.clone());
+    let mut tokens = Tokens::new(settings.api_tokens.clone(), settings.metrics_tokens.clone());
+    let generated = (!settings.open_access && tokens.is_empty()).then(|| {
+        let token = crate::secrets::random_token();
+        tokens.add_api_token(&token);
+        token
+    });
+    state.access = if settings.open_access { Access::Open } else { Access::Tokens(tokens) };
+    state.guard = settings.guard.clone();
+    state.seen_signatures = SeenSignatures::on_disk(&settings.data_dir);
     state.ingest_auth = settings.ingest_auth.clone();
-    state.client_ip = settings.client_ip.clone();
     state.country_header = settings.country_header.clone();
     state.site_dir = settings.site_dir.clone();
     state.tracker = settings.tracker.clone();
     state.collect_path = settings.collect_path.clone();
     state.data_dir = Some(settings.data_dir.clone());
     state.currency = settings.currency.clone();
-    let router = app(Arc::new(state));
+    let state = Arc::new(state);
+    let router = app(state.clone());
 
     let (agg_stop_tx, agg_stop_rx) = watch::channel(false);
     let aggregator = match settings.aggregate.clone() {
@@ -150,17 +186,38 @@ pub async fn serve(
         .with_context(|| format!("cannot listen on {addr} (is the port in use? try --port)"))?;
     let local = listener.local_addr()?;
     tracing::info!(%local, data_dir = %settings.data_dir.display(), "serving");
+    let admin = match &settings.admin_bind {
+        Some(admin_addr) => {
+            let admin_listener = tokio::net::TcpListener::bind(admin_addr)
+                .await
+                .with_context(|| format!("cannot listen on {admin_addr} for --admin-bind"))?;
+            tracing::info!(local = %admin_listener.local_addr()?, "admin listener (/metrics, /health)");
+            Some(tokio::spawn(serve_router(admin_listener, admin_app(state.clone()), settings.connections, stop.clone())))
+        }
+        None => None,
+    };
+    if let Some(token) = generated {
+        // On stdout, not in the log: the token is a secret, the link is
+        // for the person who started the server (as Jupyter does).
+        let host = match local.ip() {
+            ip if ip.is_unspecified() => "127.0.0.1".to_string(),
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        };
+        println!(
+            "No API token is configured, so this run has its own. Open the dashboard:\n    http://{host}:{}/dashboard?token={token}\n\
+             (for a lasting token: `clickstream token new`, then api_tokens in the config file)",
+            local.port()
+        );
+    }
     if let Some(ready) = ready {
         let _ = ready.send(local);
     }
 
-    let mut stop_server = stop.clone();
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move {
-            let _ = stop_server.wait_for(|s| *s).await;
-        })
-        .await
-        .context("HTTP server failed")?;
+    serve_router(listener, router, settings.connections, stop.clone()).await;
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
 
     // Every acknowledged request is in the log now; commit it all.
     let _ = agg_stop_tx.send(true);

@@ -87,7 +87,10 @@ async function clickAndLoad(page, selector) {
 before(async () => {
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
-  writeFileSync(join(dataDir, "config.toml"), "[aggregate]\npoll_interval_ms = 200\n");
+  // `serve` serves a static site only when told to (the demo shop is
+  // otherwise `clickstream demo`'s).
+  writeFileSync(join(dataDir, "config.toml"),
+    `site_dir = ${JSON.stringify(join(root, "demo-site"))}\n[aggregate]\npoll_interval_ms = 200\n`);
   server = spawn(bin, ["serve", "--data-dir", dataDir, "--config", join(dataDir, "config.toml"), "--port", String(port)], {
     cwd: root,
     stdio: ["ignore", "inherit", "inherit"],

@@ -58,6 +58,8 @@ async fn get(data_dir: &Path, uri: &str) -> (StatusCode, Value) {
     let stream: Arc<dyn EventStream> = Arc::new(EmbeddedLog::open(&log_dir, 1).unwrap());
     let mut state = AppState::new(stream, edge_worker::CollectConfig::new("k", "backend"), Arc::new(Metrics::new()), Arc::new(FixedClock::new(NOW)));
     state.data_dir = Some(data_dir.to_path_buf());
+    // Who may call the API is the security tests' subject; these read it.
+    state.access = crate::server::Access::Open;
     let response = app(Arc::new(state)).oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
     let status = response.status();
     let body = to_bytes(response.into_body(), usize::MAX).await.unwrap();
@@ -210,7 +212,8 @@ async fn the_dashboard_page_is_served_whole() {
     let f = fixture("page");
     let log_dir = f.0.join("log");
     let stream: Arc<dyn EventStream> = Arc::new(EmbeddedLog::open(&log_dir, 1).unwrap());
-    let state = AppState::new(stream, edge_worker::CollectConfig::new("k", "backend"), Arc::new(Metrics::new()), Arc::new(FixedClock::new(NOW)));
+    let mut state = AppState::new(stream, edge_worker::CollectConfig::new("k", "backend"), Arc::new(Metrics::new()), Arc::new(FixedClock::new(NOW)));
+    state.access = crate::server::Access::Open;
     let response = app(Arc::new(state)).oneshot(Request::get("/dashboard").body(Body::empty()).unwrap()).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let html = String::from_utf8(to_bytes(response.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();

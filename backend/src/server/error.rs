@@ -24,24 +24,60 @@ pub enum ApiError {
     IngestDisabled,
     #[error("bad ingest body: {0}")]
     BadIngestBody(String),
+    #[error("origin {origin} may not send events for site {site_id:?}")]
+    OriginNotAllowed { origin: String, site_id: String },
+    #[error("site {site_id:?} takes requests without an Origin only with its token (Authorization: Bearer)")]
+    SiteTokenRequired { site_id: String },
+    /// A token bucket is empty: the client, the site, or sign-in attempts.
+    #[error("too many requests for this {scope}; retry in {retry_after_s} s")]
+    RateLimited { scope: &'static str, retry_after_s: u32 },
+    /// The stream did not acknowledge within the bound: shed, retryable.
+    #[error("the stream did not acknowledge in time; retry shortly")]
+    Overloaded,
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
+    #[error("the ingest replay store is unavailable")]
+    ReplayStoreUnavailable,
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let message = self.to_string();
-        let (status, code) = match &self {
+impl ApiError {
+    /// The reason code the answer and the metrics carry.
+    pub fn code(&self) -> &'static str {
+        self.status_and_code().1
+    }
+
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
             ApiError::Batch(e) => (StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST), e.code()),
             ApiError::StreamUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "stream_unavailable"),
             ApiError::Unauthorized(e) => (StatusCode::UNAUTHORIZED, e.code()),
             ApiError::Replayed => (StatusCode::UNAUTHORIZED, "signature_replayed"),
             ApiError::IngestDisabled => (StatusCode::UNAUTHORIZED, "ingest_disabled"),
             ApiError::BadIngestBody(_) => (StatusCode::BAD_REQUEST, "invalid_ingest_body"),
-        };
-        let body = Json(serde_json::json!({ "error": code, "message": message }));
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            // Tell the tracker (or the Worker) when to try again.
-            return (status, [(header::RETRY_AFTER, "1")], body).into_response();
+            ApiError::OriginNotAllowed { .. } => (StatusCode::FORBIDDEN, "origin_not_allowed"),
+            ApiError::SiteTokenRequired { .. } => (StatusCode::FORBIDDEN, "site_token_required"),
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            ApiError::BodyTimeout => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
+            ApiError::ReplayStoreUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "replay_store_unavailable"),
         }
-        (status, body).into_response()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let message = self.to_string();
+        let (status, code) = self.status_and_code();
+        let body = Json(serde_json::json!({ "error": code, "message": message }));
+        // Tell the tracker (or the Worker) when to try again.
+        let retry_after = match &self {
+            ApiError::RateLimited { retry_after_s, .. } => Some(*retry_after_s),
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(1),
+            _ => None,
+        };
+        match retry_after {
+            Some(seconds) => (status, [(header::RETRY_AFTER, seconds.to_string())], body).into_response(),
+            None => (status, body).into_response(),
+        }
     }
 }

@@ -1,12 +1,18 @@
 //! `POST /ingest`: batches the edge Worker already validated and enriched,
 //! authenticated by an HMAC signature over timestamp and body.
+//!
+//! The order is the defence: the signature's headers are checked (present,
+//! well-formed, fresh) before any of the body is read; the body is read up
+//! to a bound and within a time; the MAC is checked against each valid
+//! secret; only then is the signature recorded as used, so forged requests
+//! cannot fill the replay store.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::Json;
-use clickstream_schema::signing::{self, MAX_SIGNATURE_AGE_MS, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use clickstream_schema::signing::{SignedHeaders, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use clickstream_schema::IngestBatch;
 
 use super::collect::{header_str, read_body, store};
@@ -22,28 +28,32 @@ pub(super) async fn ingest(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     state.metrics.batches_received.fetch_add(1, Ordering::Relaxed);
     let (parts, body) = request.into_parts();
-    let body = read_body(&parts.headers, body, state.collect.limits.max_body_bytes * INGEST_BODY_FACTOR).await?;
     let now = state.clock.now_ms();
-    match &state.ingest_auth {
+    let limit = state.collect.limits.max_body_bytes * INGEST_BODY_FACTOR;
+    let body = match &state.ingest_auth {
         IngestAuth::Disabled => return Err(ApiError::IngestDisabled),
-        IngestAuth::Unsigned => {}
-        IngestAuth::Signed(secret) => {
-            let signature = header_str(&parts.headers, SIGNATURE_HEADER);
-            signing::verify(
-                secret,
+        IngestAuth::Unsigned => read_body(&parts.headers, body, limit, state.guard.body_timeout).await?,
+        IngestAuth::Signed(secrets) => {
+            let signed = SignedHeaders::read(
                 header_str(&parts.headers, TIMESTAMP_HEADER).as_deref(),
-                signature.as_deref(),
-                &body,
+                header_str(&parts.headers, SIGNATURE_HEADER).as_deref(),
                 now,
             )
             .map_err(ApiError::Unauthorized)?;
-            let mut seen = state.seen_signatures.lock().unwrap_or_else(|p| p.into_inner());
-            seen.retain(|_, at| now - *at <= 2 * MAX_SIGNATURE_AGE_MS);
-            if seen.insert(signature.unwrap_or_default(), now).is_some() {
-                return Err(ApiError::Replayed);
+            let body = read_body(&parts.headers, body, limit, state.guard.body_timeout).await?;
+            signed.verify(secrets, &body).map_err(ApiError::Unauthorized)?;
+            match state.seen_signatures.first_use(&signed.mac, signed.timestamp_ms, now) {
+                Ok(true) => {}
+                Ok(false) => return Err(ApiError::Replayed),
+                Err(e) => {
+                    // Without the store a replay could pass: refuse, retryably.
+                    tracing::error!(error = %e, "cannot record the ingest signature; answering 503");
+                    return Err(ApiError::ReplayStoreUnavailable);
+                }
             }
+            body
         }
-    }
+    };
     let batch: IngestBatch = serde_json::from_slice(&body).map_err(|e| ApiError::BadIngestBody(e.to_string()))?;
     store(&state, &batch.events, &batch.bad_rows).await?;
     Ok(Json(serde_json::json!({ "accepted": batch.events.len(), "rejected": batch.bad_rows.len() })))

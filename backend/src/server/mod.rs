@@ -3,27 +3,33 @@
 //! `GET /metrics`, `/dashboard` with its `GET /api/...` (see [`crate::api`]),
 //! and the demo site's static files and catalog.
 
+pub mod auth;
 mod collect;
 mod error;
+pub mod guard;
 mod ingest;
+pub mod listen;
+pub mod seen_signatures;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
-use axum::response::IntoResponse;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::handler::HandlerWithoutStateExt;
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use edge_worker::CollectConfig;
-use tower_http::cors::{Any, CorsLayer};
-use axum::handler::HandlerWithoutStateExt;
 use tower::ServiceExt;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::{ServeDir, ServeFile};
 
+pub use auth::{Access, Tokens};
 pub use error::ApiError;
+pub use guard::{CollectGuard, TrustedProxies};
+pub use seen_signatures::SeenSignatures;
 
 use crate::clock::Clock;
 use crate::metrics::Metrics;
@@ -32,24 +38,14 @@ use crate::stream::EventStream;
 /// How `/ingest` authenticates the edge.
 #[derive(Clone, Debug)]
 pub enum IngestAuth {
-    /// HMAC-SHA256 signatures with this shared secret (the default when a
-    /// secret is configured).
-    Signed(Vec<u8>),
+    /// HMAC-SHA256 signatures with any of these shared secrets (two while
+    /// one is being rotated).
+    Signed(Vec<Vec<u8>>),
     /// Unsigned requests accepted: only for local use, and only when asked
     /// for explicitly.
     Unsigned,
     /// No secret configured: `/ingest` refuses everything.
     Disabled,
-}
-
-/// Where the visitor's IP comes from. Locally every request comes from
-/// 127.0.0.1; behind a trusted proxy the proxy's header is the truth.
-#[derive(Clone, Debug)]
-pub enum ClientIp {
-    Peer,
-    /// First address of this header (for example `x-forwarded-for`), only
-    /// when the operator trusts the proxy that sets it.
-    Header(String),
 }
 
 pub struct AppState {
@@ -58,16 +54,20 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
     pub ingest_auth: IngestAuth,
-    pub client_ip: ClientIp,
+    /// Who may read the dashboard, `/api/*` and `/metrics`.
+    pub access: Access,
+    /// The collect routes' origins, tokens, rate limits and time bounds.
+    pub guard: CollectGuard,
     /// Header carrying the visitor's country (set by the CDN in front).
     pub country_header: Option<String>,
+    /// A static site served at `/` (the demo shop, by `clickstream demo`).
     pub site_dir: Option<PathBuf>,
     /// The built tracker's folder, served at the path beside it.
     pub tracker: Option<(PathBuf, String)>,
     /// Another path for `POST /v1/batch`.
     pub collect_path: Option<String>,
     /// Signatures seen at `/ingest` within their validity, to refuse replays.
-    pub(crate) seen_signatures: Mutex<HashMap<String, i64>>,
+    pub seen_signatures: SeenSignatures,
     /// The data directory the dashboard's API reads; `None` answers
     /// `no_data`.
     pub data_dir: Option<PathBuf>,
@@ -76,6 +76,8 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// Private by default: no token is configured, so only the collect
+    /// routes answer until one is.
     pub fn new(stream: Arc<dyn EventStream>, collect: CollectConfig, metrics: Arc<Metrics>, clock: Arc<dyn Clock>) -> Self {
         AppState {
             stream,
@@ -83,37 +85,40 @@ impl AppState {
             metrics,
             clock,
             ingest_auth: IngestAuth::Disabled,
-            client_ip: ClientIp::Peer,
+            access: Access::Tokens(Tokens::default()),
+            guard: CollectGuard::default(),
             country_header: Some("cf-ipcountry".into()),
             site_dir: None,
             tracker: None,
             collect_path: None,
-            seen_signatures: Mutex::new(HashMap::new()),
+            seen_signatures: SeenSignatures::in_memory(),
             data_dir: None,
             currency: "EUR".into(),
         }
     }
 
-    fn client_ip(&self, headers: &HeaderMap, peer: Option<SocketAddr>) -> Option<String> {
-        match &self.client_ip {
-            ClientIp::Peer => peer.map(|p| p.ip().to_string()),
-            ClientIp::Header(name) => headers
-                .get(name.as_str())
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-                .or_else(|| peer.map(|p| p.ip().to_string())),
-        }
+    /// One sign-in attempt of the request's client, or the 429 to answer.
+    fn limit_sign_in(&self, request: &Request) -> Result<(), Response> {
+        let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+        let client = self.guard.proxies.client_ip(request.headers(), peer).map(|ip| ip.to_string());
+        self.guard.admit_sign_in(client.as_deref().unwrap_or("unknown"), self.clock.now_ms()).map_err(IntoResponse::into_response)
     }
 }
 
 /// The router; tests call it with `oneshot`, `serve` binds it to a socket.
+///
+/// Public: the collect routes, `/ingest` (signed), `/health`, the tracker's
+/// files and, in the demo, the demo shop. Everything else passes
+/// [`auth::require_access`] first.
 pub fn app(state: Arc<AppState>) -> Router {
     // Browsers post batches cross-origin; `text/plain` bodies (sendBeacon)
-    // need no preflight, JSON ones do.
+    // need no preflight, JSON ones do. A preflight passes for an origin
+    // allowed for some site; the batch's own site is judged on arrival.
+    let origins = state.guard.origins.clone();
     let cors = CorsLayer::new()
-        .allow_origin(Any)
+        .allow_origin(AllowOrigin::predicate(move |origin: &HeaderValue, _| {
+            origin.to_str().is_ok_and(|o| origins.allows_any_site(o))
+        }))
         .allow_methods([Method::POST, Method::OPTIONS])
         .allow_headers([header::CONTENT_TYPE])
         .max_age(std::time::Duration::from_secs(86_400));
@@ -122,12 +127,17 @@ pub fn app(state: Arc<AppState>) -> Router {
         collect_routes = collect_routes.route(path, post(collect::collect_batch));
     }
     let collect_routes = collect_routes.layer(cors);
+    let private = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/auth/logout", post(auth::logout))
+        .merge(crate::api::routes())
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_access));
     let mut router = Router::new()
         .merge(collect_routes)
         .route("/ingest", post(ingest::ingest))
         .route("/health", get(health))
-        .route("/metrics", get(metrics))
-        .merge(crate::api::routes())
+        .route("/auth/login", post(auth::login))
+        .merge(private)
         // The handlers enforce their own, configurable, limits with a
         // JSON answer; axum's default 2 MB limit would answer first.
         .layer(DefaultBodyLimit::disable());
@@ -151,6 +161,17 @@ pub fn app(state: Arc<AppState>) -> Router {
         router = router.route("/demo/catalog.js", get(demo_catalog)).fallback_service(files);
     }
     router.with_state(state)
+}
+
+/// The admin listener (`--admin-bind`): `/metrics` and `/health` only, for
+/// a Prometheus on a private network. `/metrics` still asks for a token
+/// when metrics tokens are configured.
+pub fn admin_app(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_metrics_token))
+        .route("/health", get(health))
+        .with_state(state)
 }
 
 /// The demo shop's products: the traffic generator's catalog.

@@ -7,7 +7,8 @@ use axum::body::{to_bytes, Body};
 use axum::http::{Request, StatusCode};
 use clickstream_backend::clock::FixedClock;
 use clickstream_backend::metrics::Metrics;
-use clickstream_backend::server::{app, AppState, IngestAuth};
+use clickstream_backend::server::auth::parse_token;
+use clickstream_backend::server::{app, Access, AppState, IngestAuth, Tokens};
 use clickstream_backend::stream::{EmbeddedLog, EventStream, Topic};
 use clickstream_schema::signing::sign;
 use edge_worker::CollectConfig;
@@ -143,7 +144,7 @@ async fn an_oversized_body_without_content_length_is_refused_too() {
 }
 
 #[tokio::test]
-async fn cors_preflight_allows_any_site_to_post_batches() {
+async fn cors_preflight_allows_pages_of_allowed_origins_to_post_batches() {
     let h = harness(|_| {});
     let req = Request::builder()
         .method("OPTIONS")
@@ -155,7 +156,8 @@ async fn cors_preflight_allows_any_site_to_post_batches() {
         .unwrap();
     let (status, headers, _) = h.send(req).await;
     assert!(status.is_success(), "{status}");
-    assert_eq!(headers["access-control-allow-origin"], "*");
+    // Any origin by default (`allowed_origins` narrows it), echoed back.
+    assert_eq!(headers["access-control-allow-origin"], "https://shop.example");
     assert!(headers["access-control-allow-methods"].to_str().unwrap().contains("POST"));
 }
 
@@ -180,7 +182,7 @@ async fn post_ingest(h: &Harness, body: &str, ts: Option<i64>, signature: Option
 
 #[tokio::test]
 async fn ingest_accepts_only_fresh_correct_signatures_and_never_twice() {
-    let h = harness(|s| s.ingest_auth = IngestAuth::Signed(b"shared".to_vec()));
+    let h = harness(|s| s.ingest_auth = IngestAuth::Signed(vec![b"shared".to_vec()]));
     let body = ingest_body();
     let good = sign(b"shared", NOW, body.as_bytes());
 
@@ -215,12 +217,14 @@ async fn ingest_is_closed_without_a_secret_unless_unsigned_is_asked_for() {
 
 #[tokio::test]
 async fn health_and_metrics() {
-    let h = harness(|_| {});
+    const TOKEN: &str = "metrics-scraper-token-01";
+    let h = harness(|s| s.access = Access::Tokens(Tokens::new(vec![parse_token(TOKEN).unwrap()], Vec::new())));
     h.post("/v1/batch", "application/json", batch(vec![event("e-1")])).await;
     let (status, _, body) = h.send(Request::get("/health").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["status"], "ok");
-    let (status, headers, body) = h.send(Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    let scrape = Request::get("/metrics").header("authorization", format!("Bearer {TOKEN}")).body(Body::empty()).unwrap();
+    let (status, headers, body) = h.send(scrape).await;
     assert_eq!(status, StatusCode::OK);
     assert!(headers["content-type"].to_str().unwrap().starts_with("text/plain"));
     assert!(String::from_utf8(body).unwrap().contains("clickstream_events_accepted_total 1\n"));

@@ -6,4 +6,5 @@ mod embedded_log;
 mod gold;
 mod http;
 mod pipeline;
+mod security;
 mod support;

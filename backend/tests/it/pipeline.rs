@@ -17,6 +17,9 @@ use tokio::sync::watch;
 
 use crate::support::temp_dir;
 
+/// The servers' API token (`/metrics` needs one).
+const API_TOKEN: &str = "pipeline-test-api-token-0001";
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -36,6 +39,7 @@ fn start_server(data_dir: &Path, port: u16) -> Server {
         .arg(data_dir)
         .args(["--port", &port.to_string(), "--client-ip-header", "x-forwarded-for"])
         .env("RUST_LOG", "warn")
+        .env("CLICKSTREAM_API_TOKENS", API_TOKEN)
         .stdin(Stdio::null())
         .spawn()
         .expect("start clickstream serve");
@@ -177,7 +181,15 @@ async fn generator_traffic_reaches_silver_exactly_once() {
     python_polars_reads(&data, sent.valid_ids.len(), malformed);
 
     // /metrics reflects the run.
-    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.unwrap().text().await.unwrap();
+    let metrics = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains("clickstream_events_accepted_total"), "{metrics}");
 
     // Gold, as streamed, against an independent computation.
