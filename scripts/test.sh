@@ -3,20 +3,59 @@
 # (with the Python Polars and DuckDB checks of the written Parquet, and
 # examples/analyze.py), builds the browser tracker, runs its tests in
 # headless Chromium, drives the demo shop in Chromium against a real
-# `clickstream serve`, opens the dashboard of a running `clickstream demo`
-# in Chromium, and runs the built edge Worker in workerd in front of serve.
+# `clickstream serve`, signs in to the dashboard of a running `clickstream
+# serve` in Chromium, and runs the built edge Worker in workerd in front of
+# serve. Ends with a summary: each suite's counts, and what was skipped and why.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 cd "$ROOT"
 
+# Each suite's counts, and what did not run and why: printed at the end,
+# whether the run passed or stopped at a failure.
+RAN=()
+SKIPPED=()
+TOTAL_PASSED=0 TOTAL_FAILED=0 TOTAL_SKIPPED=0
+summary() {
+  local rc=$?
+  printf '\n\033[1m==> summary\033[0m\n'
+  for line in "${RAN[@]}"; do printf '  ran      %s\n' "$line"; done
+  for line in "${SKIPPED[@]}"; do printf '  skipped  %s\n' "$line"; done
+  [ "$rc" -eq 0 ] || printf '  stopped  at a failure (exit %s)\n' "$rc"
+  printf 'tests: %s passed, %s failed, %s skipped\n' "$TOTAL_PASSED" "$TOTAL_FAILED" "$TOTAL_SKIPPED"
+}
+trap summary EXIT
+
+# suite NAME COMMAND...: runs one suite, shows its output, and counts its
+# tests from cargo's / wasm-bindgen-test's "test result:" lines and node's
+# TAP totals.
+suite() {
+  local name="$1"; shift
+  local out rc counts
+  out="$(mktemp)"
+  log "$name"
+  set +e
+  "$@" 2>&1 | tee "$out"
+  rc=${PIPESTATUS[0]}
+  set -e
+  counts=$(awk '
+    /^test result:/ { for (i = 2; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1); if ($i ~ /^ignored/) s += $(i-1) } }
+    /^# pass / { p += $3 } /^# fail / { f += $3 } /^# skipped / { s += $3 }
+    END { print p + 0, f + 0, s + 0 }' "$out")
+  rm -f "$out"
+  read -r p f s <<<"$counts"
+  TOTAL_PASSED=$((TOTAL_PASSED + p)) TOTAL_FAILED=$((TOTAL_FAILED + f)) TOTAL_SKIPPED=$((TOTAL_SKIPPED + s))
+  RAN+=("$name: $p passed, $f failed, $s skipped")
+  return "$rc"
+}
+
 ensure_rust
 ensure_python_polars
 
-log "cargo test (all crates)"
 if [ -z "${FLUVIO_SC_ADDR:-}" ]; then
   log "FLUVIO_SC_ADDR unset: the stream conformance suite and the pipeline run against Fluvio are skipped (their embedded-log runs still assert everything); set it to a cluster's SC, e.g. 127.0.0.1:9003, to run them"
+  SKIPPED+=("the Fluvio runs of the conformance suite and of the multi-process pipeline test: FLUVIO_SC_ADDR is unset (they return at once and count as passed; their embedded-log runs assert the same)")
 fi
-cargo test --locked --workspace
+suite "cargo test (all crates)" cargo test --locked --workspace
 
 log "the tracker: size-optimised wasm32 build (prints its gzipped size)"
 ensure_chromium
@@ -24,19 +63,17 @@ ensure_wasm_bindgen
 ensure_node_tools
 bash scripts/build-tracker.sh
 
-log "the tracker in headless Chromium: its core and its glue (wasm-bindgen-test)"
 ensure_wasm_target
 # --lib: the unit tests (doctests would need rustdoc of the same toolchain).
-(cd collector-wasm && CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner CHROMEDRIVER=/usr/bin/chromedriver \
-  "$WASM_CARGO" test --locked --lib --target wasm32-unknown-unknown $WASM_BUILD_STD --target-dir "$ROOT/target/wasm" -p collector-wasm)
+suite "the tracker in headless Chromium: its core and its glue (wasm-bindgen-test)" \
+  env -C collector-wasm CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner CHROMEDRIVER=/usr/bin/chromedriver \
+  "$WASM_CARGO" test --locked --lib --target wasm32-unknown-unknown $WASM_BUILD_STD --target-dir "$ROOT/target/wasm" -p collector-wasm
 
-log "the demo shop end to end: Chromium → tracker → clickstream serve → Silver"
 cargo build --locked -q -p clickstream-backend --bin clickstream
-CLICKSTREAM_BIN="$ROOT/target/debug/clickstream" node --test collector-wasm/e2e/
+export CLICKSTREAM_BIN="$ROOT/target/debug/clickstream"
+suite "the demo shop end to end: Chromium → tracker → clickstream serve → Silver" node --test collector-wasm/e2e/
+suite "the dashboard in Chromium: sign-in with a token, on a running clickstream serve" node --test backend/e2e/
 
-log "the dashboard in Chromium, on a running clickstream demo"
-CLICKSTREAM_BIN="$ROOT/target/debug/clickstream" node --test backend/e2e/
-
-log "the edge Worker in workerd, in front of clickstream serve"
+log "the edge Worker: build"
 bash scripts/build-worker.sh
-CLICKSTREAM_BIN="$ROOT/target/debug/clickstream" node --test edge-worker/e2e/
+suite "the edge Worker in workerd, in front of clickstream serve" node --test edge-worker/e2e/

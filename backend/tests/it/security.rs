@@ -281,6 +281,29 @@ async fn forged_origins_floods_and_stalls_are_refused_with_clear_answers() {
     server.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_its_own_listener_with_its_own_token() {
+    let dir = temp_dir("sec-admin");
+    let admin_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let server = Running::start(dir.path(), |s| {
+        s.api_tokens = hashed(&[TOKEN]);
+        s.metrics_tokens = hashed(&[METRICS_TOKEN]);
+        s.admin_bind = Some(format!("127.0.0.1:{admin_port}"));
+    })
+    .await;
+    let http = client();
+    let admin = format!("http://127.0.0.1:{admin_port}");
+    assert_eq!(http.get(format!("{admin}/metrics")).send().await.unwrap().status(), 401, "metrics tokens are configured");
+    let scraped = http.get(format!("{admin}/metrics")).bearer_auth(METRICS_TOKEN).send().await.unwrap();
+    assert_eq!(scraped.status(), 200);
+    assert!(scraped.text().await.unwrap().contains("clickstream_events_accepted_total"));
+    assert_eq!(http.get(format!("{admin}/health")).send().await.unwrap().status(), 200);
+    assert_eq!(http.get(format!("{admin}/api/summary")).bearer_auth(TOKEN).send().await.unwrap().status(), 404, "only metrics and health there");
+    assert_eq!(http.get(format!("{admin}/v1/batch")).send().await.unwrap().status(), 404);
+    assert_eq!(http.get(format!("{}/metrics", server.base)).send().await.unwrap().status(), 401, "the main listener still asks");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_site_flood_leaves_the_other_sites_their_share() {
     let dir = temp_dir("sec-sites");
