@@ -12,6 +12,7 @@ use clickstream_backend::config::{default_site_dir, default_tracker_dir, FileCon
 use clickstream_backend::metrics::Metrics;
 use clickstream_backend::serve::{open_log, open_stream, serve, stop_on_signal, ServeSettings};
 use clickstream_backend::stream::FluvioSettings;
+use clickstream_backend::secrets::Redacted;
 use clickstream_backend::server::auth::{parse_token, token_hash_line};
 use clickstream_backend::server::{CollectGuard, IngestAuth, TrustedProxies};
 use clickstream_backend::{bench, demo, generate, query};
@@ -324,14 +325,14 @@ fn serve_settings(args: &ServeArgs) -> anyhow::Result<ServeSettings> {
         .ok()
         .or(file.ip_salt_secret.clone())
         .filter(|secret| !secret.is_empty())
-        .map(String::into_bytes);
+        .map(|secret| Redacted(secret.into_bytes()));
     let mut secrets: Vec<Vec<u8>> = args.ingest_secret.iter().chain(&file.ingest_secret).cloned().map(String::into_bytes).collect();
     secrets.truncate(1); // the flag or environment wins over the file's
     let previous = std::env::var("CLICKSTREAM_INGEST_SECRET_PREVIOUS").ok();
     secrets.extend(file.ingest_secrets.iter().chain(&previous).cloned().map(String::into_bytes));
     secrets.retain(|s| !s.is_empty());
     s.ingest_auth = match (secrets.is_empty(), args.allow_unsigned_ingest || file.allow_unsigned_ingest.unwrap_or(false)) {
-        (false, _) => IngestAuth::Signed(secrets),
+        (false, _) => IngestAuth::Signed(secrets.into_iter().map(Redacted).collect()),
         (true, true) => IngestAuth::Unsigned,
         (true, false) => IngestAuth::Disabled,
     };

@@ -8,6 +8,17 @@ use std::path::Path;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+/// A secret value whose `Debug` shows nothing of it, so a settings
+/// struct printed whole (by a panic, say) does not leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Redacted<T>(pub T);
+
+impl<T> std::fmt::Debug for Redacted<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 /// `n` random bytes from the operating system's CSPRNG.
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];

@@ -31,7 +31,7 @@ pub struct ServeSettings {
     pub limits: Limits,
     /// Derive the IP salts from this secret instead of keeping random
     /// daily salts (for replicas that share no data directory).
-    pub ip_salt_secret: Option<Vec<u8>>,
+    pub ip_salt_secret: Option<crate::secrets::Redacted<Vec<u8>>>,
     pub ingest_auth: IngestAuth,
     /// Hashes of the API tokens (dashboard, `/api/*`, `/metrics`); when
     /// empty, `serve` generates one and prints the dashboard link with it.
@@ -137,7 +137,7 @@ pub async fn serve(
     let ip_salt = match &settings.ip_salt_secret {
         Some(secret) => {
             tracing::warn!("IP salts are derived from the configured ip_salt_secret: whoever holds it can recompute past days' IP hashes; leave it unset for random daily salts");
-            DailySalt::new(secret.clone())
+            DailySalt::new(secret.0.clone())
         }
         None => {
             let store = SaltStore::open(&settings.data_dir, clock.now_ms())

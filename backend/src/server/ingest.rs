@@ -41,7 +41,8 @@ pub(super) async fn ingest(
             )
             .map_err(ApiError::Unauthorized)?;
             let body = read_body(&parts.headers, body, limit, state.guard.body_timeout).await?;
-            signed.verify(secrets, &body).map_err(ApiError::Unauthorized)?;
+            let secrets: Vec<&[u8]> = secrets.iter().map(|s| s.0.as_slice()).collect();
+            signed.verify(&secrets, &body).map_err(ApiError::Unauthorized)?;
             match state.seen_signatures.first_use(&signed.mac, signed.timestamp_ms, now) {
                 Ok(true) => {}
                 Ok(false) => return Err(ApiError::Replayed),

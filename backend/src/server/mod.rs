@@ -40,7 +40,7 @@ use crate::stream::EventStream;
 pub enum IngestAuth {
     /// HMAC-SHA256 signatures with any of these shared secrets (two while
     /// one is being rotated).
-    Signed(Vec<Vec<u8>>),
+    Signed(Vec<crate::secrets::Redacted<Vec<u8>>>),
     /// Unsigned requests accepted: only for local use, and only when asked
     /// for explicitly.
     Unsigned,

@@ -7,6 +7,7 @@ use axum::body::{to_bytes, Body};
 use axum::http::{Request, StatusCode};
 use clickstream_backend::clock::FixedClock;
 use clickstream_backend::metrics::Metrics;
+use clickstream_backend::secrets::Redacted;
 use clickstream_backend::server::auth::parse_token;
 use clickstream_backend::server::{app, Access, AppState, IngestAuth, Tokens};
 use clickstream_backend::stream::{EmbeddedLog, EventStream, Topic};
@@ -182,7 +183,7 @@ async fn post_ingest(h: &Harness, body: &str, ts: Option<i64>, signature: Option
 
 #[tokio::test]
 async fn ingest_accepts_only_fresh_correct_signatures_and_never_twice() {
-    let h = harness(|s| s.ingest_auth = IngestAuth::Signed(vec![b"shared".to_vec()]));
+    let h = harness(|s| s.ingest_auth = IngestAuth::Signed(vec![Redacted(b"shared".to_vec())]));
     let body = ingest_body();
     let good = sign(b"shared", NOW, body.as_bytes());
 

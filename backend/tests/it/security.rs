@@ -19,6 +19,7 @@ use clickstream_backend::clock::{Clock, FixedClock};
 use clickstream_backend::metrics::Metrics;
 use clickstream_backend::salts::SaltStore;
 use clickstream_backend::serve::{serve, ServeSettings};
+use clickstream_backend::secrets::Redacted;
 use clickstream_backend::server::auth::parse_token;
 use clickstream_backend::server::{app, Access, AppState, CollectGuard, IngestAuth};
 use clickstream_backend::stream::{EmbeddedLog, EventStream, Fetched, Record, StreamError, Topic};
@@ -418,7 +419,7 @@ async fn slow_clients_are_cut_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_ingest_is_refused_in_any_spelling_and_after_a_restart() {
     let dir = temp_dir("sec-ingest");
-    let signed = || IngestAuth::Signed(vec![SECRET.as_bytes().to_vec(), PREVIOUS_SECRET.as_bytes().to_vec()]);
+    let signed = || IngestAuth::Signed(vec![Redacted(SECRET.as_bytes().to_vec()), Redacted(PREVIOUS_SECRET.as_bytes().to_vec())]);
     let server = Running::start(dir.path(), |s| s.ingest_auth = signed()).await;
     let http = client();
     let url = format!("{}/ingest", server.base);
