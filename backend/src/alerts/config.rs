@@ -6,6 +6,7 @@
 //! when = "purchase_over"     # an order whose purchase lines sum above `amount`
 //! amount = 500.0
 //! webhooks = ["https://hooks.slack.com/services/T000/B000/XXXX"]
+//! max_notifications_per_hour = 10   # optional; more are summed up hourly
 //!
 //! [[alerts]]
 //! name = "bots"
@@ -29,6 +30,8 @@
 
 use serde::Deserialize;
 
+use super::deliver::redact_webhook;
+
 /// One rule: a name (in the message and the dedup key), a condition, and
 /// where to post. Read through [`RuleFile`], so that each condition's
 /// settings are checked by name: a setting of another condition, or a
@@ -40,6 +43,9 @@ pub struct AlertRule {
     pub condition: Condition,
     /// URLs the alert is POSTed to as JSON (Slack-compatible `text`).
     pub webhooks: Vec<String>,
+    /// At most this many alerts of the rule are posted in any 60 minutes;
+    /// see [`super::limit`].
+    pub max_notifications_per_hour: u32,
 }
 
 /// What makes a rule fire, and the window it fires at most once in.
@@ -79,6 +85,13 @@ pub struct RuleFile {
     /// `purchase_over`, `bot_anomaly`, `rejects_spike` or `traffic_below`.
     when: String,
     webhooks: Vec<String>,
+    /// At most this many alerts of the rule are posted in any 60 minutes;
+    /// the others are logged as suppressed and counted, and one message per
+    /// clock hour that suppressed some says how many. Visitors can make a
+    /// rule fire (a flood of orders), so this keeps them from spamming the
+    /// channel. 1 or more; default 10.
+    #[serde(default = "default_max_notifications_per_hour")]
+    max_notifications_per_hour: u32,
     amount: Option<f64>,
     count: Option<u64>,
     events_per_minute: Option<f64>,
@@ -131,8 +144,12 @@ impl TryFrom<RuleFile> for AlertRule {
         if f.webhooks.is_empty() {
             return fail("no webhooks to post to".into());
         }
+        // Named by scheme and host only: the path is the webhook's secret.
         if let Some(bad) = f.webhooks.iter().find(|w| !(w.starts_with("http://") || w.starts_with("https://"))) {
-            return fail(format!("webhook {bad:?} is not an http(s) URL"));
+            return fail(format!("webhook {} is not an http(s) URL", redact_webhook(bad)));
+        }
+        if f.max_notifications_per_hour == 0 {
+            return fail("max_notifications_per_hour must be at least 1".into());
         }
         match &condition {
             Condition::PurchaseOver { amount } if !(*amount >= 0.0) => return fail(format!("amount must be at least 0, got {amount}")),
@@ -143,7 +160,7 @@ impl TryFrom<RuleFile> for AlertRule {
             }
             _ => {}
         }
-        Ok(AlertRule { name: f.name, condition, webhooks: f.webhooks })
+        Ok(AlertRule { name: f.name, condition, webhooks: f.webhooks, max_notifications_per_hour: f.max_notifications_per_hour })
     }
 }
 
@@ -168,6 +185,9 @@ impl Default for AlertingConfig {
     }
 }
 
+fn default_max_notifications_per_hour() -> u32 {
+    10
+}
 fn default_check_seconds() -> u64 {
     5
 }
@@ -208,6 +228,8 @@ mod tests {
                 Condition::TrafficBelow { events_per_minute: 10.0, window_minutes: 10 },
             ]
         );
+        let limits: Vec<_> = file.alerts.iter().map(|r| r.max_notifications_per_hour).collect();
+        assert_eq!(limits, [10, 10, 10, 10]);
     }
 
     #[test]
@@ -218,7 +240,8 @@ mod tests {
             ("when='purchase_over'\nwebhooks=['http://h']", "purchase_over needs amount"),
             ("when='bot_anomaly'\ncount=3\nwebhooks=['http://h']", "count does not apply to bot_anomaly"),
             ("when='bot_anomaly'\nwebhooks=[]", "no webhooks"),
-            ("when='bot_anomaly'\nwebhooks=['ftp://h']", "not an http(s) URL"),
+            ("when='bot_anomaly'\nwebhooks=['ftp://h/SECRET']", "webhook ftp://h/… is not an http(s) URL"),
+            ("when='bot_anomaly'\nwebhooks=['http://h']\nmax_notifications_per_hour=0", "max_notifications_per_hour must be at least 1"),
             ("when='traffic_below'\nevents_per_minute=1.0\nwindow_minutes=0\nwebhooks=['http://h']", "window_minutes must be 1 to 1440"),
             ("when='bot_anomaly'\nwebhooks=['http://h']\nwebhook='typo'", "unknown field `webhook`"),
         ] {
@@ -227,5 +250,8 @@ mod tests {
         }
         let rule: File = toml::from_str("[[alerts]]\nname='x'\nwhen='rejects_spike'\ncount=3\nwebhooks=['http://h']").unwrap();
         assert_eq!(rule.alerts[0].condition, Condition::RejectsSpike { count: 3, window_minutes: 5 }, "window_minutes defaults to 5");
+        assert_eq!(rule.alerts[0].max_notifications_per_hour, 10, "max_notifications_per_hour defaults to 10");
+        let rule: File = toml::from_str("[[alerts]]\nname='x'\nwhen='bot_anomaly'\nmax_notifications_per_hour=3\nwebhooks=['http://h']").unwrap();
+        assert_eq!(rule.alerts[0].max_notifications_per_hour, 3);
     }
 }

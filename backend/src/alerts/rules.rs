@@ -10,6 +10,7 @@ use polars::prelude::*;
 use serde_json::{json, Value};
 
 use super::config::{AlertRule, Condition};
+use super::slack::escape;
 use crate::api::iso;
 use crate::gold::GoldTable;
 use crate::storage::range::{floats, gold, has_gold, ints, rejects, silver, texts};
@@ -23,6 +24,26 @@ pub const LOOKBACK_MS: i64 = 2 * HOUR_MS;
 /// events take a moment through the collector and the aggregator.
 pub const SETTLE_MS: i64 = MINUTE_MS;
 
+/// How long after a rule first raises an alert it may raise the same key
+/// again, from the windows it reads: what the sent keys must remember.
+pub fn repeats_for_ms(condition: &Condition) -> i64 {
+    match condition {
+        // Orders are read from the lookback before now to an hour after
+        // it (a visitor's clock ahead of ours).
+        Condition::PurchaseOver { .. } => LOOKBACK_MS + HOUR_MS,
+        Condition::BotAnomaly => LOOKBACK_MS,
+        // The window under way and the one before.
+        Condition::RejectsSpike { window_minutes, .. } => 2 * window_minutes * MINUTE_MS,
+        Condition::TrafficBelow { window_minutes, .. } => window_minutes * MINUTE_MS + SETTLE_MS,
+    }
+}
+
+/// Bot visitors named in a message's text; the rest are counted.
+const VISITORS_IN_TEXT: usize = 5;
+/// Bot visitors listed in `details`: a flood of visitors in one minute
+/// must not make a body of megabytes.
+const VISITORS_IN_DETAILS: usize = 100;
+
 /// One alert to send.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Alert {
@@ -30,7 +51,8 @@ pub struct Alert {
     pub when: &'static str,
     /// At most one alert per key.
     pub key: String,
-    /// For people: the first line of the webhook message.
+    /// For people: the first line of the webhook message. Values from
+    /// events in it are escaped ([`escape`]); `details` has them as they are.
     pub text: String,
     pub details: Value,
 }
@@ -79,7 +101,15 @@ pub fn check(rule: &AlertRule, data_dir: &Path, now: i64) -> PolarsResult<Vec<Al
             for i in 0..order.len() {
                 alerts.push(alert(
                     format!("{}|{}", site[i], order[i]),
-                    format!("Order {} on {}: {:.2} {} in {} line(s) at {}, over {amount:.2}", order[i], site[i], total[i], currency[i], lines[i], iso(at[i])),
+                    format!(
+                        "Order {} on {}: {:.2} {} in {} line(s) at {}, over {amount:.2}",
+                        escape(&order[i]),
+                        escape(&site[i]),
+                        total[i],
+                        escape(&currency[i]),
+                        lines[i],
+                        iso(at[i])
+                    ),
                     json!({ "site_id": site[i], "order_id": order[i], "revenue": total[i], "currency": currency[i], "lines": lines[i], "at": iso(at[i]) }),
                 ));
             }
@@ -104,10 +134,21 @@ pub fn check(rule: &AlertRule, data_dir: &Path, now: i64) -> PolarsResult<Vec<Al
                 ints(&minutes, "most")?,
             );
             for i in 0..site.len() {
+                // Visitor ids are visible ASCII, without spaces: ", " splits them.
+                let visitors: Vec<&str> = visitors[i].split(", ").collect();
+                let mut named = visitors.iter().take(VISITORS_IN_TEXT).map(|v| escape(v)).collect::<Vec<_>>().join(", ");
+                if visitors.len() > VISITORS_IN_TEXT {
+                    named.push_str(&format!(" and {} more", visitors.len() - VISITORS_IN_TEXT));
+                }
                 alerts.push(alert(
                     format!("{}|{}", site[i], iso(start[i])),
-                    format!("{} visitor(s) on {} sent up to {} events in the minute from {}: {}", count[i], site[i], most[i], iso(start[i]), visitors[i]),
-                    json!({ "site_id": site[i], "window_start": iso(start[i]), "visitors": visitors[i].split(", ").collect::<Vec<_>>(), "most_events": most[i] }),
+                    format!("{} visitor(s) on {} sent up to {} events in the minute from {}: {named}", count[i], escape(&site[i]), most[i], iso(start[i])),
+                    json!({
+                        "site_id": site[i],
+                        "window_start": iso(start[i]),
+                        "visitors": visitors[..visitors.len().min(VISITORS_IN_DETAILS)],
+                        "most_events": most[i],
+                    }),
                 ));
             }
         }

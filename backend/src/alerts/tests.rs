@@ -1,20 +1,26 @@
 //! The rules fire exactly when they should, against the fixture data
 //! directory, and alerts reach a real local webhook receiver: retried when
-//! it fails, sent once per window, not again after a restart.
+//! it fails, sent once per window, not again after a restart. What an
+//! attacker controls cannot turn them into spam: a flood is cut to each
+//! rule's hourly limit and one summary, visitor values cannot format the
+//! message, redirects are not followed and webhook secrets stay out of
+//! the log.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::post;
+use axum::http::{header, StatusCode};
+use axum::routing::{any, post};
 use axum::{Json, Router};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::config::{AlertRule, AlertingConfig, Condition};
-use super::rules::check;
-use super::{deliver, Alerts};
-use crate::gold::fixture::{at, ev, DataDir};
+use super::rules::{check, LOOKBACK_MS};
+use super::{deliver, Alerts, SUMMARY};
+use crate::api::iso;
+use crate::gold::fixture::{at, ev, DataDir, HOUR, MIN};
 use crate::metrics::Metrics;
 
 fn data(label: &str) -> DataDir {
@@ -34,7 +40,7 @@ fn data(label: &str) -> DataDir {
 }
 
 fn rule(name: &str, condition: Condition, webhooks: Vec<String>) -> AlertRule {
-    AlertRule { name: name.into(), condition, webhooks }
+    AlertRule { name: name.into(), condition, webhooks, max_notifications_per_hour: 10 }
 }
 
 fn keys(rule: &AlertRule, dir: &DataDir, now: i64) -> Vec<String> {
@@ -164,4 +170,189 @@ async fn a_failing_webhook_is_given_up_after_its_attempts_and_a_refusal_at_once(
     let mut lost = lost;
     let sent = lost.check(at(10, 0)).await;
     assert!(sent[0].1[0].error.as_deref().unwrap().starts_with("unreachable"), "{:?}", sent[0].1[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purchase_flood_of_10000_orders_posts_at_most_the_limit_and_one_summary() {
+    let dir = DataDir::new("alerts-flood");
+    let orders = 10_000;
+    let events: Vec<_> = (0..orders)
+        .map(|i| ev(format!("flood-{i}"), "purchase", at(9, 30) + i * 100, &format!("v{i}")).product("p-1").bought(&format!("o-{i}"), 1, 600.0))
+        .collect();
+    dir.publish(&events);
+    let (hook, url) = receiver(0, 200).await;
+    let limit = 7;
+    let rules = vec![AlertRule { max_notifications_per_hour: limit, ..rule("big", Condition::PurchaseOver { amount: 500.0 }, vec![url]) }];
+    let metrics = Arc::new(Metrics::new());
+    let now = at(10, 0) + 30_000;
+
+    let posted = Alerts::new(rules.clone(), quick(), dir.0.clone(), metrics.clone()).check(now).await;
+    assert_eq!(posted.len(), limit as usize);
+    let bodies = hook.bodies.lock().unwrap().clone();
+    assert_eq!(bodies.len(), limit as usize, "one post per alert up to the limit");
+    assert!(bodies.iter().all(|b| b["when"] == "purchase_over"));
+    // Posted at once, so in any order; the last one says the limit is reached.
+    let noted = bodies.iter().filter(|b| b["text"].as_str().unwrap().contains("the limit of 7 alert(s) an hour is reached")).count();
+    assert_eq!(noted, 1);
+    assert!(metrics.render().contains("clickstream_alerts_fired_total{rule=\"big\"} 7\n"), "suppressed alerts are not counted as fired");
+
+    // Every alert is in the log, the suppressed ones as such.
+    let log = std::fs::read_to_string(deliver::log_path(&dir.0)).unwrap();
+    let outcomes: Vec<Value> = log.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["outcome"].clone()).collect();
+    assert_eq!(outcomes.len(), orders as usize);
+    assert_eq!(outcomes.iter().filter(|o| *o == "suppressed").count(), orders as usize - limit as usize);
+
+    // Restarted within the hour: nothing is posted again, suppressed or not.
+    let mut restarted = Alerts::new(rules.clone(), quick(), dir.0.clone(), metrics.clone());
+    assert!(restarted.check(now + MIN).await.is_empty());
+    assert_eq!(hook.bodies.lock().unwrap().len(), limit as usize);
+
+    // Once the hour has ended: one summary with the count, read back from
+    // the log by the restarted server.
+    let posted = restarted.check(at(11, 0) + 5_000).await;
+    assert_eq!(posted.len(), 1);
+    let bodies = hook.bodies.lock().unwrap().clone();
+    assert_eq!(bodies.len(), limit as usize + 1);
+    let summary = &bodies[limit as usize];
+    assert_eq!((summary["when"].as_str(), summary["rule"].as_str()), (Some(SUMMARY), Some("big")));
+    assert_eq!(summary["details"]["suppressed"], json!(orders - i64::from(limit)));
+    let text = summary["text"].as_str().unwrap();
+    assert!(text.starts_with("9993 more alert(s) of \"big\" were suppressed in the hour from 2026-11-22T10:00:00Z"), "{text}");
+
+    // Exactly one summary: not at the next check, nor after another restart.
+    assert!(restarted.check(at(11, 0) + 10_000).await.is_empty());
+    assert!(Alerts::new(rules, quick(), dir.0.clone(), metrics).check(at(11, 1)).await.is_empty());
+    assert_eq!(hook.bodies.lock().unwrap().len(), limit as usize + 1, "at most the limit and one summary");
+}
+
+#[test]
+fn visitor_values_cannot_format_the_message() {
+    let dir = DataDir::new("alerts-escape");
+    let order = "<!channel> *x* <https://evil|click>";
+    let mut events = vec![ev("e1", "purchase", at(9, 50), "a").product("p-1").bought(order, 1, 600.0)];
+    // Seven bots in one minute, one named like a mention.
+    for (b, anon) in ["<!here>", "b2", "b3", "b4", "b5", "b6", "b7"].iter().enumerate() {
+        events.extend((0..60).map(|i| ev(format!("bot-{b}-{i}"), "page_view", at(9, 40) + i * 900, anon)));
+    }
+    dir.publish(&events);
+    let now = at(10, 0);
+
+    let alert = &check(&rule("big", Condition::PurchaseOver { amount: 50.0 }, vec![]), &dir.0, now).unwrap()[0];
+    assert!(alert.text.starts_with("Order &lt;!channel&gt; ＊x＊ &lt;https://evil｜click&gt; on shop-1: 600.00 EUR"), "{}", alert.text);
+    for markup in ['<', '>', '*', '|'] {
+        assert!(!alert.text.contains(markup), "{markup:?} in {}", alert.text);
+    }
+    assert_eq!(alert.details["order_id"], order, "programs get the value as it is");
+
+    let alert = &check(&rule("bots", Condition::BotAnomaly, vec![]), &dir.0, now).unwrap()[0];
+    assert!(alert.text.ends_with(": &lt;!here&gt;, b2, b3, b4, b5 and 2 more (alert \"bots\")"), "{}", alert.text);
+    assert_eq!(alert.details["visitors"].as_array().unwrap().len(), 7);
+}
+
+/// A server that counts every request it gets, whatever the method.
+async fn counter() -> (Arc<AtomicUsize>, String) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    let app = Router::new().fallback(move || {
+        let counted = counted.clone();
+        async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            StatusCode::OK
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (hits, format!("http://{addr}/elsewhere"))
+}
+
+/// A webhook that answers every request with `status` and a `Location`.
+async fn redirecting(status: u16, location: String) -> (Arc<AtomicUsize>, String) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    let app = Router::new().route(
+        "/hook",
+        any(move || {
+            let (counted, location) = (counted.clone(), location.clone());
+            async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                (StatusCode::from_u16(status).unwrap(), [(header::LOCATION, location)])
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (hits, format!("http://{addr}/hook"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_is_a_final_failure_and_is_not_followed() {
+    let dir = data("redirect");
+    // 302 would be followed as a GET, 307 and 308 as the same POST.
+    for status in [302, 307, 308] {
+        let (elsewhere, elsewhere_url) = counter().await;
+        let (hook, hook_url) = redirecting(status, elsewhere_url).await;
+        let name = format!("bots-{status}");
+        let mut alerts = Alerts::new(vec![rule(&name, Condition::BotAnomaly, vec![hook_url])], quick(), dir.0.clone(), Arc::new(Metrics::new()));
+        let sent = alerts.check(at(10, 0)).await;
+        let delivery = &sent[0].1[0];
+        assert_eq!((delivery.delivered, delivery.attempts, delivery.status), (false, 1, Some(status)), "not retried");
+        assert!(delivery.error.as_deref().unwrap().contains("redirects are not followed"), "{delivery:?}");
+        assert_eq!(hook.load(Ordering::SeqCst), 1);
+        assert_eq!(elsewhere.load(Ordering::SeqCst), 0, "{status}: the redirect target got a request");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_secrets_stay_out_of_deliveries_and_the_alert_log() {
+    let dir = data("secrets");
+    let (_hook, url) = receiver(0, 200).await;
+    let answering = format!("{url}?token=SECRET-1");
+    let absent = "http://127.0.0.1:9/services/T000/B000/SECRET-2".to_string();
+    let rules = vec![rule("bots", Condition::BotAnomaly, vec![answering, absent])];
+    let sent = Alerts::new(rules, quick(), dir.0.clone(), Arc::new(Metrics::new())).check(at(10, 0)).await;
+    let deliveries = &sent[0].1;
+    let port = url.trim_start_matches("http://127.0.0.1:").trim_end_matches("/hook");
+    assert_eq!(deliveries[0].webhook, format!("http://127.0.0.1:{port}/…"));
+    assert_eq!(deliveries[1].webhook, "http://127.0.0.1:9/…");
+    assert!(deliveries[1].error.as_deref().unwrap().starts_with("unreachable"), "{:?}", deliveries[1]);
+    // What is logged (tracing and the file) is what a delivery holds.
+    let log = std::fs::read_to_string(deliver::log_path(&dir.0)).unwrap();
+    for shown in [format!("{deliveries:?}"), log.clone()] {
+        for secret in ["SECRET", "token", "/services", "/hook"] {
+            assert!(!shown.contains(secret), "{secret} shown: {shown}");
+        }
+    }
+    assert!(log.contains("\"webhook\":\"http://127.0.0.1:9/…\""), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sent_keys_are_read_back_only_while_recent_and_then_forgotten() {
+    let dir = data("bounded");
+    let now = at(10, 0) + 30_000;
+    let line = |at: i64, key: &str| json!({ "at": iso(at), "rule": "big", "when": "purchase_over", "key": key, "outcome": "sent" }).to_string();
+    let log = deliver::log_path(&dir.0);
+    std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+    std::fs::write(&log, [line(now - 30 * HOUR, "big|shop-1|o-old"), line(now - 10 * MIN, "big|shop-1|o-2"), "not json".into()].join("\n") + "\n").unwrap();
+
+    let (hook, url) = receiver(0, 200).await;
+    let mut alerts = Alerts::new(vec![rule("big", Condition::PurchaseOver { amount: 50.0 }, vec![url])], quick(), dir.0.clone(), Arc::new(Metrics::new()));
+    // Orders are read from the lookback to an hour ahead; twice that is kept.
+    assert_eq!(alerts.keep_ms, 2 * (LOOKBACK_MS + HOUR));
+    assert!(alerts.check(now).await.is_empty(), "o-2 was sent 10 minutes ago");
+    assert!(alerts.sent.contains("big|shop-1|o-2"));
+    assert!(!alerts.sent.contains("big|shop-1|o-old"), "older than the lookback bound: not read back");
+    assert_eq!(alerts.sent.len(), 1);
+
+    // Once o-2 is out of every window the rule reads, its key is dropped,
+    // and the rule does not raise it again.
+    let later = now + alerts.keep_ms + MIN;
+    assert!(alerts.check(later).await.is_empty());
+    assert_eq!(alerts.sent.len(), 0);
+    assert!(hook.bodies.lock().unwrap().is_empty());
+
+    // A day-long window is remembered for as long as it can fire.
+    let daily = Alerts::new(vec![rule("spike", Condition::RejectsSpike { count: 1, window_minutes: 1440 }, vec![])], quick(), dir.0.clone(), Arc::new(Metrics::new()));
+    assert_eq!(daily.keep_ms, 2 * 2 * 24 * HOUR);
 }
