@@ -31,6 +31,7 @@ pub struct Metrics {
     api_latency: Mutex<BTreeMap<&'static str, Histogram>>,
     /// Alerts raised, by rule.
     alerts_fired: Mutex<BTreeMap<String, u64>>,
+    alerts_suppressed: Mutex<BTreeMap<String, u64>>,
     pub alert_deliveries_failed: AtomicU64,
     /// Unread records per (topic, partition).
     log_lag: Mutex<BTreeMap<(String, u32), u64>>,
@@ -69,6 +70,11 @@ impl Metrics {
         *lock(&self.alerts_fired).entry(rule.to_string()).or_default() += 1;
     }
 
+    /// An alert over its rule's hourly limit: logged, not posted.
+    pub fn alert_suppressed(&self, rule: &str) {
+        *lock(&self.alerts_suppressed).entry(rule.to_string()).or_default() += 1;
+    }
+
     pub fn alert_delivery_failed(&self) {
         self.alert_deliveries_failed.fetch_add(1, Ordering::Relaxed);
     }
@@ -104,10 +110,8 @@ impl Metrics {
         counter(&mut out, "clickstream_duplicates_dropped_total", "Events not written to Silver because their event id was already there.", self.duplicates_dropped.load(Ordering::Relaxed));
         counter(&mut out, "clickstream_commit_failures_total", "Micro-batch commits that failed and will be retried.", self.commit_failures.load(Ordering::Relaxed));
 
-        let _ = writeln!(out, "# HELP clickstream_alerts_fired_total Alerts raised (each sent to all its webhooks), by rule.\n# TYPE clickstream_alerts_fired_total counter");
-        for (rule, n) in lock(&self.alerts_fired).iter() {
-            let _ = writeln!(out, "clickstream_alerts_fired_total{{rule=\"{}\"}} {n}", rule.replace('\\', "\\\\").replace('"', "\\\""));
-        }
+        by_rule(&mut out, "clickstream_alerts_fired_total", "Alerts raised (each sent to all its webhooks), by rule.", &lock(&self.alerts_fired));
+        by_rule(&mut out, "clickstream_alerts_suppressed_total", "Alerts over their rule's hourly limit, logged and not posted, by rule.", &lock(&self.alerts_suppressed));
         counter(&mut out, "clickstream_alert_deliveries_failed_total", "Webhook deliveries given up after their retries.", self.alert_deliveries_failed.load(Ordering::Relaxed));
         let _ = writeln!(out, "# HELP clickstream_log_lag_records Records in the stream not yet committed to Parquet.\n# TYPE clickstream_log_lag_records gauge");
         for ((topic, partition), lag) in lock(&self.log_lag).iter() {
@@ -147,6 +151,14 @@ impl Histogram {
         let braces = if bare.is_empty() { String::new() } else { format!("{{{bare}}}") };
         let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
         let _ = writeln!(out, "{name}_count{braces} {}", self.count);
+    }
+}
+
+/// A counter per alert rule, the rule's name escaped as a label value.
+fn by_rule(out: &mut String, name: &str, help: &str, counts: &BTreeMap<String, u64>) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    for (rule, n) in counts {
+        let _ = writeln!(out, "{name}{{rule=\"{}\"}} {n}", rule.replace('\\', "\\\\").replace('"', "\\\""));
     }
 }
 

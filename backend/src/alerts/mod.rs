@@ -133,6 +133,9 @@ impl Alerts {
         if !suppressed.is_empty() {
             tracing::warn!(alerts = suppressed.len(), "alerts over their rule's hourly limit; logged, not posted");
         }
+        for alert in &suppressed {
+            self.metrics.alert_suppressed(&alert.rule);
+        }
         if let Err(e) = deliver::record_suppressed(&self.log, now, &suppressed) {
             tracing::warn!(log = %self.log.display(), error = %e, "could not write the alert log");
         }

@@ -195,6 +195,7 @@ async fn a_purchase_flood_of_10000_orders_posts_at_most_the_limit_and_one_summar
     let noted = bodies.iter().filter(|b| b["text"].as_str().unwrap().contains("the limit of 7 alert(s) an hour is reached")).count();
     assert_eq!(noted, 1);
     assert!(metrics.render().contains("clickstream_alerts_fired_total{rule=\"big\"} 7\n"), "suppressed alerts are not counted as fired");
+    assert!(metrics.render().contains("clickstream_alerts_suppressed_total{rule=\"big\"} 9993\n"), "they are counted as suppressed");
 
     // Every alert is in the log, the suppressed ones as such.
     let log = std::fs::read_to_string(deliver::log_path(&dir.0)).unwrap();
