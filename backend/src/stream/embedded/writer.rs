@@ -1,0 +1,162 @@
+//! The embedded log's single writer thread: the requests it takes and the
+//! group commit that makes them durable together (see the module above for
+//! why one writer).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+use redb::Durability;
+use tokio::sync::{mpsc, oneshot};
+
+use super::framing::EntryBuilder;
+use super::{Shared, StreamError, CONSUMER_OFFSETS, MAX_BYTES_PER_COMMIT, MAX_REQUESTS_PER_COMMIT, PARTITION_ENDS};
+
+/// A request to the writer thread.
+pub(super) enum WriteRequest {
+    Append {
+        records: Vec<EncodedRecord>,
+        bytes: usize,
+        reply: oneshot::Sender<Result<(), StreamError>>,
+    },
+    CommitOffset {
+        name: String,
+        next_offset: u64,
+        reply: oneshot::Sender<Result<(), StreamError>>,
+    },
+}
+
+impl WriteRequest {
+    fn bytes(&self) -> usize {
+        match self {
+            WriteRequest::Append { bytes, .. } => *bytes,
+            WriteRequest::CommitOffset { name, .. } => name.len() + 8,
+        }
+    }
+
+    fn answer(self, outcome: Result<(), StreamError>) {
+        let reply = match self {
+            WriteRequest::Append { reply, .. } | WriteRequest::CommitOffset { reply, .. } => reply,
+        };
+        // The caller may have given up waiting (its future was dropped); the
+        // write still happened, and nobody is left to tell.
+        let _ = reply.send(outcome);
+    }
+}
+
+/// A record already encoded (with its checksum) and routed, ready for the writer.
+pub(super) struct EncodedRecord {
+    pub(super) slot: usize,
+    pub(super) bytes: Vec<u8>,
+}
+
+
+
+/// The writer thread: group commit. Runs until every handle is gone and the
+/// queue is empty.
+pub(super) fn run_writer(shared: &Shared, mut queue: mpsc::Receiver<WriteRequest>) {
+    // Next offset per slot, including records of the transaction in progress.
+    let mut next: Vec<u64> = shared
+        .ends
+        .iter()
+        .map(|end| end.load(Ordering::Acquire))
+        .collect();
+    while let Some(first) = queue.blocking_recv() {
+        let mut bytes = first.bytes();
+        let mut batch = vec![first];
+        while batch.len() < MAX_REQUESTS_PER_COMMIT && bytes < MAX_BYTES_PER_COMMIT {
+            match queue.try_recv() {
+                Ok(request) => {
+                    bytes += request.bytes();
+                    batch.push(request);
+                }
+                Err(_) => break,
+            }
+        }
+        match write_batch(shared, &batch, &mut next) {
+            Ok(()) => {
+                // Publish before answering, so a caller whose produce returned
+                // sees its records counted in `end_offset`.
+                for (end, next) in shared.ends.iter().zip(&next) {
+                    end.store(*next, Ordering::Release);
+                }
+                for request in batch {
+                    request.answer(Ok(()));
+                }
+            }
+            Err(error) => {
+                let reason = format!("embedded log write failed: {error}");
+                tracing::warn!(requests = batch.len(), "{reason}");
+                // Nothing of this transaction was kept: hand its offsets out again.
+                for (next, end) in next.iter_mut().zip(&shared.ends) {
+                    *next = end.load(Ordering::Acquire);
+                }
+                for request in batch {
+                    request.answer(Err(StreamError::Unavailable(reason.clone())));
+                }
+            }
+        }
+    }
+    tracing::debug!("embedded log writer stopped");
+}
+
+/// Writes a batch of requests in one durable transaction. The error is the
+/// reason given to every waiting caller.
+pub(super) fn write_batch(shared: &Shared, batch: &[WriteRequest], next: &mut [u64]) -> Result<(), String> {
+    // Assign offsets in arrival order and gather each partition's records
+    // into as few entries as the size bound allows.
+    let mut entries: BTreeMap<usize, Vec<EntryBuilder>> = BTreeMap::new();
+    let mut consumer_offsets: Vec<(&str, u64)> = Vec::new();
+    for request in batch {
+        match request {
+            WriteRequest::Append { records, .. } => {
+                for record in records {
+                    let builders = entries.entry(record.slot).or_default();
+                    match builders.last_mut() {
+                        Some(builder) if builder.has_room() => builder.push(&record.bytes),
+                        _ => {
+                            let mut builder = EntryBuilder::new(next[record.slot]);
+                            builder.push(&record.bytes);
+                            builders.push(builder);
+                        }
+                    }
+                    next[record.slot] += 1;
+                }
+            }
+            WriteRequest::CommitOffset {
+                name, next_offset, ..
+            } => consumer_offsets.push((name.as_str(), *next_offset)),
+        }
+    }
+
+    let mut txn = shared.db.begin_write().map_err(describe)?;
+    txn.set_durability(Durability::Immediate);
+    if !entries.is_empty() {
+        let mut ends = txn.open_table(PARTITION_ENDS).map_err(describe)?;
+        for slot in entries.keys() {
+            ends.insert(shared.layout.table_names[*slot].as_str(), next[*slot])
+                .map_err(describe)?;
+        }
+    }
+    for (slot, builders) in entries {
+        let mut table = txn
+            .open_table(shared.layout.table(slot))
+            .map_err(describe)?;
+        for builder in builders {
+            let (base, bytes) = builder.finish();
+            table.insert(base, bytes.as_slice()).map_err(describe)?;
+        }
+    }
+    if !consumer_offsets.is_empty() {
+        let mut table = txn.open_table(CONSUMER_OFFSETS).map_err(describe)?;
+        for (name, offset) in consumer_offsets {
+            table.insert(name, offset).map_err(describe)?;
+        }
+    }
+    txn.commit().map_err(describe)?;
+    Ok(())
+}
+
+/// The text of a storage error, for callers' `Unavailable`.
+pub(super) fn describe(error: impl Into<redb::Error>) -> String {
+    error.into().to_string()
+}
