@@ -13,7 +13,7 @@ use clickstream_schema::{BadRow, BatchError, EnrichedEvent, RequestMeta};
 use edge_worker::{collect, CollectResponse};
 
 use super::{ApiError, AppState};
-use crate::stream::{Record, Topic};
+use crate::stream::records_of;
 
 pub(super) async fn collect_batch(
     State(state): State<Arc<AppState>>,
@@ -52,22 +52,7 @@ async fn admit_and_collect(state: &AppState, request: Request) -> Result<Json<Co
 /// Appends accepted events and bad rows in one durable produce, and counts
 /// them only once the stream acknowledged.
 pub(super) async fn store(state: &AppState, events: &[EnrichedEvent<'_>], bad_rows: &[BadRow]) -> Result<(), ApiError> {
-    let mut records = Vec::with_capacity(events.len() + bad_rows.len());
-    for e in events {
-        records.push(Record {
-            topic: Topic::Events,
-            key: e.anonymous_id.as_bytes().to_vec(),
-            value: serde_json::to_vec(e).unwrap_or_default(),
-        });
-    }
-    for row in bad_rows {
-        let key = row.anonymous_id.as_deref().unwrap_or(&row.site_id);
-        records.push(Record {
-            topic: Topic::Rejects,
-            key: key.as_bytes().to_vec(),
-            value: serde_json::to_vec(row).unwrap_or_default(),
-        });
-    }
+    let records = records_of(events, bad_rows);
     if records.is_empty() {
         return Ok(());
     }

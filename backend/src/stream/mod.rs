@@ -109,6 +109,26 @@ pub trait EventStream: Send + Sync + 'static {
     ) -> Result<Option<u64>, StreamError>;
 }
 
+/// What one produce appends for a collected batch: each accepted event to
+/// the events topic keyed by its visitor (so a visitor's events, and so
+/// sessions, share a partition), each bad row to the rejects topic keyed by
+/// its visitor when it has one, else its site.
+pub fn records_of(events: &[clickstream_schema::EnrichedEvent<'_>], bad_rows: &[clickstream_schema::BadRow]) -> Vec<Record> {
+    let mut records = Vec::with_capacity(events.len() + bad_rows.len());
+    for e in events {
+        records.push(Record {
+            topic: Topic::Events,
+            key: e.anonymous_id.as_bytes().to_vec(),
+            value: serde_json::to_vec(e).unwrap_or_default(),
+        });
+    }
+    for row in bad_rows {
+        let key = row.anonymous_id.as_deref().unwrap_or(&row.site_id);
+        records.push(Record { topic: Topic::Rejects, key: key.as_bytes().to_vec(), value: serde_json::to_vec(row).unwrap_or_default() });
+    }
+    records
+}
+
 /// The partition of a key: a stable hash (FNV-1a, 64 bit) modulo the
 /// partition count, so every producer and every restart agree.
 pub fn partition_for(key: &[u8], partitions: u32) -> u32 {

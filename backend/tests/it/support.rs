@@ -30,15 +30,8 @@ pub fn temp_dir(name: &str) -> TempDir {
     TempDir(dir)
 }
 
-/// A collected batch as the ingest produces it: accepted events keyed by
-/// visitor to the events topic, bad rows to the rejects topic.
+/// A collected batch as the ingest produces it: the collect path's own
+/// record building.
 pub fn records(out: &edge_worker::Collected<'_>) -> Vec<clickstream_backend::stream::Record> {
-    use clickstream_backend::stream::{Record, Topic};
-    let mut records: Vec<Record> = out
-        .accepted
-        .iter()
-        .map(|e| Record { topic: Topic::Events, key: e.anonymous_id.as_bytes().to_vec(), value: serde_json::to_vec(e).unwrap() })
-        .collect();
-    records.extend(out.bad_rows.iter().map(|r| Record { topic: Topic::Rejects, key: b"bad-row".to_vec(), value: serde_json::to_vec(r).unwrap() }));
-    records
+    clickstream_backend::stream::records_of(&out.accepted, &out.bad_rows)
 }
