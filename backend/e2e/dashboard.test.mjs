@@ -8,33 +8,19 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { join, dirname } from "node:path";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { join } from "node:path";
+import { clickstreamBin, launchChromium, root, Serve } from "./serve.mjs";
 
-const root = join(dirname(fileURLToPath(import.meta.url)), "../..");
-const bin = process.env.CLICKSTREAM_BIN ?? join(root, "target/debug/clickstream");
-const dataDir = mkdtempSync(join(tmpdir(), "clickstream-dashboard-"));
+const bin = clickstreamBin();
 const CHARTS = ["traffic", "revenue", "top_pages", "funnel", "sessions_by_source", "sessions_by_country",
   "sessions_by_device", "bots", "rejects"];
 const METRICS = ["active_visitors", "events_per_minute", "revenue_today", "conversion_rate", "bounce_rate"];
 const TOKEN = "dashboard-e2e-token-0123456789";
 const auth = { headers: { Authorization: `Bearer ${TOKEN}` } };
-let server;
+const server = new Serve({ bin, env: { CLICKSTREAM_API_TOKENS: TOKEN }, label: "dashboard" });
 let generator;
 let browser;
 let base;
-
-const freePort = () =>
-  new Promise((resolve) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
 
 async function summary() {
   const r = await fetch(`${base}/api/summary`, auth);
@@ -42,19 +28,8 @@ async function summary() {
 }
 
 before(async () => {
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  writeFileSync(join(dataDir, "config.toml"), "[aggregate]\npoll_interval_ms = 500\n");
-  server = spawn(bin, ["serve", "--data-dir", dataDir, "--config", join(dataDir, "config.toml"), "--port", String(port)], {
-    stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, RUST_LOG: "warn", CLICKSTREAM_API_TOKENS: TOKEN } });
-  for (let i = 0; ; i++) {
-    try {
-      if ((await fetch(`${base}/health`)).ok) break;
-    } catch {
-      assert.ok(i < 300, "clickstream serve did not start");
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await server.start();
+  base = server.url;
   generator = spawn(bin, ["generate", "--target", base, "--rate", "150"], {
     stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, RUST_LOG: "warn" } });
   // Until the traffic has reached Gold, with a purchase in it.
@@ -68,22 +43,16 @@ before(async () => {
     assert.ok(Date.now() < deadline, `the traffic did not reach Gold in time: ${JSON.stringify(s)}`);
     await new Promise((r) => setTimeout(r, 500));
   }
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-      "--disable-component-update", "--no-first-run", "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"],
-  });
+  browser = await launchChromium(["--headless=new", "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"]);
 });
 
 after(async () => {
   await browser?.close();
-  for (const child of [generator, server]) {
-    if (child && child.exitCode === null) {
-      child.kill("SIGINT");
-      await new Promise((r) => child.once("exit", r));
-    }
+  if (generator && generator.exitCode === null) {
+    generator.kill("SIGINT");
+    await new Promise((r) => generator.once("exit", r));
   }
-  rmSync(dataDir, { recursive: true, force: true });
+  await server.remove();
 });
 
 // The page's headline numbers, as its data-value attributes hold them.

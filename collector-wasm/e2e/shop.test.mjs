@@ -6,28 +6,17 @@
 //   CLICKSTREAM_BIN=target/debug/clickstream node --test collector-wasm/e2e/
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, writeFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { join, dirname } from "node:path";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { execFileSync } from "node:child_process";
+import { join } from "node:path";
+import { clickstreamBin, launchChromium, root, Serve } from "../../backend/e2e/serve.mjs";
 
-const root = join(dirname(fileURLToPath(import.meta.url)), "../..");
-const bin = process.env.CLICKSTREAM_BIN ?? join(root, "target/debug/clickstream");
-const dataDir = mkdtempSync(join(tmpdir(), "clickstream-e2e-"));
-let server;
+const bin = clickstreamBin();
+// `serve` serves a static site only when told to (the demo shop is
+// otherwise `clickstream demo`'s).
+const server = new Serve({ bin, config: `site_dir = ${JSON.stringify(join(root, "demo-site"))}`, label: "shop" });
+const dataDir = server.dataDir;
 let browser;
 let base;
-
-const freePort = () =>
-  new Promise((resolve) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
 
 function query(sql) {
   const out = execFileSync(bin, ["query", "--data-dir", dataDir, "--format", "json", sql], { encoding: "utf8" });
@@ -85,35 +74,14 @@ async function clickAndLoad(page, selector) {
 }
 
 before(async () => {
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  // `serve` serves a static site only when told to (the demo shop is
-  // otherwise `clickstream demo`'s).
-  writeFileSync(join(dataDir, "config.toml"),
-    `site_dir = ${JSON.stringify(join(root, "demo-site"))}\n[aggregate]\npoll_interval_ms = 200\n`);
-  server = spawn(bin, ["serve", "--data-dir", dataDir, "--config", join(dataDir, "config.toml"), "--port", String(port)], {
-    cwd: root,
-    stdio: ["ignore", "inherit", "inherit"],
-  });
-  for (let i = 0; ; i++) {
-    try {
-      if ((await fetch(`${base}/health`)).ok) break;
-    } catch {
-      if (i > 100) throw new Error("clickstream serve did not start");
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-      "--disable-component-update", "--no-first-run", "--disable-sync"],
-  });
+  await server.start();
+  base = server.url;
+  browser = await launchChromium();
 });
 
 after(async () => {
   await browser?.close();
-  server?.kill("SIGTERM");
-  rmSync(dataDir, { recursive: true, force: true });
+  await server.remove();
 });
 
 test("the tracker's files are served, the wasm as application/wasm", async () => {

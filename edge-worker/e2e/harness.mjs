@@ -2,63 +2,21 @@
 // `clickstream serve`, for the end-to-end test and the request bench.
 import { spawn } from "node:child_process";
 import { copyFileSync, mkdtempSync, writeFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
+import { root, freePort, until, Serve } from "../../backend/e2e/serve.mjs";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 
-export const root = join(dirname(fileURLToPath(import.meta.url)), "../..");
+export { root, freePort, until };
 // The Linux x64 build of workerd, from npm (the wrapper package "workerd" has
 // optional dependencies for other platforms that break `npm ci` here).
 const workerd = join(root, "node_modules/@cloudflare/workerd-linux-64/bin/workerd");
 
-export const freePort = () =>
-  new Promise((resolve) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-
-export async function until(url, what) {
-  for (let i = 0; ; i++) {
-    try {
-      if ((await fetch(url)).ok) return;
-    } catch {
-      if (i > 150) throw new Error(`${what} did not start`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-/** `clickstream serve` on its own data directory, restartable on the same port. */
-export class Backend {
+/** `clickstream serve` taking signed `/ingest` with `secret`, restartable on the same port. */
+export class Backend extends Serve {
   constructor(bin, secret) {
-    this.bin = bin;
+    super({ bin, args: ["--ingest-secret", secret], label: "edge" });
     this.secret = secret;
-    this.dir = mkdtempSync(join(tmpdir(), "clickstream-edge-"));
-    this.dataDir = join(this.dir, "data");
-    writeFileSync(join(this.dir, "config.toml"), "[aggregate]\npoll_interval_ms = 200\n");
-  }
-
-  async start() {
-    this.port ??= await freePort();
-    this.process = spawn(this.bin, ["serve", "--data-dir", this.dataDir, "--config", join(this.dir, "config.toml"),
-      "--port", String(this.port), "--ingest-secret", this.secret], { cwd: root, stdio: ["ignore", "ignore", "inherit"] });
-    this.url = `http://127.0.0.1:${this.port}`;
-    await until(`${this.url}/health`, "clickstream serve");
-  }
-
-  async stop() {
-    if (this.process?.exitCode !== null) return;
-    const exited = new Promise((r) => this.process.once("exit", r));
-    this.process.kill("SIGTERM");
-    await exited;
-  }
-
-  async remove() {
-    await this.stop();
-    rmSync(this.dir, { recursive: true, force: true });
   }
 }
 
