@@ -41,6 +41,13 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Is `token`'s hash among `hashes`? Every hash is compared, whichever
+/// matches, each in constant time.
+pub fn token_matches(hashes: &[[u8; 32]], token: &str) -> bool {
+    let hash = sha256(token.as_bytes());
+    hashes.iter().fold(false, |hit, h| hit | constant_time_eq(h, &hash))
+}
+
 /// Creates `path` holding `bytes`, readable by its owner only from the
 /// start (never written 0644 and then narrowed), and complete when it
 /// appears: written under a unique temporary name and hard-linked into

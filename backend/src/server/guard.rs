@@ -14,7 +14,7 @@ use edge_worker::edge::{AllowedOrigins, RateLimiter};
 use ipnet::IpNet;
 
 use super::ApiError;
-use crate::secrets::{constant_time_eq, sha256};
+use crate::secrets::token_matches;
 
 /// The collect routes' defences; [`CollectGuard::default`] is what `serve`
 /// runs without configuration.
@@ -111,14 +111,8 @@ impl CollectGuard {
             return Ok(());
         }
         let Some(hashes) = self.site_tokens.get(site_id) else { return Ok(()) };
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| sha256(token.trim().as_bytes()));
-        match presented {
-            Some(hash) if hashes.iter().fold(false, |hit, h| hit | constant_time_eq(h, &hash)) => Ok(()),
+        match super::auth::bearer(headers) {
+            Some(token) if token_matches(hashes, token) => Ok(()),
             _ => Err(ApiError::SiteTokenRequired { site_id: site_id.to_string() }),
         }
     }
@@ -196,6 +190,7 @@ impl TrustedProxies {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secrets::sha256;
     use axum::http::HeaderValue;
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {

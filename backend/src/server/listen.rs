@@ -7,7 +7,6 @@
 //! shutdown does.
 
 use std::net::SocketAddr;
-use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,7 +66,7 @@ pub async fn serve_router(listener: TcpListener, router: Router, limits: Connect
         tokio::spawn(async move {
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
-            let mut connection = pin!(builder.serve_connection(TokioIo::new(socket), TowerToHyperService::new(service)));
+            let mut connection = Box::pin(builder.serve_connection(TokioIo::new(socket), TowerToHyperService::new(service)));
             let stopping = tokio::select! {
                 _ = connection.as_mut() => false,
                 // The guard `wait_for` returns is dropped here, not held
@@ -78,6 +77,11 @@ pub async fn serve_router(listener: TcpListener, router: Router, limits: Connect
                 connection.as_mut().graceful_shutdown();
                 let _ = connection.as_mut().await;
             }
+            // The connection holds a clone of the router, and with it the
+            // stream: it goes before `open` says this connection is done, so
+            // that when serving returns nothing holds the log any more (a
+            // restart in the same process can open it at once).
+            drop(connection);
             drop((slot, open));
         });
     }
