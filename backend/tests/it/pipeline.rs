@@ -393,7 +393,7 @@ fn spawn_clickstream(args: &[&str], data_dir: &Path, config: &Path) -> Server {
 /// computation. Needs a cluster (`FLUVIO_SC_ADDR`); the same roles run on
 /// the embedded log in `conformance::two_consumers_and_the_gold_role`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn through_fluvio_with_two_consumers_and_the_gold_role() {
+async fn through_fluvio_cluster_with_two_consumers_and_the_gold_role() {
     let Ok(sc) = std::env::var("FLUVIO_SC_ADDR") else {
         println!("skipped: FLUVIO_SC_ADDR unset (the embedded-log pipeline tests above still assert everything)");
         return;
