@@ -145,6 +145,11 @@ impl<'a> RawEvent<'a> {
         r.finish()?;
         Ok(RawEvent { json, fields })
     }
+
+    /// What was read of the event: its fields, or the kind it had instead.
+    pub fn fields(&self) -> &Shape<EventFields<'a>> {
+        &self.fields
+    }
 }
 
 /// The envelope of a batch. `None` is an absent field: unlike in events,
