@@ -1,78 +1,237 @@
-//! Counters and gauges, rendered as Prometheus text at `GET /metrics`.
+//! Counters, gauges and histograms, rendered as Prometheus text at
+//! `GET /metrics`.
 //!
-//! A handful of atomics and small maps rather than a metrics framework:
-//! the set is fixed and small, and the text format is simple.
+//! prometheus-client keeps the values and writes the exposition; its
+//! Prometheus text encoder (format 0.0.4) is the one used, so the names,
+//! labels and content type are what scrapers already read (its OpenMetrics
+//! encoder would also have needed the `application/openmetrics-text`
+//! content type). Counters are registered without `_total`: the encoder
+//! adds it, as it adds the full stop that ends each help text.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+
+use prometheus_client::encoding::{prometheus_text, EncodeLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 /// Upper bounds (seconds) of the latency histograms (commits, API requests).
 const COMMIT_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
-#[derive(Default)]
 pub struct Metrics {
-    pub batches_received: AtomicU64,
-    pub events_accepted: AtomicU64,
+    pub batches_received: Count,
+    pub events_accepted: Count,
     /// Whole batches refused, by reason code.
-    batches_refused: Mutex<BTreeMap<String, u64>>,
+    batches_refused: Family<Reason, Counter>,
     /// Events refused inside valid batches, by reason code.
-    events_rejected: Mutex<BTreeMap<String, u64>>,
+    events_rejected: Family<Reason, Counter>,
     /// Requests answered 503 because the stream could not take them.
-    pub stream_unavailable: AtomicU64,
-    pub silver_rows: AtomicU64,
-    pub bronze_rows: AtomicU64,
-    pub duplicates_dropped: AtomicU64,
+    pub stream_unavailable: Count,
+    pub silver_rows: Count,
+    pub bronze_rows: Count,
+    pub duplicates_dropped: Count,
+    /// Commits so far; not exposed (the latency histogram's count says it).
     pub commits: AtomicU64,
-    pub commit_failures: AtomicU64,
-    commit_latency: Mutex<Histogram>,
+    pub commit_failures: Count,
+    commit_latency: Histogram,
     /// Time to answer each dashboard API endpoint.
-    api_latency: Mutex<BTreeMap<&'static str, Histogram>>,
+    api_latency: Family<Endpoint, Histogram, fn() -> Histogram>,
     /// Alerts raised, by rule.
-    alerts_fired: Mutex<BTreeMap<String, u64>>,
-    alerts_suppressed: Mutex<BTreeMap<String, u64>>,
-    pub alert_deliveries_failed: AtomicU64,
+    alerts_fired: Family<Rule, Counter>,
+    alerts_suppressed: Family<Rule, Counter>,
+    pub alert_deliveries_failed: Count,
     /// Unread records per (topic, partition).
-    log_lag: Mutex<BTreeMap<(String, u32), u64>>,
+    log_lag: Family<Partition, Gauge<u64, AtomicU64>>,
+    /// Every metric above but `commits`, in the order `/metrics` lists them.
+    registry: Registry,
 }
 
-#[derive(Default)]
-struct Histogram {
-    buckets: [u64; COMMIT_BUCKETS.len()],
-    count: u64,
-    sum: f64,
+/// A counter that callers bump and read the way they would an `AtomicU64`
+/// (which it holds), registered with prometheus-client.
+#[derive(Clone, Debug, Default)]
+pub struct Count(Counter);
+
+impl Count {
+    pub fn fetch_add(&self, n: u64, order: Ordering) -> u64 {
+        self.0.inner().fetch_add(n, order)
+    }
+
+    pub fn load(&self, order: Ordering) -> u64 {
+        self.0.inner().load(order)
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Rule {
+    rule: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Endpoint {
+    endpoint: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Partition {
+    topic: String,
+    partition: u32,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(COMMIT_BUCKETS)
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
 }
 
 impl Metrics {
     pub fn new() -> Self {
-        Metrics::default()
+        let m = Metrics {
+            batches_received: Count::default(),
+            events_accepted: Count::default(),
+            batches_refused: Family::default(),
+            events_rejected: Family::default(),
+            stream_unavailable: Count::default(),
+            silver_rows: Count::default(),
+            bronze_rows: Count::default(),
+            duplicates_dropped: Count::default(),
+            commits: AtomicU64::new(0),
+            commit_failures: Count::default(),
+            commit_latency: latency_histogram(),
+            api_latency: Family::new_with_constructor(latency_histogram),
+            alerts_fired: Family::default(),
+            alerts_suppressed: Family::default(),
+            alert_deliveries_failed: Count::default(),
+            log_lag: Family::default(),
+            registry: Registry::default(),
+        };
+        // The metrics share their values with their clones, so the registry
+        // holds clones and the fields stay where callers update them.
+        let mut r = Registry::default();
+        r.register(
+            "clickstream_batches_received",
+            "Batches received at /v1/batch and /ingest",
+            m.batches_received.0.clone(),
+        );
+        r.register(
+            "clickstream_events_accepted",
+            "Valid events durably appended to the stream",
+            m.events_accepted.0.clone(),
+        );
+        r.register(
+            "clickstream_events_rejected",
+            "Events refused inside valid batches, by reason",
+            m.events_rejected.clone(),
+        );
+        r.register(
+            "clickstream_batches_refused",
+            "Whole batches refused, by reason",
+            m.batches_refused.clone(),
+        );
+        r.register(
+            "clickstream_stream_unavailable",
+            "Requests answered 503 because the stream was unavailable",
+            m.stream_unavailable.0.clone(),
+        );
+        r.register(
+            "clickstream_bronze_rows",
+            "Rows written to Bronze",
+            m.bronze_rows.0.clone(),
+        );
+        r.register(
+            "clickstream_silver_rows",
+            "Rows written to Silver",
+            m.silver_rows.0.clone(),
+        );
+        r.register(
+            "clickstream_duplicates_dropped",
+            "Events not written to Silver because their event id was already there",
+            m.duplicates_dropped.0.clone(),
+        );
+        r.register(
+            "clickstream_commit_failures",
+            "Micro-batch commits that failed and will be retried",
+            m.commit_failures.0.clone(),
+        );
+        r.register(
+            "clickstream_alerts_fired",
+            "Alerts raised (each sent to all its webhooks), by rule",
+            m.alerts_fired.clone(),
+        );
+        r.register(
+            "clickstream_alerts_suppressed",
+            "Alerts over their rule's hourly limit, logged and not posted, by rule",
+            m.alerts_suppressed.clone(),
+        );
+        r.register(
+            "clickstream_alert_deliveries_failed",
+            "Webhook deliveries given up after their retries",
+            m.alert_deliveries_failed.0.clone(),
+        );
+        r.register(
+            "clickstream_log_lag_records",
+            "Records in the stream not yet committed to Parquet",
+            m.log_lag.clone(),
+        );
+        r.register(
+            "clickstream_commit_latency_seconds",
+            "Time to write and atomically commit one micro-batch",
+            m.commit_latency.clone(),
+        );
+        r.register(
+            "clickstream_api_latency_seconds",
+            "Time to answer a dashboard API request, by endpoint",
+            m.api_latency.clone(),
+        );
+        Metrics { registry: r, ..m }
     }
 
     pub fn batch_refused(&self, reason: &str) {
-        *lock(&self.batches_refused).entry(reason.to_string()).or_default() += 1;
+        self.batches_refused
+            .get_or_create(&Reason {
+                reason: reason.to_string(),
+            })
+            .inc();
     }
 
     pub fn event_rejected(&self, reason: &str, n: u64) {
-        *lock(&self.events_rejected).entry(reason.to_string()).or_default() += n;
-    }
-
-    pub fn rejected_by_reason(&self) -> BTreeMap<String, u64> {
-        lock(&self.events_rejected).clone()
+        self.events_rejected
+            .get_or_create(&Reason {
+                reason: reason.to_string(),
+            })
+            .inc_by(n);
     }
 
     pub fn observe_commit(&self, seconds: f64) {
         self.commits.fetch_add(1, Ordering::Relaxed);
-        lock(&self.commit_latency).observe(seconds);
+        self.commit_latency.observe(seconds);
     }
 
     pub fn alert_fired(&self, rule: &str) {
-        *lock(&self.alerts_fired).entry(rule.to_string()).or_default() += 1;
+        self.alerts_fired
+            .get_or_create(&Rule {
+                rule: rule.to_string(),
+            })
+            .inc();
     }
 
     /// An alert over its rule's hourly limit: logged, not posted.
     pub fn alert_suppressed(&self, rule: &str) {
-        *lock(&self.alerts_suppressed).entry(rule.to_string()).or_default() += 1;
+        self.alerts_suppressed
+            .get_or_create(&Rule {
+                rule: rule.to_string(),
+            })
+            .inc();
     }
 
     pub fn alert_delivery_failed(&self) {
@@ -80,92 +239,28 @@ impl Metrics {
     }
 
     pub fn observe_api(&self, endpoint: &'static str, seconds: f64) {
-        lock(&self.api_latency).entry(endpoint).or_default().observe(seconds);
+        self.api_latency
+            .get_or_create(&Endpoint { endpoint })
+            .observe(seconds);
     }
 
     pub fn set_log_lag(&self, topic: &str, partition: u32, lag: u64) {
-        lock(&self.log_lag).insert((topic.to_string(), partition), lag);
+        self.log_lag
+            .get_or_create(&Partition {
+                topic: topic.to_string(),
+                partition,
+            })
+            .set(lag);
     }
 
-    /// The Prometheus text exposition.
+    /// The Prometheus text exposition (format 0.0.4).
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counter = |out: &mut String, name: &str, help: &str, value: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
-        };
-        counter(&mut out, "clickstream_batches_received_total", "Batches received at /v1/batch and /ingest.", self.batches_received.load(Ordering::Relaxed));
-        counter(&mut out, "clickstream_events_accepted_total", "Valid events durably appended to the stream.", self.events_accepted.load(Ordering::Relaxed));
-
-        let _ = writeln!(out, "# HELP clickstream_events_rejected_total Events refused inside valid batches, by reason.\n# TYPE clickstream_events_rejected_total counter");
-        for (reason, n) in lock(&self.events_rejected).iter() {
-            let _ = writeln!(out, "clickstream_events_rejected_total{{reason=\"{reason}\"}} {n}");
-        }
-        let _ = writeln!(out, "# HELP clickstream_batches_refused_total Whole batches refused, by reason.\n# TYPE clickstream_batches_refused_total counter");
-        for (reason, n) in lock(&self.batches_refused).iter() {
-            let _ = writeln!(out, "clickstream_batches_refused_total{{reason=\"{reason}\"}} {n}");
-        }
-        counter(&mut out, "clickstream_stream_unavailable_total", "Requests answered 503 because the stream was unavailable.", self.stream_unavailable.load(Ordering::Relaxed));
-        counter(&mut out, "clickstream_bronze_rows_total", "Rows written to Bronze.", self.bronze_rows.load(Ordering::Relaxed));
-        counter(&mut out, "clickstream_silver_rows_total", "Rows written to Silver.", self.silver_rows.load(Ordering::Relaxed));
-        counter(&mut out, "clickstream_duplicates_dropped_total", "Events not written to Silver because their event id was already there.", self.duplicates_dropped.load(Ordering::Relaxed));
-        counter(&mut out, "clickstream_commit_failures_total", "Micro-batch commits that failed and will be retried.", self.commit_failures.load(Ordering::Relaxed));
-
-        by_rule(&mut out, "clickstream_alerts_fired_total", "Alerts raised (each sent to all its webhooks), by rule.", &lock(&self.alerts_fired));
-        by_rule(&mut out, "clickstream_alerts_suppressed_total", "Alerts over their rule's hourly limit, logged and not posted, by rule.", &lock(&self.alerts_suppressed));
-        counter(&mut out, "clickstream_alert_deliveries_failed_total", "Webhook deliveries given up after their retries.", self.alert_deliveries_failed.load(Ordering::Relaxed));
-        let _ = writeln!(out, "# HELP clickstream_log_lag_records Records in the stream not yet committed to Parquet.\n# TYPE clickstream_log_lag_records gauge");
-        for ((topic, partition), lag) in lock(&self.log_lag).iter() {
-            let _ = writeln!(out, "clickstream_log_lag_records{{topic=\"{topic}\",partition=\"{partition}\"}} {lag}");
-        }
-
-        let name = "clickstream_commit_latency_seconds";
-        let _ = writeln!(out, "# HELP {name} Time to write and atomically commit one micro-batch.\n# TYPE {name} histogram");
-        lock(&self.commit_latency).render(&mut out, name, "");
-        let name = "clickstream_api_latency_seconds";
-        let _ = writeln!(out, "# HELP {name} Time to answer a dashboard API request, by endpoint.\n# TYPE {name} histogram");
-        for (endpoint, h) in lock(&self.api_latency).iter() {
-            h.render(&mut out, name, &format!("endpoint=\"{endpoint}\","));
-        }
+        prometheus_text::encode(&mut out, &self.registry).expect(
+            "writing to a String cannot fail, and the label sets are plain strings and numbers",
+        );
         out
     }
-}
-
-impl Histogram {
-    fn observe(&mut self, seconds: f64) {
-        for (i, bound) in COMMIT_BUCKETS.iter().enumerate() {
-            if seconds <= *bound {
-                self.buckets[i] += 1;
-            }
-        }
-        self.count += 1;
-        self.sum += seconds;
-    }
-
-    /// The series of one histogram; `labels` is empty or ends with a comma.
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        for (bound, n) in COMMIT_BUCKETS.iter().zip(self.buckets.iter()) {
-            let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{bound}\"}} {n}");
-        }
-        let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {}", self.count);
-        let bare = labels.trim_end_matches(',');
-        let braces = if bare.is_empty() { String::new() } else { format!("{{{bare}}}") };
-        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
-        let _ = writeln!(out, "{name}_count{braces} {}", self.count);
-    }
-}
-
-/// A counter per alert rule, the rule's name escaped as a label value.
-fn by_rule(out: &mut String, name: &str, help: &str, counts: &BTreeMap<String, u64>) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-    for (rule, n) in counts {
-        let _ = writeln!(out, "{name}{{rule=\"{}\"}} {n}", rule.replace('\\', "\\\\").replace('"', "\\\""));
-    }
-}
-
-/// A poisoned metrics lock only means a panic elsewhere; the numbers are
-/// still worth showing.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
@@ -182,13 +277,62 @@ mod tests {
         m.observe_commit(0.02);
         m.observe_api("/api/summary", 0.003);
         let text = m.render();
-        assert!(text.contains("clickstream_api_latency_seconds_bucket{endpoint=\"/api/summary\",le=\"0.005\"} 1\n"), "{text}");
-        assert!(text.contains("clickstream_api_latency_seconds_count{endpoint=\"/api/summary\"} 1\n"));
+        assert!(
+            text.contains("clickstream_api_latency_seconds_bucket{endpoint=\"/api/summary\",le=\"0.005\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("clickstream_api_latency_seconds_count{endpoint=\"/api/summary\"} 1\n")
+        );
         assert!(text.contains("clickstream_events_accepted_total 5\n"));
         assert!(text.contains("clickstream_events_rejected_total{reason=\"missing_prop\"} 3\n"));
-        assert!(text.contains("clickstream_log_lag_records{topic=\"clickstream-events\",partition=\"3\"} 17\n"));
+        assert!(text.contains(
+            "clickstream_log_lag_records{topic=\"clickstream-events\",partition=\"3\"} 17\n"
+        ));
         assert!(text.contains("clickstream_commit_latency_seconds_bucket{le=\"0.01\"} 0\n"));
         assert!(text.contains("clickstream_commit_latency_seconds_bucket{le=\"0.025\"} 1\n"));
         assert!(text.contains("clickstream_commit_latency_seconds_count 1\n"));
+    }
+
+    #[test]
+    fn every_series_of_the_hand_written_exposition_is_still_there() {
+        let m = Metrics::new();
+        m.batch_refused("body_too_large");
+        m.event_rejected("missing_prop", 1);
+        m.alert_fired("big \"one\"");
+        m.alert_suppressed("big");
+        m.set_log_lag("clickstream-events", 0, 1);
+        m.observe_commit(0.5);
+        m.observe_api("/api/summary", 20.0);
+        let text = m.render();
+        for series in [
+            "clickstream_batches_received_total 0\n",
+            "clickstream_events_accepted_total 0\n",
+            "clickstream_events_rejected_total{reason=\"missing_prop\"} 1\n",
+            "clickstream_batches_refused_total{reason=\"body_too_large\"} 1\n",
+            "clickstream_stream_unavailable_total 0\n",
+            "clickstream_bronze_rows_total 0\n",
+            "clickstream_silver_rows_total 0\n",
+            "clickstream_duplicates_dropped_total 0\n",
+            "clickstream_commit_failures_total 0\n",
+            "clickstream_alerts_fired_total{rule=\"big \\\"one\\\"\"} 1\n",
+            "clickstream_alerts_suppressed_total{rule=\"big\"} 1\n",
+            "clickstream_alert_deliveries_failed_total 0\n",
+            "clickstream_log_lag_records{topic=\"clickstream-events\",partition=\"0\"} 1\n",
+            "clickstream_commit_latency_seconds_bucket{le=\"0.25\"} 0\n",
+            "clickstream_commit_latency_seconds_bucket{le=\"0.5\"} 1\n",
+            "clickstream_commit_latency_seconds_bucket{le=\"+Inf\"} 1\n",
+            "clickstream_commit_latency_seconds_sum 0.5\n",
+            "clickstream_api_latency_seconds_bucket{endpoint=\"/api/summary\",le=\"10\"} 0\n",
+            "clickstream_api_latency_seconds_bucket{endpoint=\"/api/summary\",le=\"+Inf\"} 1\n",
+            "clickstream_api_latency_seconds_sum{endpoint=\"/api/summary\"} 20",
+            "# HELP clickstream_batches_received_total Batches received at /v1/batch and /ingest.\n",
+            "# TYPE clickstream_batches_received_total counter\n",
+            "# TYPE clickstream_log_lag_records gauge\n",
+            "# TYPE clickstream_api_latency_seconds histogram\n",
+        ] {
+            assert!(text.contains(series), "{series:?} missing from\n{text}");
+
+        }
     }
 }

@@ -1,8 +1,10 @@
-//! The contract's event, written as JSON by hand. serde_json's writer and
-//! its float formatting cost more than half of the tracker's 25 KB budget
-//! once compiled to wasm; this writer is a few hundred bytes. The tests
-//! hold it to serde_json's output byte for byte, so the wire form cannot
-//! drift from the contract's types.
+//! The contract's event, written as JSON by hand, on purpose: the tracker
+//! must stay within 25 KB gzipped (wasm and loader together, measured by
+//! scripts/build-tracker.sh and collector-wasm/e2e/size.test.mjs), and
+//! serde_json's writer and its float formatting cost more than half of
+//! that budget once compiled to wasm; this writer is a few hundred bytes.
+//! The tests hold it to serde_json's output byte for byte, so the wire form
+//! cannot drift from the contract's types.
 
 use clickstream_schema::{Event, Props};
 

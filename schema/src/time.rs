@@ -1,5 +1,8 @@
-//! Time arithmetic the contract needs without a date library (it must stay
-//! small for the browser tracker).
+//! Time arithmetic the contract needs: clock-skew correction and UTC
+//! calendar dates, the latter from chrono (without its clock or formatting
+//! features, so the wasm builds stay small).
+
+use chrono::{Datelike, NaiveDate};
 
 pub const SECOND_MS: i64 = 1000;
 pub const MINUTE_MS: i64 = 60 * SECOND_MS;
@@ -35,33 +38,44 @@ pub fn utc_hour(ms: i64) -> u32 {
     (ms.rem_euclid(DAY_MS) / HOUR_MS) as u32
 }
 
+/// The Gregorian calendar repeats every 400 years, which are this many days.
+/// chrono's dates span about ±262,000 years while an `i64` of milliseconds
+/// spans ±292 million, so whole cycles are counted apart and chrono sees
+/// only dates near the epoch: every input has an answer, as before.
+const DAYS_PER_400_YEARS: i64 = 146_097;
+
+/// 1970-01-01 in chrono's days from the Common Era (0001-01-01 is day 1).
+const EPOCH_DAYS_FROM_CE: i64 = 719_163;
+
 /// A proleptic Gregorian date to days since 1970-01-01: the inverse of
-/// [`civil_from_days`] (same algorithm, run backwards). Reads `dt=`
-/// partition names back into days.
+/// [`civil_from_days`]. Reads `dt=` partition names back into days.
+/// Months and days past the end roll over (February 30 is March 1 or 2, day
+/// 0 the last of the month before, month 13 January of the next year).
 pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let (m, d) = (i64::from(month), i64::from(day));
-    let y = if m <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    let months = i64::from(month) - 1;
+    let year = year.saturating_add(months.div_euclid(12));
+    let month = months.rem_euclid(12) as u32 + 1;
+    let year_in_cycle = year.rem_euclid(400) as i32;
+    let first = NaiveDate::from_ymd_opt(year_in_cycle, month, 1)
+        .expect("day 1 of a month 1..=12 of a year 0..400 is a date");
+    year.div_euclid(400)
+        .saturating_mul(DAYS_PER_400_YEARS)
+        .saturating_add(
+            i64::from(first.num_days_from_ce()) - EPOCH_DAYS_FROM_CE + i64::from(day) - 1,
+        )
 }
 
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
-/// well-known algorithm).
+/// Days since 1970-01-01 to a proleptic Gregorian date.
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    let cycles = days.div_euclid(DAYS_PER_400_YEARS);
+    let in_cycle = days.rem_euclid(DAYS_PER_400_YEARS) + EPOCH_DAYS_FROM_CE;
+    let date = NaiveDate::from_num_days_from_ce_opt(in_cycle as i32)
+        .expect("less than 400 years after 1970 is a date");
+    (
+        i64::from(date.year()) + cycles * 400,
+        date.month(),
+        date.day(),
+    )
 }
 
 #[cfg(test)]
@@ -72,7 +86,10 @@ mod tests {
     fn days_from_civil_inverts_civil_from_days() {
         assert_eq!(days_from_civil(1970, 1, 1), 0);
         assert_eq!(days_from_civil(2026, 11, 22), 1_795_305_600_000 / DAY_MS);
-        assert_eq!(days_from_civil(2024, 3, 1) - days_from_civil(2024, 2, 28), 2);
+        assert_eq!(
+            days_from_civil(2024, 3, 1) - days_from_civil(2024, 2, 28),
+            2
+        );
         for days in [-1, 0, 59, 60, 11_016, 20_414, 40_000] {
             let (y, m, d) = civil_from_days(days);
             assert_eq!(days_from_civil(y, m, d), days);

@@ -1,9 +1,14 @@
 //! User agent → browser, operating system, device type, and bot signatures.
 //!
-//! A short ordered rule list rather than a full UA database: the product
-//! needs the families analysts segment by, and the tracker and the Worker
-//! must stay small. Order matters because user agents lie by imitation
-//! (every Chromium browser says "Safari", Edge says "Chrome").
+//! A short ordered rule list, written by hand on purpose, rather than a
+//! user-agent crate: the product needs only the families analysts segment
+//! by, and these rules run in the Cloudflare Worker for every event, where
+//! the script's size and each request's CPU time are capped. The parsers on
+//! crates.io bring a regex engine and a pattern list (uap-core's has
+//! hundreds), compiled at start-up: a larger Worker, and a cold start's CPU
+//! spent compiling patterns for families nobody segments by.
+//! Order matters because user agents lie by imitation (every Chromium
+//! browser says "Safari", Edge says "Chrome").
 
 /// What a user agent says about the visitor.
 #[derive(Clone, Debug, PartialEq, Eq)]

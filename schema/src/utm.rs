@@ -28,13 +28,12 @@ impl Utm<'_> {
 /// Reads `utm_*` from the URL's query string (the fragment is ignored).
 /// Values are percent-decoded, `+` is a space, empty values count as absent,
 /// and the first occurrence of a repeated parameter wins. Values borrow
-/// from the URL unless they needed decoding.
+/// from the URL unless they needed decoding (form_urlencoded only copies
+/// what it decodes, and this runs for every event).
 pub fn utm_from_url(url: &str) -> Utm<'_> {
     let mut utm = Utm::default();
-    for (key, value) in raw_query_pairs(url) {
-        // Decoded only when escaped: most URLs have nothing to decode, and
-        // this runs for every event.
-        let slot = match decoded(key).as_ref() {
+    for (key, value) in form_urlencoded::parse(query(url).as_bytes()) {
+        let slot = match key.as_ref() {
             "utm_source" => &mut utm.source,
             "utm_medium" => &mut utm.medium,
             "utm_campaign" => &mut utm.campaign,
@@ -43,7 +42,7 @@ pub fn utm_from_url(url: &str) -> Utm<'_> {
             _ => continue,
         };
         if slot.is_none() && !value.is_empty() {
-            *slot = Some(decoded(value));
+            *slot = Some(value);
         }
     }
     utm
@@ -51,91 +50,31 @@ pub fn utm_from_url(url: &str) -> Utm<'_> {
 
 /// The decoded `key=value` pairs of a URL's query string.
 pub fn query_pairs(url: &str) -> Vec<(String, String)> {
-    raw_query_pairs(url).map(|(k, v)| (percent_decode(k), percent_decode(v))).collect()
+    form_urlencoded::parse(query(url).as_bytes())
+        .into_owned()
+        .collect()
 }
 
-/// The `key=value` pairs of a URL's query string, still encoded.
-fn raw_query_pairs(url: &str) -> impl Iterator<Item = (&str, &str)> {
-    // Bytes by hand rather than `split`: this runs for every event.
-    let bytes = url.as_bytes();
-    let start = match bytes.iter().position(|&b| b == b'?' || b == b'#') {
-        Some(at) if bytes[at] == b'?' => at + 1,
-        _ => bytes.len(),
-    };
-    let mut at = start;
-    std::iter::from_fn(move || loop {
-        if at >= bytes.len() || bytes[at] == b'#' {
-            return None;
-        }
-        let (from, mut equals) = (at, None);
-        while at < bytes.len() && bytes[at] != b'&' && bytes[at] != b'#' {
-            if bytes[at] == b'=' && equals.is_none() {
-                equals = Some(at);
-            }
-            at += 1;
-        }
-        let end = at;
-        if at < bytes.len() && bytes[at] == b'&' {
-            at += 1;
-        }
-        if end > from {
-            return Some(match equals {
-                Some(eq) => (&url[from..eq], &url[eq + 1..end]),
-                None => (&url[from..end], ""),
-            });
-        }
-    })
+/// The query string of a URL: after the first `?`, before the fragment.
+fn query(url: &str) -> &str {
+    let before_fragment = url.split_once('#').map_or(url, |(before, _)| before);
+    before_fragment
+        .split_once('?')
+        .map_or("", |(_, query)| query)
 }
 
-fn decoded(text: &str) -> Cow<'_, str> {
-    if text.bytes().any(|b| b == b'%' || b == b'+') {
-        Cow::Owned(percent_decode(text))
-    } else {
-        Cow::Borrowed(text)
-    }
-}
-
-/// Decodes `%XX` escapes and `+`; invalid escapes are kept as they are, and
-/// invalid UTF-8 is replaced rather than refused (a campaign name is not
-/// worth losing an event over).
+/// Decodes `%XX` escapes and `+` in one query-string component; invalid
+/// escapes are kept as they are, and invalid UTF-8 is replaced rather than
+/// refused (a campaign name is not worth losing an event over).
 pub fn percent_decode(input: &str) -> String {
-    let bytes = input.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b'%' if i + 2 < bytes.len() => {
-                match (hex_value(bytes[i + 1]), hex_value(bytes[i + 2])) {
-                    (Some(hi), Some(lo)) => {
-                        out.push(hi << 4 | lo);
-                        i += 3;
-                    }
-                    _ => {
-                        out.push(b'%');
-                        i += 1;
-                    }
-                }
-            }
-            other => {
-                out.push(other);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
+    // form_urlencoded splits on `&` and `=`; escaped, they come back as
+    // themselves. An escape starts with `%`, which is not a hex digit, so it
+    // cannot complete an escape left unfinished before it.
+    let escaped = input.replace('&', "%26").replace('=', "%3D");
+    form_urlencoded::parse(escaped.as_bytes())
+        .next()
+        .map(|(text, _)| text.into_owned())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -157,13 +96,29 @@ mod tests {
     #[test]
     fn absent_empty_repeated_and_fragment_parameters() {
         assert_eq!(utm_from_url("https://shop.example/"), Utm::default());
-        assert_eq!(utm_from_url("https://shop.example/?utm_source="), Utm::default());
-        assert_eq!(utm_from_url("https://shop.example/#?utm_source=x"), Utm::default());
+        assert_eq!(
+            utm_from_url("https://shop.example/?utm_source="),
+            Utm::default()
+        );
+        assert_eq!(
+            utm_from_url("https://shop.example/#?utm_source=x"),
+            Utm::default()
+        );
         let utm = utm_from_url("/p?utm_source=a&utm_source=b&x=1");
         assert_eq!(utm.source.as_deref(), Some("a"));
         // An escaped key is still the key.
-        assert_eq!(utm_from_url("/p?utm%5Fmedium=cpc").medium.as_deref(), Some("cpc"));
-        assert_eq!(query_pairs("/p?a=1+2&b&=c"), [("a".into(), "1 2".into()), ("b".into(), "".into()), ("".into(), "c".into())]);
+        assert_eq!(
+            utm_from_url("/p?utm%5Fmedium=cpc").medium.as_deref(),
+            Some("cpc")
+        );
+        assert_eq!(
+            query_pairs("/p?a=1+2&b&=c"),
+            [
+                ("a".into(), "1 2".into()),
+                ("b".into(), "".into()),
+                ("".into(), "c".into())
+            ]
+        );
     }
 
     #[test]
