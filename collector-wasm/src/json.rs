@@ -252,7 +252,7 @@ fn scientific(out: &mut String, x: f64) {
     if exp < 0 {
         out.push('-');
     }
-    uint(out, exp.unsigned_abs() as u64);
+    uint(out, u64::from(exp.unsigned_abs()));
 }
 
 #[cfg(test)]

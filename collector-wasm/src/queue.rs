@@ -21,7 +21,7 @@ impl Entry {
     /// in an earlier beacon of this page (page hide fires both
     /// `visibilitychange` and `pagehide`).
     fn sendable(&self, leaving: bool) -> bool {
-        !self.in_flight && !(leaving && self.beaconed)
+        !(self.in_flight || leaving && self.beaconed)
     }
 }
 

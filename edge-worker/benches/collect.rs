@@ -3,6 +3,9 @@
 //! may be (500). `cargo bench -p edge-worker`; criterion prints the
 //! throughput in elements (events) per second.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 use std::hint::black_box;
 
 use clickstream_schema::RequestMeta;
@@ -53,7 +56,7 @@ fn collect_core(c: &mut Criterion) {
         assert_eq!(out.accepted.len(), events, "every event of the bench batch is valid");
         group.throughput(Throughput::Elements(events as u64));
         group.bench_function(format!("validate+enrich, {events} events per batch"), |b| {
-            b.iter(|| collect(black_box(&body), &meta, &config).unwrap())
+            b.iter(|| collect(black_box(&body), &meta, &config).unwrap());
         });
     }
     group.finish();

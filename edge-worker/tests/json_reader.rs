@@ -11,6 +11,9 @@
 //! cover the same ground with a fixed generator; this one shrinks a failure
 //! to a small input.
 
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 use clickstream_schema::read::{
     read_batch, EnvelopeFields, EventFields, IdFields, Json, PropsFields, RawEvent, Shape,
     KNOWN_PROPS,
@@ -170,7 +173,7 @@ fn write(doc: &Doc, style: &mut Style, out: &mut String) {
             ["", " ", "\n", "\t", "\r\n  "]
                 .get(choice as usize)
                 .unwrap_or(&""),
-        )
+        );
     };
     ws(style.pick(12), out);
     match doc {
@@ -292,7 +295,7 @@ fn edit(text: &str, edits: &[(Index, u8, Vec<u8>)]) -> Vec<u8> {
                 bytes.remove(at);
             }
             1 if at < bytes.len() => {
-                bytes.splice(at..at + 1, junk.iter().copied());
+                bytes.splice(at..=at, junk.iter().copied());
             }
             _ => {
                 bytes.splice(at..at, junk.iter().copied());
@@ -321,7 +324,7 @@ fn check(input: &[u8], max_events: usize) {
     );
     if let (Ok(shape), Ok(value)) = (&got, &expected) {
         check_shape(shape, Some(value), |envelope, map: &Map<String, Value>| {
-            check_envelope(envelope, map, max_events)
+            check_envelope(envelope, map, max_events);
         });
     }
 

@@ -280,7 +280,7 @@ pub fn enrich_with<'a>(
     let event_ts = corrected_event_ts(event.ts, sent_at, meta.received_at);
     // The UTM values borrow from the URL where it borrows from the body.
     let utm = match &event.page_url {
-        Cow::Borrowed(url) => utm_from_url(*url),
+        Cow::Borrowed(url) => utm_from_url(url),
         Cow::Owned(url) => utm_from_url(url).into_owned(),
     };
     let props = event.props;
@@ -435,7 +435,7 @@ mod tests {
         enrich(ev, text, "shop-1", sent_at, meta, &DailySalt::new(salt)).into_owned()
     }
 
-    fn event(json: serde_json::Value, sent_at: Option<i64>) -> EnrichedEvent<'static> {
+    fn event(json: &serde_json::Value, sent_at: Option<i64>) -> EnrichedEvent<'static> {
         enriched(&json.to_string(), sent_at, &meta(), "secret")
     }
 
@@ -451,7 +451,7 @@ mod tests {
 
     #[test]
     fn stream_record_embeds_the_raw_event_as_json_and_round_trips() {
-        let e = event(add_to_cart(), Some(NOW));
+        let e = event(&add_to_cart(), Some(NOW));
         let record = serde_json::to_string(&e).unwrap();
         assert!(record.contains(r#""raw":{"#), "raw should be embedded JSON: {record}");
         let back: EnrichedEvent = serde_json::from_str(&record).unwrap();
@@ -478,18 +478,18 @@ mod tests {
     fn event_time_is_corrected_for_client_clock_skew() {
         // The client clock runs 5 minutes fast: sent_at is 5 min ahead of
         // the server's arrival time, so the event moves 5 min back.
-        let e = event(add_to_cart(), Some(NOW + 300_000));
+        let e = event(&add_to_cart(), Some(NOW + 300_000));
         assert_eq!(e.client_ts, NOW - 61_000);
         assert_eq!(e.event_ts, NOW - 61_000 - 300_000);
         assert_eq!(e.received_at, NOW);
         assert_eq!(e.sent_at, Some(NOW + 300_000));
         // No sent_at: no correction.
-        assert_eq!(event(add_to_cart(), None).event_ts, NOW - 61_000);
+        assert_eq!(event(&add_to_cart(), None).event_ts, NOW - 61_000);
     }
 
     #[test]
     fn props_utm_user_agent_and_country() {
-        let e = event(add_to_cart(), Some(NOW));
+        let e = event(&add_to_cart(), Some(NOW));
         assert_eq!(e.event_type, EventType::AddToCart);
         assert_eq!(e.product_id.as_deref(), Some("p-42"));
         assert_eq!(e.price, Some(59.9));
@@ -521,7 +521,7 @@ mod tests {
     #[test]
     fn ip_is_hashed_with_a_salt_that_rotates_daily() {
         let salt = DailySalt::new("secret");
-        let e = event(add_to_cart(), None);
+        let e = event(&add_to_cart(), None);
         let hash = e.ip_hash.clone().unwrap();
         assert_eq!(hash.len(), 32);
         assert!(!format!("{e:?}").contains("203.0.113.7"), "the IP must not be stored");

@@ -90,10 +90,8 @@ pub fn parse_user_agent(user_agent: Option<&str>) -> UserAgentInfo {
         "Chrome"
     } else if has("Safari/") && has("Version/") {
         "Safari"
-    } else if let Some(bot) = bot {
-        bot
     } else {
-        "Other"
+        bot.unwrap_or("Other")
     };
 
     let os = if has("Windows NT") || has("Windows Phone") {

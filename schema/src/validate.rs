@@ -475,7 +475,7 @@ fn parse_props<'a>(value: Shape<PropsFields<'a>>) -> Result<ValidProps<'a>, Reje
         props.extra.insert(key.into_owned(), value);
     }
     if !props.extra.is_empty() {
-        let size = serde_json::to_string(&props.extra).map(|s| s.len()).unwrap_or(usize::MAX);
+        let size = serde_json::to_string(&props.extra).map_or(usize::MAX, |s| s.len());
         if size > MAX_EXTRA_PROPS_BYTES {
             return Err(Rejection::new(
                 RejectReason::FieldTooLong,

@@ -151,7 +151,7 @@ impl<'a> Reader<'a> {
         match self.peek()? {
             b'"' => Ok(Json::Str(self.string()?)),
             b'{' => self.object(|r, _| r.skip()).map(|()| Json::Object),
-            b'[' => self.array(|r| r.skip()).map(|()| Json::Array),
+            b'[' => self.array(Reader::skip).map(|()| Json::Array),
             b't' => self.literal(b"true").map(|()| Json::Bool(true)),
             b'f' => self.literal(b"false").map(|()| Json::Bool(false)),
             b'n' => self.literal(b"null").map(|()| Json::Null),
@@ -295,8 +295,8 @@ impl<'a> Reader<'a> {
         let (bytes, mut i) = (self.bytes, self.pos);
         while let Some(chunk) = bytes.get(i..i + 8) {
             let w = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
-            let quote = w ^ (ONES * b'"' as u64);
-            let backslash = w ^ (ONES * b'\\' as u64);
+            let quote = w ^ (ONES * u64::from(b'"'));
+            let backslash = w ^ (ONES * u64::from(b'\\'));
             // A byte is flagged if it is zero after the XOR (that byte was
             // the quote or the backslash) or below 0x20; the lowest flag is
             // exact, which is all this needs.

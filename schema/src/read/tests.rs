@@ -371,9 +371,9 @@ fn reads_what_serde_json_reads_and_refuses_what_it_refuses() {
             String::from_utf8_lossy(&input)
         );
         if expected.is_ok() {
-            valid += 1
+            valid += 1;
         } else {
-            broken += 1
+            broken += 1;
         }
     }
     assert!(
