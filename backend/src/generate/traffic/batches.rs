@@ -2,6 +2,7 @@
 //! POST (by size, deadline or session end), held-back events released
 //! later, and some batches sent twice.
 
+use clickstream_schema::WIRE_VERSION;
 use rand::Rng;
 use serde_json::json;
 
@@ -43,7 +44,7 @@ impl Traffic {
         };
         let send_at_ms = at.min(self.now_ms);
         let body = json!({
-            "v": 1,
+            "v": WIRE_VERSION,
             "site_id": self.site_id,
             "sent_at": send_at_ms,
             "events": events.iter().map(|e| e.event.clone()).collect::<Vec<_>>(),

@@ -2,8 +2,9 @@
 //! would send, with its id, page, props and context; some are corrupted,
 //! some held back to arrive late.
 
+use clickstream_schema::wire::{self, Context, Event, EventType, Props};
 use rand::Rng;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::journey::Step;
 use super::pages::PageKind;
@@ -23,41 +24,58 @@ impl Traffic {
                 s.referrer = referrer.unwrap_or_else(|| s.page.url.clone());
                 s.page = page;
                 let props = match s.page.kind {
-                    PageKind::Product(p) => json!({"product_id": p.id(), "category": p.category}),
-                    _ => json!({}),
+                    PageKind::Product(p) => Props {
+                        product_id: Some(p.id()),
+                        category: Some(p.category.to_string()),
+                        ..Props::default()
+                    },
+                    _ => Props::default(),
                 };
-                ("page_view", props)
+                (EventType::PageView, props)
             }
-            Step::Click { tag, text, href } => {
-                let mut props = json!({"tag": tag, "text": text});
-                if let Some(h) = href {
-                    props["href"] = json!(h);
-                }
-                ("click", props)
-            }
-            Step::Search(q) => ("search", json!({"query": q})),
-            Step::Add(p, q) => ("add_to_cart", cart_props(p, q)),
-            Step::Remove(p, q) => ("remove_from_cart", cart_props(p, q)),
+            Step::Click { tag, text, href } => (
+                EventType::Click,
+                Props {
+                    tag: Some(tag.to_string()),
+                    text: Some(text),
+                    href,
+                    ..Props::default()
+                },
+            ),
+            Step::Search(q) => (
+                EventType::Search,
+                Props {
+                    query: Some(q.to_string()),
+                    ..Props::default()
+                },
+            ),
+            Step::Add(p, q) => (EventType::AddToCart, cart_props(p, q)),
+            Step::Remove(p, q) => (EventType::RemoveFromCart, cart_props(p, q)),
             Step::BeginCheckout { cents } => (
-                "begin_checkout",
-                json!({"currency": CURRENCY, "revenue": cents as f64 / 100.0}),
+                EventType::BeginCheckout,
+                Props {
+                    currency: Some(CURRENCY.to_string()),
+                    revenue: Some(cents as f64 / 100.0),
+                    ..Props::default()
+                },
             ),
             Step::PurchaseLine {
                 order_id,
                 product,
                 quantity,
             } => (
-                "purchase",
-                json!({
-                    "order_id": order_id,
-                    "product_id": product.id(),
-                    "category": product.category,
-                    "price": product.price(),
-                    "quantity": quantity,
+                EventType::Purchase,
+                Props {
+                    order_id: Some(order_id),
+                    product_id: Some(product.id()),
+                    category: Some(product.category.to_string()),
+                    price: Some(product.price()),
+                    quantity: Some(i64::from(quantity)),
                     // From cents, so it equals price × quantity exactly.
-                    "revenue": (product.cents * u64::from(quantity)) as f64 / 100.0,
-                    "currency": CURRENCY,
-                }),
+                    revenue: Some((product.cents * u64::from(quantity)) as f64 / 100.0),
+                    currency: Some(CURRENCY.to_string()),
+                    ..Props::default()
+                },
             ),
             Step::Identify => {
                 let needs_account = self
@@ -71,9 +89,15 @@ impl Traffic {
                     }
                     v.logged_in = true;
                 }
-                ("identify", json!({}))
+                (EventType::Identify, Props::default())
             }
-            Step::Custom(name) => ("custom", json!({"name": name})),
+            Step::Custom(name) => (
+                EventType::Custom,
+                Props {
+                    name: Some(name.to_string()),
+                    ..Props::default()
+                },
+            ),
         };
         s.events += 1;
         if ts < self.start_ms {
@@ -85,17 +109,27 @@ impl Traffic {
             return;
         };
         let user_id = if v.logged_in { v.account.clone() } else { None };
-        let event = json!({
-            "event_id": event_id,
-            "event_type": event_type,
-            "ts": ts,
-            "anonymous_id": v.anonymous_id,
-            "user_id": user_id,
-            "session_id": s.id,
-            "page": {"url": s.page.url, "path": s.page.path, "referrer": s.referrer, "title": s.page.title},
-            "props": props,
-            "context": {"screen": v.screen, "lang": v.lang, "tz": v.tz},
-        });
+        let event = Event {
+            event_id,
+            event_type,
+            ts,
+            anonymous_id: v.anonymous_id.clone(),
+            user_id,
+            session_id: s.id.clone(),
+            page: wire::Page {
+                url: s.page.url.clone(),
+                path: s.page.path.clone(),
+                referrer: s.referrer.clone(),
+                title: s.page.title.clone(),
+            },
+            props,
+            context: Context {
+                screen: v.screen.to_string(),
+                lang: v.lang.to_string(),
+                tz: v.tz.to_string(),
+            },
+        };
+        let event = as_sent(&event);
         let planned = if self.rng.gen_bool(self.malformed_share) {
             self.corrupt(event)
         } else {
@@ -125,14 +159,29 @@ impl Traffic {
     }
 }
 
-fn cart_props(p: &Product, quantity: u32) -> Value {
-    json!({
-        "product_id": p.id(),
-        "price": p.price(),
-        "quantity": quantity,
-        "category": p.category,
-        "currency": CURRENCY,
-    })
+fn cart_props(p: &Product, quantity: u32) -> Props {
+    Props {
+        product_id: Some(p.id()),
+        price: Some(p.price()),
+        quantity: Some(i64::from(quantity)),
+        category: Some(p.category.to_string()),
+        currency: Some(CURRENCY.to_string()),
+        ..Props::default()
+    }
+}
+
+/// The event's JSON as the generator sends it. Every page field is sent,
+/// an empty one (a direct visit's referrer) as `""`, where the contract's
+/// serde leaves it out; the collector reads both alike.
+fn as_sent(event: &Event) -> Value {
+    let mut json = serde_json::to_value(event).expect("a contract event is plain JSON");
+    if let Some(page) = json.get_mut("page").and_then(Value::as_object_mut) {
+        for field in ["url", "path", "referrer", "title"] {
+            page.entry(field)
+                .or_insert_with(|| Value::String(String::new()));
+        }
+    }
+    json
 }
 
 /// A ULID (Crockford base32, 26 chars): 48-bit ms time + 80 bits from the
