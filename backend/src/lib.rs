@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod fixtures;
 pub mod generate;
 pub mod gold;
 pub mod metrics;
