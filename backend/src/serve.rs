@@ -17,10 +17,8 @@ use crate::clock::{Clock, SystemClock};
 use crate::metrics::Metrics;
 use crate::salts::SaltStore;
 use crate::server::listen::{serve_router, ConnectionLimits};
-use crate::server::{
-    admin_app, app, Access, AppState, CollectGuard, IngestAuth, SeenSignatures, Tokens,
-};
 use crate::settings::defaults;
+use crate::server::{admin_app, app, Access, AppState, CollectGuard, IngestAuth, SeenSignatures, Tokens};
 use crate::stream::{EmbeddedLog, EventStream, FluvioSettings, FluvioStream};
 
 #[derive(Clone, Debug)]
@@ -95,10 +93,7 @@ impl ServeSettings {
 
 /// Opens the embedded log of a data directory, with a clear message when
 /// another process holds it.
-pub fn open_log(
-    data_dir: &std::path::Path,
-    partitions: u32,
-) -> anyhow::Result<Arc<dyn EventStream>> {
+pub fn open_log(data_dir: &std::path::Path, partitions: u32) -> anyhow::Result<Arc<dyn EventStream>> {
     let dir = data_dir.join("log");
     let log = EmbeddedLog::open(&dir, partitions).with_context(|| {
         format!(
@@ -119,9 +114,9 @@ pub async fn open_stream(
     match fluvio {
         Some(settings) => {
             let sc = settings.sc_addr.clone();
-            let stream = FluvioStream::connect(settings).await.with_context(|| {
-                format!("cannot use the Fluvio cluster at {sc} (is it running? check --fluvio-sc)")
-            })?;
+            let stream = FluvioStream::connect(settings)
+                .await
+                .with_context(|| format!("cannot use the Fluvio cluster at {sc} (is it running? check --fluvio-sc)"))?;
             Ok(Arc::new(stream))
         }
         None => open_log(data_dir, partitions),
@@ -135,18 +130,9 @@ pub async fn serve(
     stop: watch::Receiver<bool>,
     ready: Option<oneshot::Sender<SocketAddr>>,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&settings.data_dir).with_context(|| {
-        format!(
-            "cannot create data directory {}",
-            settings.data_dir.display()
-        )
-    })?;
-    let stream = open_stream(
-        &settings.data_dir,
-        settings.partitions,
-        settings.fluvio.clone(),
-    )
-    .await?;
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("cannot create data directory {}", settings.data_dir.display()))?;
+    let stream = open_stream(&settings.data_dir, settings.partitions, settings.fluvio.clone()).await?;
     let metrics = Arc::new(Metrics::new());
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
 
@@ -156,20 +142,12 @@ pub async fn serve(
             DailySalt::new(secret.0.clone())
         }
         None => {
-            let store = SaltStore::open(&settings.data_dir, clock.now_ms()).with_context(|| {
-                format!(
-                    "cannot keep IP salts in {}",
-                    settings.data_dir.join("_state/salts").display()
-                )
-            })?;
+            let store = SaltStore::open(&settings.data_dir, clock.now_ms())
+                .with_context(|| format!("cannot keep IP salts in {}", settings.data_dir.join("_state/salts").display()))?;
             DailySalt::from_source(Arc::new(store))
         }
     };
-    let collect = CollectConfig {
-        limits: settings.limits.clone(),
-        ip_salt,
-        source: "backend",
-    };
+    let collect = CollectConfig { limits: settings.limits.clone(), ip_salt, source: "backend" };
     let mut state = AppState::new(stream.clone(), collect, metrics.clone(), clock.clone());
     let mut tokens = Tokens::new(settings.api_tokens.clone(), settings.metrics_tokens.clone());
     let generated = (!settings.open_access && tokens.is_empty()).then(|| {
@@ -177,11 +155,7 @@ pub async fn serve(
         tokens.add_api_token(&token);
         token
     });
-    state.access = if settings.open_access {
-        Access::Open
-    } else {
-        Access::Tokens(tokens)
-    };
+    state.access = if settings.open_access { Access::Open } else { Access::Tokens(tokens) };
     state.guard = settings.guard.clone();
     state.seen_signatures = SeenSignatures::on_disk(&settings.data_dir);
     state.ingest_auth = settings.ingest_auth.clone();
@@ -197,20 +171,14 @@ pub async fn serve(
     let (agg_stop_tx, agg_stop_rx) = watch::channel(false);
     let aggregator = match settings.aggregate.clone() {
         Some(config) => {
-            let agg =
-                Aggregator::open(stream.clone(), config, metrics.clone(), clock.clone()).await?;
+            let agg = Aggregator::open(stream.clone(), config, metrics.clone(), clock.clone()).await?;
             Some(tokio::spawn(agg.run(agg_stop_rx)))
         }
         None => None,
     };
 
     let alerts = (!settings.alerts.is_empty()).then(|| {
-        let alerts = Alerts::new(
-            settings.alerts.clone(),
-            settings.alerting.clone(),
-            settings.data_dir.clone(),
-            metrics.clone(),
-        );
+        let alerts = Alerts::new(settings.alerts.clone(), settings.alerting.clone(), settings.data_dir.clone(), metrics.clone());
         tokio::spawn(alerts.run(clock.clone(), stop.clone()))
     });
 
@@ -226,12 +194,7 @@ pub async fn serve(
                 .await
                 .with_context(|| format!("cannot listen on {admin_addr} for --admin-bind"))?;
             tracing::info!(local = %admin_listener.local_addr()?, "admin listener (/metrics, /health)");
-            Some(tokio::spawn(serve_router(
-                admin_listener,
-                admin_app(state.clone()),
-                settings.connections,
-                stop.clone(),
-            )))
+            Some(tokio::spawn(serve_router(admin_listener, admin_app(state.clone()), settings.connections, stop.clone())))
         }
         None => None,
     };
@@ -276,8 +239,7 @@ pub fn stop_on_signal() -> watch::Receiver<bool> {
     tokio::spawn(async move {
         #[cfg(unix)]
         {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
