@@ -1,5 +1,5 @@
-//! Configuration: defaults, then an optional TOML file, then environment
-//! variables and flags (clap reads both), the later winning.
+//! The TOML config file's keys. Flags and environment variables win over
+//! it, and defaults fill what none gives: see [`crate::settings`].
 
 use std::path::{Path, PathBuf};
 
@@ -153,72 +153,15 @@ pub struct FluvioFileConfig {
     pub tls_no_verify: Option<bool>,
 }
 
-impl FluvioFileConfig {
-    /// The client settings, with `sc` (flag or environment) winning over the file.
-    pub fn settings(&self, sc: Option<String>, partitions: u32) -> anyhow::Result<crate::stream::FluvioSettings> {
-        use crate::stream::{FluvioSettings, FluvioTls};
-        let mut s = FluvioSettings::new(sc.or(self.sc.clone()).unwrap_or_else(|| "127.0.0.1:9003".into()));
-        s.partitions = self.partitions.unwrap_or(partitions);
-        s.replication = self.replication.unwrap_or(1);
-        anyhow::ensure!(s.partitions > 0 && s.replication > 0, "fluvio partitions and replication must be at least 1");
-        s.topic_prefix = self.topic_prefix.clone().unwrap_or_default();
-        if let Some(n) = self.batch_bytes {
-            s.batch_bytes = n;
-        }
-        if let Some(ms) = self.linger_ms {
-            s.linger = std::time::Duration::from_millis(ms);
-        }
-        if let Some(ms) = self.timeout_ms {
-            s.timeout = std::time::Duration::from_millis(ms.max(1));
-        }
-        if let Some(c) = &self.compression {
-            s.compression = match c.as_str() {
-                "none" => fluvio::Compression::None,
-                "gzip" => fluvio::Compression::Gzip,
-                "snappy" => fluvio::Compression::Snappy,
-                "lz4" => fluvio::Compression::Lz4,
-                "zstd" => fluvio::Compression::Zstd,
-                other => anyhow::bail!("fluvio compression must be none, gzip, snappy, lz4 or zstd, got {other:?}"),
-            };
-        }
-        s.tls = match (&self.tls_domain, &self.tls_ca_cert, &self.tls_cert, &self.tls_key) {
-            (Some(domain), Some(ca), Some(cert), Some(key)) => {
-                for f in [ca, cert, key] {
-                    anyhow::ensure!(f.is_file(), "fluvio TLS file {} does not exist", f.display());
-                }
-                FluvioTls::Verified { domain: domain.clone(), ca_cert: ca.clone(), cert: cert.clone(), key: key.clone() }
-            }
-            (None, None, None, None) if self.tls_no_verify.unwrap_or(false) => FluvioTls::NoVerify,
-            (None, None, None, None) => FluvioTls::Disabled,
-            _ => anyhow::bail!("fluvio TLS needs all of tls_domain, tls_ca_cert, tls_cert and tls_key"),
-        };
-        Ok(s)
-    }
-}
-
 impl FileConfig {
     pub fn load(path: Option<&Path>) -> anyhow::Result<FileConfig> {
-        let Some(path) = path else { return Ok(FileConfig::default()) };
+        let Some(path) = path else {
+            return Ok(FileConfig::default());
+        };
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
         toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))
     }
-}
-
-/// The demo site shipped with the repository, when run from a checkout.
-pub fn default_site_dir() -> Option<PathBuf> {
-    let local = PathBuf::from("demo-site");
-    if local.is_dir() {
-        return Some(local);
-    }
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo-site");
-    repo.is_dir().then_some(repo)
-}
-
-/// The tracker built in the repository (`scripts/build-tracker.sh`), when run from a checkout.
-pub fn default_tracker_dir() -> Option<PathBuf> {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../collector-wasm/dist");
-    [PathBuf::from("collector-wasm/dist"), repo].into_iter().find(|d| d.is_dir())
 }
 
 #[cfg(test)]
@@ -227,9 +170,12 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_refused() {
-        let err = toml::from_str::<FileConfig>("prot = 8080").unwrap_err().to_string();
+        let err = toml::from_str::<FileConfig>("prot = 8080")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("prot"), "{err}");
-        let ok: FileConfig = toml::from_str("port = 9000\n[aggregate]\npoll_interval_ms = 5").unwrap();
+        let ok: FileConfig =
+            toml::from_str("port = 9000\n[aggregate]\npoll_interval_ms = 5").unwrap();
         assert_eq!(ok.port, Some(9000));
         assert_eq!(ok.aggregate.unwrap().poll_interval_ms, Some(5));
     }

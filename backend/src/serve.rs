@@ -17,6 +17,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::metrics::Metrics;
 use crate::salts::SaltStore;
 use crate::server::listen::{serve_router, ConnectionLimits};
+use crate::settings::defaults;
 use crate::server::{admin_app, app, Access, AppState, CollectGuard, IngestAuth, SeenSignatures, Tokens};
 use crate::stream::{EmbeddedLog, EventStream, FluvioSettings, FluvioStream};
 
@@ -60,14 +61,15 @@ pub struct ServeSettings {
 }
 
 impl ServeSettings {
+    /// The defaults, on `data_dir`; [`crate::settings`] resolves the rest.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         let data_dir = data_dir.into();
         ServeSettings {
             aggregate: Some(AggregateConfig::new(&data_dir)),
             data_dir,
-            bind: "127.0.0.1".into(),
-            port: 8080,
-            partitions: 4,
+            bind: defaults::BIND.into(),
+            port: defaults::PORT,
+            partitions: defaults::PARTITIONS,
             fluvio: None,
             limits: Limits::default(),
             ip_salt_secret: None,
@@ -78,11 +80,11 @@ impl ServeSettings {
             admin_bind: None,
             guard: CollectGuard::default(),
             connections: ConnectionLimits::default(),
-            country_header: Some("cf-ipcountry".into()),
+            country_header: Some(defaults::COUNTRY_HEADER.into()),
             site_dir: None,
             tracker: None,
             collect_path: None,
-            currency: "EUR".into(),
+            currency: defaults::CURRENCY.into(),
             alerts: Vec::new(),
             alerting: AlertingConfig::default(),
         }

@@ -1,4 +1,5 @@
-//! Options of `clickstream generate` and the report it returns.
+//! Options of `clickstream generate` (its flags among them) and the
+//! report it returns.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -56,6 +57,58 @@ impl Default for GenerateOptions {
             late_share: 0.01,
             bot_share: 0.03,
             start_ms: None,
+        }
+    }
+}
+
+/// The flags of `clickstream generate`. Defaults are `GenerateOptions`'s,
+/// except the seed (42, as `demo`'s).
+#[derive(clap::Args, Clone, Debug)]
+pub struct GenerateArgs {
+    /// Collector base URL (…/v1/batch is appended) or full endpoint URL.
+    #[arg(long, default_value_t = GenerateOptions::default().target)]
+    pub target: String,
+    /// Events per second; as fast as possible when absent.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Stop after this many events (default: until Ctrl-C).
+    #[arg(long)]
+    pub events: Option<u64>,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Write every event sent as NDJSON here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, default_value_t = GenerateOptions::default().site_id)]
+    pub site_id: String,
+    /// Events per batch (the tracker sends at most 20).
+    #[arg(long, default_value_t = GenerateOptions::default().batch_size)]
+    pub batch_size: usize,
+    /// Concurrent HTTP senders.
+    #[arg(long, default_value_t = GenerateOptions::default().concurrency)]
+    pub concurrency: usize,
+    /// Share of events deliberately malformed.
+    #[arg(long, default_value_t = GenerateOptions::default().malformed_share)]
+    pub malformed_share: f64,
+    /// Share of batches sent twice (a retry after a lost response).
+    #[arg(long, default_value_t = GenerateOptions::default().duplicate_share)]
+    pub duplicate_share: f64,
+}
+
+impl From<GenerateArgs> for GenerateOptions {
+    fn from(args: GenerateArgs) -> Self {
+        GenerateOptions {
+            target: args.target,
+            rate: args.rate,
+            events: args.events,
+            seed: args.seed,
+            out: args.out,
+            site_id: args.site_id,
+            batch_size: args.batch_size,
+            concurrency: args.concurrency,
+            malformed_share: args.malformed_share,
+            duplicate_share: args.duplicate_share,
+            ..GenerateOptions::default()
         }
     }
 }
@@ -169,11 +222,20 @@ mod tests {
     #[test]
     fn endpoint_appends_the_collect_path_only_to_bare_hosts() {
         let mut o = GenerateOptions::default();
-        assert_eq!(o.endpoint().unwrap().as_str(), "http://127.0.0.1:8080/v1/batch");
+        assert_eq!(
+            o.endpoint().unwrap().as_str(),
+            "http://127.0.0.1:8080/v1/batch"
+        );
         o.target = "http://localhost:9000/".into();
-        assert_eq!(o.endpoint().unwrap().as_str(), "http://localhost:9000/v1/batch");
+        assert_eq!(
+            o.endpoint().unwrap().as_str(),
+            "http://localhost:9000/v1/batch"
+        );
         o.target = "http://localhost:9000/edge/v1/batch".into();
-        assert_eq!(o.endpoint().unwrap().as_str(), "http://localhost:9000/edge/v1/batch");
+        assert_eq!(
+            o.endpoint().unwrap().as_str(),
+            "http://localhost:9000/edge/v1/batch"
+        );
         o.target = "not a url".into();
         assert!(o.validate().is_err());
     }
@@ -181,11 +243,26 @@ mod tests {
     #[test]
     fn validate_rejects_nonsense() {
         assert_eq!(GenerateOptions::default().validate(), Ok(()));
-        let o = GenerateOptions { rate: Some(0.0), ..Default::default() };
+        let o = GenerateOptions {
+            rate: Some(0.0),
+            ..Default::default()
+        };
         assert!(matches!(o.validate(), Err(ConfigError::Rate(_))));
-        let o = GenerateOptions { bot_share: 1.5, ..Default::default() };
-        assert!(matches!(o.validate(), Err(ConfigError::Share { name: "bot_share", .. })));
-        let o = GenerateOptions { batch_size: 0, ..Default::default() };
+        let o = GenerateOptions {
+            bot_share: 1.5,
+            ..Default::default()
+        };
+        assert!(matches!(
+            o.validate(),
+            Err(ConfigError::Share {
+                name: "bot_share",
+                ..
+            })
+        ));
+        let o = GenerateOptions {
+            batch_size: 0,
+            ..Default::default()
+        };
         assert_eq!(o.validate(), Err(ConfigError::Zero("batch_size")));
     }
 }

@@ -25,8 +25,7 @@ pub fn temp_dir(name: &str) -> TempDir {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    clickstream_backend::fixtures::fresh_dir(&dir).unwrap();
     TempDir(dir)
 }
 

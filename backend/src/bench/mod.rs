@@ -1,0 +1,174 @@
+//! `clickstream bench`: throughput and peak memory of the pipeline's hot
+//! paths, on this machine, printed as events/s and peak RSS.
+//!
+//! - `ingest.rs`, the write path: `ingest` (batches POSTed over HTTP by
+//!   concurrent senders into the embedded log with durable
+//!   acknowledgements, group commit) and `stream` (produce and consume).
+//! - `tables.rs`, the refine path: `silver` (the aggregator draining the
+//!   log into Bronze and Silver Parquet), `gold` (Silver into every Gold
+//!   table) and `api` (the dashboard's endpoints over them).
+//!
+//! Their synthetic traffic is in [`crate::fixtures`], shared with tests.
+
+mod ingest;
+mod tables;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use crate::fixtures::fresh_dir;
+
+#[derive(Args, Clone, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub what: BenchWhat,
+}
+
+#[derive(Subcommand, Clone, Debug)]
+pub enum BenchWhat {
+    /// Events/s accepted over HTTP into the embedded log, durable acks.
+    Ingest {
+        #[arg(long, default_value_t = 500_000)]
+        events: u64,
+        /// Concurrent HTTP senders.
+        #[arg(long, default_value_t = 8)]
+        senders: usize,
+        /// Events per batch.
+        #[arg(long, default_value_t = 50)]
+        batch: usize,
+        /// Scratch directory (default: a new one under the system temp dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Events/s and peak memory of log → Bronze → Silver.
+    Silver {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Silver → every Gold table over a day of shop traffic, then one
+    /// incremental micro-batch on top of that history.
+    Gold {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Events in the incremental micro-batch.
+        #[arg(long, default_value_t = 10_000)]
+        increment: u64,
+        /// A Python with the duckdb package: also time DuckDB computing the
+        /// same tables from the same Silver (scripts/gold_duckdb.py).
+        #[arg(long)]
+        duckdb: Option<PathBuf>,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Produce and consume events/s of the stream: the embedded log, or
+    /// Fluvio with --fluvio-sc (topics of the run's own, left behind).
+    Stream {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 4)]
+        partitions: u32,
+        /// Concurrent producers, each sending batches of --batch records
+        /// and waiting for their acknowledgement, as ingest requests do.
+        #[arg(long, default_value_t = 4)]
+        producers: usize,
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// Bench a Fluvio cluster at HOST:PORT instead of the embedded log.
+        #[arg(long, env = "FLUVIO_SC_ADDR")]
+        fluvio_sc: Option<String>,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Response times of every dashboard API endpoint, for each range, over
+    /// the Gold tables of a day of shop traffic.
+    Api {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Requests per endpoint and range.
+        #[arg(long, default_value_t = 20)]
+        rounds: usize,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.what {
+        BenchWhat::Ingest {
+            events,
+            senders,
+            batch,
+            dir,
+        } => ingest::ingest(events, senders, batch, scratch(dir)?).await,
+        BenchWhat::Silver { events, dir } => tables::silver(events, scratch(dir)?).await,
+        BenchWhat::Gold {
+            events,
+            increment,
+            duckdb,
+            dir,
+        } => tables::gold(events, increment, duckdb, scratch(dir)?).await,
+        BenchWhat::Api {
+            events,
+            rounds,
+            dir,
+        } => tables::api(events, rounds, scratch(dir)?).await,
+        BenchWhat::Stream {
+            events,
+            partitions,
+            producers,
+            batch,
+            fluvio_sc,
+            dir,
+        } => {
+            ingest::stream(
+                ingest::StreamBench {
+                    events,
+                    partitions,
+                    producers,
+                    batch: batch.max(1),
+                    fluvio_sc,
+                },
+                scratch(dir)?,
+            )
+            .await
+        }
+    }
+}
+
+fn scratch(dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let dir = dir.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("clickstream-bench-{}", std::process::id()))
+    });
+    fresh_dir(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Resets the kernel's peak-RSS mark of this process (Linux), so the peak
+/// reported covers only the measured phase.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn peak_rss_mib() -> u64 {
+    status_kib("VmHWM:") / 1024
+}
+
+fn current_rss_mib() -> u64 {
+    status_kib("VmRSS:") / 1024
+}

@@ -1,0 +1,284 @@
+//! The refine path: the log into Bronze and Silver, Silver into every
+//! Gold table, and the dashboard API over them.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use edge_worker::CollectConfig;
+
+use super::{current_rss_mib, peak_rss_mib, reset_peak_rss};
+use crate::aggregate::{AggregateConfig, Aggregator};
+use crate::clock::{Clock, SystemClock};
+use crate::fixtures::{browser_request, collect_into, shop_day_in_silver, synthetic_batch};
+use crate::metrics::Metrics;
+use crate::serve::open_log;
+
+pub(super) async fn silver(events: u64, dir: PathBuf) -> anyhow::Result<()> {
+    let stream = open_log(&dir, 4)?;
+    let config = CollectConfig::new("bench", "backend");
+    let now = SystemClock.now_ms();
+    let meta = browser_request(now);
+    let fill = Instant::now();
+    let per_batch = 500usize;
+    let mut b = 0u64;
+    let mut produced = 0u64;
+    while produced < events {
+        let n = per_batch.min((events - produced) as usize);
+        let body = synthetic_batch(b, n, now);
+        collect_into(&stream, &body, &meta, &config).await?;
+        produced += n as u64;
+        b += 1;
+    }
+    println!(
+        "bench silver: filled the log with {produced} events in {:.1} s",
+        fill.elapsed().as_secs_f64()
+    );
+
+    reset_peak_rss();
+    let base_rss = current_rss_mib();
+    let started = Instant::now();
+    // Bronze and Silver only: Gold has its own benchmark.
+    let config = AggregateConfig {
+        gold: None,
+        ..AggregateConfig::new(&dir)
+    };
+    let mut agg = Aggregator::open(
+        stream,
+        config,
+        Arc::new(Metrics::new()),
+        Arc::new(SystemClock),
+    )
+    .await?;
+    let report = agg.drain().await?;
+    let secs = started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        report.silver_rows as u64 == produced,
+        "Silver has {} rows, expected {produced}",
+        report.silver_rows
+    );
+    println!(
+        "bench silver: {} events log → Bronze → Silver in {secs:.2} s: {:.0} events/s, {} files, peak RSS {} MiB (RSS before: {base_rss} MiB)",
+        report.silver_rows,
+        report.silver_rows as f64 / secs,
+        report.files,
+        peak_rss_mib()
+    );
+    println!("bench silver: phases: {}", report.timings);
+
+    // The Bronze → Silver step on its own, as a rebuild from Bronze Parquet
+    // does it: read Bronze, deduplicate, transform, write Silver.
+    reset_peak_rss();
+    // This is `clickstream replay` without Gold: one Bronze file at a time,
+    // ids deduplicated across files.
+    let started = Instant::now();
+    let config = AggregateConfig {
+        gold: None,
+        ..AggregateConfig::new(&dir)
+    };
+    let rows = tokio::task::spawn_blocking(move || crate::replay::replay(&config, &mut |_, _| {}))
+        .await??
+        .silver_rows;
+    let secs = started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        rows as u64 == produced,
+        "rebuilt Silver has {rows} rows, expected {produced}"
+    );
+    println!(
+        "bench silver: {rows} events Bronze Parquet → Silver Parquet in {secs:.2} s: {:.0} events/s, peak RSS {} MiB",
+        rows as f64 / secs,
+        peak_rss_mib()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+pub(super) async fn gold(
+    events: u64,
+    increment: u64,
+    duckdb: Option<PathBuf>,
+    dir: PathBuf,
+) -> anyhow::Result<()> {
+    use crate::gold::{refresh, GoldConfig, GoldTable};
+    use crate::storage::Manifest;
+
+    let fill = Instant::now();
+    let (stream, now, day) = shop_day_in_silver(&dir, events, events + 1 + increment).await?;
+    println!(
+        "bench gold: {events} events in Silver after {:.1} s",
+        fill.elapsed().as_secs_f64()
+    );
+
+    // Every Gold table from the whole of Silver: the build the aggregator
+    // runs when Gold is missing, hour by hour, written to Parquet.
+    reset_peak_rss();
+    let started = Instant::now();
+    let (_, files) = refresh::build(
+        &dir,
+        Manifest::load(&dir)?,
+        &GoldConfig::default(),
+        &mut |_, _| {},
+    )?;
+    let secs = started.elapsed().as_secs_f64();
+    let peak = peak_rss_mib();
+    let mut rows = 0;
+    for table in GoldTable::ALL
+        .into_iter()
+        .filter(|t| refresh::has_files(&dir, *t))
+    {
+        rows += refresh::scan(&dir, table)?
+            .select([polars::prelude::len()])
+            .collect()?
+            .column("len")?
+            .u32()?
+            .get(0)
+            .unwrap_or(0);
+    }
+    println!(
+        "bench gold: Silver → all 8 Gold tables ({rows} rows, {files} files) for {events} events in {secs:.2} s: {:.0} events/s, peak RSS {peak} MiB",
+        events as f64 / secs,
+    );
+
+    if let Some(python) = duckdb {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/gold_duckdb.py");
+        let out = dir.join("gold-duckdb");
+        std::fs::create_dir_all(&out)?;
+        let run = std::process::Command::new(&python)
+            .arg(script)
+            .arg(&dir)
+            .arg(&out)
+            .output()
+            .with_context(|| format!("running {}", python.display()))?;
+        anyhow::ensure!(
+            run.status.success(),
+            "DuckDB run failed: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let v: serde_json::Value =
+            serde_json::from_slice(&run.stdout).context("DuckDB script output")?;
+        let duck_secs = v["seconds"].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "bench gold: DuckDB, same tables ({} rows) from the same Silver: {duck_secs:.2} s, peak RSS {} MiB; ratio Polars/DuckDB = {:.2}",
+            v["rows"],
+            v["peak_rss_mib"],
+            secs / duck_secs
+        );
+    }
+
+    // One incremental micro-batch on top of that history: the aggregator
+    // with Gold on (Gold is current, so it does not build again), after a
+    // first small step that warms it up.
+    let config = AggregateConfig {
+        max_records_per_partition: increment as usize,
+        ..AggregateConfig::new(&dir)
+    };
+    let mut agg = Aggregator::open(
+        stream.clone(),
+        config,
+        Arc::new(Metrics::new()),
+        Arc::new(SystemClock),
+    )
+    .await?;
+    day.fill(&stream, events, 1, now).await?;
+    agg.drain().await?;
+    day.fill(&stream, events + 1, increment, now).await?;
+    reset_peak_rss();
+    let started = Instant::now();
+    let report = agg.drain().await?;
+    println!(
+        "bench gold: incremental micro-batch of {} events on a {events}-event history: {:.2} s ({} Gold files; {}), peak RSS {} MiB",
+        report.silver_rows,
+        started.elapsed().as_secs_f64(),
+        report.gold_files,
+        report.timings,
+        peak_rss_mib()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Every dashboard endpoint, each range, `rounds` times through the router
+/// (handler, Polars and JSON; no socket): median and p95 per endpoint.
+pub(super) async fn api(events: u64, rounds: usize, dir: PathBuf) -> anyhow::Result<()> {
+    use axum::body::{to_bytes, Body};
+    use tower::ServiceExt;
+
+    use crate::gold::{refresh, GoldConfig};
+    use crate::server::{app, AppState};
+    use crate::storage::Manifest;
+
+    let fill = Instant::now();
+    let (stream, _, _) = shop_day_in_silver(&dir, events, events).await?;
+    println!(
+        "bench api: {events} events in Silver after {:.1} s",
+        fill.elapsed().as_secs_f64()
+    );
+    let started = Instant::now();
+    refresh::build(
+        &dir,
+        Manifest::load(&dir)?,
+        &GoldConfig::default(),
+        &mut |_, _| {},
+    )?;
+    println!(
+        "bench api: Gold built in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let mut state = AppState::new(
+        stream,
+        CollectConfig::new("bench", "backend"),
+        Arc::new(Metrics::new()),
+        Arc::new(SystemClock),
+    );
+    state.data_dir = Some(dir.clone());
+    state.access = crate::server::Access::Open;
+    let router = app(Arc::new(state));
+    let paths = [
+        "/api/summary",
+        "/api/traffic",
+        "/api/revenue",
+        "/api/top_pages",
+        "/api/funnel",
+        "/api/sessions/breakdown?by=source",
+        "/api/bots",
+        "/api/rejects",
+    ];
+    let mut all = Vec::new();
+    for range in ["1h", "24h", "7d"] {
+        for path in paths {
+            let uri = format!(
+                "{path}{}range={range}",
+                if path.contains('?') { '&' } else { '?' }
+            );
+            let mut ms = Vec::with_capacity(rounds);
+            for _ in 0..rounds {
+                let t = Instant::now();
+                let response = router
+                    .clone()
+                    .oneshot(axum::http::Request::get(&uri).body(Body::empty())?)
+                    .await?;
+                anyhow::ensure!(
+                    response.status().is_success(),
+                    "{uri}: {}",
+                    response.status()
+                );
+                to_bytes(response.into_body(), usize::MAX).await?;
+                ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            ms.sort_by(f64::total_cmp);
+            let (median, p95) = (ms[ms.len() / 2], ms[(ms.len() * 95).div_ceil(100) - 1]);
+            println!("bench api: {uri:<46} median {median:7.1} ms  p95 {p95:7.1} ms");
+            all.extend(ms);
+        }
+    }
+    all.sort_by(f64::total_cmp);
+    println!(
+        "bench api: all {} requests over {events} events: median {:.1} ms, p95 {:.1} ms; a dashboard refresh makes 10 of them",
+        all.len(),
+        all[all.len() / 2],
+        all[(all.len() * 95).div_ceil(100) - 1]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

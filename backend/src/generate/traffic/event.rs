@@ -1,0 +1,197 @@
+//! The event builder: one step of a session becomes the event the tracker
+//! would send, with its id, page, props and context; some are corrupted,
+//! some held back to arrive late.
+
+use clickstream_schema::wire::{self, Context, Event, EventType, Props};
+use rand::Rng;
+use serde_json::Value;
+
+use super::journey::Step;
+use super::pages::PageKind;
+use super::sessions::Session;
+use super::{log_uniform, Action, PlannedEvent, Traffic, ACCEPTED, LATE_MAX_MS, MINUTE, SECOND};
+use crate::generate::catalog::{Product, CURRENCY};
+
+/// The tracker flushes a batch at most this long after its first event.
+const BATCH_WINDOW_MS: i64 = 5 * SECOND;
+/// Held-back (late) events are sent at least this long after their time.
+const LATE_MIN_MS: i64 = 2 * MINUTE;
+
+impl Traffic {
+    pub(super) fn emit_step(&mut self, s: &mut Session, step: Step, ts: i64) {
+        let (event_type, props) = match step {
+            Step::View(page, referrer) => {
+                s.referrer = referrer.unwrap_or_else(|| s.page.url.clone());
+                s.page = page;
+                let props = match s.page.kind {
+                    PageKind::Product(p) => Props {
+                        product_id: Some(p.id()),
+                        category: Some(p.category.to_string()),
+                        ..Props::default()
+                    },
+                    _ => Props::default(),
+                };
+                (EventType::PageView, props)
+            }
+            Step::Click { tag, text, href } => (
+                EventType::Click,
+                Props {
+                    tag: Some(tag.to_string()),
+                    text: Some(text),
+                    href,
+                    ..Props::default()
+                },
+            ),
+            Step::Search(q) => (
+                EventType::Search,
+                Props {
+                    query: Some(q.to_string()),
+                    ..Props::default()
+                },
+            ),
+            Step::Add(p, q) => (EventType::AddToCart, cart_props(p, q)),
+            Step::Remove(p, q) => (EventType::RemoveFromCart, cart_props(p, q)),
+            Step::BeginCheckout { cents } => (
+                EventType::BeginCheckout,
+                Props {
+                    currency: Some(CURRENCY.to_string()),
+                    revenue: Some(cents as f64 / 100.0),
+                    ..Props::default()
+                },
+            ),
+            Step::PurchaseLine {
+                order_id,
+                product,
+                quantity,
+            } => (
+                EventType::Purchase,
+                Props {
+                    order_id: Some(order_id),
+                    product_id: Some(product.id()),
+                    category: Some(product.category.to_string()),
+                    price: Some(product.price()),
+                    quantity: Some(i64::from(quantity)),
+                    // From cents, so it equals price × quantity exactly.
+                    revenue: Some((product.cents * u64::from(quantity)) as f64 / 100.0),
+                    currency: Some(CURRENCY.to_string()),
+                    ..Props::default()
+                },
+            ),
+            Step::Identify => {
+                let needs_account = self
+                    .visitors
+                    .get(&s.visitor)
+                    .is_some_and(|v| v.account.is_none());
+                let fresh = needs_account.then(|| self.new_user_id());
+                if let Some(v) = self.visitors.get_mut(&s.visitor) {
+                    if let Some(u) = fresh {
+                        v.account = Some(u);
+                    }
+                    v.logged_in = true;
+                }
+                (EventType::Identify, Props::default())
+            }
+            Step::Custom(name) => (
+                EventType::Custom,
+                Props {
+                    name: Some(name.to_string()),
+                    ..Props::default()
+                },
+            ),
+        };
+        s.events += 1;
+        if ts < self.start_ms {
+            // Hidden warm-up (see `new`).
+            return;
+        }
+        let event_id = ulid(ts, &mut self.rng);
+        let Some(v) = self.visitors.get(&s.visitor) else {
+            return;
+        };
+        let user_id = if v.logged_in { v.account.clone() } else { None };
+        let event = Event {
+            event_id,
+            event_type,
+            ts,
+            anonymous_id: v.anonymous_id.clone(),
+            user_id,
+            session_id: s.id.clone(),
+            page: wire::Page {
+                url: s.page.url.clone(),
+                path: s.page.path.clone(),
+                referrer: s.referrer.clone(),
+                title: s.page.title.clone(),
+            },
+            props,
+            context: Context {
+                screen: v.screen.to_string(),
+                lang: v.lang.to_string(),
+                tz: v.tz.to_string(),
+            },
+        };
+        let event = as_sent(&event);
+        let planned = if self.rng.gen_bool(self.malformed_share) {
+            self.corrupt(event)
+        } else {
+            PlannedEvent {
+                event,
+                expect: ACCEPTED.to_string(),
+            }
+        };
+        self.generated += 1;
+
+        if self.rng.gen_bool(self.late_share) {
+            // Held back (e.g. queued offline) and sent with a later batch.
+            let release = ts + log_uniform(&mut self.rng, LATE_MIN_MS, LATE_MAX_MS);
+            if let Some(v) = self.visitors.get_mut(&s.visitor) {
+                v.late.push((release, planned));
+            }
+            self.schedule(release, Action::Release(s.visitor));
+            return;
+        }
+        if s.open.is_empty() {
+            self.schedule(ts + BATCH_WINDOW_MS, Action::Deadline(s.key, s.open_no));
+        }
+        s.open.push(planned);
+        if s.open.len() >= self.batch_size {
+            self.close_batch(s, ts);
+        }
+    }
+}
+
+fn cart_props(p: &Product, quantity: u32) -> Props {
+    Props {
+        product_id: Some(p.id()),
+        price: Some(p.price()),
+        quantity: Some(i64::from(quantity)),
+        category: Some(p.category.to_string()),
+        currency: Some(CURRENCY.to_string()),
+        ..Props::default()
+    }
+}
+
+/// The event's JSON as the generator sends it. Every page field is sent,
+/// an empty one (a direct visit's referrer) as `""`, where the contract's
+/// serde leaves it out; the collector reads both alike.
+fn as_sent(event: &Event) -> Value {
+    let mut json = serde_json::to_value(event).expect("a contract event is plain JSON");
+    if let Some(page) = json.get_mut("page").and_then(Value::as_object_mut) {
+        for field in ["url", "path", "referrer", "title"] {
+            page.entry(field)
+                .or_insert_with(|| Value::String(String::new()));
+        }
+    }
+    json
+}
+
+/// A ULID (Crockford base32, 26 chars): 48-bit ms time + 80 bits from the
+/// seeded RNG, so ids sort by time, are unique, and are reproducible.
+fn ulid<R: Rng>(ts: i64, rng: &mut R) -> String {
+    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let time = (ts.max(0) as u128) & ((1 << 48) - 1);
+    let random = ((rng.gen::<u64>() as u128) << 16) | (rng.gen::<u16>() as u128);
+    let value = (time << 80) | random;
+    (0..26)
+        .map(|i| ALPHABET[((value >> (125 - 5 * i)) & 31) as usize] as char)
+        .collect()
+}
