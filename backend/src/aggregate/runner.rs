@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use clickstream_schema::{BadRow, EnrichedEvent};
 use polars::prelude::*;
+use rayon::prelude::*;
 use tokio::sync::watch;
 
 use super::bronze::{bronze_frame, LogEvent};
@@ -488,45 +489,15 @@ fn decode_events(events: Vec<Fetched>, now: i64) -> Result<(Vec<DataFrame>, Vec<
         Ok((frame, bad))
     }
 
-    let mut chunks: Vec<Vec<Fetched>> = Vec::with_capacity(events.len() / DECODE_CHUNK + 1);
-    let mut rest = events.into_iter();
-    loop {
-        let chunk: Vec<Fetched> = rest.by_ref().take(DECODE_CHUNK).collect();
-        if chunk.is_empty() {
-            break;
-        }
-        chunks.push(chunk);
-    }
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(chunks.len()).max(1);
-    // Worker w takes chunks w, w + workers, ...; results go back in order.
-    let mut slots: Vec<Vec<(usize, Vec<Fetched>)>> = (0..workers).map(|_| Vec::new()).collect();
-    for (i, chunk) in chunks.into_iter().enumerate() {
-        slots[i % workers].push((i, chunk));
-    }
-    let results: Vec<PolarsResult<Vec<(usize, Option<DataFrame>, Vec<LogBadRow>)>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = slots
-            .into_iter()
-            .map(|mine| {
-                scope.spawn(move || {
-                    mine.into_iter()
-                        .map(|(i, chunk)| decode_chunk(chunk, now).map(|(df, bad)| (i, df, bad)))
-                        .collect::<PolarsResult<Vec<_>>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(PolarsError::ComputeError("decode worker panicked".into()))))
-            .collect()
-    });
-    let mut decoded = Vec::new();
-    for r in results {
-        decoded.extend(r?);
-    }
-    decoded.sort_by_key(|(i, _, _)| *i);
+    // Chunks come back in log order, whichever core decoded them.
+    let decoded: Vec<(Option<DataFrame>, Vec<LogBadRow>)> = events
+        .into_par_iter()
+        .chunks(DECODE_CHUNK)
+        .map(|chunk| decode_chunk(chunk, now))
+        .collect::<PolarsResult<_>>()?;
     let mut frames = Vec::with_capacity(decoded.len());
     let mut bad_rows = Vec::new();
-    for (_, df, bad) in decoded {
+    for (df, bad) in decoded {
         frames.extend(df);
         bad_rows.extend(bad);
     }
@@ -582,3 +553,21 @@ fn undecodable(f: &Fetched, error: &str, now: i64) -> BadRow {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decoding_on_all_cores_keeps_log_order() {
+        // Undecodable records (no frames to build) over several chunks:
+        // their bad rows come back in the order of the log.
+        let n = 3 * DECODE_CHUNK as u64 + 5;
+        let events: Vec<Fetched> = (0..n)
+            .map(|offset| Fetched { partition: (offset % 3) as u32, offset, key: vec![], value: b"{".to_vec() })
+            .collect();
+        let (frames, bad) = decode_events(events, 0).unwrap();
+        assert!(frames.is_empty());
+        let offsets: Vec<u64> = bad.iter().map(|b| b.offset).collect();
+        assert_eq!(offsets, (0..n).collect::<Vec<_>>());
+    }
+}
