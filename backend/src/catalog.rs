@@ -381,7 +381,8 @@ mod tests {
     use crate::aggregate::rejects::rejects_frame;
     use crate::aggregate::silver::{silver, IS_NEW};
     use crate::gold::fixture::{at, ev, DataDir};
-    use crate::gold::{refresh, GoldTable};
+    use crate::storage::scan::scan_table;
+    use crate::storage::GoldTable;
 
     fn listed(name: &str) -> Vec<(String, DataType)> {
         let (_, columns) = tables().into_iter().find(|(d, _)| d.name == name).unwrap();
@@ -405,7 +406,7 @@ mod tests {
         events.extend((0..60).map(|i| ev(format!("b{i}"), "page_view", at(9, 30) + i * 900, "bot")));
         dir.publish(&events);
         for table in GoldTable::ALL {
-            let written = refresh::scan(&dir.0, table).unwrap().collect_schema().unwrap();
+            let written = scan_table(&dir.0, table).unwrap().collect_schema().unwrap();
             assert_eq!(schema_of(&written), listed(table.name()), "{}", table.name());
         }
 

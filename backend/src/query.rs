@@ -8,9 +8,8 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 use polars::sql::{extract_table_identifiers, SQLContext};
 
-use crate::aggregate::dedup::{scan_table, table_has_files};
-use crate::gold::{refresh, GoldTable};
-use crate::storage::Table;
+use crate::storage::scan::{has_files, scan_table};
+use crate::storage::{GoldTable, Table};
 
 /// How results are printed or written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -55,10 +54,10 @@ fn scan_by_name(data_dir: &Path, name: &str) -> PolarsResult<Option<LazyFrame>> 
         _ => None,
     };
     if let Some(t) = table {
-        return if table_has_files(data_dir, t) { scan_table(data_dir, t).map(Some) } else { Ok(None) };
+        return if has_files(data_dir, t) { scan_table(data_dir, t).map(Some) } else { Ok(None) };
     }
     match GoldTable::from_name(name) {
-        Some(g) if refresh::has_files(data_dir, g) => refresh::scan(data_dir, g).map(Some),
+        Some(g) if has_files(data_dir, g) => scan_table(data_dir, g).map(Some),
         _ => Ok(None),
     }
 }

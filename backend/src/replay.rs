@@ -17,10 +17,11 @@ use polars::prelude::*;
 use crate::aggregate::dedup::SeenEvents;
 use crate::aggregate::runner::write_partitioned;
 use crate::aggregate::silver::{silver, IS_NEW, SILVER_COLUMNS};
-use crate::aggregate::{AggregateConfig, AggregateError, StepReport};
+use crate::aggregate::{AggregateConfig, StepReport};
 use crate::gold::refresh::after_silver;
 use crate::storage::layout::parquet_files;
-use crate::storage::{Commit, Manifest, Table};
+use crate::storage::scan::scan_files;
+use crate::storage::{Commit, Manifest, PipelineError, Table};
 
 /// Where a replay builds, inside the data directory.
 pub const WORK_DIR: &str = "_replay";
@@ -41,14 +42,14 @@ pub struct ReplayReport {
 pub type Progress<'a> = &'a mut dyn FnMut(usize, usize);
 
 /// Rebuilds Silver and Gold of `config.data_dir` from its Bronze.
-pub fn replay(config: &AggregateConfig, progress: Progress<'_>) -> Result<ReplayReport, AggregateError> {
+pub fn replay(config: &AggregateConfig, progress: Progress<'_>) -> Result<ReplayReport, PipelineError> {
     let data_dir = config.data_dir.as_path();
     let work = data_dir.join(WORK_DIR);
     let (mut manifest, _) = Manifest::recover(&work)?;
     let files = parquet_files(&data_dir.join(Table::Bronze.root()));
     let done = manifest.offsets.get(PROGRESS_KEY).and_then(|v| v.first()).copied().unwrap_or(0) as usize;
     if done > files.len() {
-        return Err(AggregateError::Task(format!(
+        return Err(PipelineError::Task(format!(
             "{} says {done} Bronze files were replayed but Bronze has {}; delete it to start over",
             work.display(),
             files.len()
@@ -95,9 +96,8 @@ pub fn replay(config: &AggregateConfig, progress: Progress<'_>) -> Result<Replay
 /// JSON and log coordinates are not read.
 fn read_bronze(file: &Path) -> PolarsResult<DataFrame> {
     let columns: Vec<Expr> = SILVER_COLUMNS.iter().chain(["ingested_at"].iter()).map(|c| col(*c)).collect();
-    LazyFrame::scan_parquet(PlRefPath::new(file.display().to_string()), ScanArgsParquet::default())?
-        .select(columns)
-        .collect()
+    let bronze = scan_files(&[file.to_path_buf()])?.expect("one file");
+    bronze.select(columns).collect()
 }
 
 fn max_ms(df: &DataFrame, column: &str) -> PolarsResult<Option<i64>> {
@@ -108,9 +108,9 @@ fn max_ms(df: &DataFrame, column: &str) -> PolarsResult<Option<i64>> {
 /// Replaces the live `silver/` and `gold/` with the rebuilt ones, and
 /// carries the rebuilt watermark and totals into the live manifest. Safe
 /// to run again after a crash halfway.
-fn swap_in(data_dir: &Path, work: &Path, rebuilt: &Manifest) -> Result<(), AggregateError> {
+fn swap_in(data_dir: &Path, work: &Path, rebuilt: &Manifest) -> Result<(), PipelineError> {
     let old = data_dir.join("_replay_old");
-    let io = |what: String| move |e: std::io::Error| AggregateError::Task(format!("{what}: {e}"));
+    let io = |what: String| move |e: std::io::Error| PipelineError::Task(format!("{what}: {e}"));
     for sub in ["silver", "gold"] {
         let fresh = work.join(sub);
         let live = data_dir.join(sub);

@@ -12,6 +12,9 @@ use std::path::Path;
 
 use polars::prelude::*;
 
+/// Where the integration tests have always found it.
+pub use crate::storage::scan::scan_table;
+use crate::storage::scan::has_files;
 use crate::storage::Table;
 
 #[derive(Debug, Default)]
@@ -84,7 +87,7 @@ impl SeenEvents {
     /// Loads the ids Silver received within the retention window.
     pub fn load(data_dir: &Path, retention_ms: i64, now_ms: i64) -> PolarsResult<SeenEvents> {
         let mut seen = SeenEvents::new(retention_ms);
-        if !table_has_files(data_dir, Table::Silver) {
+        if !has_files(data_dir, Table::Silver) {
             return Ok(seen);
         }
         let cutoff = now_ms - retention_ms;
@@ -95,25 +98,4 @@ impl SeenEvents {
         seen.remember(&df)?;
         Ok(seen)
     }
-}
-
-/// Whether a table holds at least one published Parquet file (a scan of an
-/// empty glob is an error in Polars).
-pub fn table_has_files(data_dir: &Path, table: Table) -> bool {
-    !crate::storage::layout::parquet_files(&data_dir.join(table.root())).is_empty()
-}
-
-/// Lazily scans every Parquet file of a table, with hive partitions.
-pub fn scan_table(data_dir: &Path, table: Table) -> PolarsResult<LazyFrame> {
-    scan_glob(table.glob(data_dir))
-}
-
-/// Lazily scans the Parquet files a glob matches, reading hive partition
-/// columns (`dt`, `hour`) from the directory names.
-pub fn scan_glob(glob: String) -> PolarsResult<LazyFrame> {
-    let args = ScanArgsParquet {
-        hive_options: polars::io::HiveOptions::new_enabled(),
-        ..ScanArgsParquet::default()
-    };
-    LazyFrame::scan_parquet(PlRefPath::new(glob), args)
 }

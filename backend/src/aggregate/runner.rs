@@ -8,18 +8,18 @@ use std::time::{Duration, Instant};
 
 use clickstream_schema::{BadRow, EnrichedEvent};
 use polars::prelude::*;
+use rayon::prelude::*;
 use tokio::sync::watch;
 
 use super::bronze::{bronze_frame, LogEvent};
 use super::dedup::SeenEvents;
+use super::gold_step::{GoldConfig, GoldStep};
 use super::rejects::{rejects_frame, LogBadRow};
 use super::silver::{silver, IS_NEW};
 use crate::clock::Clock;
-use crate::gold::GoldConfig;
 use crate::metrics::Metrics;
-use crate::storage::commit::CommitError;
 use crate::storage::lock::Ownership;
-use crate::storage::{Commit, Manifest, Role, Table};
+use crate::storage::{Commit, Manifest, PipelineError, Role, Table};
 use crate::stream::{EventStream, Fetched, StreamError, Topic};
 
 /// How the aggregator batches and remembers.
@@ -68,22 +68,6 @@ impl AggregateConfig {
             Some(owned) => Role::partitions(owned.clone()),
         }
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum AggregateError {
-    #[error(transparent)]
-    Stream(#[from] StreamError),
-    #[error(transparent)]
-    Commit(#[from] CommitError),
-    #[error("polars: {0}")]
-    Polars(#[from] PolarsError),
-    #[error("aggregation task failed: {0}")]
-    Task(String),
-    #[error("{0}")]
-    Ownership(String),
-    #[error("stopped before the commit point (test hook)")]
-    InjectedCrash,
 }
 
 /// What one micro-batch did.
@@ -192,20 +176,20 @@ impl Aggregator {
         config: AggregateConfig,
         metrics: Arc<Metrics>,
         clock: Arc<dyn Clock>,
-    ) -> Result<Aggregator, AggregateError> {
+    ) -> Result<Aggregator, PipelineError> {
         let mut config = config;
         let role = config.role();
         let all = stream.partitions(Topic::Events).max(stream.partitions(Topic::Rejects));
         let owned: Vec<u32> = match &role {
             Role::Partitions(owned) => {
                 if let Some(p) = owned.iter().find(|p| **p >= all) {
-                    return Err(AggregateError::Ownership(format!(
+                    return Err(PipelineError::Ownership(format!(
                         "partition {p} does not exist: the stream has partitions 0 to {}",
                         all.saturating_sub(1)
                     )));
                 }
                 if owned.is_empty() {
-                    return Err(AggregateError::Ownership("a consumer must own at least one partition".into()));
+                    return Err(PipelineError::Ownership("a consumer must own at least one partition".into()));
                 }
                 // Gold needs every partition's Silver: the Gold role keeps it.
                 config.gold = None;
@@ -214,13 +198,13 @@ impl Aggregator {
             _ => (0..all).collect(),
         };
         let ownership = Ownership::claim(&config.data_dir, &owned, config.gold.is_some())
-            .map_err(AggregateError::Ownership)?;
+            .map_err(PipelineError::Ownership)?;
         let data_dir = config.data_dir.clone();
         let retention = config.dedup_retention_ms;
         let gold = config.gold;
         let now = clock.now_ms();
         let recover_role = role.clone();
-        let (manifest, seen) = tokio::task::spawn_blocking(move || -> Result<_, AggregateError> {
+        let (manifest, seen) = tokio::task::spawn_blocking(move || -> Result<_, PipelineError> {
             let (mut manifest, report) = Manifest::recover_role(&data_dir, &recover_role, gold.is_some())?;
             if report.published > 0 || report.orphans_removed > 0 {
                 tracing::info!(
@@ -233,7 +217,7 @@ impl Aggregator {
                 // Silver was written with Gold off (or before Gold's hourly
                 // layout): catch Gold up before streaming on.
                 let started = Instant::now();
-                let (built, files) = crate::gold::refresh::build(&data_dir, manifest, &gold, &mut |done, all| {
+                let (built, files) = gold.build(&data_dir, manifest, &mut |done, all| {
                     if done == 0 && all > 0 {
                         tracing::info!(hours = all, "building Gold from Silver, hour by hour");
                     }
@@ -247,7 +231,7 @@ impl Aggregator {
             Ok((manifest, seen))
         })
         .await
-        .map_err(|e| AggregateError::Task(e.to_string()))??;
+        .map_err(|e| PipelineError::Task(e.to_string()))??;
         tracing::info!(seq = manifest.seq, remembered_ids = seen.len(), partitions = ?owned, "aggregator ready");
         Ok(Aggregator { stream, config, role, owned, manifest, seen: Some(seen), metrics, clock, _ownership: ownership })
     }
@@ -258,7 +242,7 @@ impl Aggregator {
 
     /// Reads what the stream holds beyond the committed offsets (bounded),
     /// writes it and commits. An empty report means there was nothing new.
-    pub async fn step(&mut self) -> Result<StepReport, AggregateError> {
+    pub async fn step(&mut self) -> Result<StepReport, PipelineError> {
         let read_started = Instant::now();
         let events = self.read(Topic::Events).await?;
         let rejects = self.read(Topic::Rejects).await?;
@@ -291,7 +275,7 @@ impl Aggregator {
             (seen, outcome)
         })
         .await
-        .map_err(|e| AggregateError::Task(e.to_string()))?;
+        .map_err(|e| PipelineError::Task(e.to_string()))?;
         let (seen, outcome) = result;
         self.seen = Some(seen);
         let (manifest, mut report) = match outcome {
@@ -322,7 +306,7 @@ impl Aggregator {
     }
 
     /// Steps until the stream has nothing beyond the committed offsets.
-    pub async fn drain(&mut self) -> Result<StepReport, AggregateError> {
+    pub async fn drain(&mut self) -> Result<StepReport, PipelineError> {
         let mut total = StepReport::default();
         loop {
             let r = self.step().await?;
@@ -335,7 +319,7 @@ impl Aggregator {
 
     /// Runs until `stop` turns true, then drains what was acknowledged
     /// before stopping, so a clean shutdown leaves nothing behind.
-    pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> Result<(), AggregateError> {
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> Result<(), PipelineError> {
         loop {
             if *stop.borrow() {
                 break;
@@ -401,7 +385,7 @@ impl MicroBatch<'_> {
         events: Vec<Fetched>,
         rejects: Vec<Fetched>,
         seen: &mut SeenEvents,
-    ) -> Result<(Manifest, StepReport), AggregateError> {
+    ) -> Result<(Manifest, StepReport), PipelineError> {
         let (data_dir, gold, now) = (self.data_dir, self.gold, self.now);
         let mut report = StepReport { events_read: events.len(), rejects_read: rejects.len(), ..StepReport::default() };
         let mut timer = Instant::now();
@@ -451,7 +435,7 @@ impl MicroBatch<'_> {
         // move) touch, in the same commit.
         match (&fresh_silver, gold) {
             (Some(fresh), Some(gold)) => {
-                report.gold_files = crate::gold::refresh::after_silver(data_dir, &mut commit, &mut next, fresh, gold)?;
+                report.gold_files = gold.after_silver(data_dir, &mut commit, &mut next, fresh)?;
                 report.timings.gold = lap();
             }
             // Gold no longer covers all of Silver.
@@ -464,7 +448,7 @@ impl MicroBatch<'_> {
         next.totals.reject_rows += report.reject_rows as u64;
         next.totals.duplicates += report.duplicates as u64;
         if self.crash {
-            return Err(AggregateError::InjectedCrash);
+            return Err(PipelineError::InjectedCrash);
         }
         let manifest = commit.commit(next, now)?;
         // Only what is committed counts as seen.
@@ -486,7 +470,7 @@ const DECODE_CHUNK: usize = 8_192;
 /// Each chunk's structs are dropped as soon as its frame is built, so peak
 /// memory holds the columns, not the structs. Undecodable records become
 /// bad rows with their bytes: never drop what the stream acknowledged.
-fn decode_events(events: Vec<Fetched>, now: i64) -> Result<(Vec<DataFrame>, Vec<LogBadRow>), AggregateError> {
+fn decode_events(events: Vec<Fetched>, now: i64) -> Result<(Vec<DataFrame>, Vec<LogBadRow>), PipelineError> {
     fn decode_chunk(chunk: Vec<Fetched>, now: i64) -> PolarsResult<(Option<DataFrame>, Vec<LogBadRow>)> {
         // The decoded events borrow their strings from the records.
         let mut rows = Vec::with_capacity(chunk.len());
@@ -505,45 +489,15 @@ fn decode_events(events: Vec<Fetched>, now: i64) -> Result<(Vec<DataFrame>, Vec<
         Ok((frame, bad))
     }
 
-    let mut chunks: Vec<Vec<Fetched>> = Vec::with_capacity(events.len() / DECODE_CHUNK + 1);
-    let mut rest = events.into_iter();
-    loop {
-        let chunk: Vec<Fetched> = rest.by_ref().take(DECODE_CHUNK).collect();
-        if chunk.is_empty() {
-            break;
-        }
-        chunks.push(chunk);
-    }
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(chunks.len()).max(1);
-    // Worker w takes chunks w, w + workers, ...; results go back in order.
-    let mut slots: Vec<Vec<(usize, Vec<Fetched>)>> = (0..workers).map(|_| Vec::new()).collect();
-    for (i, chunk) in chunks.into_iter().enumerate() {
-        slots[i % workers].push((i, chunk));
-    }
-    let results: Vec<PolarsResult<Vec<(usize, Option<DataFrame>, Vec<LogBadRow>)>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = slots
-            .into_iter()
-            .map(|mine| {
-                scope.spawn(move || {
-                    mine.into_iter()
-                        .map(|(i, chunk)| decode_chunk(chunk, now).map(|(df, bad)| (i, df, bad)))
-                        .collect::<PolarsResult<Vec<_>>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(PolarsError::ComputeError("decode worker panicked".into()))))
-            .collect()
-    });
-    let mut decoded = Vec::new();
-    for r in results {
-        decoded.extend(r?);
-    }
-    decoded.sort_by_key(|(i, _, _)| *i);
+    // Chunks come back in log order, whichever core decoded them.
+    let decoded: Vec<(Option<DataFrame>, Vec<LogBadRow>)> = events
+        .into_par_iter()
+        .chunks(DECODE_CHUNK)
+        .map(|chunk| decode_chunk(chunk, now))
+        .collect::<PolarsResult<_>>()?;
     let mut frames = Vec::with_capacity(decoded.len());
     let mut bad_rows = Vec::new();
-    for (_, df, bad) in decoded {
+    for (df, bad) in decoded {
         frames.extend(df);
         bad_rows.extend(bad);
     }
@@ -559,7 +513,7 @@ pub(crate) fn write_partitioned(
     ts_column: &str,
     name: &str,
     report: &mut StepReport,
-) -> Result<(), AggregateError> {
+) -> Result<(), PipelineError> {
     if df.height() == 0 {
         return Ok(());
     }
@@ -596,5 +550,24 @@ fn undecodable(f: &Fetched, error: &str, now: i64) -> BadRow {
         event_id: None,
         anonymous_id: Some(String::from_utf8_lossy(&f.key).into_owned()),
         source: "backend".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decoding_on_all_cores_keeps_log_order() {
+        // Undecodable records (no frames to build) over several chunks:
+        // their bad rows come back in the order of the log.
+        let n = 3 * DECODE_CHUNK as u64 + 5;
+        let events: Vec<Fetched> = (0..n)
+            .map(|offset| Fetched { partition: (offset % 3) as u32, offset, key: vec![], value: b"{".to_vec() })
+            .collect();
+        let (frames, bad) = decode_events(events, 0).unwrap();
+        assert!(frames.is_empty());
+        let offsets: Vec<u64> = bad.iter().map(|b| b.offset).collect();
+        assert_eq!(offsets, (0..n).collect::<Vec<_>>());
     }
 }

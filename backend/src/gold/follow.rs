@@ -19,11 +19,11 @@ use tokio::sync::watch;
 
 use super::refresh::after_published;
 use super::{GoldConfig, GOLD_INPUT};
-use crate::aggregate::AggregateError;
 use crate::clock::Clock;
 use crate::storage::layout::parquet_files;
 use crate::storage::lock::Ownership;
-use crate::storage::{Commit, Manifest, Role, Table};
+use crate::storage::scan::scan_files;
+use crate::storage::{Commit, Manifest, PipelineError, Role, Table};
 
 /// What one pass folded in.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -46,8 +46,8 @@ pub struct GoldFollower {
 impl GoldFollower {
     /// Claims the Gold tables of the data directory and recovers the role's
     /// last commit.
-    pub fn open(data_dir: &Path, config: GoldConfig, clock: Arc<dyn Clock>) -> Result<GoldFollower, AggregateError> {
-        let ownership = Ownership::claim(data_dir, &[], true).map_err(AggregateError::Ownership)?;
+    pub fn open(data_dir: &Path, config: GoldConfig, clock: Arc<dyn Clock>) -> Result<GoldFollower, PipelineError> {
+        let ownership = Ownership::claim(data_dir, &[], true).map_err(PipelineError::Ownership)?;
         let (manifest, _) = Manifest::recover_role(data_dir, &Role::Gold, true)?;
         Ok(GoldFollower { data_dir: data_dir.to_path_buf(), config, manifest, clock, _ownership: ownership })
     }
@@ -58,7 +58,7 @@ impl GoldFollower {
 
     /// Folds in every consumer commit published since the last pass, in
     /// one Gold commit. Blocking (Polars and fsync).
-    pub fn step(&mut self) -> Result<FollowReport, AggregateError> {
+    pub fn step(&mut self) -> Result<FollowReport, PipelineError> {
         let mut report = FollowReport::default();
         let mut next = self.manifest.clone();
         let mut wanted: Vec<(Role, u64, u64)> = Vec::new();
@@ -89,12 +89,9 @@ impl GoldFollower {
             .collect();
         report.silver_files = files.len();
         let mut commit = Commit::of(&self.data_dir, Role::Gold, next.seq + 1);
-        if !files.is_empty() {
-            let paths: Vec<PlRefPath> = files.iter().map(|p| PlRefPath::new(p.display().to_string())).collect();
+        if let Some(silver) = scan_files(&files)? {
             let columns: Vec<Expr> = GOLD_INPUT.iter().map(|c| col(*c)).collect();
-            let fresh = LazyFrame::scan_parquet_files(paths.into_iter().collect(), ScanArgsParquet::default())?
-                .select(columns)
-                .collect()?;
+            let fresh = silver.select(columns).collect()?;
             report.silver_rows = fresh.height();
             report.gold_files = after_published(&self.data_dir, &mut commit, &mut next, &fresh, &self.config)?;
         }
@@ -104,7 +101,7 @@ impl GoldFollower {
     }
 
     /// Follows until `stop` turns true, then takes a last pass.
-    pub async fn run(mut self, poll: Duration, mut stop: watch::Receiver<bool>) -> Result<(), AggregateError> {
+    pub async fn run(mut self, poll: Duration, mut stop: watch::Receiver<bool>) -> Result<(), PipelineError> {
         loop {
             let stopping = *stop.borrow();
             let (back, outcome) = tokio::task::spawn_blocking(move || {
@@ -112,7 +109,7 @@ impl GoldFollower {
                 (self, r)
             })
             .await
-            .map_err(|e| AggregateError::Task(e.to_string()))?;
+            .map_err(|e| PipelineError::Task(e.to_string()))?;
             self = back;
             match outcome {
                 Ok(r) if r.commits > 0 => {

@@ -31,79 +31,10 @@ pub use top_pages::top_pages_1h;
 pub use traffic::traffic_1m;
 pub use users::dim_users;
 
-/// The knobs of the Gold rules.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GoldConfig {
-    /// Inactivity that ends a session (ms). A gap of exactly this long keeps
-    /// the session; one millisecond more starts a new one.
-    pub session_gap_ms: i64,
-    /// A visitor with more than this many events in one minute is a bot.
-    pub bot_events_per_minute: u32,
-    /// How far behind the latest event time the watermark trails (ms): a
-    /// window is final once the watermark has passed its end. Later events
-    /// still update it (up to the lateness horizon); `is_final` says when
-    /// a dashboard can stop expecting changes.
-    pub allowed_lateness_ms: i64,
-}
-
-impl Default for GoldConfig {
-    fn default() -> Self {
-        GoldConfig { session_gap_ms: 30 * 60_000, bot_events_per_minute: 50, allowed_lateness_ms: 10 * 60_000 }
-    }
-}
-
-/// Every Gold table, by the name `query` registers it under.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum GoldTable {
-    Traffic1m,
-    TopPages1h,
-    Revenue5m,
-    Sessions,
-    Funnel1h,
-    ProductPerformance1h,
-    BotAnomalies,
-    DimUsers,
-}
-
-impl GoldTable {
-    pub const ALL: [GoldTable; 8] = [
-        GoldTable::Traffic1m,
-        GoldTable::TopPages1h,
-        GoldTable::Revenue5m,
-        GoldTable::Sessions,
-        GoldTable::Funnel1h,
-        GoldTable::ProductPerformance1h,
-        GoldTable::BotAnomalies,
-        GoldTable::DimUsers,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            GoldTable::Traffic1m => "traffic_1m",
-            GoldTable::TopPages1h => "top_pages_1h",
-            GoldTable::Revenue5m => "revenue_5m",
-            GoldTable::Sessions => "sessions",
-            GoldTable::Funnel1h => "funnel_1h",
-            GoldTable::ProductPerformance1h => "product_performance_1h",
-            GoldTable::BotAnomalies => "bot_anomalies",
-            GoldTable::DimUsers => "dim_users",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<GoldTable> {
-        GoldTable::ALL.into_iter().find(|t| t.name() == name)
-    }
-
-    /// The time column whose UTC date names the table's `dt=` partition.
-    pub fn partition_column(self) -> &'static str {
-        match self {
-            GoldTable::Traffic1m | GoldTable::Revenue5m | GoldTable::BotAnomalies => "window_start",
-            GoldTable::TopPages1h | GoldTable::Funnel1h | GoldTable::ProductPerformance1h => "hour_start",
-            GoldTable::Sessions => "session_start",
-            GoldTable::DimUsers => "first_seen",
-        }
-    }
-}
+/// The knobs of the rules live with the aggregator, which carries them;
+/// the names of the tables with storage, which lays them out.
+pub use crate::aggregate::GoldConfig;
+pub use crate::storage::GoldTable;
 
 /// `Datetime(ms)` without a time zone: how every timestamp is stored.
 pub(crate) fn datetime_ms() -> DataType {

@@ -20,9 +20,10 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use polars::prelude::{DataFrame, ParquetCompression, ParquetWriter, PolarsError};
+use polars::prelude::{DataFrame, ParquetCompression, ParquetWriter};
 use serde::{Deserialize, Serialize};
 
+use super::error::{io_err, PipelineError};
 use crate::stream::Topic;
 
 const MANIFEST: &str = "_state/manifest.json";
@@ -126,21 +127,6 @@ impl Role {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum CommitError {
-    #[error("{context}: {source}")]
-    Io { context: String, source: io::Error },
-    #[error("writing Parquet {path}: {source}")]
-    Parquet { path: String, source: PolarsError },
-    #[error("manifest {path} is unreadable: {reason}")]
-    BadManifest { path: String, reason: String },
-}
-
-fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> CommitError {
-    let context = context.into();
-    move |source| CommitError::Io { context, source }
-}
-
 /// A file of a commit: written as `tmp`, published as `path` (both
 /// relative to the data directory).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -206,15 +192,15 @@ impl Manifest {
     }
 
     /// Reads the manifest (an empty one when none exists yet).
-    pub fn load(data_dir: &Path) -> Result<Manifest, CommitError> {
+    pub fn load(data_dir: &Path) -> Result<Manifest, PipelineError> {
         Manifest::load_role(data_dir, &Role::Whole)
     }
 
     /// Reads a role's manifest (an empty one when none exists yet).
-    pub fn load_role(data_dir: &Path, role: &Role) -> Result<Manifest, CommitError> {
+    pub fn load_role(data_dir: &Path, role: &Role) -> Result<Manifest, PipelineError> {
         let path = data_dir.join(role.manifest_path());
         match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| CommitError::BadManifest {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| PipelineError::BadManifest {
                 path: path.display().to_string(),
                 reason: e.to_string(),
             }),
@@ -225,7 +211,7 @@ impl Manifest {
 
     /// Loads the manifest, finishes publishing its files and removes
     /// temporary files of commits that never happened.
-    pub fn recover(data_dir: &Path) -> Result<(Manifest, RecoveryReport), CommitError> {
+    pub fn recover(data_dir: &Path) -> Result<(Manifest, RecoveryReport), PipelineError> {
         Manifest::recover_role(data_dir, &Role::Whole, true)
     }
 
@@ -235,7 +221,7 @@ impl Manifest {
         data_dir: &Path,
         role: &Role,
         writes_gold: bool,
-    ) -> Result<(Manifest, RecoveryReport), CommitError> {
+    ) -> Result<(Manifest, RecoveryReport), PipelineError> {
         let manifest = Manifest::load_role(data_dir, role)?;
         let mut report = RecoveryReport::default();
         let mut named = HashSet::new();
@@ -290,7 +276,7 @@ impl Commit {
         dir: &Path,
         name: &str,
         df: &mut DataFrame,
-    ) -> Result<(), CommitError> {
+    ) -> Result<(), PipelineError> {
         let final_rel = dir.join(self.role.file_name(self.seq, name));
         self.write_parquet_at(&final_rel, df)
     }
@@ -299,7 +285,7 @@ impl Commit {
     /// directory). If a file is there already, publishing replaces it in
     /// one rename: readers see the old file or the new one, never neither
     /// and never a mix. Gold partitions are replaced this way.
-    pub fn write_parquet_at(&mut self, final_rel: &Path, df: &mut DataFrame) -> Result<(), CommitError> {
+    pub fn write_parquet_at(&mut self, final_rel: &Path, df: &mut DataFrame) -> Result<(), PipelineError> {
         let tmp_rel = PathBuf::from(format!("{}{TMP_SUFFIX}", final_rel.display()));
         let tmp_abs = self.data_dir.join(&tmp_rel);
         if let Some(parent) = tmp_abs.parent() {
@@ -311,7 +297,7 @@ impl Commit {
             .with_compression(ParquetCompression::Zstd(None))
             .with_statistics(polars::prelude::StatisticsOptions::full())
             .finish(df)
-            .map_err(|source| CommitError::Parquet { path: tmp_abs.display().to_string(), source })?;
+            .map_err(|source| PipelineError::Parquet { path: tmp_abs.display().to_string(), source })?;
         file.sync_all().map_err(io_err(format!("syncing {}", tmp_abs.display())))?;
         self.files.push(PendingFile {
             tmp: tmp_rel.display().to_string(),
@@ -323,7 +309,7 @@ impl Commit {
 
     /// Atomically commits the written files with the manifest's offsets,
     /// then publishes the files. Returns the committed manifest.
-    pub fn commit(self, mut manifest: Manifest, now_ms: i64) -> Result<Manifest, CommitError> {
+    pub fn commit(self, mut manifest: Manifest, now_ms: i64) -> Result<Manifest, PipelineError> {
         manifest.version = 1;
         manifest.seq = self.seq;
         manifest.committed_at = now_ms;
@@ -343,12 +329,12 @@ impl Commit {
     }
 }
 
-fn write_manifest(data_dir: &Path, role: &Role, manifest: &Manifest) -> Result<(), CommitError> {
+fn write_manifest(data_dir: &Path, role: &Role, manifest: &Manifest) -> Result<(), PipelineError> {
     let path = data_dir.join(role.manifest_path());
     let dir = path.parent().unwrap_or(data_dir);
     fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
     let tmp = path.with_extension(format!("json{TMP_SUFFIX}"));
-    let bytes = serde_json::to_vec_pretty(manifest).map_err(|e| CommitError::BadManifest {
+    let bytes = serde_json::to_vec_pretty(manifest).map_err(|e| PipelineError::BadManifest {
         path: path.display().to_string(),
         reason: e.to_string(),
     })?;
@@ -360,7 +346,7 @@ fn write_manifest(data_dir: &Path, role: &Role, manifest: &Manifest) -> Result<(
 }
 
 /// Renames a committed file to its final name; `true` if it had not been.
-fn publish(data_dir: &Path, file: &PendingFile) -> Result<bool, CommitError> {
+fn publish(data_dir: &Path, file: &PendingFile) -> Result<bool, PipelineError> {
     let tmp = data_dir.join(&file.tmp);
     let path = data_dir.join(&file.path);
     if tmp.exists() {
@@ -370,7 +356,7 @@ fn publish(data_dir: &Path, file: &PendingFile) -> Result<bool, CommitError> {
     if path.exists() {
         return Ok(false);
     }
-    Err(CommitError::Io {
+    Err(PipelineError::Io {
         context: format!("committed file {} is missing", path.display()),
         source: io::Error::from(io::ErrorKind::NotFound),
     })
@@ -381,7 +367,7 @@ fn remove_orphans(
     keep: &HashSet<PathBuf>,
     owned: &dyn Fn(&Path) -> bool,
     removed: &mut usize,
-) -> Result<(), CommitError> {
+) -> Result<(), PipelineError> {
     let entries = fs::read_dir(dir).map_err(io_err(format!("listing {}", dir.display())))?;
     for entry in entries {
         let entry = entry.map_err(io_err(format!("listing {}", dir.display())))?;
@@ -396,7 +382,7 @@ fn remove_orphans(
     Ok(())
 }
 
-fn sync_dir(dir: &Path) -> Result<(), CommitError> {
+fn sync_dir(dir: &Path) -> Result<(), PipelineError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_err(format!("syncing directory {}", dir.display())))

@@ -4,11 +4,14 @@
 //! DATA_DIR/bronze/events/dt=YYYY-MM-DD/hour=HH/part-*.parquet
 //! DATA_DIR/silver/events/dt=YYYY-MM-DD/hour=HH/part-*.parquet
 //! DATA_DIR/rejects/dt=YYYY-MM-DD/part-*.parquet
+//! DATA_DIR/gold/<table>/dt=YYYY-MM-DD/part-HH.parquet
 //! ```
 //!
 //! Hive-style partition directories, so `pl.scan_parquet(...,
 //! hive_partitioning=True)` and DuckDB's `hive_partitioning=1` both read
-//! them. The partition columns live in the path, not in the files.
+//! them. The partition columns live in the path, not in the files. A Gold
+//! table holds one file per hour of its time column, replaced whole when
+//! the hour changes; Bronze, Silver and rejects only ever gain files.
 
 use std::path::{Path, PathBuf};
 
@@ -47,11 +50,6 @@ impl Table {
         dir
     }
 
-    /// The glob analysts (and the query engine) read the table with.
-    pub fn glob(self, data_dir: &Path) -> String {
-        format!("{}/{}/**/*.parquet", data_dir.display(), self.root())
-    }
-
     /// The partition key (hours or days since the epoch) of a timestamp:
     /// rows with the same key share a partition directory.
     pub fn partition_key(self, ts_ms: i64) -> i64 {
@@ -68,6 +66,89 @@ impl Table {
             _ => key * HOUR_MS,
         }
     }
+}
+
+/// Every Gold table, by the name `query` registers it under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum GoldTable {
+    Traffic1m,
+    TopPages1h,
+    Revenue5m,
+    Sessions,
+    Funnel1h,
+    ProductPerformance1h,
+    BotAnomalies,
+    DimUsers,
+}
+
+impl GoldTable {
+    pub const ALL: [GoldTable; 8] = [
+        GoldTable::Traffic1m,
+        GoldTable::TopPages1h,
+        GoldTable::Revenue5m,
+        GoldTable::Sessions,
+        GoldTable::Funnel1h,
+        GoldTable::ProductPerformance1h,
+        GoldTable::BotAnomalies,
+        GoldTable::DimUsers,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            GoldTable::Traffic1m => "traffic_1m",
+            GoldTable::TopPages1h => "top_pages_1h",
+            GoldTable::Revenue5m => "revenue_5m",
+            GoldTable::Sessions => "sessions",
+            GoldTable::Funnel1h => "funnel_1h",
+            GoldTable::ProductPerformance1h => "product_performance_1h",
+            GoldTable::BotAnomalies => "bot_anomalies",
+            GoldTable::DimUsers => "dim_users",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<GoldTable> {
+        GoldTable::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// The time column whose UTC date names the table's `dt=` partition.
+    pub fn partition_column(self) -> &'static str {
+        match self {
+            GoldTable::Traffic1m | GoldTable::Revenue5m | GoldTable::BotAnomalies => "window_start",
+            GoldTable::TopPages1h | GoldTable::Funnel1h | GoldTable::ProductPerformance1h => "hour_start",
+            GoldTable::Sessions => "session_start",
+            GoldTable::DimUsers => "first_seen",
+        }
+    }
+
+    /// The file (relative to the data directory) of the table's rows whose
+    /// time column falls in `hour` (hours since the epoch).
+    pub fn hour_file(self, hour: i64) -> PathBuf {
+        let ts = hour * HOUR_MS;
+        self.dir().join(format!("dt={}", utc_date_string(ts))).join(format!("part-{:02}.parquet", utc_hour(ts)))
+    }
+}
+
+/// Where a table lives, so one reader serves every table.
+pub trait TableDir: Copy {
+    /// The table's directory, relative to the data directory.
+    fn dir(self) -> PathBuf;
+}
+
+impl TableDir for Table {
+    fn dir(self) -> PathBuf {
+        PathBuf::from(self.root())
+    }
+}
+
+impl TableDir for GoldTable {
+    fn dir(self) -> PathBuf {
+        PathBuf::from("gold").join(self.name())
+    }
+}
+
+/// The glob analysts (and the query engine) read a whole table with.
+pub fn glob(data_dir: &Path, table: impl TableDir) -> String {
+    format!("{}/{}/**/*.parquet", data_dir.display(), table.dir().display())
 }
 
 /// Every published Parquet file under `root`, sorted by path (for Bronze:
@@ -106,5 +187,16 @@ mod tests {
         // The last millisecond of an hour stays in that hour.
         let end_of_hour = (key + 1) * HOUR_MS - 1;
         assert_eq!(Table::Silver.partition_key(end_of_hour), key);
+    }
+
+    #[test]
+    fn gold_tables_hold_a_file_per_hour_in_day_directories() {
+        let hour = clickstream_schema::time::days_from_civil(2026, 11, 22) * 24 + 17;
+        assert_eq!(GoldTable::Sessions.hour_file(hour), PathBuf::from("gold/sessions/dt=2026-11-22/part-17.parquet"));
+        assert_eq!(glob(Path::new("/d"), GoldTable::DimUsers), "/d/gold/dim_users/**/*.parquet");
+        assert_eq!(glob(Path::new("/d"), Table::Silver), "/d/silver/events/**/*.parquet");
+        for table in GoldTable::ALL {
+            assert_eq!(GoldTable::from_name(table.name()), Some(table));
+        }
     }
 }

@@ -1,12 +1,17 @@
-//! The Parquet tables on disk: where files go ([`layout`]), how a
-//! micro-batch's files and stream offsets become visible in one atomic
-//! commit ([`commit`]), and reading a table's rows for a time range
-//! ([`range`]).
+//! The Parquet tables on disk, and the one owner of them: where every
+//! table's files go, Bronze to Gold ([`layout`]), every read of them
+//! ([`scan`], and [`range`] for a time range), how a micro-batch's files
+//! and stream offsets become visible in one atomic commit ([`commit`]),
+//! who may write what ([`lock`]), and the error all of it fails with
+//! ([`error`]). The aggregator and Gold ask this module; it knows neither.
 
 pub mod commit;
+pub mod error;
 pub mod layout;
 pub mod lock;
 pub mod range;
+pub mod scan;
 
 pub use commit::{Commit, Manifest, PendingFile, Role};
-pub use layout::Table;
+pub use error::PipelineError;
+pub use layout::{GoldTable, Table, TableDir};

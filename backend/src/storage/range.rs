@@ -9,31 +9,25 @@ use std::path::{Path, PathBuf};
 use clickstream_schema::time::HOUR_MS;
 use polars::prelude::*;
 
-use super::layout::parquet_files;
-use super::Table;
-use crate::gold::refresh::{has_files, hour_file};
-use crate::gold::GoldTable;
+use super::layout::{parquet_files, GoldTable, Table};
+use super::scan::{has_files, scan_files, silver_files};
 
 /// The rows of a Gold table whose time column lies in `[from, to)`, of one
 /// site or all; `None` when no file covers the range (a table such as
 /// `bot_anomalies` has files only for hours that had rows).
 pub fn gold(data_dir: &Path, table: GoldTable, site: Option<&str>, from: i64, to: i64) -> PolarsResult<Option<LazyFrame>> {
     let files: Vec<PathBuf> = (from.div_euclid(HOUR_MS)..=(to - 1).div_euclid(HOUR_MS))
-        .map(|hour| data_dir.join(hour_file(table, hour)))
+        .map(|hour| data_dir.join(table.hour_file(hour)))
         .filter(|path| path.is_file())
         .collect();
     let in_range = between(table.partition_column(), from, to);
-    Ok(scan(files)?.map(|lf| {
-        for_site(lf.filter(in_range), site)
-    }))
+    Ok(scan_files(&files)?.map(|lf| for_site(lf.filter(in_range), site)))
 }
 
 /// Silver events whose event time lies in `[from, to)`, of one site or all.
 pub fn silver(data_dir: &Path, site: Option<&str>, from: i64, to: i64) -> PolarsResult<Option<LazyFrame>> {
-    let files: Vec<PathBuf> = (from.div_euclid(HOUR_MS)..=(to - 1).div_euclid(HOUR_MS))
-        .flat_map(|hour| parquet_files(&data_dir.join(Table::Silver.partition_dir(hour * HOUR_MS))))
-        .collect();
-    Ok(scan(files)?.map(|lf| for_site(lf.filter(between("event_ts", from, to)), site)))
+    let files = silver_files(data_dir, from.div_euclid(HOUR_MS)..=(to - 1).div_euclid(HOUR_MS));
+    Ok(scan_files(&files)?.map(|lf| for_site(lf.filter(between("event_ts", from, to)), site)))
 }
 
 /// The rejects (bad rows) that arrived in `[from, to)`, of one site or all.
@@ -41,19 +35,11 @@ pub fn rejects(data_dir: &Path, site: Option<&str>, from: i64, to: i64) -> Polar
     let files: Vec<PathBuf> = (Table::Rejects.partition_key(from)..=Table::Rejects.partition_key(to - 1))
         .flat_map(|day| parquet_files(&data_dir.join(Table::Rejects.partition_dir(Table::Rejects.partition_start(day)))))
         .collect();
-    Ok(scan(files)?.map(|lf| for_site(lf.filter(between("received_at", from, to)), site)))
+    Ok(scan_files(&files)?.map(|lf| for_site(lf.filter(between("received_at", from, to)), site)))
 }
 
 fn between(time: &str, from: i64, to: i64) -> Expr {
     col(time).cast(DataType::Int64).gt_eq(lit(from)).and(col(time).cast(DataType::Int64).lt(lit(to)))
-}
-
-fn scan(files: Vec<PathBuf>) -> PolarsResult<Option<LazyFrame>> {
-    if files.is_empty() {
-        return Ok(None);
-    }
-    let paths: Vec<PlRefPath> = files.iter().map(|f| PlRefPath::new(f.display().to_string())).collect();
-    LazyFrame::scan_parquet_files(paths.into_iter().collect(), ScanArgsParquet::default()).map(Some)
 }
 
 fn for_site(lf: LazyFrame, site: Option<&str>) -> LazyFrame {

@@ -1,0 +1,59 @@
+//! Every Parquet read of the data directory goes through here: a whole
+//! table (with its hive partition columns, as analysts see it), or a list
+//! of files (as written, no partition columns), or one Gold hour.
+
+use std::path::{Path, PathBuf};
+
+use clickstream_schema::time::HOUR_MS;
+use polars::io::HiveOptions;
+use polars::prelude::*;
+
+use super::layout::{glob, parquet_files, GoldTable, Table, TableDir};
+
+/// Whether a table holds at least one published Parquet file (a scan of an
+/// empty glob is an error in Polars).
+pub fn has_files(data_dir: &Path, table: impl TableDir) -> bool {
+    !parquet_files(&data_dir.join(table.dir())).is_empty()
+}
+
+/// Lazily scans every Parquet file of a table, reading hive partition
+/// columns (`dt`, and `hour` for Bronze and Silver) from the directory
+/// names.
+pub fn scan_table(data_dir: &Path, table: impl TableDir) -> PolarsResult<LazyFrame> {
+    scan_glob(glob(data_dir, table))
+}
+
+/// Lazily scans the Parquet files a glob matches, with hive partitions.
+pub fn scan_glob(glob: String) -> PolarsResult<LazyFrame> {
+    let args = ScanArgsParquet { hive_options: HiveOptions::new_enabled(), ..ScanArgsParquet::default() };
+    LazyFrame::scan_parquet(PlRefPath::new(glob), args)
+}
+
+/// Lazily scans the given files as they were written: no partition
+/// columns from their directory names. `None` for no files (which Polars
+/// would refuse to scan).
+pub fn scan_files(files: &[PathBuf]) -> PolarsResult<Option<LazyFrame>> {
+    if files.is_empty() {
+        return Ok(None);
+    }
+    let paths: Vec<PlRefPath> = files.iter().map(|f| PlRefPath::new(f.display().to_string())).collect();
+    let args = ScanArgsParquet { hive_options: HiveOptions::new_disabled(), ..ScanArgsParquet::default() };
+    LazyFrame::scan_parquet_files(paths.into_iter().collect(), args).map(Some)
+}
+
+/// The published files of Silver's hours (hours since the epoch).
+pub fn silver_files(data_dir: &Path, hours: impl IntoIterator<Item = i64>) -> Vec<PathBuf> {
+    hours.into_iter().flat_map(|h| parquet_files(&data_dir.join(Table::Silver.partition_dir(h * HOUR_MS)))).collect()
+}
+
+/// One hour's file of a Gold table as written, if there is one.
+pub fn read_gold_hour(data_dir: &Path, table: GoldTable, hour: i64) -> PolarsResult<Option<DataFrame>> {
+    let path = data_dir.join(table.hour_file(hour));
+    if !path.exists() {
+        return Ok(None);
+    }
+    match scan_files(&[path])? {
+        Some(lf) => lf.collect().map(Some),
+        None => Ok(None),
+    }
+}
