@@ -15,5 +15,3 @@ pub mod silver;
 pub use gold_step::{GoldConfig, GoldStep};
 pub use runner::{AggregateConfig, Aggregator, StepReport};
 
-/// The aggregator's error under its old name: the pipeline's one error.
-pub use crate::storage::PipelineError as AggregateError;

@@ -12,7 +12,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use clickstream_backend::aggregate::dedup::scan_table;
-use clickstream_backend::aggregate::{AggregateConfig, AggregateError, Aggregator};
+use clickstream_backend::aggregate::{AggregateConfig, Aggregator};
+use clickstream_backend::storage::PipelineError;
 use clickstream_backend::clock::FixedClock;
 use clickstream_backend::gold::follow::GoldFollower;
 use clickstream_backend::gold::refresh::{has_files, scan};
@@ -249,7 +250,7 @@ async fn shop_traffic(stream: &dyn EventStream) -> usize {
     sent
 }
 
-async fn aggregator(stream: Arc<dyn EventStream>, dir: &Path, owned: Option<Vec<u32>>, crash: bool) -> Result<Aggregator, AggregateError> {
+async fn aggregator(stream: Arc<dyn EventStream>, dir: &Path, owned: Option<Vec<u32>>, crash: bool) -> Result<Aggregator, PipelineError> {
     let mut config = AggregateConfig::new(dir);
     config.max_records_per_partition = 25; // several micro-batches per drain
     config.partitions = owned;
@@ -272,7 +273,7 @@ async fn no_loss_no_duplicates_across_a_crash(subject: Subject) {
     // A crash after the first micro-batch's files are written, before the
     // commit point: they stay temporary, the offsets stay where they were.
     let mut agg = aggregator(stream.clone(), data.path(), None, true).await.unwrap();
-    assert!(matches!(agg.step().await, Err(AggregateError::InjectedCrash)));
+    assert!(matches!(agg.step().await, Err(PipelineError::InjectedCrash)));
     assert_eq!(agg.manifest().seq, 0);
     drop(agg);
     drop(stream);
