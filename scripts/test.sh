@@ -81,3 +81,13 @@ suite "the dashboard in Chromium: sign-in with a token, on a running clickstream
 log "the edge Worker: build"
 bash scripts/build-worker.sh
 suite "the edge Worker in workerd, in front of clickstream serve" node --test edge-worker/e2e/
+
+# The workspace lints (Cargo.toml, clippy.toml): unwrap outside tests and the
+# chosen pedantic lints fail the run, as a reviewer would.
+if cargo clippy --version >/dev/null 2>&1; then
+  log "lints: cargo clippy on every crate and test, warnings denied"
+  cargo clippy --locked --workspace --all-targets -q -- -D warnings
+  RAN+=("lints: cargo clippy --workspace --all-targets, warnings denied: clean")
+else
+  SKIPPED+=("lints: cargo clippy is not installed (rustup component add clippy)")
+fi

@@ -316,7 +316,7 @@ async fn run_replay(settings: Settings) -> anyhow::Result<()> {
         consumers.is_empty(),
         "{} was written by partition consumers ({}); replay rebuilds the layout of one aggregator only",
         data_dir.display(),
-        consumers.iter().map(|r| r.tag()).collect::<Vec<_>>().join(", ")
+        consumers.iter().map(clickstream_backend::storage::Role::tag).collect::<Vec<_>>().join(", ")
     );
     // Holding the log's lock proves no serve/aggregate is writing meanwhile.
     let _log = open_log(data_dir, settings.partitions).context(

@@ -84,7 +84,7 @@ impl SaltStore {
 
 impl SaltSource for SaltStore {
     fn salt_of_day(&self, day: i64) -> [u8; 32] {
-        let mut days = self.days.lock().unwrap_or_else(|p| p.into_inner());
+        let mut days = self.days.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(salt) = days.get(&day) {
             return *salt;
         }
@@ -103,7 +103,7 @@ impl SaltSource for SaltStore {
             }
         };
         days.insert(day, salt);
-        let newest = *days.last_key_value().map(|(d, _)| d).unwrap_or(&day);
+        let newest = *days.last_key_value().map_or(&day, |(d, _)| d);
         days.retain(|d, _| *d >= newest - 1);
         if let Err(e) = self.delete_before(newest - 1) {
             tracing::error!(dir = %self.dir.display(), error = %e, "cannot delete an old IP salt");

@@ -204,7 +204,7 @@ pub async fn serve(
         let host = match local.ip() {
             ip if ip.is_unspecified() => "127.0.0.1".to_string(),
             std::net::IpAddr::V6(ip) => format!("[{ip}]"),
-            ip => ip.to_string(),
+            std::net::IpAddr::V4(ip) => ip.to_string(),
         };
         println!(
             "No API token is configured, so this run has its own. Open the dashboard:\n    http://{host}:{}/dashboard?token={token}\n\
@@ -242,7 +242,7 @@ pub fn stop_on_signal() -> watch::Receiver<bool> {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
-                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+                () = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
             }
         }
         #[cfg(not(unix))]

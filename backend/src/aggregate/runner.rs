@@ -330,7 +330,7 @@ impl Aggregator {
                 Err(e) => tracing::error!(error = %e, "micro-batch failed; retrying from the committed offsets"),
             }
             tokio::select! {
-                _ = tokio::time::sleep(self.config.poll_interval) => {}
+                () = tokio::time::sleep(self.config.poll_interval) => {}
                 _ = stop.changed() => {}
             }
         }
@@ -471,11 +471,11 @@ const DECODE_CHUNK: usize = 8_192;
 /// memory holds the columns, not the structs. Undecodable records become
 /// bad rows with their bytes: never drop what the stream acknowledged.
 fn decode_events(events: Vec<Fetched>, now: i64) -> Result<(Vec<DataFrame>, Vec<LogBadRow>), PipelineError> {
-    fn decode_chunk(chunk: Vec<Fetched>, now: i64) -> PolarsResult<(Option<DataFrame>, Vec<LogBadRow>)> {
+    fn decode_chunk(chunk: &[Fetched], now: i64) -> PolarsResult<(Option<DataFrame>, Vec<LogBadRow>)> {
         // The decoded events borrow their strings from the records.
         let mut rows = Vec::with_capacity(chunk.len());
         let mut bad = Vec::new();
-        for f in &chunk {
+        for f in chunk {
             match serde_json::from_slice::<EnrichedEvent>(&f.value) {
                 Ok(event) => rows.push(LogEvent { partition: f.partition, offset: f.offset, event }),
                 Err(e) => bad.push(LogBadRow {
@@ -493,7 +493,7 @@ fn decode_events(events: Vec<Fetched>, now: i64) -> Result<(Vec<DataFrame>, Vec<
     let decoded: Vec<(Option<DataFrame>, Vec<LogBadRow>)> = events
         .into_par_iter()
         .chunks(DECODE_CHUNK)
-        .map(|chunk| decode_chunk(chunk, now))
+        .map(|chunk| decode_chunk(&chunk, now))
         .collect::<PolarsResult<_>>()?;
     let mut frames = Vec::with_capacity(decoded.len());
     let mut bad_rows = Vec::new();

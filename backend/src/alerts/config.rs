@@ -152,7 +152,7 @@ impl TryFrom<RuleFile> for AlertRule {
             return fail("max_notifications_per_hour must be at least 1".into());
         }
         match &condition {
-            Condition::PurchaseOver { amount } if !(*amount >= 0.0) => return fail(format!("amount must be at least 0, got {amount}")),
+            Condition::PurchaseOver { amount } if amount.is_nan() || *amount < 0.0 => return fail(format!("amount must be at least 0, got {amount}")),
             Condition::RejectsSpike { window_minutes, .. } | Condition::TrafficBelow { window_minutes, .. }
                 if !(1..=1440).contains(window_minutes) =>
             {

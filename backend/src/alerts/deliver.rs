@@ -168,7 +168,7 @@ fn append(log: &Path, entries: impl Iterator<Item = Value>) -> std::io::Result<(
     for entry in entries {
         writeln!(out, "{entry}")?;
     }
-    out.into_inner().map_err(|e| e.into_error())?.sync_data()
+    out.into_inner().map_err(std::io::IntoInnerError::into_error)?.sync_data()
 }
 
 /// One line of the alert log, as far as a restart needs it.

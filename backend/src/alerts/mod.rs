@@ -211,7 +211,7 @@ impl Alerts {
         loop {
             self.check(clock.now_ms()).await;
             tokio::select! {
-                _ = tokio::time::sleep(every) => {}
+                () = tokio::time::sleep(every) => {}
                 _ = stop.wait_for(|s| *s) => return,
             }
         }

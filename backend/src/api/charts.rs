@@ -165,7 +165,7 @@ pub fn funnel(cx: &Context, p: &Params) -> Result<Value, DashboardError> {
     let mut counts = [0i64; FUNNEL.len()];
     if let Some(lf) = gold(&cx.data_dir, GoldTable::Sessions, p.site.as_deref(), p.from, p.to)? {
         let reached = FUNNEL.map(|(name, step)| {
-            col("funnel_step").cast(DataType::Int64).gt_eq(lit(step as i64)).cast(DataType::Int64).sum().alias(name)
+            col("funnel_step").cast(DataType::Int64).gt_eq(lit(i64::from(step))).cast(DataType::Int64).sum().alias(name)
         });
         let df = lf.select(reached).collect()?;
         for (count, (name, _)) in counts.iter_mut().zip(FUNNEL) {

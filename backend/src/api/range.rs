@@ -102,7 +102,7 @@ impl Params {
 
     /// One of `choices`; required.
     pub fn choice<'c>(&self, name: &str, choices: &[&'c str]) -> Result<&'c str, DashboardError> {
-        let got = self.extra.get(name).map(String::as_str).unwrap_or("");
+        let got = self.extra.get(name).map_or("", String::as_str);
         choices.iter().find(|c| **c == got).copied().ok_or_else(|| {
             DashboardError::BadParameter(format!("{name} must be one of {} (got '{got}')", choices.join(", ")))
         })

@@ -210,7 +210,7 @@ async fn pause(ms: u64, stop: &mut watch::Receiver<bool>, alive: &mut bool) {
     let sleep = tokio::time::sleep(Duration::from_millis(ms));
     if *alive {
         tokio::select! {
-            _ = sleep => {}
+            () = sleep => {}
             changed = stop.changed() => {
                 if changed.is_err() {
                     *alive = false;

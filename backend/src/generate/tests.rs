@@ -180,7 +180,7 @@ fn every_event_is_valid_or_carries_the_matching_corruption() {
     assert!(reasons.len() >= 10, "variety of reasons: {reasons:?}");
 
     // Bad events sit among good ones.
-    let mixed = batches.iter().filter(|b| b.events.iter().any(|e| !e.is_valid()) && b.events.iter().any(|e| e.is_valid()));
+    let mixed = batches.iter().filter(|b| b.events.iter().any(|e| !e.is_valid()) && b.events.iter().any(super::traffic::PlannedEvent::is_valid));
     assert!(mixed.count() > 20);
 
     // Every reason the contract lists shows up across a few seeds.
@@ -215,7 +215,7 @@ fn every_event_is_valid_or_carries_the_matching_corruption() {
 fn batches_are_small_single_visitor_and_well_formed() {
     let batches = big();
     let mut beacon = 0;
-    for b in batches.iter() {
+    for b in batches {
         assert!(!b.events.is_empty() && b.events.len() <= 20);
         assert_eq!(b.body["v"], 1);
         assert_eq!(b.body["site_id"], "shop-1");
@@ -241,7 +241,7 @@ fn batches_are_small_single_visitor_and_well_formed() {
             assert_eq!(b.content_type, CONTENT_TYPE_JSON);
         }
     }
-    let share = beacon as f64 / batches.len() as f64;
+    let share = f64::from(beacon) / batches.len() as f64;
     assert!((0.12..0.28).contains(&share), "beacon share {share}");
 
     // A smaller batch size is honoured too.
@@ -262,7 +262,7 @@ fn duplicates_resend_the_exact_body() {
             assert_eq!(w[0].body, w[1].body);
         }
     }
-    let share = dups as f64 / originals as f64;
+    let share = f64::from(dups) / originals as f64;
     assert!((0.01..0.04).contains(&share), "duplicate share {share}");
 }
 
@@ -358,7 +358,7 @@ fn shop_behaviour_is_realistic() {
             assert_eq!(evs[0]["page"]["url"].as_str(), Some(*u));
         }
     }
-    assert!(tagged as f64 > 0.15 * n, "tagged sessions {tagged}");
+    assert!(f64::from(tagged) > 0.15 * n, "tagged sessions {tagged}");
     for src in ["utm_source=facebook", "utm_medium=email", "utm_medium=cpc"] {
         assert!(valid(batches).any(|(_, e)| e["page"]["url"].as_str().unwrap().contains(src)), "{src}");
     }

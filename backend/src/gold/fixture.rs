@@ -190,7 +190,7 @@ impl DataDir {
             })
             .collect();
         let dir = self.0.join(Table::Rejects.partition_dir(rows.first().map_or(DAY, |r| r.row.received_at)));
-        let n = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
+        let n = std::fs::read_dir(&dir).map_or(0, std::iter::Iterator::count);
         write_parquet(&dir.join(format!("part-{n}.parquet")), &mut rejects_frame(&rows).unwrap());
     }
 
@@ -202,7 +202,7 @@ impl DataDir {
             let in_hour: Vec<Ev> = events.iter().filter(|e| e.ts.div_euclid(HOUR) == hour).cloned().collect();
             let mut df = silver(&in_hour).collect().unwrap();
             let dir = self.0.join(Table::Silver.partition_dir(hour * HOUR));
-            let n = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
+            let n = std::fs::read_dir(&dir).map_or(0, std::iter::Iterator::count);
             write_parquet(&dir.join(format!("part-{n}.parquet")), &mut df);
         }
         refresh::build(&self.0, Manifest::default(), &GoldConfig::default(), &mut |_, _| {}).unwrap();

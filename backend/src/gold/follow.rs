@@ -125,7 +125,7 @@ impl GoldFollower {
                 return Ok(());
             }
             tokio::select! {
-                _ = tokio::time::sleep(poll) => {}
+                () = tokio::time::sleep(poll) => {}
                 _ = stop.changed() => {}
             }
         }

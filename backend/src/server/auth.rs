@@ -98,14 +98,14 @@ impl Tokens {
     }
 
     fn check_session(&self, id: &str, now: i64) -> bool {
-        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let sessions = self.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         sessions.get(&sha256(id.as_bytes())).is_some_and(|end| *end > now)
     }
 
     /// A new session: its cookie value.
     fn start_session(&self, now: i64) -> String {
         let id = random_token();
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut sessions = self.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         sessions.retain(|_, end| *end > now);
         if sessions.len() >= MAX_SESSIONS {
             if let Some(oldest) = sessions.iter().min_by_key(|(_, end)| **end).map(|(k, _)| *k) {
@@ -117,7 +117,7 @@ impl Tokens {
     }
 
     fn end_session(&self, id: &str) {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(&sha256(id.as_bytes()));
+        self.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&sha256(id.as_bytes()));
     }
 
     /// What the request's bearer token or session cookie grants.
@@ -209,9 +209,8 @@ pub async fn login(State(state): State<Arc<AppState>>, request: Request) -> Resp
         return refused;
     }
     let headers = request.headers().clone();
-    let form = match Form::<SignIn>::from_request(request, &()).await {
-        Ok(Form(form)) => form,
-        Err(_) => return sign_in_page(StatusCode::BAD_REQUEST, "Send the form's token field."),
+    let Ok(Form(form)) = Form::<SignIn>::from_request(request, &()).await else {
+        return sign_in_page(StatusCode::BAD_REQUEST, "Send the form's token field.");
     };
     if tokens.check_token(&form.token) == Some(Grant::Everything) {
         return signed_in(tokens, &headers, state.clock.now_ms());

@@ -75,7 +75,7 @@ impl CollectGuard {
 
     /// One request from `client` at `now`, or how long it must wait.
     pub fn admit_client(&self, client: &str, now: i64) -> Result<(), ApiError> {
-        let mut limiter = self.buckets.clients.lock().unwrap_or_else(|p| p.into_inner());
+        let mut limiter = self.buckets.clients.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         limiter
             .check(client, self.per_client_per_minute, now)
             .map_err(|retry_after_s| ApiError::RateLimited { scope: "client", retry_after_s })
@@ -83,7 +83,7 @@ impl CollectGuard {
 
     /// `events` more of `site_id` at `now`, or how long the site must wait.
     pub fn admit_site(&self, site_id: &str, events: usize, now: i64) -> Result<(), ApiError> {
-        let mut limiter = self.buckets.sites.lock().unwrap_or_else(|p| p.into_inner());
+        let mut limiter = self.buckets.sites.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let events = u32::try_from(events).unwrap_or(u32::MAX);
         limiter
             .take(site_id, events, self.per_site_events_per_minute, now)
@@ -93,7 +93,7 @@ impl CollectGuard {
     /// A sign-in attempt from `client`: a few a minute, so a configured
     /// token cannot be guessed at speed.
     pub fn admit_sign_in(&self, client: &str, now: i64) -> Result<(), ApiError> {
-        let mut limiter = self.buckets.clients.lock().unwrap_or_else(|p| p.into_inner());
+        let mut limiter = self.buckets.clients.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         limiter
             .check(&format!("sign-in/{client}"), super::auth::SIGN_INS_PER_MINUTE, now)
             .map_err(|retry_after_s| ApiError::RateLimited { scope: "sign-in", retry_after_s })
@@ -131,7 +131,8 @@ pub struct TrustedProxies {
 
 impl Default for TrustedProxies {
     fn default() -> Self {
-        TrustedProxies { nets: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()], header: None }
+        let loopback = |net: &str| net.parse().expect("a valid network literal");
+        TrustedProxies { nets: vec![loopback("127.0.0.0/8"), loopback("::1/128")], header: None }
     }
 }
 
@@ -156,8 +157,8 @@ impl TrustedProxies {
 
     fn trusts(&self, ip: IpAddr) -> bool {
         let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 @ IpAddr::V4(_) => v4,
         };
         self.nets.iter().any(|n| n.contains(&ip))
     }
@@ -201,6 +202,7 @@ mod tests {
         h
     }
 
+    #[allow(clippy::unnecessary_wraps)] // the shape `client_ip` takes
     fn peer(ip: &str) -> Option<SocketAddr> {
         Some(SocketAddr::new(ip.parse().unwrap(), 40000))
     }

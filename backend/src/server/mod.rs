@@ -98,6 +98,7 @@ impl AppState {
     }
 
     /// One sign-in attempt of the request's client, or the 429 to answer.
+    #[allow(clippy::result_large_err)] // the error is the answer, once per sign-in
     fn limit_sign_in(&self, request: &Request) -> Result<(), Response> {
         let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
         let client = self.guard.proxies.client_ip(request.headers(), peer).map(|ip| ip.to_string());

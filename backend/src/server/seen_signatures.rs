@@ -41,12 +41,12 @@ impl SeenSignatures {
     pub fn first_use(&self, mac: &[u8], timestamp_ms: i64, now_ms: i64) -> std::io::Result<bool> {
         match self {
             SeenSignatures::Memory(seen) => {
-                let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+                let mut seen = seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 seen.retain(|_, at| now_ms - *at <= KEEP_MS);
                 Ok(seen.insert(mac.to_vec(), timestamp_ms).is_none())
             }
             SeenSignatures::Disk { dir, last_sweep } => {
-                self.sweep(dir, last_sweep, now_ms);
+                Self::sweep(dir, last_sweep, now_ms);
                 let minute = dir.join(timestamp_ms.div_euclid(MINUTE_MS).to_string());
                 std::fs::create_dir_all(&minute)?;
                 match std::fs::OpenOptions::new().write(true).create_new(true).open(minute.join(hex::encode(mac))) {
@@ -59,7 +59,7 @@ impl SeenSignatures {
     }
 
     /// Deletes the minutes no accepted timestamp can fall in, once a minute.
-    fn sweep(&self, dir: &std::path::Path, last_sweep: &AtomicI64, now_ms: i64) {
+    fn sweep(dir: &std::path::Path, last_sweep: &AtomicI64, now_ms: i64) {
         let last = last_sweep.load(Ordering::Relaxed);
         if now_ms.saturating_sub(last) < MINUTE_MS || last_sweep.compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed).is_err() {
             return;

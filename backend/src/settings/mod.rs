@@ -94,12 +94,12 @@ impl Settings {
             .clone()
             .or_else(|| env("CLICKSTREAM_CONFIG").map(PathBuf::from));
         let file = FileConfig::load(path.as_deref())?;
-        Settings::resolve(flags, env, file)
+        Settings::resolve(flags, env, &file)
     }
 
     /// The settings of `flags.command`, each value from its flag, else
     /// its environment variable, else the file, else the default.
-    pub fn resolve(flags: &Flags, env: Env, file: FileConfig) -> anyhow::Result<Settings> {
+    pub fn resolve(flags: &Flags, env: Env, file: &FileConfig) -> anyhow::Result<Settings> {
         let data_dir = flags
             .common
             .data_dir
@@ -110,9 +110,9 @@ impl Settings {
         let partitions = file.partitions.unwrap_or(defaults::PARTITIONS);
         let fluvio = match flags.command {
             CommandFlags::Gold | CommandFlags::Replay => None,
-            _ => stream::fluvio(&flags.common, env, &file, partitions)?,
+            _ => stream::fluvio(&flags.common, env, file, partitions)?,
         };
-        let mut aggregate = aggregate_config(&data_dir, &file);
+        let mut aggregate = aggregate_config(&data_dir, file);
         if let CommandFlags::Aggregate {
             partitions: Some(owned),
         } = &flags.command
@@ -122,7 +122,7 @@ impl Settings {
         let server = match &flags.command {
             CommandFlags::Serve(serve) => {
                 let serve = server::with_env(serve, env)?;
-                let mut s = server::resolve(&serve, env, &file, &data_dir)?;
+                let mut s = server::resolve(&serve, env, file, &data_dir)?;
                 s.aggregate = (!serve.no_aggregate).then(|| aggregate.clone());
                 Some(s)
             }
@@ -131,7 +131,7 @@ impl Settings {
                     port: or_env(*port, env, "CLICKSTREAM_PORT")?,
                     ..ServeFlags::default()
                 };
-                let mut s = server::resolve(&serve, env, &file, &data_dir)?;
+                let mut s = server::resolve(&serve, env, file, &data_dir)?;
                 s.aggregate = Some(aggregate.clone());
                 server::open_for_the_demo(&mut s);
                 Some(s)

@@ -29,7 +29,7 @@ fn resolve(
     Settings::resolve(
         &Flags { common, command },
         &|name| env.get(name).cloned(),
-        file(toml),
+        &file(toml),
     )
 }
 

@@ -252,7 +252,7 @@ impl FluvioStream {
         if let Some(conn) = guard.as_ref() {
             return Ok(conn.clone());
         }
-        let wait = self.backoff.lock().unwrap_or_else(|p| p.into_inner()).next_try;
+        let wait = self.backoff.lock().unwrap_or_else(std::sync::PoisonError::into_inner).next_try;
         if let Some(at) = wait.filter(|at| *at > Instant::now()) {
             return Err(StreamError::Unavailable(format!(
                 "fluvio at {} is unreachable; reconnecting in {} ms",
@@ -266,14 +266,14 @@ impl FluvioStream {
         };
         match tokio::time::timeout(self.settings.timeout, attempt).await {
             Ok(Ok(conn)) => {
-                self.backoff.lock().unwrap_or_else(|p| p.into_inner()).succeeded();
+                self.backoff.lock().unwrap_or_else(std::sync::PoisonError::into_inner).succeeded();
                 tracing::info!(sc = %self.settings.sc_addr, "reconnected to Fluvio");
                 let conn = Arc::new(conn);
                 *guard = Some(conn.clone());
                 Ok(conn)
             }
             outcome => {
-                self.backoff.lock().unwrap_or_else(|p| p.into_inner()).failed();
+                self.backoff.lock().unwrap_or_else(std::sync::PoisonError::into_inner).failed();
                 Err(match outcome {
                     Ok(Err(e)) => e,
                     _ => unavailable("reconnect", format!("no answer within {:?}", self.settings.timeout)),
@@ -290,7 +290,7 @@ impl FluvioStream {
         if guard.as_ref().is_some_and(|c| Arc::ptr_eq(c, conn)) {
             tracing::warn!(%error, "dropping the Fluvio connection; will reconnect");
             *guard = None;
-            self.backoff.lock().unwrap_or_else(|p| p.into_inner()).failed();
+            self.backoff.lock().unwrap_or_else(std::sync::PoisonError::into_inner).failed();
         }
     }
 
@@ -455,13 +455,13 @@ impl EventStream for FluvioStream {
 
     async fn commit(&self, group: &str, topic: Topic, partition: u32, next_offset: u64) -> Result<(), StreamError> {
         self.check_partition(topic, partition)?;
-        self.committed.lock().unwrap_or_else(|p| p.into_inner()).insert((group.to_string(), topic, partition), next_offset);
+        self.committed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert((group.to_string(), topic, partition), next_offset);
         Ok(())
     }
 
     async fn committed(&self, group: &str, topic: Topic, partition: u32) -> Result<Option<u64>, StreamError> {
         self.check_partition(topic, partition)?;
-        Ok(self.committed.lock().unwrap_or_else(|p| p.into_inner()).get(&(group.to_string(), topic, partition)).copied())
+        Ok(self.committed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&(group.to_string(), topic, partition)).copied())
     }
 }
 

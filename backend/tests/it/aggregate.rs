@@ -75,7 +75,7 @@ async fn bronze_silver_and_rejects_with_dedup_across_batches_and_restarts() {
     assert_eq!(df.column("is_bot").unwrap().dtype(), &DataType::Boolean);
     assert_eq!(strings(&df, "utm_source"), ["ads", "ads", "ads"]);
     assert_eq!(strings(&df, "browser"), ["Safari", "Safari", "Safari"]);
-    let names: Vec<String> = df.get_column_names().iter().map(|s| s.to_string()).collect();
+    let names: Vec<String> = df.get_column_names().iter().map(std::string::ToString::to_string).collect();
     for c in SILVER_COLUMNS.iter().chain(["dt", "hour"].iter()) {
         assert!(names.iter().any(|n| n == c), "Silver lacks {c}");
     }

@@ -125,8 +125,7 @@ fn parse_ack(line: &str) -> Option<(String, u64)> {
 fn unique_temp_dir() -> PathBuf {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+        .map_or(0, |d| d.as_nanos());
     std::env::temp_dir().join(format!("clickstream-kill9-{}-{nanos}", std::process::id()))
 }
 

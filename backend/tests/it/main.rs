@@ -1,7 +1,7 @@
 //! The backend's one integration test binary; modules by theme.
 
 // Test code: a panic is the failure report.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::needless_pass_by_value, clippy::type_complexity)]
 
 mod aggregate;
 mod conformance;

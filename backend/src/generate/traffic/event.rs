@@ -189,7 +189,7 @@ fn as_sent(event: &Event) -> Value {
 fn ulid<R: Rng>(ts: i64, rng: &mut R) -> String {
     const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
     let time = (ts.max(0) as u128) & ((1 << 48) - 1);
-    let random = ((rng.gen::<u64>() as u128) << 16) | (rng.gen::<u16>() as u128);
+    let random = (u128::from(rng.gen::<u64>()) << 16) | u128::from(rng.gen::<u16>());
     let value = (time << 80) | random;
     (0..26)
         .map(|i| ALPHABET[((value >> (125 - 5 * i)) & 31) as usize] as char)

@@ -25,9 +25,9 @@ pub(super) struct SilverView<'a> {
 impl SilverView<'_> {
     /// `columns` of the Silver rows in `hours`, those `only` keeps (a
     /// filter the Parquet reader applies before decoding other columns).
-    pub fn hours(&self, hours: &BTreeSet<i64>, columns: &[&str], only: Option<Expr>) -> PolarsResult<LazyFrame> {
+    pub fn hours(&self, hours: &BTreeSet<i64>, columns: &[&str], only: Option<&Expr>) -> PolarsResult<LazyFrame> {
         let columns: Vec<Expr> = columns.iter().map(|c| col(*c)).collect();
-        let keep = |lf: LazyFrame| match &only {
+        let keep = |lf: LazyFrame| match only {
             Some(only) => lf.filter(only.clone()),
             None => lf,
         };

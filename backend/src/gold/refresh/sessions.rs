@@ -133,7 +133,7 @@ fn added_sessions(
     let span_hours = super::hours::hours_spanned(&spans, "_from", "_to")?;
     // Only the touched visitors' rows are decoded whole.
     let events = join_on_visitor(
-        view.hours(&span_hours, GOLD_INPUT, Some(col("anonymous_id").is_in(ids_of(&spans)?, false)))?,
+        view.hours(&span_hours, GOLD_INPUT, Some(&col("anonymous_id").is_in(ids_of(&spans)?, false)))?,
         spans.lazy(),
         JoinType::Inner,
     )

@@ -45,8 +45,11 @@ fn day() -> Vec<Ev> {
     events
 }
 
+/// Whether an event of the day goes in the new micro-batch.
+type InBatch = fn(&Ev) -> bool;
+
 /// Which of the day's events a micro-batch holds, per split.
-fn splits() -> [(&'static str, fn(&Ev) -> bool); 5] {
+fn splits() -> [(&'static str, InBatch); 5] {
     [
         ("in event-time order, split at 10:30", |e: &Ev| e.ts >= at(10, 30)),
         ("late events", |e: &Ev| ["m2", "c0", "a4"].contains(&e.id.as_str())),
@@ -174,11 +177,11 @@ impl Scenario {
         by_all_columns(df)
     }
 
-    fn assert_same(&self, table: GoldTable, written: DataFrame, expected: DataFrame, what: &str) {
+    fn assert_same(&self, table: GoldTable, written: &DataFrame, expected: &DataFrame, what: &str) {
         let same = if written.height() == 0 || expected.height() == 0 {
             written.height() == expected.height()
         } else {
-            written.equals_missing(&expected)
+            written.equals_missing(expected)
         };
         assert!(same, "{}: {} {what}\nwritten: {written}\nexpected: {expected}", self.name, table.name());
     }
@@ -186,7 +189,7 @@ impl Scenario {
     /// The table is the rebuild's (`is_final` aside).
     pub fn assert_as_rebuilt(&self, table: GoldTable) {
         let expected = self.rebuilt(&self.all_events(), table, None);
-        self.assert_same(table, self.written(table, false), expected, "differs from a rebuild");
+        self.assert_same(table, &self.written(table, false), &expected, "differs from a rebuild");
     }
 
     /// The table is the rebuild's, `is_final` flags included.
@@ -194,12 +197,12 @@ impl Scenario {
         let events = self.all_events();
         let latest = events.iter().map(|e| e.ts).max();
         let expected = self.rebuilt(&events, table, Some(watermark(latest, &self.config)));
-        self.assert_same(table, self.written(table, true), expected, "or its flags differ from a rebuild");
+        self.assert_same(table, &self.written(table, true), &expected, "or its flags differ from a rebuild");
     }
 
     /// The table holds the history's rows, flagged as of `watermark`.
     pub fn assert_history_flagged_at(&self, table: GoldTable, watermark: Option<i64>) {
         let expected = self.rebuilt(&self.history, table, Some(watermark));
-        self.assert_same(table, self.written(table, true), expected, "flags differ from the watermark's");
+        self.assert_same(table, &self.written(table, true), &expected, "flags differ from the watermark's");
     }
 }

@@ -13,8 +13,7 @@ impl TempDir {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
+            .map_or(0, |d| d.as_nanos());
         let path = std::env::temp_dir().join(format!(
             "clickstream-embedded-{label}-{}-{}-{nanos}",
             std::process::id(),
@@ -388,7 +387,7 @@ async fn a_damaged_record_is_reported_corrupt() {
     for from in [0, 1] {
         match log.fetch(Topic::Events, partition, from, 10).await {
             Err(StreamError::Corrupt(message)) => {
-                assert!(message.contains("offset 1"), "{message}")
+                assert!(message.contains("offset 1"), "{message}");
             }
             other => panic!("expected Corrupt, got {other:?}"),
         }
