@@ -79,52 +79,54 @@ const IS_FINAL: Column = c(
     "True once the watermark (latest event time minus the allowed lateness, 10 minutes by default) has passed the row's window: it is not expected to change, though a later event can still update it.",
 );
 
-/// Silver's columns (Bronze has them too, with the same meaning).
-const EVENT_COLUMNS: &[Column] = &[
-    c("event_id", Text, "Made by the tracker and kept across its retries: one row per site and event id."),
-    c("event_type", Text, "page_view, click, search, add_to_cart, remove_from_cart, begin_checkout, purchase, identify or custom."),
-    c("event_ts", Time, "Event time: the browser's timestamp moved by the clock error the collector measured (received_at − sent_at). Every window uses it."),
-    c("client_ts", Time, "The browser's own timestamp, uncorrected."),
-    c("received_at", Time, "When the collector received the batch (its clock)."),
-    SITE,
-    c("anonymous_id", Text, "The visitor: kept by the tracker in first-party storage (per page load in cookieless mode)."),
-    c("user_id", Text, "The signed-in user, once the visitor identified; null before."),
-    c("session_id", Text, "The tracker's session (new after 30 minutes idle). Gold rebuilds sessions on the server: see `sessions`."),
-    c("page_url", Text, "The page's URL; the tracker keeps only utm_* query parameters unless configured otherwise."),
-    c("page_path", Text, "The URL's path."),
-    c("page_title", Text, "The document title."),
-    c("referrer", Text, "The referring URL, empty when direct."),
-    c("product_id", Text, "The product: of a product page view, a cart change or a purchase line."),
-    c("category", Text, "The product's category, when sent."),
-    c("price", F64, "Unit price (cart and purchase events)."),
-    c("quantity", I64, "Units (cart and purchase events)."),
-    c("revenue", F64, "A purchase line's revenue: price × quantity as the site sent it."),
-    c("currency", Text, "ISO 4217 code of price and revenue; amounts are not converted."),
-    c("search_query", Text, "What the visitor searched for (search)."),
-    c("order_id", Text, "The order a purchase line belongs to: one purchase event per product line."),
-    c("click_tag", Text, "The clicked element's tag (click)."),
-    c("click_text", Text, "Its visible text, trimmed and bounded; never a form field's value."),
-    c("click_href", Text, "Its link target, when it has one."),
-    c("custom_name", Text, "The name of a custom event."),
-    c("props_extra", Text, "Props the contract does not name (data-* attributes and the like), as a JSON object."),
-    c("screen", Text, "Screen size, WIDTHxHEIGHT."),
-    c("lang", Text, "Browser language."),
-    c("tz", Text, "Browser time zone."),
-    c("country", Text, "ISO 3166 country from the edge (or the CDN's header); null when unknown."),
-    c("colo", Text, "The Cloudflare data centre that took the request (edge only)."),
-    c("asn", U32, "The client network's autonomous system number (edge only)."),
-    c("ip_hash", Text, "Keyed hash of the client IP with a salt that changes daily: countable within a day, never the IP."),
-    c("browser", Text, "Browser family from the user agent (Chrome, Safari, Firefox, Edge, …)."),
-    c("os", Text, "Operating system family."),
-    c("device_type", Text, "desktop, mobile, tablet, bot or unknown."),
-    c("is_bot", Bool, "The user agent is a known crawler, HTTP library or headless browser. Gold's business tables leave these out."),
-    c("bot_signature", Text, "Which bot signature matched."),
-    c("utm_source", Text, "utm_source of the page URL."),
-    c("utm_medium", Text, "utm_medium of the page URL."),
-    c("utm_campaign", Text, "utm_campaign of the page URL."),
-    c("utm_term", Text, "utm_term of the page URL."),
-    c("utm_content", Text, "utm_content of the page URL."),
-];
+/// A prop's column type.
+macro_rules! prop_type {
+    (Text) => { Text };
+    (Url) => { Text };
+    (Number) => { F64 };
+    (Integer) => { I64 };
+}
+
+macro_rules! event_columns {
+    ($( ($wire:ident, $column:ident, $kind:ident, $about:literal) ),* $(,)?) => {
+        /// Silver's columns (Bronze has them too, with the same meaning).
+        const EVENT_COLUMNS: &[Column] = &[
+            c("event_id", Text, "Made by the tracker and kept across its retries: one row per site and event id."),
+            c("event_type", Text, "page_view, click, search, add_to_cart, remove_from_cart, begin_checkout, purchase, identify or custom."),
+            c("event_ts", Time, "Event time: the browser's timestamp moved by the clock error the collector measured (received_at − sent_at). Every window uses it."),
+            c("client_ts", Time, "The browser's own timestamp, uncorrected."),
+            c("received_at", Time, "When the collector received the batch (its clock)."),
+            SITE,
+            c("anonymous_id", Text, "The visitor: kept by the tracker in first-party storage (per page load in cookieless mode)."),
+            c("user_id", Text, "The signed-in user, once the visitor identified; null before."),
+            c("session_id", Text, "The tracker's session (new after 30 minutes idle). Gold rebuilds sessions on the server: see `sessions`."),
+            c("page_url", Text, "The page's URL; the tracker keeps only utm_* query parameters unless configured otherwise."),
+            c("page_path", Text, "The URL's path."),
+            c("page_title", Text, "The document title."),
+            c("referrer", Text, "The referring URL, empty when direct."),
+            $( c(stringify!($column), prop_type!($kind), $about), )*
+            c("props_extra", Text, "Props the contract does not name (data-* attributes and the like), as a JSON object."),
+            c("screen", Text, "Screen size, WIDTHxHEIGHT."),
+            c("lang", Text, "Browser language."),
+            c("tz", Text, "Browser time zone."),
+            c("country", Text, "ISO 3166 country from the edge (or the CDN's header); null when unknown."),
+            c("colo", Text, "The Cloudflare data centre that took the request (edge only)."),
+            c("asn", U32, "The client network's autonomous system number (edge only)."),
+            c("ip_hash", Text, "Keyed hash of the client IP with a salt that changes daily: countable within a day, never the IP."),
+            c("browser", Text, "Browser family from the user agent (Chrome, Safari, Firefox, Edge, …)."),
+            c("os", Text, "Operating system family."),
+            c("device_type", Text, "desktop, mobile, tablet, bot or unknown."),
+            c("is_bot", Bool, "The user agent is a known crawler, HTTP library or headless browser. Gold's business tables leave these out."),
+            c("bot_signature", Text, "Which bot signature matched."),
+            c("utm_source", Text, "utm_source of the page URL."),
+            c("utm_medium", Text, "utm_medium of the page URL."),
+            c("utm_campaign", Text, "utm_campaign of the page URL."),
+            c("utm_term", Text, "utm_term of the page URL."),
+            c("utm_content", Text, "utm_content of the page URL."),
+        ];
+    };
+}
+clickstream_schema::with_props!(event_columns);
 
 /// Columns only Bronze has.
 const BRONZE_ONLY: &[Column] = &[

@@ -61,7 +61,9 @@ fn key(out: &mut String, name: &str, first: &mut bool) {
     out.push(':');
 }
 
-/// Optional props in the contract's field order, absent ones left out.
+/// Optional props in the contract's order (`clickstream_schema::props`),
+/// absent ones left out. A prop added there must be added here too: the
+/// test below names every field of `Props`, so it stops compiling until it is.
 fn props(out: &mut String, p: &Props, extra: &Extra) {
     let mut first = true;
     out.push('{');
@@ -81,12 +83,12 @@ fn props(out: &mut String, p: &Props, extra: &Extra) {
         key(out, "quantity", &mut first);
         int(out, v);
     }
-    text(out, &mut first, "currency", &p.currency);
     if let Some(v) = p.revenue {
         key(out, "revenue", &mut first);
         float(out, v);
     }
-    for (name, value) in [("order_id", &p.order_id), ("query", &p.query), ("tag", &p.tag), ("text", &p.text), ("href", &p.href), ("name", &p.name)] {
+    text(out, &mut first, "currency", &p.currency);
+    for (name, value) in [("query", &p.query), ("order_id", &p.order_id), ("tag", &p.tag), ("text", &p.text), ("href", &p.href), ("name", &p.name)] {
         text(out, &mut first, name, value);
     }
     if !extra.members().is_empty() {
@@ -292,6 +294,8 @@ mod tests {
                 extra.insert(name.to_string(), value);
                 members.push(name, &given);
             }
+            // Every prop set: a prop the contract gains fails to compile
+            // here, and then fails this comparison until the writer has it.
             let full = Props {
                 product_id: Some("p-42".into()),
                 category: Some("shoes".into()),

@@ -16,8 +16,8 @@
 
 use clickstream_schema::read::{
     read_batch, EnvelopeFields, EventFields, IdFields, Json, PropsFields, RawEvent, Shape,
-    KNOWN_PROPS,
 };
+use clickstream_schema::props::PROPS;
 use proptest::prelude::*;
 use proptest::sample::{select, Index};
 use serde_json::{Map, Value};
@@ -105,8 +105,11 @@ fn shaped(names: &'static [&'static str]) -> impl Strategy<Value = Doc> {
 
 fn props() -> impl Strategy<Value = Doc> {
     let names: &'static [&'static str] = Box::leak(
-        [KNOWN_PROPS.as_slice(), OTHER_PROPS.as_slice()]
-            .concat()
+        PROPS
+            .iter()
+            .map(|p| p.name)
+            .chain(OTHER_PROPS)
+            .collect::<Vec<_>>()
             .into_boxed_slice(),
     );
     shaped(names)
@@ -432,13 +435,13 @@ fn check_event(e: &EventFields, map: &Map<String, Value>) {
 }
 
 fn check_props(props: &PropsFields, map: &Map<String, Value>) {
-    for (name, json) in KNOWN_PROPS.iter().zip(&props.known) {
-        same(json, map.get(*name));
+    for (prop, json) in PROPS.iter().zip(&props.known) {
+        same(json, map.get(prop.name));
     }
     let mut others: Vec<&str> = map
         .keys()
         .map(String::as_str)
-        .filter(|k| !KNOWN_PROPS.contains(k))
+        .filter(|k| !PROPS.iter().any(|p| p.name == *k))
         .collect();
     let mut extra: Vec<&str> = props.extra.iter().map(|(k, _)| k.as_ref()).collect();
     others.sort_unstable();

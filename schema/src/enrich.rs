@@ -114,93 +114,147 @@ fn hmac_sha256(key: &[u8]) -> Hmac<Sha256> {
     <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts any key length")
 }
 
-/// A valid event with everything the edge added: the record of the
-/// `clickstream-events` topic and the row of Bronze.
-///
-/// Its strings borrow from the request (and, when decoded, from the stream
-/// record) wherever they can, so the collect core allocates next to
-/// nothing per event; [`EnrichedEvent::into_owned`] detaches one.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct EnrichedEvent<'a> {
-    #[serde(borrow)]
-    pub event_id: Cow<'a, str>,
-    pub event_type: EventType,
-    #[serde(borrow)]
-    pub site_id: Cow<'a, str>,
-    #[serde(borrow)]
-    pub anonymous_id: Cow<'a, str>,
-    pub user_id: Option<Cow<'a, str>>,
-    /// The tracker's session id.
-    #[serde(borrow)]
-    pub session_id: Cow<'a, str>,
-    /// The client's own timestamp, uncorrected (ms).
-    pub client_ts: i64,
-    /// The batch's `sent_at` (client clock), if sent.
-    pub sent_at: Option<i64>,
-    /// Edge clock at arrival (ms).
-    pub received_at: i64,
-    /// `client_ts` corrected for clock skew: the event time windows use (ms).
-    pub event_ts: i64,
-    #[serde(borrow)]
-    pub page_url: Cow<'a, str>,
-    #[serde(borrow)]
-    pub page_path: Cow<'a, str>,
-    #[serde(borrow)]
-    pub referrer: Cow<'a, str>,
-    #[serde(borrow)]
-    pub page_title: Cow<'a, str>,
-    pub product_id: Option<Cow<'a, str>>,
-    pub category: Option<Cow<'a, str>>,
-    pub price: Option<f64>,
-    pub quantity: Option<i64>,
-    pub revenue: Option<f64>,
-    pub currency: Option<Cow<'a, str>>,
-    pub search_query: Option<Cow<'a, str>>,
-    pub order_id: Option<Cow<'a, str>>,
-    pub click_tag: Option<Cow<'a, str>>,
-    pub click_text: Option<Cow<'a, str>>,
-    pub click_href: Option<Cow<'a, str>>,
-    pub custom_name: Option<Cow<'a, str>>,
-    /// Props the contract does not name (for example `data-*` attributes),
-    /// as a JSON object string.
-    pub props_extra: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    pub screen: Cow<'a, str>,
-    #[serde(borrow)]
-    pub lang: Cow<'a, str>,
-    #[serde(borrow)]
-    pub tz: Cow<'a, str>,
-    pub country: Option<Cow<'a, str>>,
-    pub colo: Option<Cow<'a, str>>,
-    pub asn: Option<u32>,
-    pub tls_version: Option<Cow<'a, str>>,
-    /// Keyed hash of the client IP with the day's salt; the IP itself is
-    /// never stored.
-    pub ip_hash: Option<Cow<'a, str>>,
-    pub user_agent: Option<Cow<'a, str>>,
-    // The user agent's families are names from a fixed list: borrowed
-    // when the edge makes them, so enrichment allocates none of them.
-    #[serde(borrow)]
-    pub browser: Cow<'a, str>,
-    #[serde(borrow)]
-    pub os: Cow<'a, str>,
-    #[serde(borrow)]
-    pub device_type: Cow<'a, str>,
-    pub is_bot: bool,
-    /// The matched bot signature when `is_bot`.
-    pub bot_signature: Option<Cow<'a, str>>,
-    pub utm_source: Option<Cow<'a, str>>,
-    pub utm_medium: Option<Cow<'a, str>>,
-    pub utm_campaign: Option<Cow<'a, str>>,
-    pub utm_term: Option<Cow<'a, str>>,
-    pub utm_content: Option<Cow<'a, str>>,
-    /// The event exactly as received (JSON), so Silver can be rebuilt from
-    /// Bronze after a rule change. In the stream record it is embedded as
-    /// JSON rather than as an escaped string: readers skip it without
-    /// unescaping, and it stays readable in `fluvio consume`.
-    #[serde(borrow, with = "embedded_json")]
-    pub raw: Cow<'a, str>,
+macro_rules! detach {
+    (Text, $value:expr) => { own_opt($value) };
+    (Url, $value:expr) => { own_opt($value) };
+    (Number, $value:expr) => { $value };
+    (Integer, $value:expr) => { $value };
 }
+
+macro_rules! enriched_event {
+    ($( ($wire:ident, $column:ident, $kind:ident, $about:literal) ),* $(,)?) => {
+        /// A valid event with everything the edge added: the record of the
+        /// `clickstream-events` topic and the row of Bronze.
+        ///
+        /// Its strings borrow from the request (and, when decoded, from the stream
+        /// record) wherever they can, so the collect core allocates next to
+        /// nothing per event; [`EnrichedEvent::into_owned`] detaches one.
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        pub struct EnrichedEvent<'a> {
+            #[serde(borrow)]
+            pub event_id: Cow<'a, str>,
+            pub event_type: EventType,
+            #[serde(borrow)]
+            pub site_id: Cow<'a, str>,
+            #[serde(borrow)]
+            pub anonymous_id: Cow<'a, str>,
+            pub user_id: Option<Cow<'a, str>>,
+            /// The tracker's session id.
+            #[serde(borrow)]
+            pub session_id: Cow<'a, str>,
+            /// The client's own timestamp, uncorrected (ms).
+            pub client_ts: i64,
+            /// The batch's `sent_at` (client clock), if sent.
+            pub sent_at: Option<i64>,
+            /// Edge clock at arrival (ms).
+            pub received_at: i64,
+            /// `client_ts` corrected for clock skew: the event time windows use (ms).
+            pub event_ts: i64,
+            #[serde(borrow)]
+            pub page_url: Cow<'a, str>,
+            #[serde(borrow)]
+            pub page_path: Cow<'a, str>,
+            #[serde(borrow)]
+            pub referrer: Cow<'a, str>,
+            #[serde(borrow)]
+            pub page_title: Cow<'a, str>,
+            $(
+                #[doc = $about]
+                pub $column: $crate::borrowed_prop_type!($kind),
+            )*
+            /// Props the contract does not name (for example `data-*` attributes),
+            /// as a JSON object string.
+            pub props_extra: Option<Cow<'a, str>>,
+            #[serde(borrow)]
+            pub screen: Cow<'a, str>,
+            #[serde(borrow)]
+            pub lang: Cow<'a, str>,
+            #[serde(borrow)]
+            pub tz: Cow<'a, str>,
+            pub country: Option<Cow<'a, str>>,
+            pub colo: Option<Cow<'a, str>>,
+            pub asn: Option<u32>,
+            pub tls_version: Option<Cow<'a, str>>,
+            /// Keyed hash of the client IP with the day's salt; the IP itself is
+            /// never stored.
+            pub ip_hash: Option<Cow<'a, str>>,
+            pub user_agent: Option<Cow<'a, str>>,
+            // The user agent's families are names from a fixed list: borrowed
+            // when the edge makes them, so enrichment allocates none of them.
+            #[serde(borrow)]
+            pub browser: Cow<'a, str>,
+            #[serde(borrow)]
+            pub os: Cow<'a, str>,
+            #[serde(borrow)]
+            pub device_type: Cow<'a, str>,
+            pub is_bot: bool,
+            /// The matched bot signature when `is_bot`.
+            pub bot_signature: Option<Cow<'a, str>>,
+            pub utm_source: Option<Cow<'a, str>>,
+            pub utm_medium: Option<Cow<'a, str>>,
+            pub utm_campaign: Option<Cow<'a, str>>,
+            pub utm_term: Option<Cow<'a, str>>,
+            pub utm_content: Option<Cow<'a, str>>,
+            /// The event exactly as received (JSON), so Silver can be rebuilt from
+            /// Bronze after a rule change. In the stream record it is embedded as
+            /// JSON rather than as an escaped string: readers skip it without
+            /// unescaping, and it stays readable in `fluvio consume`.
+            #[serde(borrow, with = "embedded_json")]
+            pub raw: Cow<'a, str>,
+        }
+
+        impl EnrichedEvent<'_> {
+            /// The event with every string it borrows copied, free of the request.
+            pub fn into_owned(self) -> EnrichedEvent<'static> {
+                fn own(s: Cow<str>) -> Cow<'static, str> {
+                    Cow::Owned(s.into_owned())
+                }
+                fn own_opt(s: Option<Cow<str>>) -> Option<Cow<'static, str>> {
+                    s.map(own)
+                }
+                EnrichedEvent {
+                    event_id: own(self.event_id),
+                    event_type: self.event_type,
+                    site_id: own(self.site_id),
+                    anonymous_id: own(self.anonymous_id),
+                    user_id: own_opt(self.user_id),
+                    session_id: own(self.session_id),
+                    client_ts: self.client_ts,
+                    sent_at: self.sent_at,
+                    received_at: self.received_at,
+                    event_ts: self.event_ts,
+                    page_url: own(self.page_url),
+                    page_path: own(self.page_path),
+                    referrer: own(self.referrer),
+                    page_title: own(self.page_title),
+                    $( $column: detach!($kind, self.$column), )*
+                    props_extra: own_opt(self.props_extra),
+                    screen: own(self.screen),
+                    lang: own(self.lang),
+                    tz: own(self.tz),
+                    country: own_opt(self.country),
+                    colo: own_opt(self.colo),
+                    asn: self.asn,
+                    tls_version: own_opt(self.tls_version),
+                    ip_hash: own_opt(self.ip_hash),
+                    user_agent: own_opt(self.user_agent),
+                    browser: own(self.browser),
+                    os: own(self.os),
+                    device_type: own(self.device_type),
+                    is_bot: self.is_bot,
+                    bot_signature: own_opt(self.bot_signature),
+                    utm_source: own_opt(self.utm_source),
+                    utm_medium: own_opt(self.utm_medium),
+                    utm_campaign: own_opt(self.utm_campaign),
+                    utm_term: own_opt(self.utm_term),
+                    utm_content: own_opt(self.utm_content),
+                    raw: own(self.raw),
+                }
+            }
+        }
+    };
+}
+crate::with_props!(enriched_event);
 
 /// Serde for a field holding a JSON text: written as the JSON itself,
 /// read back from either that (borrowed) or a JSON string (older records).
@@ -302,6 +356,8 @@ pub fn enrich_with<'a>(
         page_path: event.page_path,
         referrer: event.referrer,
         page_title: event.page_title,
+        // The one place a new prop must be added by hand (with_props!
+        // cannot build part of a struct literal): the compiler names it.
         product_id: props.product_id,
         category: props.category,
         price: props.price,
@@ -335,67 +391,6 @@ pub fn enrich_with<'a>(
         utm_term: utm.term,
         utm_content: utm.content,
         raw: Cow::Borrowed(raw),
-    }
-}
-
-impl EnrichedEvent<'_> {
-    /// The event with every string it borrows copied, free of the request.
-    pub fn into_owned(self) -> EnrichedEvent<'static> {
-        fn own(s: Cow<str>) -> Cow<'static, str> {
-            Cow::Owned(s.into_owned())
-        }
-        fn own_opt(s: Option<Cow<str>>) -> Option<Cow<'static, str>> {
-            s.map(own)
-        }
-        EnrichedEvent {
-            event_id: own(self.event_id),
-            event_type: self.event_type,
-            site_id: own(self.site_id),
-            anonymous_id: own(self.anonymous_id),
-            user_id: own_opt(self.user_id),
-            session_id: own(self.session_id),
-            client_ts: self.client_ts,
-            sent_at: self.sent_at,
-            received_at: self.received_at,
-            event_ts: self.event_ts,
-            page_url: own(self.page_url),
-            page_path: own(self.page_path),
-            referrer: own(self.referrer),
-            page_title: own(self.page_title),
-            product_id: own_opt(self.product_id),
-            category: own_opt(self.category),
-            price: self.price,
-            quantity: self.quantity,
-            revenue: self.revenue,
-            currency: own_opt(self.currency),
-            search_query: own_opt(self.search_query),
-            order_id: own_opt(self.order_id),
-            click_tag: own_opt(self.click_tag),
-            click_text: own_opt(self.click_text),
-            click_href: own_opt(self.click_href),
-            custom_name: own_opt(self.custom_name),
-            props_extra: own_opt(self.props_extra),
-            screen: own(self.screen),
-            lang: own(self.lang),
-            tz: own(self.tz),
-            country: own_opt(self.country),
-            colo: own_opt(self.colo),
-            asn: self.asn,
-            tls_version: own_opt(self.tls_version),
-            ip_hash: own_opt(self.ip_hash),
-            user_agent: own_opt(self.user_agent),
-            browser: own(self.browser),
-            os: own(self.os),
-            device_type: own(self.device_type),
-            is_bot: self.is_bot,
-            bot_signature: own_opt(self.bot_signature),
-            utm_source: own_opt(self.utm_source),
-            utm_medium: own_opt(self.utm_medium),
-            utm_campaign: own_opt(self.utm_campaign),
-            utm_term: own_opt(self.utm_term),
-            utm_content: own_opt(self.utm_content),
-            raw: own(self.raw),
-        }
     }
 }
 

@@ -3,6 +3,8 @@
 //!
 //! - [`wire`]: the batch and event types of wire format v1, as the tracker
 //!   sends them.
+//! - [`props`]: the props the contract names, declared once; the types and
+//!   tables that list them are generated from it.
 //! - [`read`]: reading a batch field by field, borrowing from the body.
 //! - [`validate`]: the rules an event must meet, one [`RejectReason`] per
 //!   rule, and the batch envelope checks ([`BatchError`]).
@@ -15,6 +17,7 @@
 
 pub mod bad_row;
 pub mod enrich;
+pub mod props;
 pub mod read;
 pub mod reason;
 pub mod signing;

@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::read::{read_batch, ContextFields, EventFields, Json, PageFields, PropsFields, RawEvent, Shape, KNOWN_PROPS};
+use crate::read::{read_batch, ContextFields, EventFields, Json, PageFields, PropsFields, RawEvent, Shape};
+use crate::props::{PROPS, PROP_COUNT};
 use crate::reason::{BatchError, RejectReason};
 use crate::time::corrected_event_ts;
 use crate::wire::{Context, Event, EventType, Page, Props, WIRE_VERSION};
@@ -95,31 +96,57 @@ pub struct ValidEvent<'a> {
     pub tz: Cow<'a, str>,
 }
 
-/// The props of a [`ValidEvent`]; see [`Props`] for what each one is.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ValidProps<'a> {
-    pub product_id: Option<Cow<'a, str>>,
-    pub category: Option<Cow<'a, str>>,
-    pub price: Option<f64>,
-    pub quantity: Option<i64>,
-    pub currency: Option<Cow<'a, str>>,
-    pub revenue: Option<f64>,
-    pub order_id: Option<Cow<'a, str>>,
-    pub query: Option<Cow<'a, str>>,
-    pub tag: Option<Cow<'a, str>>,
-    pub text: Option<Cow<'a, str>>,
-    pub href: Option<Cow<'a, str>>,
-    pub name: Option<Cow<'a, str>>,
-    /// Props the contract does not name, null ones left out.
-    pub extra: BTreeMap<String, Value>,
+/// Where validation puts one prop's value, and its bound.
+enum Slot<'s, 'a> {
+    Text(&'s mut Option<Cow<'a, str>>, usize),
+    Number(&'s mut Option<f64>),
+    Integer(&'s mut Option<i64>),
 }
+
+macro_rules! slot {
+    (Text, $field:expr) => { Slot::Text($field, MAX_TEXT_LEN) };
+    (Url, $field:expr) => { Slot::Text($field, MAX_URL_LEN) };
+    (Number, $field:expr) => { Slot::Number($field) };
+    (Integer, $field:expr) => { Slot::Integer($field) };
+}
+
+macro_rules! owned {
+    (Text, $value:expr) => { $value.map(Cow::into_owned) };
+    (Url, $value:expr) => { $value.map(Cow::into_owned) };
+    (Number, $value:expr) => { $value };
+    (Integer, $value:expr) => { $value };
+}
+
+macro_rules! valid_props {
+    ($( ($wire:ident, $column:ident, $kind:ident, $about:literal) ),* $(,)?) => {
+        /// The props of a [`ValidEvent`]; see [`Props`] for what each one is.
+        #[derive(Clone, Debug, Default, PartialEq)]
+        pub struct ValidProps<'a> {
+            $( pub $wire: $crate::borrowed_prop_type!($kind), )*
+            /// Props the contract does not name, null ones left out.
+            pub extra: BTreeMap<String, Value>,
+        }
+
+        impl<'a> ValidProps<'a> {
+            /// Each prop's slot, in the order of [`PROPS`].
+            fn slots(&mut self) -> [Slot<'_, 'a>; PROP_COUNT] {
+                [$( slot!($kind, &mut self.$wire) ),*]
+            }
+
+            /// The props with their strings copied out of the batch.
+            pub fn into_props(self) -> Props {
+                Props { $( $wire: owned!($kind, self.$wire), )* extra: self.extra }
+            }
+        }
+    };
+}
+crate::with_props!(valid_props);
 
 impl ValidEvent<'_> {
     /// The event with its strings copied out of the batch.
     pub fn into_event(self) -> Event {
         let own = |s: Cow<str>| s.into_owned();
         let own_opt = |s: Option<Cow<str>>| s.map(Cow::into_owned);
-        let p = self.props;
         Event {
             event_id: own(self.event_id),
             event_type: self.event_type,
@@ -128,21 +155,7 @@ impl ValidEvent<'_> {
             user_id: own_opt(self.user_id),
             session_id: own(self.session_id),
             page: Page { url: own(self.page_url), path: own(self.page_path), referrer: own(self.referrer), title: own(self.page_title) },
-            props: Props {
-                product_id: own_opt(p.product_id),
-                category: own_opt(p.category),
-                price: p.price,
-                quantity: p.quantity,
-                currency: own_opt(p.currency),
-                revenue: p.revenue,
-                order_id: own_opt(p.order_id),
-                query: own_opt(p.query),
-                tag: own_opt(p.tag),
-                text: own_opt(p.text),
-                href: own_opt(p.href),
-                name: own_opt(p.name),
-                extra: p.extra,
-            },
+            props: self.props.into_props(),
             context: Context { screen: own(self.screen), lang: own(self.lang), tz: own(self.tz) },
         }
     }
@@ -418,52 +431,37 @@ fn parse_props<'a>(value: Shape<PropsFields<'a>>) -> Result<ValidProps<'a>, Reje
         Shape::Other(kind) => return Err(wrong_type("props", "an object", kind)),
     };
     let mut props = ValidProps::default();
-    for (key, value) in KNOWN_PROPS.into_iter().zip(fields.known) {
+    for ((prop, value), slot) in PROPS.iter().zip(fields.known).zip(props.slots()) {
         if value.is_null() {
             continue;
         }
-        let slot = match key {
-            "price" => {
-                props.price = Some(prop_number(key, &value)?);
-                continue;
-            }
-            "revenue" => {
-                props.revenue = Some(prop_number(key, &value)?);
-                continue;
-            }
-            "quantity" => {
-                props.quantity = Some(value.as_integer().ok_or_else(|| {
+        let key = prop.name;
+        match slot {
+            Slot::Number(slot) => *slot = Some(prop_number(key, &value)?),
+            Slot::Integer(slot) => {
+                *slot = Some(value.as_integer().ok_or_else(|| {
                     Rejection::new(
                         RejectReason::InvalidPropType,
-                        format!("props.quantity must be an integer, got {}", value.kind()),
+                        format!("props.{key} must be an integer, got {}", value.kind()),
                     )
                 })?);
-                continue;
             }
-            "product_id" => &mut props.product_id,
-            "category" => &mut props.category,
-            "currency" => &mut props.currency,
-            "order_id" => &mut props.order_id,
-            "query" => &mut props.query,
-            "tag" => &mut props.tag,
-            "text" => &mut props.text,
-            "href" => &mut props.href,
-            _ => &mut props.name, // "name", the last of KNOWN_PROPS
-        };
-        let Json::Str(text) = value else {
-            return Err(Rejection::new(
-                RejectReason::InvalidPropType,
-                format!("props.{key} must be a string, got {}", value.kind()),
-            ));
-        };
-        let limit = if key == "href" { MAX_URL_LEN } else { MAX_TEXT_LEN };
-        let text = bounded(text, key, limit).map_err(|mut r| {
-            r.detail = format!("props.{}", r.detail);
-            r
-        })?;
-        // An empty required string is as good as a missing one.
-        if !text.is_empty() {
-            *slot = Some(text);
+            Slot::Text(slot, limit) => {
+                let Json::Str(text) = value else {
+                    return Err(Rejection::new(
+                        RejectReason::InvalidPropType,
+                        format!("props.{key} must be a string, got {}", value.kind()),
+                    ));
+                };
+                let text = bounded(text, key, limit).map_err(|mut r| {
+                    r.detail = format!("props.{}", r.detail);
+                    r
+                })?;
+                // An empty required string is as good as a missing one.
+                if !text.is_empty() {
+                    *slot = Some(text);
+                }
+            }
         }
     }
     for (key, json) in fields.extra {

@@ -108,42 +108,25 @@ pub struct Page {
     pub title: String,
 }
 
-/// Typed props. Which ones an event type requires is checked by
-/// [`crate::validate`]; unknown props (for example `data-*` attributes of a
-/// clicked element) are kept in `extra`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Props {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub product_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub category: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub price: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub quantity: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub currency: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revenue: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub order_id: Option<String>,
-    /// Search query (`search`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub query: Option<String>,
-    /// Clicked element's tag name (`click`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tag: Option<String>,
-    /// Clicked element's visible text, trimmed and bounded (`click`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub text: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub href: Option<String>,
-    /// Custom event name (`custom`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    #[serde(flatten)]
-    pub extra: BTreeMap<String, Value>,
+macro_rules! wire_props {
+    ($( ($wire:ident, $column:ident, $kind:ident, $about:literal) ),* $(,)?) => {
+        /// Typed props, one field per prop of [`crate::props::PROPS`]. Which
+        /// ones an event type requires is checked by [`crate::validate`];
+        /// unknown props (for example `data-*` attributes of a clicked
+        /// element) are kept in `extra`.
+        #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+        pub struct Props {
+            $(
+                #[doc = $about]
+                #[serde(default, skip_serializing_if = "Option::is_none")]
+                pub $wire: $crate::wire_prop_type!($kind),
+            )*
+            #[serde(flatten)]
+            pub extra: BTreeMap<String, Value>,
+        }
+    };
 }
+crate::with_props!(wire_props);
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Context {

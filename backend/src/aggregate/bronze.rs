@@ -12,6 +12,25 @@ pub struct LogEvent<'a> {
     pub event: EnrichedEvent<'a>,
 }
 
+macro_rules! prop_column {
+    (Text, $rows:expr, $column:ident) => {
+        $rows.iter().map(|r| r.event.$column.as_deref()).collect::<Vec<_>>()
+    };
+    (Url, $rows:expr, $column:ident) => { prop_column!(Text, $rows, $column) };
+    (Number, $rows:expr, $column:ident) => { $rows.iter().map(|r| r.event.$column).collect::<Vec<_>>() };
+    (Integer, $rows:expr, $column:ident) => { prop_column!(Number, $rows, $column) };
+}
+
+macro_rules! prop_columns {
+    ($( ($wire:ident, $column:ident, $kind:ident, $about:literal) ),* $(,)?) => {
+        /// The columns of the props the contract names, in Silver's order.
+        fn prop_columns(rows: &[LogEvent<'_>]) -> Vec<Column> {
+            vec![$( Column::new(stringify!($column).into(), prop_column!($kind, rows, $column)) ),*]
+        }
+    };
+}
+clickstream_schema::with_props!(prop_columns);
+
 pub(crate) fn datetime_ms() -> DataType {
     DataType::Datetime(TimeUnit::Milliseconds, None)
 }
@@ -30,7 +49,7 @@ pub fn bronze_frame(rows: &[LogEvent<'_>], ingested_at: i64) -> PolarsResult<Dat
     };
     let ts = |f: fn(&EnrichedEvent) -> Option<i64>| -> Vec<Option<i64>> { rows.iter().map(|r| f(&r.event)).collect() };
 
-    let columns = vec![
+    let mut columns = vec![
         Column::new("event_id".into(), strings(|e| &e.event_id)),
         Column::new("event_type".into(), strings(|e| e.event_type.as_str())),
         Column::new("site_id".into(), strings(|e| &e.site_id)),
@@ -45,18 +64,9 @@ pub fn bronze_frame(rows: &[LogEvent<'_>], ingested_at: i64) -> PolarsResult<Dat
         Column::new("page_path".into(), strings(|e| &e.page_path)),
         Column::new("referrer".into(), strings(|e| &e.referrer)),
         Column::new("page_title".into(), strings(|e| &e.page_title)),
-        Column::new("product_id".into(), opt_strings(|e| e.product_id.as_deref())),
-        Column::new("category".into(), opt_strings(|e| e.category.as_deref())),
-        Column::new("price".into(), rows.iter().map(|r| r.event.price).collect::<Vec<_>>()),
-        Column::new("quantity".into(), rows.iter().map(|r| r.event.quantity).collect::<Vec<_>>()),
-        Column::new("revenue".into(), rows.iter().map(|r| r.event.revenue).collect::<Vec<_>>()),
-        Column::new("currency".into(), opt_strings(|e| e.currency.as_deref())),
-        Column::new("search_query".into(), opt_strings(|e| e.search_query.as_deref())),
-        Column::new("order_id".into(), opt_strings(|e| e.order_id.as_deref())),
-        Column::new("click_tag".into(), opt_strings(|e| e.click_tag.as_deref())),
-        Column::new("click_text".into(), opt_strings(|e| e.click_text.as_deref())),
-        Column::new("click_href".into(), opt_strings(|e| e.click_href.as_deref())),
-        Column::new("custom_name".into(), opt_strings(|e| e.custom_name.as_deref())),
+    ];
+    columns.extend(prop_columns(rows));
+    columns.extend([
         Column::new("props_extra".into(), opt_strings(|e| e.props_extra.as_deref())),
         Column::new("screen".into(), strings(|e| &e.screen)),
         Column::new("lang".into(), strings(|e| &e.lang)),
@@ -81,6 +91,6 @@ pub fn bronze_frame(rows: &[LogEvent<'_>], ingested_at: i64) -> PolarsResult<Dat
         Column::new("log_partition".into(), rows.iter().map(|r| r.partition).collect::<Vec<_>>()),
         Column::new("log_offset".into(), rows.iter().map(|r| r.offset).collect::<Vec<_>>()),
         ts_column("ingested_at", vec![Some(ingested_at); n])?,
-    ];
+    ]);
     DataFrame::new(n, columns)
 }

@@ -2,17 +2,22 @@
 
 use polars::prelude::*;
 
-/// Silver's columns, in order (the partition columns `dt` and `hour` come
-/// from the directory names). The analysts' documentation lists them.
-pub const SILVER_COLUMNS: &[&str] = &[
-    "event_id", "event_type", "event_ts", "client_ts", "received_at", "site_id",
-    "anonymous_id", "user_id", "session_id", "page_url", "page_path", "page_title",
-    "referrer", "product_id", "category", "price", "quantity", "revenue", "currency",
-    "search_query", "order_id", "click_tag", "click_text", "click_href", "custom_name",
-    "props_extra", "screen", "lang", "tz", "country", "colo", "asn", "ip_hash", "browser",
-    "os", "device_type", "is_bot", "bot_signature", "utm_source", "utm_medium",
-    "utm_campaign", "utm_term", "utm_content",
-];
+macro_rules! silver_columns {
+    ($( ($wire:ident, $column:ident, $kind:ident, $about:literal) ),* $(,)?) => {
+        /// Silver's columns, in order (the partition columns `dt` and `hour`
+        /// come from the directory names). The analysts' documentation lists
+        /// them.
+        pub const SILVER_COLUMNS: &[&str] = &[
+            "event_id", "event_type", "event_ts", "client_ts", "received_at", "site_id",
+            "anonymous_id", "user_id", "session_id", "page_url", "page_path", "page_title",
+            "referrer", $( stringify!($column), )*
+            "props_extra", "screen", "lang", "tz", "country", "colo", "asn", "ip_hash", "browser",
+            "os", "device_type", "is_bot", "bot_signature", "utm_source", "utm_medium",
+            "utm_campaign", "utm_term", "utm_content",
+        ];
+    };
+}
+clickstream_schema::with_props!(silver_columns);
 
 /// Name of the boolean column marking rows whose event id Silver has not
 /// seen before (computed by [`super::dedup::SeenEvents::mark_new`]).

@@ -30,6 +30,8 @@ mod reader;
 
 use reader::Reader;
 
+use crate::props::{PROPS, PROP_COUNT};
+
 /// The deepest nesting read: where `serde_json` stops too.
 const MAX_DEPTH: u32 = 127;
 
@@ -298,28 +300,13 @@ impl<'a> EventFields<'a> {
     }
 }
 
-/// The props the contract names.
-pub const KNOWN_PROPS: [&str; 12] = [
-    "product_id",
-    "category",
-    "price",
-    "quantity",
-    "currency",
-    "revenue",
-    "order_id",
-    "query",
-    "tag",
-    "text",
-    "href",
-    "name",
-];
-
 /// `props` of an event: the props the contract names, and every other
 /// prop as its JSON text.
 #[derive(Debug, Default)]
 pub struct PropsFields<'a> {
-    /// Values of [`KNOWN_PROPS`], in that order; null when absent.
-    pub known: [Json<'a>; KNOWN_PROPS.len()],
+    /// Values of the props the contract names ([`PROPS`]), in that order;
+    /// null when absent.
+    pub known: [Json<'a>; PROP_COUNT],
     /// Props the contract does not name (`data-*` attributes and the like).
     pub extra: Vec<(Cow<'a, str>, &'a str)>,
 }
@@ -329,7 +316,7 @@ impl<'a> PropsFields<'a> {
         let mut props = PropsFields::default();
         r.object(|r, key| {
             // The last of a repeated key wins, as in `serde_json::Value`.
-            if let Some(i) = KNOWN_PROPS.iter().position(|k| *k == key) {
+            if let Some(i) = PROPS.iter().position(|p| p.name == key) {
                 props.known[i] = r.value()?;
             } else {
                 r.skip_ws();
