@@ -82,6 +82,15 @@ log "the edge Worker: build"
 bash scripts/build-worker.sh
 suite "the edge Worker in workerd, in front of clickstream serve" node --test edge-worker/e2e/
 
+# One layout for everyone's diffs (rustfmt.toml).
+if cargo fmt --version >/dev/null 2>&1; then
+  log "format: cargo fmt --check"
+  cargo fmt --all --check
+  RAN+=("format: cargo fmt --check: clean")
+else
+  SKIPPED+=("format: rustfmt is not installed (rustup component add rustfmt)")
+fi
+
 # The workspace lints (Cargo.toml, clippy.toml): unwrap outside tests and the
 # chosen pedantic lints fail the run, as a reviewer would.
 if cargo clippy --version >/dev/null 2>&1; then

@@ -81,10 +81,18 @@ const IS_FINAL: Column = c(
 
 /// A prop's column type.
 macro_rules! prop_type {
-    (Text) => { Text };
-    (Url) => { Text };
-    (Number) => { F64 };
-    (Integer) => { I64 };
+    (Text) => {
+        Text
+    };
+    (Url) => {
+        Text
+    };
+    (Number) => {
+        F64
+    };
+    (Integer) => {
+        I64
+    };
 }
 
 macro_rules! event_columns {
@@ -183,7 +191,11 @@ const REJECTS: TableDoc = TableDoc {
 const REJECT_COLUMNS: &[Column] = &[
     c("received_at", Time, "When the collector received it."),
     SITE,
-    c("reason", Text, "The rule it broke, one code per rule (missing_event_id, invalid_timestamp, too_late, …; README lists them)."),
+    c(
+        "reason",
+        Text,
+        "The rule it broke, one code per rule (missing_event_id, invalid_timestamp, too_late, …; README lists them).",
+    ),
     c("detail", Text, "Which field, and what was wrong with it."),
     c("payload", Text, "The event's JSON exactly as sent."),
     c("event_index", U32, "Its position in the batch."),
@@ -360,11 +372,20 @@ const GOLD: &[(TableDoc, &[Column])] = &[
 pub fn markdown() -> String {
     let mut out = String::new();
     for (doc, columns) in tables() {
-        let path = if doc.path.is_empty() { format!("gold/{}/dt=YYYY-MM-DD/part-HH.parquet", doc.name) } else { doc.path.to_string() };
+        let path = if doc.path.is_empty() {
+            format!("gold/{}/dt=YYYY-MM-DD/part-HH.parquet", doc.name)
+        } else {
+            doc.path.to_string()
+        };
         out.push_str(&format!("### `{}`\n\n{} One row: {}.\n\n`DATA_DIR/{path}`\n\n", doc.name, doc.about, doc.row));
         out.push_str("| column | type | meaning |\n|---|---|---|\n");
         for column in columns {
-            out.push_str(&format!("| `{}` | {} | {} |\n", column.name, column.kind.name(), column.about.replace('|', "\\|")));
+            out.push_str(&format!(
+                "| `{}` | {} | {} |\n",
+                column.name,
+                column.kind.name(),
+                column.about.replace('|', "\\|")
+            ));
         }
         out.push('\n');
     }
@@ -404,7 +425,10 @@ mod tests {
     fn the_catalogue_is_what_the_pipeline_writes() {
         // Gold, as the aggregator's refresh writes it, read back with its partition column.
         let dir = DataDir::new("catalog");
-        let mut events = vec![ev("a1", "page_view", at(9, 10), "a"), ev("a2", "purchase", at(9, 12), "a").product("p-1").bought("o-1", 1, 9.0).user("u-1")];
+        let mut events = vec![
+            ev("a1", "page_view", at(9, 10), "a"),
+            ev("a2", "purchase", at(9, 12), "a").product("p-1").bought("o-1", 1, 9.0).user("u-1"),
+        ];
         events.extend((0..60).map(|i| ev(format!("b{i}"), "page_view", at(9, 30) + i * 900, "bot")));
         dir.publish(&events);
         for table in GoldTable::ALL {
@@ -420,7 +444,8 @@ mod tests {
         let mut config = edge_worker::CollectConfig::new("k", "backend");
         config.limits.horizon_ms = i64::MAX / 4;
         let collected = edge_worker::collect(body.as_bytes(), &meta, &config).unwrap();
-        let rows: Vec<LogEvent> = collected.accepted.into_iter().map(|event| LogEvent { partition: 0, offset: 0, event }).collect();
+        let rows: Vec<LogEvent> =
+            collected.accepted.into_iter().map(|event| LogEvent { partition: 0, offset: 0, event }).collect();
         let bronze = bronze_frame(&rows, 0).unwrap();
         // Bronze is documented as Silver's columns and its own: the same set.
         let sorted = |mut v: Vec<(String, DataType)>| {
@@ -438,10 +463,13 @@ mod tests {
         let names: Vec<_> = tables().iter().map(|(d, _)| d.name).collect();
         assert_eq!(names.len(), 3 + GoldTable::ALL.len(), "every table `query` knows is documented");
         assert_eq!(names, crate::query::table_names(), "in the order `query` lists them");
-        let dupes: BTreeMap<_, usize> = tables().iter().flat_map(|(d, cs)| cs.iter().map(move |c| (d.name, c.name))).fold(BTreeMap::new(), |mut m, k| {
-            *m.entry(k).or_default() += 1;
-            m
-        });
+        let dupes: BTreeMap<_, usize> = tables()
+            .iter()
+            .flat_map(|(d, cs)| cs.iter().map(move |c| (d.name, c.name)))
+            .fold(BTreeMap::new(), |mut m, k| {
+                *m.entry(k).or_default() += 1;
+                m
+            });
         assert!(dupes.values().all(|n| *n == 1), "no column twice");
     }
 

@@ -170,12 +170,9 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_refused() {
-        let err = toml::from_str::<FileConfig>("prot = 8080")
-            .unwrap_err()
-            .to_string();
+        let err = toml::from_str::<FileConfig>("prot = 8080").unwrap_err().to_string();
         assert!(err.contains("prot"), "{err}");
-        let ok: FileConfig =
-            toml::from_str("port = 9000\n[aggregate]\npoll_interval_ms = 5").unwrap();
+        let ok: FileConfig = toml::from_str("port = 9000\n[aggregate]\npoll_interval_ms = 5").unwrap();
         assert_eq!(ok.port, Some(9000));
         assert_eq!(ok.aggregate.unwrap().poll_interval_ms, Some(5));
     }

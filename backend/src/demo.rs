@@ -10,12 +10,7 @@ use crate::generate::{self, GenerateOptions};
 use crate::serve::{serve, ServeSettings};
 use crate::storage::Manifest;
 
-pub async fn run(
-    settings: ServeSettings,
-    rate: f64,
-    seed: u64,
-    mut stop: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
+pub async fn run(settings: ServeSettings, rate: f64, seed: u64, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {
     let data_dir = settings.data_dir.clone();
     let (ready_tx, ready_rx) = oneshot::channel();
     let (server_stop_tx, server_stop_rx) = watch::channel(false);

@@ -67,10 +67,7 @@ pub fn synthetic_batch(batch_no: u64, n: usize, now: i64) -> String {
         };
         events.push(event);
     }
-    format!(
-        r#"{{"v":1,"site_id":"shop-1","sent_at":{now},"events":[{}]}}"#,
-        events.join(",")
-    )
+    format!(r#"{{"v":1,"site_id":"shop-1","sent_at":{now},"events":[{}]}}"#, events.join(","))
 }
 
 /// Runs a batch body through the collect core, as the server would, and
@@ -82,14 +79,8 @@ pub async fn collect_into(
     config: &CollectConfig,
 ) -> anyhow::Result<()> {
     let out = collect(body.as_bytes(), meta, config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    anyhow::ensure!(
-        out.bad_rows.is_empty(),
-        "synthetic events were rejected: {:?}",
-        out.bad_rows.first()
-    );
-    stream
-        .produce(records_of(&out.accepted, &out.bad_rows))
-        .await?;
+    anyhow::ensure!(out.bad_rows.is_empty(), "synthetic events were rejected: {:?}", out.bad_rows.first());
+    stream.produce(records_of(&out.accepted, &out.bad_rows)).await?;
     Ok(())
 }
 
@@ -106,11 +97,7 @@ impl ShopDay {
     /// `total` events spread over the day ending two minutes before `now`.
     pub fn ending_at(now: i64, total: u64) -> ShopDay {
         let day = 24 * 3_600_000;
-        ShopDay {
-            start: now - day - 120_000,
-            spacing: day as f64 / total as f64,
-            total,
-        }
+        ShopDay { start: now - day - 120_000, spacing: day as f64 / total as f64, total }
     }
 
     /// Events `first..first + n` as one batch body: visits of 20 events
@@ -130,16 +117,12 @@ impl ShopDay {
             let visit = slot + concurrent * (round / VISIT);
             let visitor = (visit * 7919) % visitors;
             let product = (visit * 31) % 200;
-            let head = format!(
-                r#""event_id":"g{k}","ts":{ts},"anonymous_id":"v{visitor}","session_id":"s{visit}""#
-            );
+            let head = format!(r#""event_id":"g{k}","ts":{ts},"anonymous_id":"v{visitor}","session_id":"s{visit}""#);
             let page = format!(
                 r#""page":{{"url":"https://shop.example/p/{product}?utm_source=search","path":"/p/{product}"}}"#
             );
             let event = match round % VISIT {
-                0..=9 => format!(
-                    r#"{{{head},"event_type":"page_view",{page},"props":{{"product_id":"p{product}"}}}}"#
-                ),
+                0..=9 => format!(r#"{{{head},"event_type":"page_view",{page},"props":{{"product_id":"p{product}"}}}}"#),
                 10..=12 => {
                     format!(r#"{{{head},"event_type":"click",{page},"props":{{"tag":"button"}}}}"#)
                 }
@@ -150,27 +133,16 @@ impl ShopDay {
                 17 => format!(
                     r#"{{{head},"event_type":"purchase",{page},"props":{{"order_id":"o{k}","product_id":"p{product}","price":19.5,"quantity":2,"revenue":39.0,"currency":"EUR"}}}}"#
                 ),
-                _ => format!(
-                    r#"{{{head},"event_type":"search",{page},"props":{{"query":"shoes"}}}}"#
-                ),
+                _ => format!(r#"{{{head},"event_type":"search",{page},"props":{{"query":"shoes"}}}}"#),
             };
             events.push(event);
         }
-        format!(
-            r#"{{"v":1,"site_id":"shop-1","sent_at":{sent_at},"events":[{}]}}"#,
-            events.join(",")
-        )
+        format!(r#"{{"v":1,"site_id":"shop-1","sent_at":{sent_at},"events":[{}]}}"#, events.join(","))
     }
 
     /// Events `first..first + n` through the collect core into the stream,
     /// in batches of 500 sent at `now`.
-    pub async fn fill(
-        &self,
-        stream: &Arc<dyn EventStream>,
-        first: u64,
-        n: u64,
-        now: i64,
-    ) -> anyhow::Result<()> {
+    pub async fn fill(&self, stream: &Arc<dyn EventStream>, first: u64, n: u64, now: i64) -> anyhow::Result<()> {
         let config = CollectConfig::new("bench", "backend");
         let meta = browser_request(now);
         let mut k = first;
@@ -195,17 +167,8 @@ pub async fn shop_day_in_silver(
     let now = SystemClock.now_ms();
     let day = ShopDay::ending_at(now, total);
     day.fill(&stream, 0, events, now).await?;
-    let config = AggregateConfig {
-        gold: None,
-        ..AggregateConfig::new(dir)
-    };
-    let mut agg = Aggregator::open(
-        stream.clone(),
-        config,
-        Arc::new(Metrics::new()),
-        Arc::new(SystemClock),
-    )
-    .await?;
+    let config = AggregateConfig { gold: None, ..AggregateConfig::new(dir) };
+    let mut agg = Aggregator::open(stream.clone(), config, Arc::new(Metrics::new()), Arc::new(SystemClock)).await?;
     agg.drain().await?;
     Ok((stream, now, day))
 }

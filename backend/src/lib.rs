@@ -19,7 +19,7 @@ pub mod replay;
 pub mod salts;
 pub mod secrets;
 pub mod serve;
-pub mod settings;
 pub mod server;
+pub mod settings;
 pub mod storage;
 pub mod stream;

@@ -10,9 +10,7 @@ use clickstream_backend::clock::SystemClock;
 use clickstream_backend::metrics::Metrics;
 use clickstream_backend::serve::{open_log, open_stream, serve, stop_on_signal};
 use clickstream_backend::server::auth::{parse_token, token_hash_line};
-use clickstream_backend::settings::{
-    defaults, process_env, CommandFlags, CommonFlags, Flags, ServeFlags, Settings,
-};
+use clickstream_backend::settings::{defaults, process_env, CommandFlags, CommonFlags, Flags, ServeFlags, Settings};
 use clickstream_backend::{bench, demo, generate, query};
 
 // Polars and the JSON decoding of stream records allocate many small
@@ -141,9 +139,7 @@ struct DemoArgs {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(cli.log_json);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => {
@@ -152,28 +148,15 @@ fn main() -> anyhow::Result<()> {
                 serve(settings.into_server()?, stop_on_signal(), None).await
             }
             Command::Aggregate(args) => {
-                let settings = settings(
-                    args.common,
-                    CommandFlags::Aggregate {
-                        partitions: args.partitions,
-                    },
-                )?;
+                let settings = settings(args.common, CommandFlags::Aggregate { partitions: args.partitions })?;
                 run_aggregate(settings, args.once).await
             }
-            Command::Gold(args) => {
-                run_gold(settings(args.common, CommandFlags::Gold)?, args.once).await
-            }
+            Command::Gold(args) => run_gold(settings(args.common, CommandFlags::Gold)?, args.once).await,
             Command::Generate(args) => run_generate(args.into()).await,
             Command::Demo(args) => {
                 let settings = settings(args.common, CommandFlags::Demo { port: args.port })?;
                 settings.create_data_dir()?;
-                demo::run(
-                    settings.into_server()?,
-                    args.rate,
-                    args.seed,
-                    stop_on_signal(),
-                )
-                .await
+                demo::run(settings.into_server()?, args.rate, args.seed, stop_on_signal()).await
             }
             Command::Query(args) => {
                 let mut df = query::run(&args.data_dir, &args.sql)?;
@@ -184,27 +167,17 @@ fn main() -> anyhow::Result<()> {
             Command::Bench(args) => bench::run(args).await,
             Command::Token(TokenCommand::New) => {
                 let token = clickstream_backend::secrets::random_token();
-                println!(
-                    "token:       {token}\nconfig line: api_tokens = [\"{}\"]",
-                    token_hash_line(&token)
-                );
+                println!("token:       {token}\nconfig line: api_tokens = [\"{}\"]", token_hash_line(&token));
                 Ok(())
             }
             Command::Token(TokenCommand::Hash) => {
                 let mut token = String::new();
-                std::io::stdin()
-                    .read_line(&mut token)
-                    .context("reading the token from standard input")?;
+                std::io::stdin().read_line(&mut token).context("reading the token from standard input")?;
                 parse_token(token.trim()).map_err(anyhow::Error::msg)?;
                 println!("{}", token_hash_line(token.trim()));
                 Ok(())
             }
-            Command::Fluvio(FluvioCommand::RegisterSpu {
-                fluvio_sc,
-                id,
-                public,
-                private,
-            }) => {
+            Command::Fluvio(FluvioCommand::RegisterSpu { fluvio_sc, id, public, private }) => {
                 let created = clickstream_backend::stream::register_spu(
                     &fluvio_sc,
                     id,
@@ -214,11 +187,7 @@ fn main() -> anyhow::Result<()> {
                 .await?;
                 println!(
                     "SPU {id} {} at {fluvio_sc} (public {public}, private {private})",
-                    if created {
-                        "registered"
-                    } else {
-                        "was already registered"
-                    }
+                    if created { "registered" } else { "was already registered" }
                 );
                 Ok(())
             }
@@ -232,14 +201,8 @@ fn settings(common: CommonFlags, command: CommandFlags) -> anyhow::Result<Settin
 }
 
 fn host_port(addr: &str) -> anyhow::Result<(&str, u16)> {
-    let (host, port) = addr
-        .rsplit_once(':')
-        .with_context(|| format!("{addr:?} is not HOST:PORT"))?;
-    Ok((
-        host,
-        port.parse()
-            .with_context(|| format!("{addr:?}: bad port"))?,
-    ))
+    let (host, port) = addr.rsplit_once(':').with_context(|| format!("{addr:?} is not HOST:PORT"))?;
+    Ok((host, port.parse().with_context(|| format!("{addr:?}: bad port"))?))
 }
 
 fn init_logging(json: bool) {
@@ -249,9 +212,7 @@ fn init_logging(json: bool) {
             "info,fluvio=warn,fluvio_socket=warn,fluvio_future=warn,fluvio_protocol=warn",
         )
     });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -263,8 +224,7 @@ async fn run_aggregate(settings: Settings, once: bool) -> anyhow::Result<()> {
     settings.create_data_dir()?;
     let stream = open_stream(&settings.data_dir, settings.partitions, settings.fluvio).await?;
     let metrics = Arc::new(Metrics::new());
-    let mut agg =
-        Aggregator::open(stream, settings.aggregate, metrics, Arc::new(SystemClock)).await?;
+    let mut agg = Aggregator::open(stream, settings.aggregate, metrics, Arc::new(SystemClock)).await?;
     if once {
         let r = agg.drain().await?;
         let t = &agg.manifest().totals;
@@ -292,25 +252,16 @@ async fn run_gold(settings: Settings, once: bool) -> anyhow::Result<()> {
             }
             total += r.silver_rows;
         }
-        println!(
-            "Gold: folded in {total} Silver rows; consumers followed: {:?}",
-            follower.manifest().gold_inputs
-        );
+        println!("Gold: folded in {total} Silver rows; consumers followed: {:?}", follower.manifest().gold_inputs);
         return Ok(());
     }
-    follower
-        .run(settings.aggregate.poll_interval, stop_on_signal())
-        .await?;
+    follower.run(settings.aggregate.poll_interval, stop_on_signal()).await?;
     Ok(())
 }
 
 async fn run_replay(settings: Settings) -> anyhow::Result<()> {
     let data_dir = &settings.data_dir;
-    anyhow::ensure!(
-        data_dir.exists(),
-        "no data directory at {}",
-        data_dir.display()
-    );
+    anyhow::ensure!(data_dir.exists(), "no data directory at {}", data_dir.display());
     let consumers = clickstream_backend::storage::Role::consumers(data_dir);
     anyhow::ensure!(
         consumers.is_empty(),
@@ -361,10 +312,7 @@ async fn run_generate(options: generate::GenerateOptions) -> anyhow::Result<()> 
         report.elapsed.as_secs_f64()
     );
     if report.failed_batches > 0 {
-        anyhow::bail!(
-            "{} batches were refused by the collector",
-            report.failed_batches
-        );
+        anyhow::bail!("{} batches were refused by the collector", report.failed_batches);
     }
     Ok(())
 }

@@ -133,26 +133,14 @@ impl Metrics {
             "Events refused inside valid batches, by reason",
             m.events_rejected.clone(),
         );
-        r.register(
-            "clickstream_batches_refused",
-            "Whole batches refused, by reason",
-            m.batches_refused.clone(),
-        );
+        r.register("clickstream_batches_refused", "Whole batches refused, by reason", m.batches_refused.clone());
         r.register(
             "clickstream_stream_unavailable",
             "Requests answered 503 because the stream was unavailable",
             m.stream_unavailable.0.clone(),
         );
-        r.register(
-            "clickstream_bronze_rows",
-            "Rows written to Bronze",
-            m.bronze_rows.0.clone(),
-        );
-        r.register(
-            "clickstream_silver_rows",
-            "Rows written to Silver",
-            m.silver_rows.0.clone(),
-        );
+        r.register("clickstream_bronze_rows", "Rows written to Bronze", m.bronze_rows.0.clone());
+        r.register("clickstream_silver_rows", "Rows written to Silver", m.silver_rows.0.clone());
         r.register(
             "clickstream_duplicates_dropped",
             "Events not written to Silver because their event id was already there",
@@ -197,19 +185,11 @@ impl Metrics {
     }
 
     pub fn batch_refused(&self, reason: &str) {
-        self.batches_refused
-            .get_or_create(&Reason {
-                reason: reason.to_string(),
-            })
-            .inc();
+        self.batches_refused.get_or_create(&Reason { reason: reason.to_string() }).inc();
     }
 
     pub fn event_rejected(&self, reason: &str, n: u64) {
-        self.events_rejected
-            .get_or_create(&Reason {
-                reason: reason.to_string(),
-            })
-            .inc_by(n);
+        self.events_rejected.get_or_create(&Reason { reason: reason.to_string() }).inc_by(n);
     }
 
     pub fn observe_commit(&self, seconds: f64) {
@@ -218,20 +198,12 @@ impl Metrics {
     }
 
     pub fn alert_fired(&self, rule: &str) {
-        self.alerts_fired
-            .get_or_create(&Rule {
-                rule: rule.to_string(),
-            })
-            .inc();
+        self.alerts_fired.get_or_create(&Rule { rule: rule.to_string() }).inc();
     }
 
     /// An alert over its rule's hourly limit: logged, not posted.
     pub fn alert_suppressed(&self, rule: &str) {
-        self.alerts_suppressed
-            .get_or_create(&Rule {
-                rule: rule.to_string(),
-            })
-            .inc();
+        self.alerts_suppressed.get_or_create(&Rule { rule: rule.to_string() }).inc();
     }
 
     pub fn alert_delivery_failed(&self) {
@@ -239,26 +211,18 @@ impl Metrics {
     }
 
     pub fn observe_api(&self, endpoint: &'static str, seconds: f64) {
-        self.api_latency
-            .get_or_create(&Endpoint { endpoint })
-            .observe(seconds);
+        self.api_latency.get_or_create(&Endpoint { endpoint }).observe(seconds);
     }
 
     pub fn set_log_lag(&self, topic: &str, partition: u32, lag: u64) {
-        self.log_lag
-            .get_or_create(&Partition {
-                topic: topic.to_string(),
-                partition,
-            })
-            .set(lag);
+        self.log_lag.get_or_create(&Partition { topic: topic.to_string(), partition }).set(lag);
     }
 
     /// The Prometheus text exposition (format 0.0.4).
     pub fn render(&self) -> String {
         let mut out = String::new();
-        prometheus_text::encode(&mut out, &self.registry).expect(
-            "writing to a String cannot fail, and the label sets are plain strings and numbers",
-        );
+        prometheus_text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail, and the label sets are plain strings and numbers");
         out
     }
 }
@@ -281,14 +245,10 @@ mod tests {
             text.contains("clickstream_api_latency_seconds_bucket{endpoint=\"/api/summary\",le=\"0.005\"} 1\n"),
             "{text}"
         );
-        assert!(
-            text.contains("clickstream_api_latency_seconds_count{endpoint=\"/api/summary\"} 1\n")
-        );
+        assert!(text.contains("clickstream_api_latency_seconds_count{endpoint=\"/api/summary\"} 1\n"));
         assert!(text.contains("clickstream_events_accepted_total 5\n"));
         assert!(text.contains("clickstream_events_rejected_total{reason=\"missing_prop\"} 3\n"));
-        assert!(text.contains(
-            "clickstream_log_lag_records{topic=\"clickstream-events\",partition=\"3\"} 17\n"
-        ));
+        assert!(text.contains("clickstream_log_lag_records{topic=\"clickstream-events\",partition=\"3\"} 17\n"));
         assert!(text.contains("clickstream_commit_latency_seconds_bucket{le=\"0.01\"} 0\n"));
         assert!(text.contains("clickstream_commit_latency_seconds_bucket{le=\"0.025\"} 1\n"));
         assert!(text.contains("clickstream_commit_latency_seconds_count 1\n"));
@@ -332,7 +292,6 @@ mod tests {
             "# TYPE clickstream_api_latency_seconds histogram\n",
         ] {
             assert!(text.contains(series), "{series:?} missing from\n{text}");
-
         }
     }
 }

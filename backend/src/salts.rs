@@ -119,8 +119,11 @@ mod tests {
     const DAY0: i64 = 1_732_262_400_000 / DAY_MS;
 
     fn files(store: &SaltStore) -> Vec<String> {
-        let mut names: Vec<_> =
-            std::fs::read_dir(store.dir()).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        let mut names: Vec<_> = std::fs::read_dir(store.dir())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
         names.sort();
         names
     }

@@ -107,7 +107,8 @@ mod tests {
             assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
             assert_eq!(std::fs::metadata(dir.join("nested")).unwrap().permissions().mode() & 0o777, 0o700);
         }
-        let leftovers: Vec<_> = std::fs::read_dir(dir.join("nested")).unwrap().flatten().map(|e| e.file_name()).collect();
+        let leftovers: Vec<_> =
+            std::fs::read_dir(dir.join("nested")).unwrap().flatten().map(|e| e.file_name()).collect();
         assert_eq!(leftovers, vec![std::ffi::OsString::from("secret")], "no temporary file is left");
         std::fs::remove_dir_all(&dir).unwrap();
     }

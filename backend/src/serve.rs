@@ -17,8 +17,8 @@ use crate::clock::{Clock, SystemClock};
 use crate::metrics::Metrics;
 use crate::salts::SaltStore;
 use crate::server::listen::{serve_router, ConnectionLimits};
-use crate::settings::defaults;
 use crate::server::{admin_app, app, Access, AppState, CollectGuard, IngestAuth, SeenSignatures, Tokens};
+use crate::settings::defaults;
 use crate::stream::{EmbeddedLog, EventStream, FluvioSettings, FluvioStream};
 
 #[derive(Clone, Debug)]
@@ -142,8 +142,9 @@ pub async fn serve(
             DailySalt::new(secret.0.clone())
         }
         None => {
-            let store = SaltStore::open(&settings.data_dir, clock.now_ms())
-                .with_context(|| format!("cannot keep IP salts in {}", settings.data_dir.join("_state/salts").display()))?;
+            let store = SaltStore::open(&settings.data_dir, clock.now_ms()).with_context(|| {
+                format!("cannot keep IP salts in {}", settings.data_dir.join("_state/salts").display())
+            })?;
             DailySalt::from_source(Arc::new(store))
         }
     };
@@ -178,7 +179,8 @@ pub async fn serve(
     };
 
     let alerts = (!settings.alerts.is_empty()).then(|| {
-        let alerts = Alerts::new(settings.alerts.clone(), settings.alerting.clone(), settings.data_dir.clone(), metrics.clone());
+        let alerts =
+            Alerts::new(settings.alerts.clone(), settings.alerting.clone(), settings.data_dir.clone(), metrics.clone());
         tokio::spawn(alerts.run(clock.clone(), stop.clone()))
     });
 
@@ -194,7 +196,12 @@ pub async fn serve(
                 .await
                 .with_context(|| format!("cannot listen on {admin_addr} for --admin-bind"))?;
             tracing::info!(local = %admin_listener.local_addr()?, "admin listener (/metrics, /health)");
-            Some(tokio::spawn(serve_router(admin_listener, admin_app(state.clone()), settings.connections, stop.clone())))
+            Some(tokio::spawn(serve_router(
+                admin_listener,
+                admin_app(state.clone()),
+                settings.connections,
+                stop.clone(),
+            )))
         }
         None => None,
     };

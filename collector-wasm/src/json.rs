@@ -88,7 +88,14 @@ fn props(out: &mut String, p: &Props, extra: &Extra) {
         float(out, v);
     }
     text(out, &mut first, "currency", &p.currency);
-    for (name, value) in [("query", &p.query), ("order_id", &p.order_id), ("tag", &p.tag), ("text", &p.text), ("href", &p.href), ("name", &p.name)] {
+    for (name, value) in [
+        ("query", &p.query),
+        ("order_id", &p.order_id),
+        ("tag", &p.tag),
+        ("text", &p.text),
+        ("href", &p.href),
+        ("name", &p.name),
+    ] {
         text(out, &mut first, name, value);
     }
     if !extra.members().is_empty() {
@@ -272,7 +279,12 @@ mod tests {
             anonymous_id: "a-\"quoted\"\\slash".into(),
             user_id: user_id.map(String::from),
             session_id: "s-1".into(),
-            page: Page { url: "https://shop.example/p/42?utm_source=x".into(), path: "/p/42".into(), title: "Süße\tTöne\u{1}\u{1f}😀".into(), ..Page::default() },
+            page: Page {
+                url: "https://shop.example/p/42?utm_source=x".into(),
+                path: "/p/42".into(),
+                title: "Süße\tTöne\u{1}\u{1f}😀".into(),
+                ..Page::default()
+            },
             props,
             context: Context { screen: "1920x1080".into(), lang: "en-US".into(), tz: String::new() },
         }

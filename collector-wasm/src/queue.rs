@@ -105,7 +105,14 @@ impl Queue {
     /// (one event alone may exceed it: it is sent anyway, the collector
     /// judges it) and `max_events`, now marked in flight. `leaving`: for a
     /// beacon, which skips what an earlier beacon of this page took.
-    pub fn next_chunk(&mut self, site_id: &str, sent_at: i64, max_bytes: usize, max_events: usize, leaving: bool) -> Option<Chunk> {
+    pub fn next_chunk(
+        &mut self,
+        site_id: &str,
+        sent_at: i64,
+        max_bytes: usize,
+        max_events: usize,
+        leaving: bool,
+    ) -> Option<Chunk> {
         let start = self.entries.iter().position(|e| e.sendable(leaving))?;
         let mut body = String::from("{\"v\":");
         json::int(&mut body, clickstream_schema::WIRE_VERSION);

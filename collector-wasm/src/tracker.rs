@@ -254,7 +254,8 @@ impl<P: Platform> Tracker<P> {
             return None;
         }
         let max_events = Limits::default().max_events;
-        let chunk = self.queue.next_chunk(&self.options.site_id, now, self.options.max_request_bytes, max_events, leaving)?;
+        let chunk =
+            self.queue.next_chunk(&self.options.site_id, now, self.options.max_request_bytes, max_events, leaving)?;
         self.stats.requests += 1;
         Some(chunk)
     }

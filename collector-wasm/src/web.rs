@@ -154,7 +154,13 @@ impl Core {
     /// readable message when the options cannot work. `privacySignal`: the
     /// browser sends Do-Not-Track or Global Privacy Control.
     #[wasm_bindgen(constructor)]
-    pub fn new(options: JsValue, privacy_signal: bool, screen: String, lang: String, tz: String) -> Result<Core, String> {
+    pub fn new(
+        options: JsValue,
+        privacy_signal: bool,
+        screen: String,
+        lang: String,
+        tz: String,
+    ) -> Result<Core, String> {
         let options = options_from(&options);
         if let Some(problem) = options.problem() {
             return Err(problem.into());
@@ -382,10 +388,12 @@ mod tests {
 
     #[test]
     fn a_click_from_js_values_becomes_a_safe_click_event() {
-        let o = options(&[("endpoint", "/v1/batch".into()), ("siteId", "shop-1".into()), ("storagePrefix", "t3".into())]);
+        let o =
+            options(&[("endpoint", "/v1/batch".into()), ("siteId", "shop-1".into()), ("storagePrefix", "t3".into())]);
         let mut core = Core::new(o, false, "1280x720".into(), "en-GB".into(), "Europe/Paris".into()).unwrap();
         assert!(core.set_page("https://shop.example/c/shoes?email=x@y.z", "Shoes", Some(String::new())));
-        let clicked = props(&[("productId", "p-1"), ("tag", "BUTTON"), ("text", "  Add \n to cart "), ("list", "grid")]);
+        let clicked =
+            props(&[("productId", "p-1"), ("tag", "BUTTON"), ("text", "  Add \n to cart "), ("list", "grid")]);
         core.record("click", clicked, 1_732_262_400_000.0);
         assert_eq!(core.pending(), 1);
         let body = core.next_request(1_732_262_400_001.0, false).expect("a request");
@@ -398,7 +406,10 @@ mod tests {
         assert_eq!(event["props"]["list"], "grid");
         assert_eq!(event["page"]["url"], "https://shop.example/c/shoes");
         assert_eq!(event["context"]["tz"], "Europe/Paris");
-        assert_eq!(local_storage().get_item("t3_aid").unwrap().as_ref(), event["anonymous_id"].as_str().map(String::from).as_ref());
+        assert_eq!(
+            local_storage().get_item("t3_aid").unwrap().as_ref(),
+            event["anonymous_id"].as_str().map(String::from).as_ref()
+        );
         assert_eq!(core.settle(core.request_id(), 200, -1.0, 1_732_262_400_002.0), -1.0);
         assert_eq!(core.pending(), 0);
     }

@@ -4,8 +4,8 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 
 use clickstream_schema::{
-    enrich_with, parse_batch, BadRow, BatchError, DailySalt, EnrichedEvent, Limits,
-    RejectReason, Rejection, RequestFacts, RequestMeta, ValidEvent,
+    enrich_with, parse_batch, BadRow, BatchError, DailySalt, EnrichedEvent, Limits, RejectReason, Rejection,
+    RequestFacts, RequestMeta, ValidEvent,
 };
 use serde::{Deserialize, Serialize};
 
@@ -75,19 +75,12 @@ impl Collected<'_> {
 /// A body that is not a batch is refused whole ([`BatchError`]); inside a
 /// valid batch every event is judged on its own: the valid ones are
 /// enriched, the others become bad rows, and none is dropped.
-pub fn collect<'a>(
-    body: &'a [u8],
-    meta: &'a RequestMeta,
-    config: &CollectConfig,
-) -> Result<Collected<'a>, BatchError> {
+pub fn collect<'a>(body: &'a [u8], meta: &'a RequestMeta, config: &CollectConfig) -> Result<Collected<'a>, BatchError> {
     let batch = parse_batch(body, &config.limits)?;
     let facts = RequestFacts::new(meta, &batch.site_id, &config.ip_salt);
     let texts: Vec<&str> = batch.events.iter().map(|e| e.json).collect();
-    let mut verdicts: Vec<Result<ValidEvent, Rejection>> = batch
-        .events
-        .into_iter()
-        .map(|e| e.validate(batch.sent_at, meta.received_at, &config.limits))
-        .collect();
+    let mut verdicts: Vec<Result<ValidEvent, Rejection>> =
+        batch.events.into_iter().map(|e| e.validate(batch.sent_at, meta.received_at, &config.limits)).collect();
     // A later copy of a valid event's id is refused; the first one stands.
     let repeated: Vec<usize> = {
         let mut seen = HashSet::with_capacity(verdicts.len());

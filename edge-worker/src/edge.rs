@@ -267,7 +267,8 @@ impl AllowedOrigins {
     }
 
     pub fn parse(json: &str) -> Result<AllowedOrigins, String> {
-        serde_json::from_str(json).map_err(|e| format!("ALLOWED_ORIGINS: {e} (expected {{\"site id\": [\"https://origin\", ...]}})"))
+        serde_json::from_str(json)
+            .map_err(|e| format!("ALLOWED_ORIGINS: {e} (expected {{\"site id\": [\"https://origin\", ...]}})"))
     }
 
     /// May a page at `origin` post events of `site_id`?
@@ -341,7 +342,8 @@ pub struct IngestRequest {
 
 /// `nonce`: random, different for every forward (see [`IngestBatch::nonce`]).
 pub fn ingest_request(collected: &Collected, secret: &[u8], now_ms: i64, nonce: String) -> IngestRequest {
-    let batch = IngestBatch { events: collected.accepted.clone(), bad_rows: collected.bad_rows.clone(), nonce: Some(nonce) };
+    let batch =
+        IngestBatch { events: collected.accepted.clone(), bad_rows: collected.bad_rows.clone(), nonce: Some(nonce) };
     let body = serde_json::to_string(&batch).unwrap_or_default();
     let signature = sign(secret, now_ms, body.as_bytes());
     IngestRequest {
@@ -374,7 +376,11 @@ impl Answer {
 /// event id makes the retry harmless.
 pub fn answer_after_ingest(collected: &Collected, backend_status: Option<u16>) -> Answer {
     match backend_status {
-        Some(200..=299) => Answer { status: 200, body: serde_json::to_value(collected.response()).unwrap_or_default(), retry_after_s: None },
+        Some(200..=299) => Answer {
+            status: 200,
+            body: serde_json::to_value(collected.response()).unwrap_or_default(),
+            retry_after_s: None,
+        },
         other => {
             let why = match other {
                 Some(status) => format!("the backend answered {status}"),
@@ -438,7 +444,10 @@ mod tests {
         assert_eq!(salt_ttl_s(midnight), 2 * 86_400, "written at 00:00: two whole days");
         assert_eq!(salt_ttl_s(DAY_8AM), 40 * 3_600, "written at 08:00: gone at 00:00 two days on");
         assert_eq!(salt_ttl_s(midnight + 86_400_000 - 1), 86_400, "written at 23:59:59.999: the next day");
-        assert!((0..=86_400_000 - 1).step_by(3_599_999).all(|t| salt_ttl_s(midnight + t) >= 60), "KV's least TTL is 60 s");
+        assert!(
+            (0..=86_400_000 - 1).step_by(3_599_999).all(|t| salt_ttl_s(midnight + t) >= 60),
+            "KV's least TTL is 60 s"
+        );
     }
 
     #[test]
@@ -578,7 +587,10 @@ mod tests {
         kv.put("salt:2024-11-22", "not a salt");
         let got = salt_of(&cache, &kv, DAY_8AM, [4; 32]).unwrap();
         assert_eq!(got.salt, [4; 32]);
-        assert_eq!(got.replaced.as_deref(), Some("salt:2024-11-22: a salt is 64 hex digits, this one has 10 characters; replaced by a new salt"));
+        assert_eq!(
+            got.replaced.as_deref(),
+            Some("salt:2024-11-22: a salt is 64 hex digits, this one has 10 characters; replaced by a new salt")
+        );
         assert_eq!(kv.entries.borrow()["salt:2024-11-22"].0, salt_text(&[4; 32]));
 
         // Gone when read again: this isolate puts back the one it hashes
@@ -592,7 +604,10 @@ mod tests {
         let err = now_or_never(todays_salt(&MemoryKv::default(), &RefCell::default(), DAY_8AM, broken)).unwrap_err();
         assert_eq!(err, "crypto.getRandomValues failed", "no weaker randomness instead");
         let answer = salt_unavailable(&err);
-        assert_eq!((answer.status, answer.retry_after_s, answer.body["error"].as_str()), (503, Some(5), Some("salt_unavailable")));
+        assert_eq!(
+            (answer.status, answer.retry_after_s, answer.body["error"].as_str()),
+            (503, Some(5), Some("salt_unavailable"))
+        );
     }
 
     #[test]
@@ -638,7 +653,16 @@ mod tests {
         let again = ingest_request(&collected, b"s3", 1_732_262_400_000, "n-2".into());
         assert_ne!(request.headers[2], again.headers[2], "the same body in the same ms: another signature");
         let header = |name: &str| request.headers.iter().find(|(h, _)| *h == name).map(|(_, v)| v.as_str());
-        assert_eq!(verify(b"s3", header(TIMESTAMP_HEADER), header(SIGNATURE_HEADER), request.body.as_bytes(), 1_732_262_400_500), Ok(()));
+        assert_eq!(
+            verify(
+                b"s3",
+                header(TIMESTAMP_HEADER),
+                header(SIGNATURE_HEADER),
+                request.body.as_bytes(),
+                1_732_262_400_500
+            ),
+            Ok(())
+        );
         let sent: IngestBatch = serde_json::from_str(&request.body).unwrap();
         assert_eq!((sent.events.len(), sent.bad_rows.len()), (1, 1));
         assert_eq!(sent.bad_rows[0].source, "edge");

@@ -72,8 +72,13 @@ async fn collect_batch(mut req: Request, config: &EdgeConfig, salts: Option<&KvS
     let now = worker::Date::now().as_millis() as i64;
     let header = |name: &str| req.headers().get(name).ok().flatten();
     let ip = header("cf-connecting-ip");
-    if let Err(wait_s) = LIMITER.with(|l| l.borrow_mut().check(ip.as_deref().unwrap_or("unknown"), config.rate_per_minute, now)) {
-        return Answer { retry_after_s: Some(wait_s), ..Answer::error(429, "rate_limited", "too many requests from this visitor") };
+    if let Err(wait_s) =
+        LIMITER.with(|l| l.borrow_mut().check(ip.as_deref().unwrap_or("unknown"), config.rate_per_minute, now))
+    {
+        return Answer {
+            retry_after_s: Some(wait_s),
+            ..Answer::error(429, "rate_limited", "too many requests from this visitor")
+        };
     }
     let limit = config.limits.max_body_bytes;
     // A declared length over the limit is refused before the body is read.
@@ -116,13 +121,16 @@ async fn collect_batch(mut req: Request, config: &EdgeConfig, salts: Option<&KvS
         Err(e) => return Answer::error(e.http_status(), e.code(), e.to_string()),
     };
     if !config.origins.allows(&collected.site_id, origin) {
-        let message = format!("origin {} may not send events for site {:?}", origin.unwrap_or_default(), collected.site_id);
+        let message =
+            format!("origin {} may not send events for site {:?}", origin.unwrap_or_default(), collected.site_id);
         return Answer::error(403, "origin_not_allowed", message);
     }
     let status = forward(&collected, config, now).await;
     match status {
         Some(200..=299) => {}
-        Some(status) => worker::console_warn!("clickstream-edge: /ingest answered {status}; the tracker is told to retry"),
+        Some(status) => {
+            worker::console_warn!("clickstream-edge: /ingest answered {status}; the tracker is told to retry")
+        }
         None => worker::console_warn!("clickstream-edge: /ingest unreachable; the tracker is told to retry"),
     }
     answer_after_ingest(&collected, status)

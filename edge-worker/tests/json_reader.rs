@@ -14,10 +14,8 @@
 // Test code: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
-use clickstream_schema::read::{
-    read_batch, EnvelopeFields, EventFields, IdFields, Json, PropsFields, RawEvent, Shape,
-};
 use clickstream_schema::props::PROPS;
+use clickstream_schema::read::{read_batch, EnvelopeFields, EventFields, IdFields, Json, PropsFields, RawEvent, Shape};
 use proptest::prelude::*;
 use proptest::sample::{select, Index};
 use serde_json::{Map, Value};
@@ -33,27 +31,16 @@ enum Doc {
     Object(Vec<(String, Doc)>),
 }
 
-const EVENT_SCALARS: [&str; 6] = [
-    "event_id",
-    "event_type",
-    "ts",
-    "anonymous_id",
-    "user_id",
-    "session_id",
-];
+const EVENT_SCALARS: [&str; 6] = ["event_id", "event_type", "ts", "anonymous_id", "user_id", "session_id"];
 const PAGE_FIELDS: [&str; 4] = ["url", "path", "referrer", "title"];
 const CONTEXT_FIELDS: [&str; 3] = ["screen", "lang", "tz"];
 const OTHER_PROPS: [&str; 3] = ["data-x", "plan", "price "];
 
 fn text() -> impl Strategy<Value = String> {
-    let special = select(vec![
-        '"', '\\', '/', '\n', '\r', '\t', '\u{0}', '\u{1f}', '\u{7f}', 'é', '€', '😀', '\u{2028}',
-    ]);
-    prop::collection::vec(
-        prop_oneof![3 => any::<char>(), 2 => special, 2 => Just('a')],
-        0..10,
-    )
-    .prop_map(String::from_iter)
+    let special =
+        select(vec!['"', '\\', '/', '\n', '\r', '\t', '\u{0}', '\u{1f}', '\u{7f}', 'é', '€', '😀', '\u{2028}']);
+    prop::collection::vec(prop_oneof![3 => any::<char>(), 2 => special, 2 => Just('a')], 0..10)
+        .prop_map(String::from_iter)
 }
 
 fn number() -> impl Strategy<Value = Value> {
@@ -69,13 +56,8 @@ fn number() -> impl Strategy<Value = Value> {
 }
 
 fn scalar() -> impl Strategy<Value = Doc> {
-    prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        number(),
-        text().prop_map(Value::String),
-    ]
-    .prop_map(Doc::Scalar)
+    prop_oneof![Just(Value::Null), any::<bool>().prop_map(Value::Bool), number(), text().prop_map(Value::String),]
+        .prop_map(Doc::Scalar)
 }
 
 fn key(names: &'static [&'static str]) -> impl Strategy<Value = String> {
@@ -104,14 +86,8 @@ fn shaped(names: &'static [&'static str]) -> impl Strategy<Value = Doc> {
 }
 
 fn props() -> impl Strategy<Value = Doc> {
-    let names: &'static [&'static str] = Box::leak(
-        PROPS
-            .iter()
-            .map(|p| p.name)
-            .chain(OTHER_PROPS)
-            .collect::<Vec<_>>()
-            .into_boxed_slice(),
-    );
+    let names: &'static [&'static str] =
+        Box::leak(PROPS.iter().map(|p| p.name).chain(OTHER_PROPS).collect::<Vec<_>>().into_boxed_slice());
     shaped(names)
 }
 
@@ -127,8 +103,7 @@ fn event() -> impl Strategy<Value = Doc> {
 }
 
 fn batch() -> impl Strategy<Value = Doc> {
-    let events =
-        prop_oneof![9 => prop::collection::vec(event(), 0..6).prop_map(Doc::Array), 1 => doc()];
+    let events = prop_oneof![9 => prop::collection::vec(event(), 0..6).prop_map(Doc::Array), 1 => doc()];
     let entry = prop_oneof![
         2 => prop_oneof![3 => Just(Doc::Scalar(Value::from(1))), 1 => doc()].prop_map(|d| ("v".to_string(), d)),
         2 => prop_oneof![text().prop_map(|s| Doc::Scalar(Value::String(s))), doc()].prop_map(|d| ("site_id".to_string(), d)),
@@ -143,13 +118,7 @@ fn batch() -> impl Strategy<Value = Doc> {
         prop::collection::vec(entry, 0..3),
     )
         .prop_map(|(before, events, after)| {
-            Doc::Object(
-                before
-                    .into_iter()
-                    .chain(events.map(|e| ("events".to_string(), e)))
-                    .chain(after)
-                    .collect(),
-            )
+            Doc::Object(before.into_iter().chain(events.map(|e| ("events".to_string(), e))).chain(after).collect())
         });
     prop_oneof![19 => envelope, 1 => doc()]
 }
@@ -172,11 +141,7 @@ impl Style {
 /// Writes `doc` as JSON in the given style.
 fn write(doc: &Doc, style: &mut Style, out: &mut String) {
     let ws = |choice: u8, out: &mut String| {
-        out.push_str(
-            ["", " ", "\n", "\t", "\r\n  "]
-                .get(choice as usize)
-                .unwrap_or(&""),
-        );
+        out.push_str(["", " ", "\n", "\t", "\r\n  "].get(choice as usize).unwrap_or(&""));
     };
     ws(style.pick(12), out);
     match doc {
@@ -239,19 +204,13 @@ fn write_string(s: &str, style: &mut Style, out: &mut String) {
                 let mut units = [0; 2];
                 for unit in c.encode_utf16(&mut units) {
                     let hex = format!("\\u{unit:04x}");
-                    out.push_str(&if style.pick(2) == 0 {
-                        hex
-                    } else {
-                        hex.to_uppercase().replace("\\U", "\\u")
-                    });
+                    out.push_str(&if style.pick(2) == 0 { hex } else { hex.to_uppercase().replace("\\U", "\\u") });
                 }
             }
             (1, Some(short)) => out.push_str(short),
-            _ if must_escape => out.push_str(
-                short
-                    .map_or_else(|| format!("\\u{:04x}", c as u32), str::to_string)
-                    .as_str(),
-            ),
+            _ if must_escape => {
+                out.push_str(short.map_or_else(|| format!("\\u{:04x}", c as u32), str::to_string).as_str());
+            }
             _ => out.push(c),
         }
     }
@@ -320,11 +279,7 @@ fn check(input: &[u8], max_events: usize) {
     let shown = String::from_utf8_lossy(input);
     let expected = serde_json::from_slice::<Value>(input);
     let got = read_batch(input, max_events);
-    assert_eq!(
-        got.is_ok(),
-        expected.is_ok(),
-        "{shown:?}: serde_json {expected:?}, the reader {got:?}"
-    );
+    assert_eq!(got.is_ok(), expected.is_ok(), "{shown:?}: serde_json {expected:?}, the reader {got:?}");
     if let (Ok(shape), Ok(value)) = (&got, &expected) {
         check_shape(shape, Some(value), |envelope, map: &Map<String, Value>| {
             check_envelope(envelope, map, max_events);
@@ -335,11 +290,7 @@ fn check(input: &[u8], max_events: usize) {
         return;
     };
     let event = RawEvent::read(text);
-    assert_eq!(
-        event.is_ok(),
-        expected.is_ok(),
-        "{shown:?} as one event: {event:?}"
-    );
+    assert_eq!(event.is_ok(), expected.is_ok(), "{shown:?} as one event: {event:?}");
     if let (Ok(event), Ok(value)) = (&event, &expected) {
         assert_eq!(event.json, text);
         check_shape(event.fields(), Some(value), check_event);
@@ -354,17 +305,9 @@ fn check(input: &[u8], max_events: usize) {
 }
 
 fn check_envelope(envelope: &EnvelopeFields, map: &Map<String, Value>, max_events: usize) {
-    for (name, field) in [
-        ("v", &envelope.v),
-        ("site_id", &envelope.site_id),
-        ("sent_at", &envelope.sent_at),
-    ] {
+    for (name, field) in [("v", &envelope.v), ("site_id", &envelope.site_id), ("sent_at", &envelope.sent_at)] {
         match field {
-            None => assert!(
-                !map.contains_key(name),
-                "{name} read as absent but it is {:?}",
-                map[name]
-            ),
+            None => assert!(!map.contains_key(name), "{name} read as absent but it is {:?}", map[name]),
             Some(json) => same(json, Some(&map[name])),
         }
     }
@@ -373,64 +316,32 @@ fn check_envelope(envelope: &EnvelopeFields, map: &Map<String, Value>, max_event
         return assert_eq!(envelope.event_count, 0);
     };
     let value = &map["events"];
-    check_shape(
-        events,
-        Some(value),
-        |kept: &Vec<RawEvent>, items: &[Value]| {
-            assert_eq!(envelope.event_count, items.len(), "every event is counted");
-            assert_eq!(
-                kept.len(),
-                items.len().min(max_events),
-                "events past the limit are not kept"
-            );
-            for (event, item) in kept.iter().zip(items) {
-                let text: Value =
-                    serde_json::from_str(event.json).expect("an event's text is JSON");
-                assert_eq!(&text, item, "an event keeps its exact text");
-                check_shape(event.fields(), Some(item), check_event);
-            }
-        },
-    );
+    check_shape(events, Some(value), |kept: &Vec<RawEvent>, items: &[Value]| {
+        assert_eq!(envelope.event_count, items.len(), "every event is counted");
+        assert_eq!(kept.len(), items.len().min(max_events), "events past the limit are not kept");
+        for (event, item) in kept.iter().zip(items) {
+            let text: Value = serde_json::from_str(event.json).expect("an event's text is JSON");
+            assert_eq!(&text, item, "an event keeps its exact text");
+            check_shape(event.fields(), Some(item), check_event);
+        }
+    });
 }
 
 fn check_event(e: &EventFields, map: &Map<String, Value>) {
-    let scalars = [
-        &e.event_id,
-        &e.event_type,
-        &e.ts,
-        &e.anonymous_id,
-        &e.user_id,
-        &e.session_id,
-    ];
+    let scalars = [&e.event_id, &e.event_type, &e.ts, &e.anonymous_id, &e.user_id, &e.session_id];
     for (name, json) in EVENT_SCALARS.iter().zip(scalars) {
         same(json, map.get(*name));
     }
-    check_shape(
-        &e.page,
-        map.get("page"),
-        |page, map: &Map<String, Value>| {
-            for (name, json) in
-                PAGE_FIELDS
-                    .iter()
-                    .zip([&page.url, &page.path, &page.referrer, &page.title])
-            {
-                same(json, map.get(*name));
-            }
-        },
-    );
-    check_shape(
-        &e.context,
-        map.get("context"),
-        |context, map: &Map<String, Value>| {
-            for (name, json) in
-                CONTEXT_FIELDS
-                    .iter()
-                    .zip([&context.screen, &context.lang, &context.tz])
-            {
-                same(json, map.get(*name));
-            }
-        },
-    );
+    check_shape(&e.page, map.get("page"), |page, map: &Map<String, Value>| {
+        for (name, json) in PAGE_FIELDS.iter().zip([&page.url, &page.path, &page.referrer, &page.title]) {
+            same(json, map.get(*name));
+        }
+    });
+    check_shape(&e.context, map.get("context"), |context, map: &Map<String, Value>| {
+        for (name, json) in CONTEXT_FIELDS.iter().zip([&context.screen, &context.lang, &context.tz]) {
+            same(json, map.get(*name));
+        }
+    });
     check_shape(&e.props, map.get("props"), check_props);
 }
 
@@ -438,11 +349,8 @@ fn check_props(props: &PropsFields, map: &Map<String, Value>) {
     for (prop, json) in PROPS.iter().zip(&props.known) {
         same(json, map.get(prop.name));
     }
-    let mut others: Vec<&str> = map
-        .keys()
-        .map(String::as_str)
-        .filter(|k| !PROPS.iter().any(|p| p.name == *k))
-        .collect();
+    let mut others: Vec<&str> =
+        map.keys().map(String::as_str).filter(|k| !PROPS.iter().any(|p| p.name == *k)).collect();
     let mut extra: Vec<&str> = props.extra.iter().map(|(k, _)| k.as_ref()).collect();
     others.sort_unstable();
     extra.sort_unstable();
@@ -508,9 +416,7 @@ fn same(json: &Json, value: Option<&Value>) {
         (Json::Str(a), Value::String(b)) => a == b,
         (Json::Array, Value::Array(_)) | (Json::Object, Value::Object(_)) => true,
         // serde_json reads `-0` as the float -0.0.
-        (Json::Int(i), Value::Number(n)) => {
-            n.as_i64() == Some(*i) || (*i == 0 && n.as_f64() == Some(0.0))
-        }
+        (Json::Int(i), Value::Number(n)) => n.as_i64() == Some(*i) || (*i == 0 && n.as_f64() == Some(0.0)),
         (Json::Float(x), Value::Number(n)) => n.as_f64() == Some(*x),
         _ => false,
     };

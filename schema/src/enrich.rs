@@ -115,10 +115,18 @@ fn hmac_sha256(key: &[u8]) -> Hmac<Sha256> {
 }
 
 macro_rules! detach {
-    (Text, $value:expr) => { own_opt($value) };
-    (Url, $value:expr) => { own_opt($value) };
-    (Number, $value:expr) => { $value };
-    (Integer, $value:expr) => { $value };
+    (Text, $value:expr) => {
+        own_opt($value)
+    };
+    (Url, $value:expr) => {
+        own_opt($value)
+    };
+    (Number, $value:expr) => {
+        $value
+    };
+    (Integer, $value:expr) => {
+        $value
+    };
 }
 
 macro_rules! enriched_event {
@@ -296,11 +304,8 @@ pub struct RequestFacts<'a> {
 
 impl<'a> RequestFacts<'a> {
     pub fn new(meta: &'a RequestMeta, site_id: &str, salt: &DailySalt) -> RequestFacts<'a> {
-        let ip_hash = meta
-            .ip
-            .as_deref()
-            .filter(|ip| !ip.trim().is_empty())
-            .map(|ip| salt.hash_ip(ip, site_id, meta.received_at));
+        let ip_hash =
+            meta.ip.as_deref().filter(|ip| !ip.trim().is_empty()).map(|ip| salt.hash_ip(ip, site_id, meta.received_at));
         RequestFacts {
             meta,
             ua: parse_user_agent(meta.user_agent.as_deref()),
@@ -338,8 +343,8 @@ pub fn enrich_with<'a>(
         Cow::Owned(url) => utm_from_url(url).into_owned(),
     };
     let props = event.props;
-    let props_extra = (!props.extra.is_empty())
-        .then(|| Cow::Owned(serde_json::to_string(&props.extra).unwrap_or_default()));
+    let props_extra =
+        (!props.extra.is_empty()).then(|| Cow::Owned(serde_json::to_string(&props.extra).unwrap_or_default()));
     let text = |s: Option<&'a str>| s.map(Cow::Borrowed);
     EnrichedEvent {
         event_id: event.event_id,

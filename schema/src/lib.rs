@@ -29,8 +29,8 @@ pub mod wire;
 
 pub use bad_row::BadRow;
 pub use enrich::{enrich, enrich_with, DailySalt, EnrichedEvent, RequestFacts, RequestMeta, SaltSource};
-pub use reason::{BatchError, RejectReason};
 pub use read::RawEvent;
+pub use reason::{BatchError, RejectReason};
 pub use validate::{parse_batch, validate_event, Limits, ParsedBatch, Rejection, ValidEvent, ValidProps};
 pub use wire::{Batch, Context, Event, EventType, Page, Props, WIRE_VERSION};
 

@@ -104,14 +104,19 @@ impl fmt::Display for RejectReason {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BatchError {
     /// The body exceeds the size limit (bytes).
-    BodyTooLarge { limit: usize },
+    BodyTooLarge {
+        limit: usize,
+    },
     /// The body is not JSON.
     MalformedJson(String),
     /// JSON, but not a batch envelope (what is wrong says the message).
     InvalidEnvelope(String),
     UnsupportedVersion(String),
     /// More events than one batch may carry.
-    TooManyEvents { limit: usize, got: usize },
+    TooManyEvents {
+        limit: usize,
+        got: usize,
+    },
 }
 
 impl BatchError {

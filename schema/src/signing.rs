@@ -54,7 +54,11 @@ pub struct SignedHeaders {
 }
 
 impl SignedHeaders {
-    pub fn read(timestamp: Option<&str>, signature: Option<&str>, now_ms: i64) -> Result<SignedHeaders, SignatureError> {
+    pub fn read(
+        timestamp: Option<&str>,
+        signature: Option<&str>,
+        now_ms: i64,
+    ) -> Result<SignedHeaders, SignatureError> {
         let (Some(timestamp), Some(signature)) = (timestamp, signature) else {
             return Err(SignatureError::Missing);
         };
@@ -73,9 +77,9 @@ impl SignedHeaders {
     /// Does the MAC match `body` under any of `secrets` (two are valid at
     /// once while one is rotated)? Each comparison is constant-time.
     pub fn verify(&self, secrets: &[impl AsRef<[u8]>], body: &[u8]) -> Result<(), SignatureError> {
-        let matched = secrets
-            .iter()
-            .fold(false, |hit, secret| hit | mac(secret.as_ref(), self.timestamp_ms, body).verify_slice(&self.mac).is_ok());
+        let matched = secrets.iter().fold(false, |hit, secret| {
+            hit | mac(secret.as_ref(), self.timestamp_ms, body).verify_slice(&self.mac).is_ok()
+        });
         if matched {
             Ok(())
         } else {
@@ -108,7 +112,10 @@ mod tests {
         assert_eq!(verify(b"k", Some("1000"), Some(&sig), b"bodY", 1000), Err(SignatureError::Mismatch));
         assert_eq!(verify(b"other", Some("1000"), Some(&sig), b"body", 1000), Err(SignatureError::Mismatch));
         assert_eq!(verify(b"k", Some("1001"), Some(&sig), b"body", 1000), Err(SignatureError::Mismatch));
-        assert_eq!(verify(b"k", Some("1000"), Some(&sig), b"body", 1001 + MAX_SIGNATURE_AGE_MS), Err(SignatureError::Stale));
+        assert_eq!(
+            verify(b"k", Some("1000"), Some(&sig), b"body", 1001 + MAX_SIGNATURE_AGE_MS),
+            Err(SignatureError::Stale)
+        );
         assert_eq!(verify(b"k", None, Some(&sig), b"body", 1000), Err(SignatureError::Missing));
         assert_eq!(verify(b"k", Some("1000"), None, b"body", 1000), Err(SignatureError::Missing));
         assert_eq!(verify(b"k", Some("x"), Some(&sig), b"body", 1000), Err(SignatureError::Malformed));

@@ -65,12 +65,7 @@ const BOT_SIGNATURES: &[(&str, &str)] = &[
 pub fn parse_user_agent(user_agent: Option<&str>) -> UserAgentInfo {
     let ua = user_agent.unwrap_or("").trim();
     if ua.is_empty() {
-        return UserAgentInfo {
-            browser: "Other",
-            os: "Other",
-            device_type: "unknown",
-            bot: Some("no user agent"),
-        };
+        return UserAgentInfo { browser: "Other", os: "Other", device_type: "unknown", bot: Some("no user agent") };
     }
     let lower = ua.to_ascii_lowercase();
     let bot = BOT_SIGNATURES.iter().find(|(needle, _)| lower.contains(needle)).map(|(_, name)| *name);

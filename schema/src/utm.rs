@@ -50,17 +50,13 @@ pub fn utm_from_url(url: &str) -> Utm<'_> {
 
 /// The decoded `key=value` pairs of a URL's query string.
 pub fn query_pairs(url: &str) -> Vec<(String, String)> {
-    form_urlencoded::parse(query(url).as_bytes())
-        .into_owned()
-        .collect()
+    form_urlencoded::parse(query(url).as_bytes()).into_owned().collect()
 }
 
 /// The query string of a URL: after the first `?`, before the fragment.
 fn query(url: &str) -> &str {
     let before_fragment = url.split_once('#').map_or(url, |(before, _)| before);
-    before_fragment
-        .split_once('?')
-        .map_or("", |(_, query)| query)
+    before_fragment.split_once('?').map_or("", |(_, query)| query)
 }
 
 /// Decodes `%XX` escapes and `+` in one query-string component; invalid
@@ -71,10 +67,7 @@ pub fn percent_decode(input: &str) -> String {
     // themselves. An escape starts with `%`, which is not a hex digit, so it
     // cannot complete an escape left unfinished before it.
     let escaped = input.replace('&', "%26").replace('=', "%3D");
-    form_urlencoded::parse(escaped.as_bytes())
-        .next()
-        .map(|(text, _)| text.into_owned())
-        .unwrap_or_default()
+    form_urlencoded::parse(escaped.as_bytes()).next().map(|(text, _)| text.into_owned()).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -96,28 +89,15 @@ mod tests {
     #[test]
     fn absent_empty_repeated_and_fragment_parameters() {
         assert_eq!(utm_from_url("https://shop.example/"), Utm::default());
-        assert_eq!(
-            utm_from_url("https://shop.example/?utm_source="),
-            Utm::default()
-        );
-        assert_eq!(
-            utm_from_url("https://shop.example/#?utm_source=x"),
-            Utm::default()
-        );
+        assert_eq!(utm_from_url("https://shop.example/?utm_source="), Utm::default());
+        assert_eq!(utm_from_url("https://shop.example/#?utm_source=x"), Utm::default());
         let utm = utm_from_url("/p?utm_source=a&utm_source=b&x=1");
         assert_eq!(utm.source.as_deref(), Some("a"));
         // An escaped key is still the key.
-        assert_eq!(
-            utm_from_url("/p?utm%5Fmedium=cpc").medium.as_deref(),
-            Some("cpc")
-        );
+        assert_eq!(utm_from_url("/p?utm%5Fmedium=cpc").medium.as_deref(), Some("cpc"));
         assert_eq!(
             query_pairs("/p?a=1+2&b&=c"),
-            [
-                ("a".into(), "1 2".into()),
-                ("b".into(), "".into()),
-                ("".into(), "c".into())
-            ]
+            [("a".into(), "1 2".into()), ("b".into(), "".into()), ("".into(), "c".into())]
         );
     }
 

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::read::{read_batch, ContextFields, EventFields, Json, PageFields, PropsFields, RawEvent, Shape};
 use crate::props::{PROPS, PROP_COUNT};
+use crate::read::{read_batch, ContextFields, EventFields, Json, PageFields, PropsFields, RawEvent, Shape};
 use crate::reason::{BatchError, RejectReason};
 use crate::time::corrected_event_ts;
 use crate::wire::{Context, Event, EventType, Page, Props, WIRE_VERSION};
@@ -104,17 +104,33 @@ enum Slot<'s, 'a> {
 }
 
 macro_rules! slot {
-    (Text, $field:expr) => { Slot::Text($field, MAX_TEXT_LEN) };
-    (Url, $field:expr) => { Slot::Text($field, MAX_URL_LEN) };
-    (Number, $field:expr) => { Slot::Number($field) };
-    (Integer, $field:expr) => { Slot::Integer($field) };
+    (Text, $field:expr) => {
+        Slot::Text($field, MAX_TEXT_LEN)
+    };
+    (Url, $field:expr) => {
+        Slot::Text($field, MAX_URL_LEN)
+    };
+    (Number, $field:expr) => {
+        Slot::Number($field)
+    };
+    (Integer, $field:expr) => {
+        Slot::Integer($field)
+    };
 }
 
 macro_rules! owned {
-    (Text, $value:expr) => { $value.map(Cow::into_owned) };
-    (Url, $value:expr) => { $value.map(Cow::into_owned) };
-    (Number, $value:expr) => { $value };
-    (Integer, $value:expr) => { $value };
+    (Text, $value:expr) => {
+        $value.map(Cow::into_owned)
+    };
+    (Url, $value:expr) => {
+        $value.map(Cow::into_owned)
+    };
+    (Number, $value:expr) => {
+        $value
+    };
+    (Integer, $value:expr) => {
+        $value
+    };
 }
 
 macro_rules! valid_props {
@@ -154,7 +170,12 @@ impl ValidEvent<'_> {
             anonymous_id: own(self.anonymous_id),
             user_id: own_opt(self.user_id),
             session_id: own(self.session_id),
-            page: Page { url: own(self.page_url), path: own(self.page_path), referrer: own(self.referrer), title: own(self.page_title) },
+            page: Page {
+                url: own(self.page_url),
+                path: own(self.page_path),
+                referrer: own(self.referrer),
+                title: own(self.page_title),
+            },
             props: self.props.into_props(),
             context: Context { screen: own(self.screen), lang: own(self.lang), tz: own(self.tz) },
         }
@@ -167,8 +188,7 @@ pub fn parse_batch<'a>(body: &'a [u8], limits: &Limits) -> Result<ParsedBatch<'a
     if body.len() > limits.max_body_bytes {
         return Err(BatchError::BodyTooLarge { limit: limits.max_body_bytes });
     }
-    let envelope =
-        read_batch(body, limits.max_events).map_err(|e| BatchError::MalformedJson(e.to_string()))?;
+    let envelope = read_batch(body, limits.max_events).map_err(|e| BatchError::MalformedJson(e.to_string()))?;
     let Shape::Is(envelope) = envelope else {
         return Err(BatchError::InvalidEnvelope("the body must be a JSON object".into()));
     };
@@ -180,9 +200,7 @@ pub fn parse_batch<'a>(body: &'a [u8], limits: &Limits) -> Result<ParsedBatch<'a
     let site_id = match envelope.site_id {
         Some(Json::Str(s)) if !s.is_empty() && s.len() <= MAX_ID_LEN => s,
         Some(Json::Str(_)) => {
-            return Err(BatchError::InvalidEnvelope(format!(
-                "\"site_id\" must be 1 to {MAX_ID_LEN} characters"
-            )))
+            return Err(BatchError::InvalidEnvelope(format!("\"site_id\" must be 1 to {MAX_ID_LEN} characters")))
         }
         Some(_) => return Err(BatchError::InvalidEnvelope("\"site_id\" must be a string".into())),
         None => return Err(BatchError::InvalidEnvelope("missing \"site_id\"".into())),
@@ -213,12 +231,7 @@ pub fn parse_batch<'a>(body: &'a [u8], limits: &Limits) -> Result<ParsedBatch<'a
 ///
 /// `received_at` is the server clock; with `sent_at` it gives the skew
 /// correction used for the time rules.
-pub fn validate_event(
-    json: &str,
-    sent_at: Option<i64>,
-    received_at: i64,
-    limits: &Limits,
-) -> Result<Event, Rejection> {
+pub fn validate_event(json: &str, sent_at: Option<i64>, received_at: i64, limits: &Limits) -> Result<Event, Rejection> {
     match RawEvent::read(json) {
         Ok(event) => event.validate(sent_at, received_at, limits).map(ValidEvent::into_event),
         Err(e) => Err(Rejection::new(RejectReason::NotAnObject, format!("the event is not JSON: {e}"))),
@@ -227,7 +240,12 @@ pub fn validate_event(
 
 impl<'a> RawEvent<'a> {
     /// [`validate_event`] for an event of a parsed batch, borrowing from it.
-    pub fn validate(self, sent_at: Option<i64>, received_at: i64, limits: &Limits) -> Result<ValidEvent<'a>, Rejection> {
+    pub fn validate(
+        self,
+        sent_at: Option<i64>,
+        received_at: i64,
+        limits: &Limits,
+    ) -> Result<ValidEvent<'a>, Rejection> {
         let Shape::Is(fields) = self.fields else {
             return Err(Rejection::new(RejectReason::NotAnObject, "the event must be a JSON object"));
         };
@@ -254,9 +272,8 @@ fn check_event<'a>(
 
     let event_type = match &fields.event_type {
         Json::Null => return Err(Rejection::new(RejectReason::MissingEventType, "missing event_type")),
-        Json::Str(name) => EventType::parse(name).ok_or_else(|| {
-            Rejection::new(RejectReason::UnknownEventType, format!("unknown event_type {name:?}"))
-        })?,
+        Json::Str(name) => EventType::parse(name)
+            .ok_or_else(|| Rejection::new(RejectReason::UnknownEventType, format!("unknown event_type {name:?}")))?,
         other => {
             return Err(Rejection::new(
                 RejectReason::UnknownEventType,
@@ -353,10 +370,7 @@ fn check_type_rules(event: &ValidEvent) -> Result<(), Rejection> {
     let required: &[(&str, bool)] = match event_type {
         EventType::PageView => {
             if event.page_url.is_empty() && event.page_path.is_empty() {
-                return Err(Rejection::new(
-                    RejectReason::MissingPage,
-                    "page_view needs page.url or page.path",
-                ));
+                return Err(Rejection::new(RejectReason::MissingPage, "page_view needs page.url or page.path"));
             }
             &[]
         }
@@ -379,20 +393,14 @@ fn check_type_rules(event: &ValidEvent) -> Result<(), Rejection> {
         ],
         EventType::Identify => {
             if event.user_id.is_none() {
-                return Err(Rejection::new(
-                    RejectReason::MissingUserId,
-                    "identify needs a non-empty user_id",
-                ));
+                return Err(Rejection::new(RejectReason::MissingUserId, "identify needs a non-empty user_id"));
             }
             &[]
         }
         EventType::Custom => &[("name", props.name.is_some())],
     };
     if let Some((name, _)) = required.iter().find(|(_, present)| !present) {
-        return Err(Rejection::new(
-            RejectReason::MissingProp,
-            format!("{} needs props.{name}", event_type.as_str()),
-        ));
+        return Err(Rejection::new(RejectReason::MissingProp, format!("{} needs props.{name}", event_type.as_str())));
     }
 
     for (name, amount) in [("price", props.price), ("revenue", props.revenue)] {
@@ -486,10 +494,7 @@ fn parse_props<'a>(value: Shape<PropsFields<'a>>) -> Result<ValidProps<'a>, Reje
 
 fn prop_number(key: &str, value: &Json) -> Result<f64, Rejection> {
     value.as_f64().ok_or_else(|| {
-        Rejection::new(
-            RejectReason::InvalidPropType,
-            format!("props.{key} must be a number, got {}", value.kind()),
-        )
+        Rejection::new(RejectReason::InvalidPropType, format!("props.{key} must be a number, got {}", value.kind()))
     })
 }
 
@@ -514,10 +519,7 @@ fn optional_string<'a>(value: Json<'a>, path: &str, limit: usize) -> Result<Cow<
 fn bounded<'a>(s: Cow<'a, str>, field: &str, limit: usize) -> Result<Cow<'a, str>, Rejection> {
     // Bytes bound characters from above: count them only when it matters.
     if s.len() > limit && s.chars().count() > limit {
-        return Err(Rejection::new(
-            RejectReason::FieldTooLong,
-            format!("{field} is longer than {limit} characters"),
-        ));
+        return Err(Rejection::new(RejectReason::FieldTooLong, format!("{field} is longer than {limit} characters")));
     }
     Ok(s)
 }

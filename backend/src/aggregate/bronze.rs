@@ -16,9 +16,15 @@ macro_rules! prop_column {
     (Text, $rows:expr, $column:ident) => {
         $rows.iter().map(|r| r.event.$column.as_deref()).collect::<Vec<_>>()
     };
-    (Url, $rows:expr, $column:ident) => { prop_column!(Text, $rows, $column) };
-    (Number, $rows:expr, $column:ident) => { $rows.iter().map(|r| r.event.$column).collect::<Vec<_>>() };
-    (Integer, $rows:expr, $column:ident) => { prop_column!(Number, $rows, $column) };
+    (Url, $rows:expr, $column:ident) => {
+        prop_column!(Text, $rows, $column)
+    };
+    (Number, $rows:expr, $column:ident) => {
+        $rows.iter().map(|r| r.event.$column).collect::<Vec<_>>()
+    };
+    (Integer, $rows:expr, $column:ident) => {
+        prop_column!(Number, $rows, $column)
+    };
 }
 
 macro_rules! prop_columns {
@@ -43,7 +49,8 @@ fn ts_column(name: &str, values: Vec<Option<i64>>) -> PolarsResult<Column> {
 /// `Datetime(ms)`.
 pub fn bronze_frame(rows: &[LogEvent<'_>], ingested_at: i64) -> PolarsResult<DataFrame> {
     let n = rows.len();
-    let strings = |f: for<'e> fn(&'e EnrichedEvent<'_>) -> &'e str| -> Vec<&str> { rows.iter().map(|r| f(&r.event)).collect() };
+    let strings =
+        |f: for<'e> fn(&'e EnrichedEvent<'_>) -> &'e str| -> Vec<&str> { rows.iter().map(|r| f(&r.event)).collect() };
     let opt_strings = |f: for<'e> fn(&'e EnrichedEvent<'_>) -> Option<&'e str>| -> Vec<Option<&str>> {
         rows.iter().map(|r| f(&r.event)).collect()
     };

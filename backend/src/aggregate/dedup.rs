@@ -12,9 +12,9 @@ use std::path::Path;
 
 use polars::prelude::*;
 
+use crate::storage::scan::has_files;
 /// Where the integration tests have always found it.
 pub use crate::storage::scan::scan_table;
-use crate::storage::scan::has_files;
 use crate::storage::Table;
 
 #[derive(Debug, Default)]

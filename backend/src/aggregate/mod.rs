@@ -14,4 +14,3 @@ pub mod silver;
 
 pub use gold_step::{GoldConfig, GoldStep};
 pub use runner::{AggregateConfig, Aggregator, StepReport};
-

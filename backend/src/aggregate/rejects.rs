@@ -14,14 +14,24 @@ pub struct LogBadRow {
 }
 
 pub const REJECT_COLUMNS: &[&str] = &[
-    "received_at", "site_id", "reason", "detail", "payload", "event_index", "event_id",
-    "anonymous_id", "source", "log_partition", "log_offset",
+    "received_at",
+    "site_id",
+    "reason",
+    "detail",
+    "payload",
+    "event_index",
+    "event_id",
+    "anonymous_id",
+    "source",
+    "log_partition",
+    "log_offset",
 ];
 
 pub fn rejects_frame(rows: &[LogBadRow]) -> PolarsResult<DataFrame> {
     let n = rows.len();
     let columns = vec![
-        Column::new("received_at".into(), rows.iter().map(|r| r.row.received_at).collect::<Vec<_>>()).cast(&datetime_ms())?,
+        Column::new("received_at".into(), rows.iter().map(|r| r.row.received_at).collect::<Vec<_>>())
+            .cast(&datetime_ms())?,
         Column::new("site_id".into(), rows.iter().map(|r| r.row.site_id.as_str()).collect::<Vec<_>>()),
         Column::new("reason".into(), rows.iter().map(|r| r.row.reason.as_str()).collect::<Vec<_>>()),
         Column::new("detail".into(), rows.iter().map(|r| r.row.detail.as_str()).collect::<Vec<_>>()),

@@ -197,8 +197,8 @@ impl Aggregator {
             }
             _ => (0..all).collect(),
         };
-        let ownership = Ownership::claim(&config.data_dir, &owned, config.gold.is_some())
-            .map_err(PipelineError::Ownership)?;
+        let ownership =
+            Ownership::claim(&config.data_dir, &owned, config.gold.is_some()).map_err(PipelineError::Ownership)?;
         let data_dir = config.data_dir.clone();
         let retention = config.dedup_retention_ms;
         let gold = config.gold;
@@ -233,7 +233,17 @@ impl Aggregator {
         .await
         .map_err(|e| PipelineError::Task(e.to_string()))??;
         tracing::info!(seq = manifest.seq, remembered_ids = seen.len(), partitions = ?owned, "aggregator ready");
-        Ok(Aggregator { stream, config, role, owned, manifest, seen: Some(seen), metrics, clock, _ownership: ownership })
+        Ok(Aggregator {
+            stream,
+            config,
+            role,
+            owned,
+            manifest,
+            seen: Some(seen),
+            metrics,
+            clock,
+            _ownership: ownership,
+        })
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -335,7 +345,11 @@ impl Aggregator {
             }
         }
         let last = self.drain().await?;
-        tracing::info!(silver_rows = last.silver_rows, seq = self.manifest.seq, "aggregator stopped after a final drain");
+        tracing::info!(
+            silver_rows = last.silver_rows,
+            seq = self.manifest.seq,
+            "aggregator stopped after a final drain"
+        );
         Ok(())
     }
 
@@ -398,7 +412,8 @@ impl MicroBatch<'_> {
 
         let (bronze_parts, mut bad_rows) = decode_events(events, now)?;
         for f in rejects {
-            let row = serde_json::from_slice::<BadRow>(&f.value).unwrap_or_else(|e| undecodable(&f, &e.to_string(), now));
+            let row =
+                serde_json::from_slice::<BadRow>(&f.value).unwrap_or_else(|e| undecodable(&f, &e.to_string(), now));
             bad_rows.push(LogBadRow { partition: f.partition, offset: f.offset, row });
         }
         report.timings.decode = lap();

@@ -152,7 +152,9 @@ impl TryFrom<RuleFile> for AlertRule {
             return fail("max_notifications_per_hour must be at least 1".into());
         }
         match &condition {
-            Condition::PurchaseOver { amount } if amount.is_nan() || *amount < 0.0 => return fail(format!("amount must be at least 0, got {amount}")),
+            Condition::PurchaseOver { amount } if amount.is_nan() || *amount < 0.0 => {
+                return fail(format!("amount must be at least 0, got {amount}"))
+            }
             Condition::RejectsSpike { window_minutes, .. } | Condition::TrafficBelow { window_minutes, .. }
                 if !(1..=1440).contains(window_minutes) =>
             {
@@ -160,7 +162,12 @@ impl TryFrom<RuleFile> for AlertRule {
             }
             _ => {}
         }
-        Ok(AlertRule { name: f.name, condition, webhooks: f.webhooks, max_notifications_per_hour: f.max_notifications_per_hour })
+        Ok(AlertRule {
+            name: f.name,
+            condition,
+            webhooks: f.webhooks,
+            max_notifications_per_hour: f.max_notifications_per_hour,
+        })
     }
 }
 
@@ -181,7 +188,11 @@ pub struct AlertingConfig {
 
 impl Default for AlertingConfig {
     fn default() -> Self {
-        AlertingConfig { check_seconds: default_check_seconds(), attempts: default_attempts(), backoff_ms: default_backoff_ms() }
+        AlertingConfig {
+            check_seconds: default_check_seconds(),
+            attempts: default_attempts(),
+            backoff_ms: default_backoff_ms(),
+        }
     }
 }
 
@@ -234,24 +245,39 @@ mod tests {
 
     #[test]
     fn mistakes_are_named() {
-        let err = |rule: &str| toml::from_str::<File>(&format!("[[alerts]]\nname='x'\n{rule}")).unwrap_err().to_string();
+        let err =
+            |rule: &str| toml::from_str::<File>(&format!("[[alerts]]\nname='x'\n{rule}")).unwrap_err().to_string();
         for (rule, message) in [
             ("when='purchase_above'\namount=1.0\nwebhooks=['http://h']", "unknown when = \"purchase_above\""),
             ("when='purchase_over'\nwebhooks=['http://h']", "purchase_over needs amount"),
             ("when='bot_anomaly'\ncount=3\nwebhooks=['http://h']", "count does not apply to bot_anomaly"),
             ("when='bot_anomaly'\nwebhooks=[]", "no webhooks"),
             ("when='bot_anomaly'\nwebhooks=['ftp://h/SECRET']", "webhook ftp://h/… is not an http(s) URL"),
-            ("when='bot_anomaly'\nwebhooks=['http://h']\nmax_notifications_per_hour=0", "max_notifications_per_hour must be at least 1"),
-            ("when='traffic_below'\nevents_per_minute=1.0\nwindow_minutes=0\nwebhooks=['http://h']", "window_minutes must be 1 to 1440"),
+            (
+                "when='bot_anomaly'\nwebhooks=['http://h']\nmax_notifications_per_hour=0",
+                "max_notifications_per_hour must be at least 1",
+            ),
+            (
+                "when='traffic_below'\nevents_per_minute=1.0\nwindow_minutes=0\nwebhooks=['http://h']",
+                "window_minutes must be 1 to 1440",
+            ),
             ("when='bot_anomaly'\nwebhooks=['http://h']\nwebhook='typo'", "unknown field `webhook`"),
         ] {
             let got = err(rule);
             assert!(got.contains(message), "{rule}: {got}");
         }
-        let rule: File = toml::from_str("[[alerts]]\nname='x'\nwhen='rejects_spike'\ncount=3\nwebhooks=['http://h']").unwrap();
-        assert_eq!(rule.alerts[0].condition, Condition::RejectsSpike { count: 3, window_minutes: 5 }, "window_minutes defaults to 5");
+        let rule: File =
+            toml::from_str("[[alerts]]\nname='x'\nwhen='rejects_spike'\ncount=3\nwebhooks=['http://h']").unwrap();
+        assert_eq!(
+            rule.alerts[0].condition,
+            Condition::RejectsSpike { count: 3, window_minutes: 5 },
+            "window_minutes defaults to 5"
+        );
         assert_eq!(rule.alerts[0].max_notifications_per_hour, 10, "max_notifications_per_hour defaults to 10");
-        let rule: File = toml::from_str("[[alerts]]\nname='x'\nwhen='bot_anomaly'\nmax_notifications_per_hour=3\nwebhooks=['http://h']").unwrap();
+        let rule: File = toml::from_str(
+            "[[alerts]]\nname='x'\nwhen='bot_anomaly'\nmax_notifications_per_hour=3\nwebhooks=['http://h']",
+        )
+        .unwrap();
         assert_eq!(rule.alerts[0].max_notifications_per_hour, 3);
     }
 }

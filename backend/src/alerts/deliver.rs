@@ -53,14 +53,21 @@ pub struct Delivery {
 impl Delivery {
     /// A delivery that did not start (no HTTP client).
     pub fn not_tried(webhook: &str, why: &str) -> Delivery {
-        Delivery { webhook: redact_webhook(webhook), delivered: false, attempts: 0, status: None, error: Some(why.to_string()) }
+        Delivery {
+            webhook: redact_webhook(webhook),
+            delivered: false,
+            attempts: 0,
+            status: None,
+            error: Some(why.to_string()),
+        }
     }
 }
 
 /// Posts the alert to one webhook: retried on network errors, 429 and 5xx
 /// with doubling waits; any other answer is final, a redirect too.
 pub async fn post(client: &reqwest::Client, webhook: &str, body: &Value, config: &AlertingConfig) -> Delivery {
-    let mut delivery = Delivery { webhook: redact_webhook(webhook), delivered: false, attempts: 0, status: None, error: None };
+    let mut delivery =
+        Delivery { webhook: redact_webhook(webhook), delivered: false, attempts: 0, status: None, error: None };
     let mut wait = Duration::from_millis(config.backoff_ms);
     while delivery.attempts < config.attempts.max(1) {
         if delivery.attempts > 0 {
@@ -238,7 +245,9 @@ mod tests {
         for ms in [0, 1_795_305_600_000, 1_795_305_600_000 + 9 * 3_600_000 + 30 * 60_000 + 59_000, 951_868_799_000] {
             assert_eq!(parse_iso(&iso(ms)), Some(ms), "{}", iso(ms));
         }
-        for bad in ["", "2026-11-22", "2026-11-22T09:30:00", "2026-13-22T09:30:00Z", "2026-11-22T24:00:00Z", "x-y-zTa:b:cZ"] {
+        for bad in
+            ["", "2026-11-22", "2026-11-22T09:30:00", "2026-13-22T09:30:00Z", "2026-11-22T24:00:00Z", "x-y-zTa:b:cZ"]
+        {
             assert_eq!(parse_iso(bad), None, "{bad}");
         }
     }

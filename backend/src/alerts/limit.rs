@@ -93,7 +93,11 @@ mod tests {
         // minutes that count.
         assert_eq!(limit.decide("r", 2, t + 15 * M), Decision::Suppress);
         assert_eq!(limit.decide("r", 2, t + H - 1), Decision::Suppress);
-        assert_eq!(limit.decide("r", 2, t + H), Decision::Post { last: true }, "the first post is 60 minutes old: room for one");
+        assert_eq!(
+            limit.decide("r", 2, t + H),
+            Decision::Post { last: true },
+            "the first post is 60 minutes old: room for one"
+        );
         assert_eq!(limit.decide("r", 2, t + H + 1), Decision::Suppress);
         // Each rule has its own count.
         assert_eq!(limit.decide("other", 2, t + 2 * M), Decision::Post { last: false });
@@ -122,7 +126,11 @@ mod tests {
         limit.posted("r", t);
         limit.posted("r", t + M);
         limit.suppressed("r", t + 2 * M);
-        assert_eq!(limit.decide("r", 2, t + 3 * M), Decision::Suppress, "two posted in the last hour before the restart");
+        assert_eq!(
+            limit.decide("r", 2, t + 3 * M),
+            Decision::Suppress,
+            "two posted in the last hour before the restart"
+        );
         assert_eq!(limit.ended_hours("r", t + H), [(t, 2)]);
     }
 }

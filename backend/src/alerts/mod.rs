@@ -121,7 +121,9 @@ impl Alerts {
                         }
                     }
                 }
-                Err(e) => tracing::warn!(rule = %rule.name, error = %e, "could not check the alert rule; trying again at the next check"),
+                Err(e) => {
+                    tracing::warn!(rule = %rule.name, error = %e, "could not check the alert rule; trying again at the next check");
+                }
             }
             for (hour, count) in self.limit.ended_hours(&rule.name, now) {
                 let summary = summary(&rule, hour, count);
@@ -193,7 +195,10 @@ impl Alerts {
         self.read_log = true;
         for entry in deliver::entries_since(&self.log, now - self.keep_ms) {
             // One line per webhook: the first of a key counts.
-            if !self.sent.insert(&entry.key, entry.at) || entry.when == SUMMARY || !self.rules.iter().any(|r| r.name == entry.rule) {
+            if !self.sent.insert(&entry.key, entry.at)
+                || entry.when == SUMMARY
+                || !self.rules.iter().any(|r| r.name == entry.rule)
+            {
                 continue;
             }
             if entry.outcome == deliver::SUPPRESSED {

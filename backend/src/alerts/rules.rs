@@ -115,7 +115,9 @@ pub fn check(rule: &AlertRule, data_dir: &Path, now: i64) -> PolarsResult<Vec<Al
             }
         }
         Condition::BotAnomaly => {
-            let Some(lf) = gold(data_dir, GoldTable::BotAnomalies, None, now - LOOKBACK_MS, now)? else { return Ok(alerts) };
+            let Some(lf) = gold(data_dir, GoldTable::BotAnomalies, None, now - LOOKBACK_MS, now)? else {
+                return Ok(alerts);
+            };
             let minutes = lf
                 .group_by([col("site_id"), col("window_start")])
                 .agg([
@@ -136,13 +138,20 @@ pub fn check(rule: &AlertRule, data_dir: &Path, now: i64) -> PolarsResult<Vec<Al
             for i in 0..site.len() {
                 // Visitor ids are visible ASCII, without spaces: ", " splits them.
                 let visitors: Vec<&str> = visitors[i].split(", ").collect();
-                let mut named = visitors.iter().take(VISITORS_IN_TEXT).map(|v| escape(v)).collect::<Vec<_>>().join(", ");
+                let mut named =
+                    visitors.iter().take(VISITORS_IN_TEXT).map(|v| escape(v)).collect::<Vec<_>>().join(", ");
                 if visitors.len() > VISITORS_IN_TEXT {
                     named.push_str(&format!(" and {} more", visitors.len() - VISITORS_IN_TEXT));
                 }
                 alerts.push(alert(
                     format!("{}|{}", site[i], iso(start[i])),
-                    format!("{} visitor(s) on {} sent up to {} events in the minute from {}: {named}", count[i], escape(&site[i]), most[i], iso(start[i])),
+                    format!(
+                        "{} visitor(s) on {} sent up to {} events in the minute from {}: {named}",
+                        count[i],
+                        escape(&site[i]),
+                        most[i],
+                        iso(start[i])
+                    ),
                     json!({
                         "site_id": site[i],
                         "window_start": iso(start[i]),
@@ -159,11 +168,16 @@ pub fn check(rule: &AlertRule, data_dir: &Path, now: i64) -> PolarsResult<Vec<Al
             let current = now.div_euclid(window) * window;
             for start in [current - window, current] {
                 let Some(lf) = rejects(data_dir, None, start, start + window)? else { continue };
-                let df = lf.group_by([col("reason")]).agg([len().alias("n")]).sort(["reason"], SortMultipleOptions::default()).collect()?;
+                let df = lf
+                    .group_by([col("reason")])
+                    .agg([len().alias("n")])
+                    .sort(["reason"], SortMultipleOptions::default())
+                    .collect()?;
                 let (reason, n) = (texts(&df, "reason", "")?, ints(&df, "n")?);
                 let total: i64 = n.iter().sum();
                 if total as u64 > *count {
-                    let by_reason: serde_json::Map<String, Value> = reason.iter().zip(&n).map(|(r, n)| (r.clone(), json!(n))).collect();
+                    let by_reason: serde_json::Map<String, Value> =
+                        reason.iter().zip(&n).map(|(r, n)| (r.clone(), json!(n))).collect();
                     alerts.push(alert(
                         iso(start),
                         format!("{total} events refused in the {window_minutes} minute(s) from {}, over {count}", iso(start)),
@@ -181,7 +195,10 @@ pub fn check(rule: &AlertRule, data_dir: &Path, now: i64) -> PolarsResult<Vec<Al
             let window = window_minutes * MINUTE_MS;
             let start = (now - SETTLE_MS).div_euclid(window) * window - window;
             let events = match gold(data_dir, GoldTable::Traffic1m, None, start, start + window)? {
-                Some(lf) => floats(&lf.select([col("events").cast(DataType::Float64).sum()]).collect()?, "events")?.first().copied().unwrap_or(0.0),
+                Some(lf) => floats(&lf.select([col("events").cast(DataType::Float64).sum()]).collect()?, "events")?
+                    .first()
+                    .copied()
+                    .unwrap_or(0.0),
                 None => 0.0,
             };
             let rate = events / *window_minutes as f64;

@@ -73,7 +73,10 @@ mod tests {
         for markup in ['<', '>', '*', '|'] {
             assert!(!got.contains(markup), "{markup:?} left in {got}");
         }
-        assert_eq!(escape("[click](https://evil) _i_ ~s~ `c` @here"), "［click］（https://evil） ＿i＿ ～s～ ｀c｀ ＠here");
+        assert_eq!(
+            escape("[click](https://evil) _i_ ~s~ `c` @here"),
+            "［click］（https://evil） ＿i＿ ～s～ ｀c｀ ＠here"
+        );
         // `&` first, so an entity in the value is shown, not read.
         assert_eq!(escape("a&lt;b & c"), "a&amp;lt;b &amp; c");
     }

@@ -35,7 +35,11 @@ fn data(label: &str) -> DataDir {
     ];
     events.extend((0..60).map(|i| ev(format!("bot-{i}"), "page_view", at(9, 30) + i * 900, "bot-7")));
     dir.publish(&events);
-    dir.reject(&[("missing_event_id", at(9, 20)), ("missing_event_id", at(9, 21)), ("missing_event_id", at(9, 22) + 59_999)]);
+    dir.reject(&[
+        ("missing_event_id", at(9, 20)),
+        ("missing_event_id", at(9, 21)),
+        ("missing_event_id", at(9, 22) + 59_999),
+    ]);
     dir
 }
 
@@ -74,12 +78,14 @@ fn each_rule_fires_exactly_when_it_should() {
     assert_eq!(keys(&spike, &dir, at(9, 23)), ["spike|2026-11-22T09:20:00Z"]);
     assert_eq!(keys(&spike, &dir, at(9, 26)), ["spike|2026-11-22T09:20:00Z"]);
     assert!(keys(&spike, &dir, at(9, 31)).is_empty());
-    assert!(keys(&rule("spike", Condition::RejectsSpike { count: 3, window_minutes: 5 }, hook()), &dir, at(9, 23)).is_empty());
+    assert!(keys(&rule("spike", Condition::RejectsSpike { count: 3, window_minutes: 5 }, hook()), &dir, at(9, 23))
+        .is_empty());
 
     // 09:55 to 10:00 had 3 human events (d's; the bot's are not counted):
     // 0.6 a minute, below 1.0 and not below 0.6. Checked once that window
     // has settled.
-    let drop = |level: f64| rule("drop", Condition::TrafficBelow { events_per_minute: level, window_minutes: 5 }, hook());
+    let drop =
+        |level: f64| rule("drop", Condition::TrafficBelow { events_per_minute: level, window_minutes: 5 }, hook());
     assert_eq!(keys(&drop(1.0), &dir, at(10, 1) + 30_000), ["drop|2026-11-22T09:55:00Z"]);
     assert!(keys(&drop(0.6), &dir, at(10, 1) + 30_000).is_empty());
     // Before 10:01 the 09:55 window has not settled: the one before is judged.
@@ -107,7 +113,11 @@ async fn receive(State(r): State<Receiver>, Json(body): Json<Value>) -> StatusCo
 }
 
 async fn receiver(failures: u32, status_after: u16) -> (Receiver, String) {
-    let r = Receiver { failures: Arc::new(Mutex::new(failures)), status_after: Arc::new(Mutex::new(status_after)), ..Receiver::default() };
+    let r = Receiver {
+        failures: Arc::new(Mutex::new(failures)),
+        status_after: Arc::new(Mutex::new(status_after)),
+        ..Receiver::default()
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let app = Router::new().route("/hook", post(receive)).with_state(r.clone());
@@ -131,7 +141,11 @@ async fn alerts_are_retried_sent_once_and_remembered_across_restarts() {
     let sent = alerts.check(now).await;
     assert_eq!(sent.len(), 1);
     let delivery = &sent[0].1[0];
-    assert_eq!((delivery.delivered, delivery.attempts, delivery.status), (true, 3, Some(200)), "two 500s, then delivered");
+    assert_eq!(
+        (delivery.delivered, delivery.attempts, delivery.status),
+        (true, 3, Some(200)),
+        "two 500s, then delivered"
+    );
     let bodies = hook.bodies.lock().unwrap().clone();
     assert_eq!(bodies.len(), 3, "the same alert three times");
     assert!(bodies.iter().all(|b| b == &bodies[0]));
@@ -146,7 +160,10 @@ async fn alerts_are_retried_sent_once_and_remembered_across_restarts() {
     let log = std::fs::read_to_string(deliver::log_path(&dir.0)).unwrap();
     let entries: Vec<Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(entries.len(), 1);
-    assert_eq!((entries[0]["outcome"].as_str(), entries[0]["attempts"].as_u64(), entries[0]["key"].as_str()), (Some("sent"), Some(3), Some("big|shop-1|o-2")));
+    assert_eq!(
+        (entries[0]["outcome"].as_str(), entries[0]["attempts"].as_u64(), entries[0]["key"].as_str()),
+        (Some("sent"), Some(3), Some("big|shop-1|o-2"))
+    );
     assert!(metrics.render().contains("clickstream_alerts_fired_total{rule=\"big\"} 1\n"));
 }
 
@@ -160,13 +177,22 @@ async fn a_failing_webhook_is_given_up_after_its_attempts_and_a_refusal_at_once(
     let sent = Alerts::new(rules, quick(), dir.0.clone(), metrics.clone()).check(at(10, 0)).await;
     let deliveries = &sent[0].1;
     assert_eq!((deliveries[0].delivered, deliveries[0].attempts, deliveries[0].status), (false, 3, Some(500)));
-    assert_eq!((deliveries[1].delivered, deliveries[1].attempts, deliveries[1].status), (false, 1, Some(404)), "4xx is not retried");
+    assert_eq!(
+        (deliveries[1].delivered, deliveries[1].attempts, deliveries[1].status),
+        (false, 1, Some(404)),
+        "4xx is not retried"
+    );
     assert_eq!((down.bodies.lock().unwrap().len(), refusing.bodies.lock().unwrap().len()), (3, 1));
     let log = std::fs::read_to_string(deliver::log_path(&dir.0)).unwrap();
     assert_eq!(log.lines().filter(|l| l.contains("\"outcome\":\"failed\"")).count(), 2);
     assert_eq!(metrics.alert_deliveries_failed.load(std::sync::atomic::Ordering::Relaxed), 2);
     // A receiver that is not there at all counts as a failure too.
-    let lost = Alerts::new(vec![rule("bots2", Condition::BotAnomaly, vec!["http://127.0.0.1:9/hook".into()])], quick(), dir.0.clone(), metrics);
+    let lost = Alerts::new(
+        vec![rule("bots2", Condition::BotAnomaly, vec!["http://127.0.0.1:9/hook".into()])],
+        quick(),
+        dir.0.clone(),
+        metrics,
+    );
     let mut lost = lost;
     let sent = lost.check(at(10, 0)).await;
     assert!(sent[0].1[0].error.as_deref().unwrap().starts_with("unreachable"), "{:?}", sent[0].1[0]);
@@ -177,12 +203,21 @@ async fn a_purchase_flood_of_10000_orders_posts_at_most_the_limit_and_one_summar
     let dir = DataDir::new("alerts-flood");
     let orders = 10_000;
     let events: Vec<_> = (0..orders)
-        .map(|i| ev(format!("flood-{i}"), "purchase", at(9, 30) + i * 100, &format!("v{i}")).product("p-1").bought(&format!("o-{i}"), 1, 600.0))
+        .map(|i| {
+            ev(format!("flood-{i}"), "purchase", at(9, 30) + i * 100, &format!("v{i}")).product("p-1").bought(
+                &format!("o-{i}"),
+                1,
+                600.0,
+            )
+        })
         .collect();
     dir.publish(&events);
     let (hook, url) = receiver(0, 200).await;
     let limit = 7;
-    let rules = vec![AlertRule { max_notifications_per_hour: limit, ..rule("big", Condition::PurchaseOver { amount: 500.0 }, vec![url]) }];
+    let rules = vec![AlertRule {
+        max_notifications_per_hour: limit,
+        ..rule("big", Condition::PurchaseOver { amount: 500.0 }, vec![url])
+    }];
     let metrics = Arc::new(Metrics::new());
     let now = at(10, 0) + 30_000;
 
@@ -192,14 +227,24 @@ async fn a_purchase_flood_of_10000_orders_posts_at_most_the_limit_and_one_summar
     assert_eq!(bodies.len(), limit as usize, "one post per alert up to the limit");
     assert!(bodies.iter().all(|b| b["when"] == "purchase_over"));
     // Posted at once, so in any order; the last one says the limit is reached.
-    let noted = bodies.iter().filter(|b| b["text"].as_str().unwrap().contains("the limit of 7 alert(s) an hour is reached")).count();
+    let noted = bodies
+        .iter()
+        .filter(|b| b["text"].as_str().unwrap().contains("the limit of 7 alert(s) an hour is reached"))
+        .count();
     assert_eq!(noted, 1);
-    assert!(metrics.render().contains("clickstream_alerts_fired_total{rule=\"big\"} 7\n"), "suppressed alerts are not counted as fired");
-    assert!(metrics.render().contains("clickstream_alerts_suppressed_total{rule=\"big\"} 9993\n"), "they are counted as suppressed");
+    assert!(
+        metrics.render().contains("clickstream_alerts_fired_total{rule=\"big\"} 7\n"),
+        "suppressed alerts are not counted as fired"
+    );
+    assert!(
+        metrics.render().contains("clickstream_alerts_suppressed_total{rule=\"big\"} 9993\n"),
+        "they are counted as suppressed"
+    );
 
     // Every alert is in the log, the suppressed ones as such.
     let log = std::fs::read_to_string(deliver::log_path(&dir.0)).unwrap();
-    let outcomes: Vec<Value> = log.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["outcome"].clone()).collect();
+    let outcomes: Vec<Value> =
+        log.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["outcome"].clone()).collect();
     assert_eq!(outcomes.len(), orders as usize);
     assert_eq!(outcomes.iter().filter(|o| *o == "suppressed").count(), orders as usize - limit as usize);
 
@@ -218,7 +263,10 @@ async fn a_purchase_flood_of_10000_orders_posts_at_most_the_limit_and_one_summar
     assert_eq!((summary["when"].as_str(), summary["rule"].as_str()), (Some(SUMMARY), Some("big")));
     assert_eq!(summary["details"]["suppressed"], json!(orders - i64::from(limit)));
     let text = summary["text"].as_str().unwrap();
-    assert!(text.starts_with("9993 more alert(s) of \"big\" were suppressed in the hour from 2026-11-22T10:00:00Z"), "{text}");
+    assert!(
+        text.starts_with("9993 more alert(s) of \"big\" were suppressed in the hour from 2026-11-22T10:00:00Z"),
+        "{text}"
+    );
 
     // Exactly one summary: not at the next check, nor after another restart.
     assert!(restarted.check(at(11, 0) + 10_000).await.is_empty());
@@ -239,7 +287,11 @@ fn visitor_values_cannot_format_the_message() {
     let now = at(10, 0);
 
     let alert = &check(&rule("big", Condition::PurchaseOver { amount: 50.0 }, vec![]), &dir.0, now).unwrap()[0];
-    assert!(alert.text.starts_with("Order &lt;!channel&gt; ＊x＊ &lt;https://evil｜click&gt; on shop-1: 600.00 EUR"), "{}", alert.text);
+    assert!(
+        alert.text.starts_with("Order &lt;!channel&gt; ＊x＊ &lt;https://evil｜click&gt; on shop-1: 600.00 EUR"),
+        "{}",
+        alert.text
+    );
     for markup in ['<', '>', '*', '|'] {
         assert!(!alert.text.contains(markup), "{markup:?} in {}", alert.text);
     }
@@ -295,7 +347,12 @@ async fn a_redirect_is_a_final_failure_and_is_not_followed() {
         let (elsewhere, elsewhere_url) = counter().await;
         let (hook, hook_url) = redirecting(status, elsewhere_url).await;
         let name = format!("bots-{status}");
-        let mut alerts = Alerts::new(vec![rule(&name, Condition::BotAnomaly, vec![hook_url])], quick(), dir.0.clone(), Arc::new(Metrics::new()));
+        let mut alerts = Alerts::new(
+            vec![rule(&name, Condition::BotAnomaly, vec![hook_url])],
+            quick(),
+            dir.0.clone(),
+            Arc::new(Metrics::new()),
+        );
         let sent = alerts.check(at(10, 0)).await;
         let delivery = &sent[0].1[0];
         assert_eq!((delivery.delivered, delivery.attempts, delivery.status), (false, 1, Some(status)), "not retried");
@@ -332,13 +389,26 @@ async fn webhook_secrets_stay_out_of_deliveries_and_the_alert_log() {
 async fn sent_keys_are_read_back_only_while_recent_and_then_forgotten() {
     let dir = data("bounded");
     let now = at(10, 0) + 30_000;
-    let line = |at: i64, key: &str| json!({ "at": iso(at), "rule": "big", "when": "purchase_over", "key": key, "outcome": "sent" }).to_string();
+    let line = |at: i64, key: &str| {
+        json!({ "at": iso(at), "rule": "big", "when": "purchase_over", "key": key, "outcome": "sent" }).to_string()
+    };
     let log = deliver::log_path(&dir.0);
     std::fs::create_dir_all(log.parent().unwrap()).unwrap();
-    std::fs::write(&log, [line(now - 30 * HOUR, "big|shop-1|o-old"), line(now - 10 * MIN, "big|shop-1|o-2"), "not json".into()].join("\n") + "\n").unwrap();
+    std::fs::write(
+        &log,
+        [line(now - 30 * HOUR, "big|shop-1|o-old"), line(now - 10 * MIN, "big|shop-1|o-2"), "not json".into()]
+            .join("\n")
+            + "\n",
+    )
+    .unwrap();
 
     let (hook, url) = receiver(0, 200).await;
-    let mut alerts = Alerts::new(vec![rule("big", Condition::PurchaseOver { amount: 50.0 }, vec![url])], quick(), dir.0.clone(), Arc::new(Metrics::new()));
+    let mut alerts = Alerts::new(
+        vec![rule("big", Condition::PurchaseOver { amount: 50.0 }, vec![url])],
+        quick(),
+        dir.0.clone(),
+        Arc::new(Metrics::new()),
+    );
     // Orders are read from the lookback to an hour ahead; twice that is kept.
     assert_eq!(alerts.keep_ms, 2 * (LOOKBACK_MS + HOUR));
     assert!(alerts.check(now).await.is_empty(), "o-2 was sent 10 minutes ago");
@@ -354,6 +424,11 @@ async fn sent_keys_are_read_back_only_while_recent_and_then_forgotten() {
     assert!(hook.bodies.lock().unwrap().is_empty());
 
     // A day-long window is remembered for as long as it can fire.
-    let daily = Alerts::new(vec![rule("spike", Condition::RejectsSpike { count: 1, window_minutes: 1440 }, vec![])], quick(), dir.0.clone(), Arc::new(Metrics::new()));
+    let daily = Alerts::new(
+        vec![rule("spike", Condition::RejectsSpike { count: 1, window_minutes: 1440 }, vec![])],
+        quick(),
+        dir.0.clone(),
+        Arc::new(Metrics::new()),
+    );
     assert_eq!(daily.keep_ms, 2 * 2 * 24 * HOUR);
 }

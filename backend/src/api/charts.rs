@@ -9,9 +9,9 @@ use polars::prelude::*;
 use serde_json::{json, Map, Value};
 
 use super::require_gold;
-use crate::storage::range::{floats, gold, ints, rejects as read_rejects, texts};
 use super::{iso, Context, DashboardError, Params};
 use crate::gold::GoldTable;
+use crate::storage::range::{floats, gold, ints, rejects as read_rejects, texts};
 
 /// Milliseconds of a time column, floored to `bucket`.
 fn bucket_of(column: &str, bucket: i64) -> Expr {
@@ -37,12 +37,7 @@ pub fn traffic(cx: &Context, p: &Params) -> Result<Value, DashboardError> {
             .group_by([col("window_start")])
             .agg(counts.map(|c| col(c).cast(DataType::Int64).sum()))
             .group_by([bucket_of("window_start", bucket).alias("t")])
-            .agg([
-                col("events").sum(),
-                col("page_views").sum(),
-                col("active_users").max(),
-                col("sessions").max(),
-            ])
+            .agg([col("events").sum(), col("page_views").sum(), col("active_users").max(), col("sessions").max()])
             .sort(["t"], SortMultipleOptions::default())
             .collect()?;
         let t = ints(&df, "t")?;
@@ -212,7 +207,9 @@ pub fn sessions_breakdown(cx: &Context, p: &Params) -> Result<Value, DashboardEr
         let (key, sessions, converted, revenue) =
             (texts(&df, "key", missing)?, ints(&df, "sessions")?, ints(&df, "converted")?, floats(&df, "revenue")?);
         for i in 0..key.len() {
-            rows.push(json!({ "key": key[i], "sessions": sessions[i], "converted": converted[i], "revenue": revenue[i] }));
+            rows.push(
+                json!({ "key": key[i], "sessions": sessions[i], "converted": converted[i], "revenue": revenue[i] }),
+            );
         }
     }
     Ok(json!({ "range": p.range.name(), "by": by, "rows": rows }))

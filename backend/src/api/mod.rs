@@ -129,6 +129,8 @@ async fn answer(
     match result {
         Ok(Ok(body)) => Json(body).into_response(),
         Ok(Err(e)) => e.into_response(),
-        Err(e) => DashboardError::Polars(PolarsError::ComputeError(format!("query task failed: {e}").into())).into_response(),
+        Err(e) => {
+            DashboardError::Polars(PolarsError::ComputeError(format!("query task failed: {e}").into())).into_response()
+        }
     }
 }

@@ -95,7 +95,9 @@ impl Params {
             None => Ok(default),
             Some(text) => match text.parse::<usize>() {
                 Ok(n) if (1..=max).contains(&n) => Ok(n),
-                _ => Err(DashboardError::BadParameter(format!("{name} must be a whole number from 1 to {max} (got '{text}')"))),
+                _ => Err(DashboardError::BadParameter(format!(
+                    "{name} must be a whole number from 1 to {max} (got '{text}')"
+                ))),
             },
         }
     }
@@ -136,12 +138,23 @@ mod tests {
 
     #[test]
     fn bad_parameters_are_named() {
-        let err = |pairs: &[(&str, &str)], allowed: &[&str]| Params::parse(&query(pairs), allowed, NOW).unwrap_err().to_string();
+        let err = |pairs: &[(&str, &str)], allowed: &[&str]| {
+            Params::parse(&query(pairs), allowed, NOW).unwrap_err().to_string()
+        };
         assert!(err(&[("range", "2h")], &[]).contains("range must be one of 1h, 24h, 7d (got '2h')"));
-        assert!(err(&[("rnage", "1h")], &["top"]).contains("unknown parameter 'rnage'; this endpoint takes range, site, top"));
+        assert!(err(&[("rnage", "1h")], &["top"])
+            .contains("unknown parameter 'rnage'; this endpoint takes range, site, top"));
         let p = Params::parse(&query(&[("top", "0"), ("by", "planet")]), &["top", "by"], NOW).unwrap();
-        assert!(p.count("top", 5, 20).unwrap_err().to_string().contains("top must be a whole number from 1 to 20 (got '0')"));
-        assert!(p.choice("by", &["source", "country"]).unwrap_err().to_string().contains("by must be one of source, country (got 'planet')"));
+        assert!(p
+            .count("top", 5, 20)
+            .unwrap_err()
+            .to_string()
+            .contains("top must be a whole number from 1 to 20 (got '0')"));
+        assert!(p
+            .choice("by", &["source", "country"])
+            .unwrap_err()
+            .to_string()
+            .contains("by must be one of source, country (got 'planet')"));
         let p = Params::parse(&query(&[("top", "7")]), &["top"], NOW).unwrap();
         assert_eq!(p.count("top", 5, 20).unwrap(), 7);
         assert_eq!(p.count("limit", 10, 50).unwrap(), 10);

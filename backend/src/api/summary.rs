@@ -5,9 +5,9 @@ use polars::prelude::*;
 use serde_json::{json, Value};
 
 use super::require_gold;
-use crate::storage::range::{first_float, gold};
 use super::{iso, Context, DashboardError, Params};
 use crate::gold::GoldTable;
+use crate::storage::range::{first_float, gold};
 
 /// How far back "active" reaches.
 pub const ACTIVE_WINDOW_MS: i64 = 5 * MINUTE_MS;
@@ -34,12 +34,14 @@ pub fn summary(cx: &Context, p: &Params) -> Result<Value, DashboardError> {
         None => 0.0,
     };
     let minute = now.div_euclid(MINUTE_MS) * MINUTE_MS;
-    let recent_events = sum_of(gold(&cx.data_dir, GoldTable::Traffic1m, p.site.as_deref(), minute - 5 * MINUTE_MS, minute)?, "events")?;
+    let recent_events =
+        sum_of(gold(&cx.data_dir, GoldTable::Traffic1m, p.site.as_deref(), minute - 5 * MINUTE_MS, minute)?, "events")?;
     let today = now.div_euclid(DAY_MS) * DAY_MS;
     let revenue_today = sum_of(gold(&cx.data_dir, GoldTable::Revenue5m, p.site.as_deref(), today, now)?, "revenue")?;
     let events = sum_of(gold(&cx.data_dir, GoldTable::Traffic1m, p.site.as_deref(), p.from, p.to)?, "events")?;
 
-    let (sessions, converted, bounced) = match gold(&cx.data_dir, GoldTable::Sessions, p.site.as_deref(), p.from, p.to)? {
+    let (sessions, converted, bounced) = match gold(&cx.data_dir, GoldTable::Sessions, p.site.as_deref(), p.from, p.to)?
+    {
         Some(lf) => {
             let df = lf
                 .select([

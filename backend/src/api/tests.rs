@@ -49,14 +49,24 @@ fn visits() -> Vec<Ev> {
 fn fixture(label: &str) -> DataDir {
     let dir = DataDir::new(&format!("api-{label}"));
     dir.publish(&visits());
-    dir.reject(&[("missing_event_id", at(9, 20)), ("missing_event_id", at(9, 21)), ("invalid_timestamp", at(9, 50)), ("invalid_timestamp", at(8, 0))]);
+    dir.reject(&[
+        ("missing_event_id", at(9, 20)),
+        ("missing_event_id", at(9, 21)),
+        ("invalid_timestamp", at(9, 50)),
+        ("invalid_timestamp", at(8, 0)),
+    ]);
     dir
 }
 
 async fn get(data_dir: &Path, uri: &str) -> (StatusCode, Value) {
     let log_dir = data_dir.join("log");
     let stream: Arc<dyn EventStream> = Arc::new(EmbeddedLog::open(&log_dir, 1).unwrap());
-    let mut state = AppState::new(stream, edge_worker::CollectConfig::new("k", "backend"), Arc::new(Metrics::new()), Arc::new(FixedClock::new(NOW)));
+    let mut state = AppState::new(
+        stream,
+        edge_worker::CollectConfig::new("k", "backend"),
+        Arc::new(Metrics::new()),
+        Arc::new(FixedClock::new(NOW)),
+    );
     state.data_dir = Some(data_dir.to_path_buf());
     // Who may call the API is the security tests' subject; these read it.
     state.access = crate::server::Access::Open;
@@ -86,7 +96,10 @@ async fn summary_of_the_last_hour() {
         })
     );
     let (_, day) = get(&f.0, "/api/summary?range=24h").await;
-    assert_eq!((day["sessions"].clone(), day["events"].clone(), day["active_visitors"].clone()), (json!(5), json!(11), json!(2)));
+    assert_eq!(
+        (day["sessions"].clone(), day["events"].clone(), day["active_visitors"].clone()),
+        (json!(5), json!(11), json!(2))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,8 +109,14 @@ async fn traffic_by_minute_and_by_five_minutes() {
     assert_eq!(hour["bucket"], "1m");
     let points = hour["points"].as_array().unwrap();
     assert_eq!(points.len(), 9, "{hour}");
-    assert_eq!(points[0], json!({"t": "2026-11-22T09:10:00Z", "events": 1, "page_views": 1, "active_users": 1, "sessions": 1}));
-    assert_eq!(points[8], json!({"t": "2026-11-22T09:59:00Z", "events": 2, "page_views": 1, "active_users": 1, "sessions": 1}));
+    assert_eq!(
+        points[0],
+        json!({"t": "2026-11-22T09:10:00Z", "events": 1, "page_views": 1, "active_users": 1, "sessions": 1})
+    );
+    assert_eq!(
+        points[8],
+        json!({"t": "2026-11-22T09:59:00Z", "events": 2, "page_views": 1, "active_users": 1, "sessions": 1})
+    );
     assert!(points.iter().all(|p| p["t"] != "2026-11-22T09:30:00Z"), "the bot's minute has no human traffic");
 
     let (_, day) = get(&f.0, "/api/traffic?range=24h").await;
@@ -179,14 +198,23 @@ async fn top_pages_funnel_and_sessions() {
 async fn bots_rejects_and_sites() {
     let f = fixture("bots");
     let (_, bots) = get(&f.0, "/api/bots").await;
-    assert_eq!(bots, json!({"range": "1h", "visitors": 1, "anomalies": [{"anonymous_id": "bot-1", "window_start": "2026-11-22T09:30:00Z", "events": 51}]}));
+    assert_eq!(
+        bots,
+        json!({"range": "1h", "visitors": 1, "anomalies": [{"anonymous_id": "bot-1", "window_start": "2026-11-22T09:30:00Z", "events": 51}]})
+    );
     let (_, rejects) = get(&f.0, "/api/rejects").await;
-    assert_eq!(rejects, json!({"range": "1h", "total": 3, "reasons": [{"reason": "missing_event_id", "count": 2}, {"reason": "invalid_timestamp", "count": 1}]}));
+    assert_eq!(
+        rejects,
+        json!({"range": "1h", "total": 3, "reasons": [{"reason": "missing_event_id", "count": 2}, {"reason": "invalid_timestamp", "count": 1}]})
+    );
     assert_eq!(get(&f.0, "/api/rejects?range=24h").await.1["total"], 4);
     assert_eq!(get(&f.0, "/api/sites").await.1, json!({"sites": ["shop-1"]}));
     // Another site's view of the same data is empty, not an error.
     let (status, other) = get(&f.0, "/api/summary?site=shop-2").await;
-    assert_eq!((status, other["sessions"].clone(), other["revenue_today"].clone()), (StatusCode::OK, json!(0), json!(0.0)));
+    assert_eq!(
+        (status, other["sessions"].clone(), other["revenue_today"].clone()),
+        (StatusCode::OK, json!(0), json!(0.0))
+    );
     assert_eq!(other["conversion_rate"], Value::Null);
 }
 
@@ -200,7 +228,11 @@ async fn bad_parameters_are_400_and_no_data_is_503() {
         ("/api/sessions/breakdown", "by must be one of source, country, device (got '')"),
     ] {
         let (status, body) = get(&f.0, uri).await;
-        assert_eq!((status, body["error"].as_str(), body["message"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_parameter"), Some(message)), "{uri}");
+        assert_eq!(
+            (status, body["error"].as_str(), body["message"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("bad_parameter"), Some(message)),
+            "{uri}"
+        );
     }
     let empty = DataDir::new("api-empty");
     let (status, body) = get(&empty.0, "/api/summary").await;
@@ -212,7 +244,12 @@ async fn the_dashboard_page_is_served_whole() {
     let f = fixture("page");
     let log_dir = f.0.join("log");
     let stream: Arc<dyn EventStream> = Arc::new(EmbeddedLog::open(&log_dir, 1).unwrap());
-    let mut state = AppState::new(stream, edge_worker::CollectConfig::new("k", "backend"), Arc::new(Metrics::new()), Arc::new(FixedClock::new(NOW)));
+    let mut state = AppState::new(
+        stream,
+        edge_worker::CollectConfig::new("k", "backend"),
+        Arc::new(Metrics::new()),
+        Arc::new(FixedClock::new(NOW)),
+    );
     state.access = crate::server::Access::Open;
     let response = app(Arc::new(state)).oneshot(Request::get("/dashboard").body(Body::empty()).unwrap()).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
@@ -220,5 +257,9 @@ async fn the_dashboard_page_is_served_whole() {
     assert!(html.contains(r#"data-metric="active_visitors""#), "the page carries the hooks its browser test reads");
     // Nothing is fetched from elsewhere: the only URL is SVG's namespace.
     let urls = html.matches("http://").count() + html.matches("https://").count();
-    assert_eq!(urls, html.matches("http://www.w3.org/2000/svg").count(), "no external assets: the dashboard works offline");
+    assert_eq!(
+        urls,
+        html.matches("http://www.w3.org/2000/svg").count(),
+        "no external assets: the dashboard works offline"
+    );
 }

@@ -17,12 +17,7 @@ use crate::fixtures::{synthetic_batch, CHROME};
 use crate::serve::{open_log, serve, ServeSettings};
 use crate::stream::{records_of, Record, Topic};
 
-pub(super) async fn ingest(
-    events: u64,
-    senders: usize,
-    batch: usize,
-    dir: PathBuf,
-) -> anyhow::Result<()> {
+pub(super) async fn ingest(events: u64, senders: usize, batch: usize, dir: PathBuf) -> anyhow::Result<()> {
     let mut settings = ServeSettings::new(&dir);
     settings.port = 0;
     settings.aggregate = None;
@@ -50,17 +45,8 @@ pub(super) async fn ingest(
                     return Ok::<_, anyhow::Error>(());
                 }
                 let body = synthetic_batch(b, batch, now);
-                let resp = client
-                    .post(&url)
-                    .header("user-agent", CHROME)
-                    .body(body)
-                    .send()
-                    .await?;
-                anyhow::ensure!(
-                    resp.status().is_success(),
-                    "batch refused: {}",
-                    resp.status()
-                );
+                let resp = client.post(&url).header("user-agent", CHROME).body(body).send().await?;
+                anyhow::ensure!(resp.status().is_success(), "batch refused: {}", resp.status());
                 let r: serde_json::Value = resp.json().await?;
                 accepted.fetch_add(r["accepted"].as_u64().unwrap_or(0), Ordering::Relaxed);
             }
@@ -109,11 +95,7 @@ pub(super) async fn stream(b: StreamBench, dir: PathBuf) -> anyhow::Result<()> {
     // Enriched events as the ingest writes them, 16 visitors' batches cycled.
     let now = SystemClock.now_ms();
     let config = CollectConfig::new("bench", "backend");
-    let meta = RequestMeta {
-        received_at: now,
-        user_agent: Some(CHROME.into()),
-        ..RequestMeta::default()
-    };
+    let meta = RequestMeta { received_at: now, user_agent: Some(CHROME.into()), ..RequestMeta::default() };
     let mut templates = Vec::new();
     for v in 0..16 {
         let body = synthetic_batch(v, b.batch, now);
@@ -164,10 +146,7 @@ pub(super) async fn stream(b: StreamBench, dir: PathBuf) -> anyhow::Result<()> {
         }
     }
     let secs = started.elapsed().as_secs_f64();
-    anyhow::ensure!(
-        consumed == produced,
-        "consumed {consumed} records, produced {produced}"
-    );
+    anyhow::ensure!(consumed == produced, "consumed {consumed} records, produced {produced}");
     println!(
         "bench stream ({what}, {partitions} partitions): consumed {consumed} events in {secs:.2} s, {:.0} events/s; peak RSS {} MiB",
         consumed as f64 / secs,

@@ -98,40 +98,17 @@ pub enum BenchWhat {
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
-        BenchWhat::Ingest {
-            events,
-            senders,
-            batch,
-            dir,
-        } => ingest::ingest(events, senders, batch, scratch(dir)?).await,
+        BenchWhat::Ingest { events, senders, batch, dir } => {
+            ingest::ingest(events, senders, batch, scratch(dir)?).await
+        }
         BenchWhat::Silver { events, dir } => tables::silver(events, scratch(dir)?).await,
-        BenchWhat::Gold {
-            events,
-            increment,
-            duckdb,
-            dir,
-        } => tables::gold(events, increment, duckdb, scratch(dir)?).await,
-        BenchWhat::Api {
-            events,
-            rounds,
-            dir,
-        } => tables::api(events, rounds, scratch(dir)?).await,
-        BenchWhat::Stream {
-            events,
-            partitions,
-            producers,
-            batch,
-            fluvio_sc,
-            dir,
-        } => {
+        BenchWhat::Gold { events, increment, duckdb, dir } => {
+            tables::gold(events, increment, duckdb, scratch(dir)?).await
+        }
+        BenchWhat::Api { events, rounds, dir } => tables::api(events, rounds, scratch(dir)?).await,
+        BenchWhat::Stream { events, partitions, producers, batch, fluvio_sc, dir } => {
             ingest::stream(
-                ingest::StreamBench {
-                    events,
-                    partitions,
-                    producers,
-                    batch: batch.max(1),
-                    fluvio_sc,
-                },
+                ingest::StreamBench { events, partitions, producers, batch: batch.max(1), fluvio_sc },
                 scratch(dir)?,
             )
             .await
@@ -140,9 +117,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 fn scratch(dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    let dir = dir.unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("clickstream-bench-{}", std::process::id()))
-    });
+    let dir = dir.unwrap_or_else(|| std::env::temp_dir().join(format!("clickstream-bench-{}", std::process::id())));
     fresh_dir(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
     Ok(dir)
 }

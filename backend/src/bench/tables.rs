@@ -31,26 +31,14 @@ pub(super) async fn silver(events: u64, dir: PathBuf) -> anyhow::Result<()> {
         produced += n as u64;
         b += 1;
     }
-    println!(
-        "bench silver: filled the log with {produced} events in {:.1} s",
-        fill.elapsed().as_secs_f64()
-    );
+    println!("bench silver: filled the log with {produced} events in {:.1} s", fill.elapsed().as_secs_f64());
 
     reset_peak_rss();
     let base_rss = current_rss_mib();
     let started = Instant::now();
     // Bronze and Silver only: Gold has its own benchmark.
-    let config = AggregateConfig {
-        gold: None,
-        ..AggregateConfig::new(&dir)
-    };
-    let mut agg = Aggregator::open(
-        stream,
-        config,
-        Arc::new(Metrics::new()),
-        Arc::new(SystemClock),
-    )
-    .await?;
+    let config = AggregateConfig { gold: None, ..AggregateConfig::new(&dir) };
+    let mut agg = Aggregator::open(stream, config, Arc::new(Metrics::new()), Arc::new(SystemClock)).await?;
     let report = agg.drain().await?;
     let secs = started.elapsed().as_secs_f64();
     anyhow::ensure!(
@@ -73,18 +61,10 @@ pub(super) async fn silver(events: u64, dir: PathBuf) -> anyhow::Result<()> {
     // This is `clickstream replay` without Gold: one Bronze file at a time,
     // ids deduplicated across files.
     let started = Instant::now();
-    let config = AggregateConfig {
-        gold: None,
-        ..AggregateConfig::new(&dir)
-    };
-    let rows = tokio::task::spawn_blocking(move || crate::replay::replay(&config, &mut |_, _| {}))
-        .await??
-        .silver_rows;
+    let config = AggregateConfig { gold: None, ..AggregateConfig::new(&dir) };
+    let rows = tokio::task::spawn_blocking(move || crate::replay::replay(&config, &mut |_, _| {})).await??.silver_rows;
     let secs = started.elapsed().as_secs_f64();
-    anyhow::ensure!(
-        rows as u64 == produced,
-        "rebuilt Silver has {rows} rows, expected {produced}"
-    );
+    anyhow::ensure!(rows as u64 == produced, "rebuilt Silver has {rows} rows, expected {produced}");
     println!(
         "bench silver: {rows} events Bronze Parquet → Silver Parquet in {secs:.2} s: {:.0} events/s, peak RSS {} MiB",
         rows as f64 / secs,
@@ -94,39 +74,23 @@ pub(super) async fn silver(events: u64, dir: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(super) async fn gold(
-    events: u64,
-    increment: u64,
-    duckdb: Option<PathBuf>,
-    dir: PathBuf,
-) -> anyhow::Result<()> {
+pub(super) async fn gold(events: u64, increment: u64, duckdb: Option<PathBuf>, dir: PathBuf) -> anyhow::Result<()> {
     use crate::gold::{refresh, GoldConfig, GoldTable};
     use crate::storage::Manifest;
 
     let fill = Instant::now();
     let (stream, now, day) = shop_day_in_silver(&dir, events, events + 1 + increment).await?;
-    println!(
-        "bench gold: {events} events in Silver after {:.1} s",
-        fill.elapsed().as_secs_f64()
-    );
+    println!("bench gold: {events} events in Silver after {:.1} s", fill.elapsed().as_secs_f64());
 
     // Every Gold table from the whole of Silver: the build the aggregator
     // runs when Gold is missing, hour by hour, written to Parquet.
     reset_peak_rss();
     let started = Instant::now();
-    let (_, files) = refresh::build(
-        &dir,
-        Manifest::load(&dir)?,
-        &GoldConfig::default(),
-        &mut |_, _| {},
-    )?;
+    let (_, files) = refresh::build(&dir, Manifest::load(&dir)?, &GoldConfig::default(), &mut |_, _| {})?;
     let secs = started.elapsed().as_secs_f64();
     let peak = peak_rss_mib();
     let mut rows = 0;
-    for table in GoldTable::ALL
-        .into_iter()
-        .filter(|t| refresh::has_files(&dir, *t))
-    {
+    for table in GoldTable::ALL.into_iter().filter(|t| refresh::has_files(&dir, *t)) {
         rows += refresh::scan(&dir, table)?
             .select([polars::prelude::len()])
             .collect()?
@@ -150,13 +114,8 @@ pub(super) async fn gold(
             .arg(&out)
             .output()
             .with_context(|| format!("running {}", python.display()))?;
-        anyhow::ensure!(
-            run.status.success(),
-            "DuckDB run failed: {}",
-            String::from_utf8_lossy(&run.stderr)
-        );
-        let v: serde_json::Value =
-            serde_json::from_slice(&run.stdout).context("DuckDB script output")?;
+        anyhow::ensure!(run.status.success(), "DuckDB run failed: {}", String::from_utf8_lossy(&run.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&run.stdout).context("DuckDB script output")?;
         let duck_secs = v["seconds"].as_f64().unwrap_or(f64::NAN);
         println!(
             "bench gold: DuckDB, same tables ({} rows) from the same Silver: {duck_secs:.2} s, peak RSS {} MiB; ratio Polars/DuckDB = {:.2}",
@@ -169,17 +128,8 @@ pub(super) async fn gold(
     // One incremental micro-batch on top of that history: the aggregator
     // with Gold on (Gold is current, so it does not build again), after a
     // first small step that warms it up.
-    let config = AggregateConfig {
-        max_records_per_partition: increment as usize,
-        ..AggregateConfig::new(&dir)
-    };
-    let mut agg = Aggregator::open(
-        stream.clone(),
-        config,
-        Arc::new(Metrics::new()),
-        Arc::new(SystemClock),
-    )
-    .await?;
+    let config = AggregateConfig { max_records_per_partition: increment as usize, ..AggregateConfig::new(&dir) };
+    let mut agg = Aggregator::open(stream.clone(), config, Arc::new(Metrics::new()), Arc::new(SystemClock)).await?;
     day.fill(&stream, events, 1, now).await?;
     agg.drain().await?;
     day.fill(&stream, events + 1, increment, now).await?;
@@ -210,27 +160,12 @@ pub(super) async fn api(events: u64, rounds: usize, dir: PathBuf) -> anyhow::Res
 
     let fill = Instant::now();
     let (stream, _, _) = shop_day_in_silver(&dir, events, events).await?;
-    println!(
-        "bench api: {events} events in Silver after {:.1} s",
-        fill.elapsed().as_secs_f64()
-    );
+    println!("bench api: {events} events in Silver after {:.1} s", fill.elapsed().as_secs_f64());
     let started = Instant::now();
-    refresh::build(
-        &dir,
-        Manifest::load(&dir)?,
-        &GoldConfig::default(),
-        &mut |_, _| {},
-    )?;
-    println!(
-        "bench api: Gold built in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    let mut state = AppState::new(
-        stream,
-        CollectConfig::new("bench", "backend"),
-        Arc::new(Metrics::new()),
-        Arc::new(SystemClock),
-    );
+    refresh::build(&dir, Manifest::load(&dir)?, &GoldConfig::default(), &mut |_, _| {})?;
+    println!("bench api: Gold built in {:.1} s", started.elapsed().as_secs_f64());
+    let mut state =
+        AppState::new(stream, CollectConfig::new("bench", "backend"), Arc::new(Metrics::new()), Arc::new(SystemClock));
     state.data_dir = Some(dir.clone());
     state.access = crate::server::Access::Open;
     let router = app(Arc::new(state));
@@ -247,22 +182,12 @@ pub(super) async fn api(events: u64, rounds: usize, dir: PathBuf) -> anyhow::Res
     let mut all = Vec::new();
     for range in ["1h", "24h", "7d"] {
         for path in paths {
-            let uri = format!(
-                "{path}{}range={range}",
-                if path.contains('?') { '&' } else { '?' }
-            );
+            let uri = format!("{path}{}range={range}", if path.contains('?') { '&' } else { '?' });
             let mut ms = Vec::with_capacity(rounds);
             for _ in 0..rounds {
                 let t = Instant::now();
-                let response = router
-                    .clone()
-                    .oneshot(axum::http::Request::get(&uri).body(Body::empty())?)
-                    .await?;
-                anyhow::ensure!(
-                    response.status().is_success(),
-                    "{uri}: {}",
-                    response.status()
-                );
+                let response = router.clone().oneshot(axum::http::Request::get(&uri).body(Body::empty())?).await?;
+                anyhow::ensure!(response.status().is_success(), "{uri}: {}", response.status());
                 to_bytes(response.into_body(), usize::MAX).await?;
                 ms.push(t.elapsed().as_secs_f64() * 1000.0);
             }

@@ -103,14 +103,8 @@ pub static SEARCHES: &[(&str, &str)] = &[
 ];
 
 /// Custom events the demo shop fires through the tracker's `track` API.
-pub static CUSTOM_EVENTS: &[&str] = &[
-    "newsletter_signup",
-    "filter_used",
-    "image_zoom",
-    "size_guide_opened",
-    "video_play",
-    "wishlist_add",
-];
+pub static CUSTOM_EVENTS: &[&str] =
+    &["newsletter_signup", "filter_used", "image_zoom", "size_guide_opened", "video_play", "wishlist_add"];
 
 /// The catalog as a JavaScript module, for the demo shop's pages
 /// (`GET /demo/catalog.js`): real visitors then browse the same products,
@@ -118,7 +112,9 @@ pub static CUSTOM_EVENTS: &[&str] = &[
 pub fn shop_module() -> String {
     let products: Vec<_> = PRODUCTS
         .iter()
-        .map(|p| serde_json::json!({"n": p.n, "id": p.id(), "name": p.name, "category": p.category, "price": p.price()}))
+        .map(
+            |p| serde_json::json!({"n": p.n, "id": p.id(), "name": p.name, "category": p.category, "price": p.price()}),
+        )
         .collect();
     let searches: Vec<_> = SEARCHES.iter().map(|(term, category)| serde_json::json!([term, category])).collect();
     format!(
@@ -262,12 +258,7 @@ pub fn pick_browser<R: Rng>(rng: &mut R) -> usize {
 /// real address ever appears in test data. A tenth are IPv6.
 pub fn pick_ip<R: Rng>(rng: &mut R) -> String {
     if rng.gen_bool(0.1) {
-        return format!(
-            "2001:db8:{:x}:{:x}::{:x}",
-            rng.gen::<u16>(),
-            rng.gen::<u16>(),
-            rng.gen_range(1..0xffffu32)
-        );
+        return format!("2001:db8:{:x}:{:x}::{:x}", rng.gen::<u16>(), rng.gen::<u16>(), rng.gen_range(1..0xffffu32));
     }
     let net = *pick(rng, &["192.0.2", "198.51.100", "203.0.113"]);
     format!("{net}.{}", rng.gen_range(1..=254))

@@ -163,8 +163,7 @@ impl GenerateOptions {
     /// The URL batches are POSTed to: `{target}/v1/batch`, unless the target
     /// already names a path (a proxy or a Worker route), which is kept as is.
     pub fn endpoint(&self) -> Result<reqwest::Url, ConfigError> {
-        let mut url = reqwest::Url::parse(self.target.trim())
-            .map_err(|_| ConfigError::Target(self.target.clone()))?;
+        let mut url = reqwest::Url::parse(self.target.trim()).map_err(|_| ConfigError::Target(self.target.clone()))?;
         if url.scheme() != "http" && url.scheme() != "https" {
             return Err(ConfigError::Target(self.target.clone()));
         }
@@ -222,20 +221,11 @@ mod tests {
     #[test]
     fn endpoint_appends_the_collect_path_only_to_bare_hosts() {
         let mut o = GenerateOptions::default();
-        assert_eq!(
-            o.endpoint().unwrap().as_str(),
-            "http://127.0.0.1:8080/v1/batch"
-        );
+        assert_eq!(o.endpoint().unwrap().as_str(), "http://127.0.0.1:8080/v1/batch");
         o.target = "http://localhost:9000/".into();
-        assert_eq!(
-            o.endpoint().unwrap().as_str(),
-            "http://localhost:9000/v1/batch"
-        );
+        assert_eq!(o.endpoint().unwrap().as_str(), "http://localhost:9000/v1/batch");
         o.target = "http://localhost:9000/edge/v1/batch".into();
-        assert_eq!(
-            o.endpoint().unwrap().as_str(),
-            "http://localhost:9000/edge/v1/batch"
-        );
+        assert_eq!(o.endpoint().unwrap().as_str(), "http://localhost:9000/edge/v1/batch");
         o.target = "not a url".into();
         assert!(o.validate().is_err());
     }
@@ -243,26 +233,11 @@ mod tests {
     #[test]
     fn validate_rejects_nonsense() {
         assert_eq!(GenerateOptions::default().validate(), Ok(()));
-        let o = GenerateOptions {
-            rate: Some(0.0),
-            ..Default::default()
-        };
+        let o = GenerateOptions { rate: Some(0.0), ..Default::default() };
         assert!(matches!(o.validate(), Err(ConfigError::Rate(_))));
-        let o = GenerateOptions {
-            bot_share: 1.5,
-            ..Default::default()
-        };
-        assert!(matches!(
-            o.validate(),
-            Err(ConfigError::Share {
-                name: "bot_share",
-                ..
-            })
-        ));
-        let o = GenerateOptions {
-            batch_size: 0,
-            ..Default::default()
-        };
+        let o = GenerateOptions { bot_share: 1.5, ..Default::default() };
+        assert!(matches!(o.validate(), Err(ConfigError::Share { name: "bot_share", .. })));
+        let o = GenerateOptions { batch_size: 0, ..Default::default() };
         assert_eq!(o.validate(), Err(ConfigError::Zero("batch_size")));
     }
 }

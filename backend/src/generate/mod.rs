@@ -11,9 +11,7 @@ mod traffic;
 pub use catalog::shop_module;
 pub use config::{ConfigError, GenerateArgs, GenerateOptions, GenerateReport};
 pub use sender::{run, wall_ms};
-pub use traffic::{
-    PlannedBatch, PlannedEvent, Traffic, VisitorKind, ACCEPTED, CONTENT_TYPE_BEACON, CONTENT_TYPE_JSON,
-};
+pub use traffic::{PlannedBatch, PlannedEvent, Traffic, VisitorKind, ACCEPTED, CONTENT_TYPE_BEACON, CONTENT_TYPE_JSON};
 
 #[cfg(test)]
 mod tests;

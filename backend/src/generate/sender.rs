@@ -28,9 +28,7 @@ const RETRY_AFTER_CAP: u64 = 60;
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
 pub fn wall_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// A batch and, if planned, its deliberate resend: one worker sends both in
@@ -58,17 +56,13 @@ struct OutFile {
 /// Generates traffic and sends it to `opts.target` until the event budget is
 /// spent or `stop` turns true; in-flight batches and held-back late events
 /// are always sent before returning.
-pub async fn run(
-    opts: GenerateOptions,
-    mut stop: watch::Receiver<bool>,
-) -> anyhow::Result<GenerateReport> {
+pub async fn run(opts: GenerateOptions, mut stop: watch::Receiver<bool>) -> anyhow::Result<GenerateReport> {
     opts.validate()?;
     let url = opts.endpoint()?;
     let started = Instant::now();
     let out = match &opts.out {
         Some(path) => {
-            let file =
-                File::create(path).with_context(|| format!("creating {}", path.display()))?;
+            let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
             Some(Arc::new(OutFile {
                 writer: Mutex::new(BufWriter::with_capacity(1 << 18, file)),
                 error: Mutex::new(None),
@@ -96,8 +90,7 @@ pub async fn run(
             out: out.clone(),
             // Jitter only; it need not be reproducible, but seeding is free.
             rng: ChaCha8Rng::seed_from_u64(
-                opts.seed
-                    .wrapping_add(0x9e37_79b9_7f4a_7c15_u64.wrapping_mul(i as u64 + 1)),
+                opts.seed.wrapping_add(0x9e37_79b9_7f4a_7c15_u64.wrapping_mul(i as u64 + 1)),
             ),
         };
         let rx = rx.clone();
@@ -132,11 +125,7 @@ pub async fn run(
         traffic.set_now(wall_ms());
         match traffic.next_batch() {
             Some(batch) => {
-                let resend = if !batch.duplicate && traffic.next_is_duplicate() {
-                    traffic.next_batch()
-                } else {
-                    None
-                };
+                let resend = if !batch.duplicate && traffic.next_is_duplicate() { traffic.next_batch() } else { None };
                 if tx.send(Job { batch, resend }).await.is_err() {
                     break;
                 }
@@ -145,9 +134,7 @@ pub async fn run(
             None => {
                 // Caught up with the wall clock: wait for the next due batch
                 // (real-time mode, or a fast run that reached "now").
-                let wait = traffic
-                    .next_due_ms()
-                    .map_or(1000, |due| (due - wall_ms()).clamp(1, 1000));
+                let wait = traffic.next_due_ms().map_or(1000, |due| (due - wall_ms()).clamp(1, 1000));
                 pause(wait as u64, &mut stop, &mut stop_alive).await;
             }
         }
@@ -166,11 +153,7 @@ pub async fn run(
         // Flush what the trackers still hold: open batches and late events.
         let mut rest = traffic.finish().into_iter().peekable();
         while let Some(batch) = rest.next() {
-            let resend = if !batch.duplicate && rest.peek().is_some_and(|b| b.duplicate) {
-                rest.next()
-            } else {
-                None
-            };
+            let resend = if !batch.duplicate && rest.peek().is_some_and(|b| b.duplicate) { rest.next() } else { None };
             if tx.send(Job { batch, resend }).await.is_err() {
                 break;
             }
@@ -184,11 +167,7 @@ pub async fn run(
         if let Some(e) = out.error.lock().expect("out error lock").take() {
             return Err(e).context("writing the --out file");
         }
-        out.writer
-            .lock()
-            .expect("out lock")
-            .flush()
-            .context("flushing the --out file")?;
+        out.writer.lock().expect("out lock").flush().context("flushing the --out file")?;
     }
 
     let report = GenerateReport {
@@ -249,12 +228,8 @@ impl Worker {
         }
         if delivered {
             let valid = job.batch.events.iter().filter(|e| e.is_valid()).count() as u64;
-            self.stats
-                .valid_distinct
-                .fetch_add(valid, Ordering::Relaxed);
-            self.stats
-                .malformed
-                .fetch_add(job.batch.events.len() as u64 - valid, Ordering::Relaxed);
+            self.stats.valid_distinct.fetch_add(valid, Ordering::Relaxed);
+            self.stats.malformed.fetch_add(job.batch.events.len() as u64 - valid, Ordering::Relaxed);
         }
     }
 
@@ -262,15 +237,12 @@ impl Worker {
     /// error, or the attempts run out.
     async fn deliver(&mut self, batch: &PlannedBatch) -> Option<i64> {
         let events = serde_json::to_string(&batch.body["events"]).unwrap_or_else(|_| "[]".into());
-        let site_id =
-            serde_json::to_string(&batch.body["site_id"]).unwrap_or_else(|_| "null".into());
+        let site_id = serde_json::to_string(&batch.body["site_id"]).unwrap_or_else(|_| "null".into());
         for attempt in 1..=MAX_ATTEMPTS {
             // sent_at is the wall clock of this very attempt, so the server's
             // skew correction (received_at − sent_at) stays near zero.
             let sent_at = wall_ms();
-            let body = format!(
-                r#"{{"v":{WIRE_VERSION},"site_id":{site_id},"sent_at":{sent_at},"events":{events}}}"#
-            );
+            let body = format!(r#"{{"v":{WIRE_VERSION},"site_id":{site_id},"sent_at":{sent_at},"events":{events}}}"#);
             let result = self
                 .client
                 .post(self.url.clone())
@@ -288,10 +260,7 @@ impl Worker {
                     return Some(sent_at);
                 }
                 Ok(resp)
-                    if matches!(
-                        resp.status(),
-                        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
-                    ) =>
+                    if matches!(resp.status(), StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) =>
                 {
                     let retry_after = resp
                         .headers()
@@ -319,9 +288,7 @@ impl Worker {
             }
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
             let backoff = retry_after.unwrap_or_else(|| {
-                let exp = BACKOFF_BASE
-                    .saturating_mul(1 << (attempt - 1))
-                    .min(BACKOFF_CAP);
+                let exp = BACKOFF_BASE.saturating_mul(1 << (attempt - 1)).min(BACKOFF_CAP);
                 // Full jitter on half the delay, so retrying trackers spread out.
                 exp / 2 + exp.mul_f64(self.rng.gen::<f64>() / 2.0)
             });
@@ -349,11 +316,7 @@ impl Worker {
             buf.push_str(&line.to_string());
             buf.push('\n');
         }
-        let result = out
-            .writer
-            .lock()
-            .expect("out lock")
-            .write_all(buf.as_bytes());
+        let result = out.writer.lock().expect("out lock").write_all(buf.as_bytes());
         if let Err(e) = result {
             out.error.lock().expect("out error lock").get_or_insert(e);
         }

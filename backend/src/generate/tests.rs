@@ -64,7 +64,14 @@ fn check(ev: &Value, now: i64) -> String {
     let Some(event_type) = o.get("event_type") else { return "missing_event_type".into() };
     let event_type = event_type.as_str().unwrap_or_default();
     let known = [
-        "page_view", "click", "search", "add_to_cart", "remove_from_cart", "begin_checkout", "purchase", "identify",
+        "page_view",
+        "click",
+        "search",
+        "add_to_cart",
+        "remove_from_cart",
+        "begin_checkout",
+        "purchase",
+        "identify",
         "custom",
     ];
     if !known.contains(&event_type) {
@@ -96,7 +103,12 @@ fn check(ev: &Value, now: i64) -> String {
         assert!(ctx[k].is_string(), "{ev}");
     }
     let p = o["props"].as_object().expect("props");
-    let need_str = |k: &str| -> Option<String> { p.get(k).is_none().then(|| "missing_prop".to_string()).or_else(|| (!p[k].is_string()).then(|| "invalid_prop_type".to_string())) };
+    let need_str = |k: &str| -> Option<String> {
+        p.get(k)
+            .is_none()
+            .then(|| "missing_prop".to_string())
+            .or_else(|| (!p[k].is_string()).then(|| "invalid_prop_type".to_string()))
+    };
     let money = |k: &str| -> Option<String> {
         match p.get(k) {
             None => Some("missing_prop".into()),
@@ -180,7 +192,9 @@ fn every_event_is_valid_or_carries_the_matching_corruption() {
     assert!(reasons.len() >= 10, "variety of reasons: {reasons:?}");
 
     // Bad events sit among good ones.
-    let mixed = batches.iter().filter(|b| b.events.iter().any(|e| !e.is_valid()) && b.events.iter().any(super::traffic::PlannedEvent::is_valid));
+    let mixed = batches.iter().filter(|b| {
+        b.events.iter().any(|e| !e.is_valid()) && b.events.iter().any(super::traffic::PlannedEvent::is_valid)
+    });
     assert!(mixed.count() > 20);
 
     // Every reason the contract lists shows up across a few seeds.
@@ -230,7 +244,9 @@ fn batches_are_small_single_visitor_and_well_formed() {
         }
         assert!(b.country.len() == 2 && b.country.chars().all(|c| c.is_ascii_uppercase()));
         assert!(
-            b.ip.starts_with("192.0.2.") || b.ip.starts_with("198.51.100.") || b.ip.starts_with("203.0.113.")
+            b.ip.starts_with("192.0.2.")
+                || b.ip.starts_with("198.51.100.")
+                || b.ip.starts_with("203.0.113.")
                 || b.ip.starts_with("2001:db8:"),
             "{}",
             b.ip
@@ -309,7 +325,10 @@ fn shop_behaviour_is_realistic() {
     let n = sessions.len() as f64;
     let with = |t: &str| sessions.values().filter(|evs| evs.iter().any(|e| e["event_type"] == t)).count() as f64;
     let (viewed, carted, checkout, bought) = (
-        sessions.values().filter(|evs| evs.iter().any(|e| e["props"]["product_id"].is_string() && e["event_type"] == "page_view")).count() as f64,
+        sessions
+            .values()
+            .filter(|evs| evs.iter().any(|e| e["props"]["product_id"].is_string() && e["event_type"] == "page_view"))
+            .count() as f64,
         with("add_to_cart"),
         with("begin_checkout"),
         with("purchase"),
@@ -334,7 +353,8 @@ fn shop_behaviour_is_realistic() {
     for evs in sessions.values() {
         for e in evs.iter().filter(|e| e["event_type"] == "purchase") {
             let p = &e["props"];
-            let (price, q, rev) = (p["price"].as_f64().unwrap(), p["quantity"].as_u64().unwrap(), p["revenue"].as_f64().unwrap());
+            let (price, q, rev) =
+                (p["price"].as_f64().unwrap(), p["quantity"].as_u64().unwrap(), p["revenue"].as_f64().unwrap());
             assert!((rev - price * q as f64).abs() < 1e-9, "{e}");
             assert_eq!(p["currency"], "EUR");
             assert_eq!(e["page"]["path"], "/thank-you");
@@ -525,7 +545,11 @@ mod http {
         bodies: Mutex<Vec<Value>>,
     }
 
-    async fn collect(State(s): State<Arc<Server>>, headers: HeaderMap, body: String) -> (StatusCode, HeaderMap, String) {
+    async fn collect(
+        State(s): State<Arc<Server>>,
+        headers: HeaderMap,
+        body: String,
+    ) -> (StatusCode, HeaderMap, String) {
         let n = s.requests.fetch_add(1, Ordering::SeqCst);
         let mut h = HeaderMap::new();
         if n % 7 == 3 {
@@ -641,7 +665,12 @@ mod http {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        let o = GenerateOptions { target: format!("http://{addr}"), events: Some(50), duplicate_share: 0.0, ..Default::default() };
+        let o = GenerateOptions {
+            target: format!("http://{addr}"),
+            events: Some(50),
+            duplicate_share: 0.0,
+            ..Default::default()
+        };
         let (_tx, rx) = tokio::sync::watch::channel(false);
         let report = run(o, rx).await.unwrap();
         assert_eq!(report.retries, 0);
@@ -649,5 +678,3 @@ mod http {
         assert_eq!(report.valid_distinct, 0);
     }
 }
-
-

@@ -98,9 +98,8 @@ pub fn silver(events: &[Ev]) -> LazyFrame {
     let n = events.len();
     let s = |f: fn(&Ev) -> String| events.iter().map(f).collect::<Vec<_>>();
     let o = |f: fn(&Ev) -> Option<String>| events.iter().map(f).collect::<Vec<_>>();
-    let ts = Column::new("event_ts".into(), events.iter().map(|e| e.ts).collect::<Vec<_>>())
-        .cast(&datetime_ms())
-        .unwrap();
+    let ts =
+        Column::new("event_ts".into(), events.iter().map(|e| e.ts).collect::<Vec<_>>()).cast(&datetime_ms()).unwrap();
     let df = DataFrame::new(
         n,
         vec![
@@ -117,7 +116,10 @@ pub fn silver(events: &[Ev]) -> LazyFrame {
             Column::new("quantity".into(), events.iter().map(|e| e.qty).collect::<Vec<_>>()),
             Column::new("revenue".into(), events.iter().map(|e| e.revenue).collect::<Vec<_>>()),
             Column::new("order_id".into(), o(|e| e.order.clone())),
-            Column::new("currency".into(), o(|e| (e.price.is_some() || e.revenue.is_some()).then(|| "EUR".to_string()))),
+            Column::new(
+                "currency".into(),
+                o(|e| (e.price.is_some() || e.revenue.is_some()).then(|| "EUR".to_string())),
+            ),
             Column::new("utm_source".into(), o(|e| e.utm.clone())),
             Column::new("utm_medium".into(), vec![None::<&str>; n]),
             Column::new("utm_campaign".into(), vec![None::<&str>; n]),

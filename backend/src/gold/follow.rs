@@ -113,7 +113,12 @@ impl GoldFollower {
             self = back;
             match outcome {
                 Ok(r) if r.commits > 0 => {
-                    tracing::info!(commits = r.commits, silver_rows = r.silver_rows, gold_files = r.gold_files, "Gold refreshed");
+                    tracing::info!(
+                        commits = r.commits,
+                        silver_rows = r.silver_rows,
+                        gold_files = r.gold_files,
+                        "Gold refreshed"
+                    );
                     if !stopping {
                         continue;
                     }

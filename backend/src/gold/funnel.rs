@@ -24,28 +24,12 @@ pub const STEPS: [&str; 4] = ["product_views", "add_to_carts", "checkouts", "pur
 ///   `purchase_rate` = purchases / checkouts, `conversion_rate` =
 ///   purchases / sessions (f64, null when the denominator is 0).
 pub fn funnel_1h(sessions: LazyFrame) -> LazyFrame {
-    let reached = |step: u8| {
-        col("funnel_step")
-            .gt_eq(lit(step))
-            .sum()
-            .cast(DataType::UInt32)
-            .alias(STEPS[step as usize - 1])
-    };
+    let reached =
+        |step: u8| col("funnel_step").gt_eq(lit(step)).sum().cast(DataType::UInt32).alias(STEPS[step as usize - 1]);
     sessions
-        .with_column(
-            col("session_start")
-                .dt()
-                .truncate(lit("1h"))
-                .alias("hour_start"),
-        )
+        .with_column(col("session_start").dt().truncate(lit("1h")).alias("hour_start"))
         .group_by([col("site_id"), col("hour_start")])
-        .agg([
-            len().alias("sessions"),
-            reached(1),
-            reached(2),
-            reached(3),
-            reached(4),
-        ])
+        .agg([len().alias("sessions"), reached(1), reached(2), reached(3), reached(4)])
         .with_columns([
             rate(col("product_views"), col("sessions")).alias("view_rate"),
             rate(col("add_to_carts"), col("product_views")).alias("cart_rate"),

@@ -88,16 +88,36 @@ pub fn flagged_visitors(anomalies: LazyFrame) -> LazyFrame {
 
 /// The Silver columns the Gold tables read.
 pub const GOLD_INPUT: &[&str] = &[
-    "event_id", "event_type", "event_ts", "site_id", "anonymous_id", "user_id", "session_id",
-    "page_path", "product_id", "quantity", "revenue", "order_id", "utm_source", "utm_medium",
-    "utm_campaign", "country", "device_type", "browser", "is_bot",
+    "event_id",
+    "event_type",
+    "event_ts",
+    "site_id",
+    "anonymous_id",
+    "user_id",
+    "session_id",
+    "page_path",
+    "product_id",
+    "quantity",
+    "revenue",
+    "order_id",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "country",
+    "device_type",
+    "browser",
+    "is_bot",
 ];
 
 /// The window tables from whole hours of Silver, given the visitors
 /// flagged as bots (anywhere, not only in these hours): each is a sum over
 /// windows of at most an hour, so the hours it is computed from give it
 /// whole.
-pub fn window_tables(silver: LazyFrame, flagged: LazyFrame, config: &GoldConfig) -> PolarsResult<Vec<(GoldTable, LazyFrame)>> {
+pub fn window_tables(
+    silver: LazyFrame,
+    flagged: LazyFrame,
+    config: &GoldConfig,
+) -> PolarsResult<Vec<(GoldTable, LazyFrame)>> {
     // Only what they read is kept in the shared cache.
     let silver = silver.select(WINDOW_INPUT.iter().map(|c| col(*c)).collect::<Vec<_>>()).cache();
     let human = human_events(silver.clone(), flagged).cache();
@@ -113,8 +133,16 @@ pub fn window_tables(silver: LazyFrame, flagged: LazyFrame, config: &GoldConfig)
 /// The Silver columns the window tables read: a refresh reads these for
 /// whole hours, and every column only for the visitors it touches.
 pub const WINDOW_INPUT: &[&str] = &[
-    "event_type", "event_ts", "site_id", "anonymous_id", "page_path", "product_id", "quantity", "revenue",
-    "order_id", "is_bot",
+    "event_type",
+    "event_ts",
+    "site_id",
+    "anonymous_id",
+    "page_path",
+    "product_id",
+    "quantity",
+    "revenue",
+    "order_id",
+    "is_bot",
 ];
 
 /// Computes every Gold table from the whole of Silver in one query: the

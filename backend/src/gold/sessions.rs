@@ -20,8 +20,7 @@ pub fn sessionize(events: LazyFrame, config: &GoldConfig) -> PolarsResult<LazyFr
     let gap = ts_ms("event_ts") - ts_ms("event_ts").shift(lit(1)).over(visitor.clone())?;
     let starts_session = gap.clone().is_null().or(gap.gt(lit(config.session_gap_ms)));
     let session_no = starts_session.cast(DataType::UInt32).cum_sum(false).over(visitor)?;
-    let session_start =
-        col("event_ts").min().over([col("site_id"), col("anonymous_id"), col("_session_no")])?;
+    let session_start = col("event_ts").min().over([col("site_id"), col("anonymous_id"), col("_session_no")])?;
     Ok(events
         .rename(["session_id"], ["client_session_id"], true)
         // In time order (ties by id); the windows below are per visitor
@@ -78,7 +77,11 @@ pub fn sessions(sessionized: LazyFrame) -> PolarsResult<LazyFrame> {
         .group_by(session())
         .agg([
             col("anonymous_id").first(),
-            col("user_id").sort_by([col("event_ts")], SortMultipleOptions::default()).drop_nulls().last().alias("user_id"),
+            col("user_id")
+                .sort_by([col("event_ts")], SortMultipleOptions::default())
+                .drop_nulls()
+                .last()
+                .alias("user_id"),
             col("event_ts").min().alias("session_start"),
             col("event_ts").max().alias("session_end"),
             len().alias("events"),

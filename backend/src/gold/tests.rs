@@ -226,10 +226,7 @@ fn top_pages_and_product_performance_per_hour() {
 fn traffic_counts_each_session_of_a_minute_when_the_gap_is_under_a_minute() {
     // With a 10 s gap, visitor a has two sessions inside 10:00 (25 s apart)
     // and b one; the sessions table agrees.
-    let config = GoldConfig {
-        session_gap_ms: 10_000,
-        ..GoldConfig::default()
-    };
+    let config = GoldConfig { session_gap_ms: 10_000, ..GoldConfig::default() };
     let events = vec![
         ev("1", "page_view", at(10, 0), "a").path("/"),
         ev("2", "page_view", at(10, 0) + 5_000, "a").path("/"),
@@ -243,8 +240,5 @@ fn traffic_counts_each_session_of_a_minute_when_the_gap_is_under_a_minute() {
     assert_eq!(u32s(&traffic, "sessions"), vec![Some(3)]);
     assert_eq!(get(GoldTable::Sessions).height(), 3);
     // With the default 30 minutes, one session each.
-    assert_eq!(
-        u32s(&table(&events, GoldTable::Traffic1m), "sessions"),
-        vec![Some(2)]
-    );
+    assert_eq!(u32s(&table(&events, GoldTable::Traffic1m), "sessions"), vec![Some(2)]);
 }

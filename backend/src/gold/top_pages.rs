@@ -20,10 +20,7 @@ pub fn top_pages_1h(human: LazyFrame) -> PolarsResult<LazyFrame> {
         .filter(is_type("page_view"))
         .with_column(window_of("event_ts", "1h").alias("hour_start"))
         .group_by([col("site_id"), col("hour_start"), col("page_path")])
-        .agg([
-            len().alias("views"),
-            col("anonymous_id").n_unique().cast(DataType::UInt32).alias("unique_visitors"),
-        ])
+        .agg([len().alias("views"), col("anonymous_id").n_unique().cast(DataType::UInt32).alias("unique_visitors")])
         .with_column(rank.cast(DataType::UInt32).alias("rank"))
         .sort(["site_id", "hour_start", "rank", "page_path"], SortMultipleOptions::default()))
 }

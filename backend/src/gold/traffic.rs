@@ -37,12 +37,8 @@ pub fn traffic_1m(human: LazyFrame, config: &GoldConfig) -> PolarsResult<LazyFra
         (human, col("anonymous_id").n_unique())
     } else {
         let visitor_minute = [col("site_id"), col("anonymous_id"), col("_minute")];
-        let since_previous =
-            ts_ms("event_ts") - ts_ms("event_ts").shift(lit(1)).over(visitor_minute)?;
-        let starts_session = since_previous
-            .clone()
-            .is_null()
-            .or(since_previous.gt(lit(config.session_gap_ms)));
+        let since_previous = ts_ms("event_ts") - ts_ms("event_ts").shift(lit(1)).over(visitor_minute)?;
+        let starts_session = since_previous.clone().is_null().or(since_previous.gt(lit(config.session_gap_ms)));
         let marked = human
             .with_column(window_of("event_ts", "1m").alias("_minute"))
             .sort(["event_ts"], SortMultipleOptions::default())
@@ -55,23 +51,12 @@ pub fn traffic_1m(human: LazyFrame, config: &GoldConfig) -> PolarsResult<LazyFra
         .group_by_dynamic(col("event_ts"), [col("site_id")], options)
         .agg([
             len().alias("events"),
-            is_type("page_view")
-                .sum()
-                .cast(DataType::UInt32)
-                .alias("page_views"),
-            col("anonymous_id")
-                .n_unique()
-                .cast(DataType::UInt32)
-                .alias("active_users"),
+            is_type("page_view").sum().cast(DataType::UInt32).alias("page_views"),
+            col("anonymous_id").n_unique().cast(DataType::UInt32).alias("active_users"),
             sessions.cast(DataType::UInt32).alias("sessions"),
         ])
         .rename(["event_ts"], ["window_start"], true)
-        .with_column(
-            col("window_start")
-                .dt()
-                .offset_by(lit("1m"))
-                .alias("window_end"),
-        )
+        .with_column(col("window_start").dt().offset_by(lit("1m")).alias("window_end"))
         .select([
             col("site_id"),
             col("window_start"),

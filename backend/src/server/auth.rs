@@ -234,7 +234,8 @@ pub async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> R
 fn signed_in(tokens: &Tokens, headers: &HeaderMap, now: i64) -> Response {
     let id = tokens.start_session(now);
     // Secure when the browser reached us over TLS (a proxy in front says so).
-    let tls = headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).is_some_and(|p| p.eq_ignore_ascii_case("https"));
+    let tls =
+        headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).is_some_and(|p| p.eq_ignore_ascii_case("https"));
     let cookie = format!(
         "{SESSION_COOKIE}={id}; Path=/; Max-Age={}; HttpOnly; SameSite=Strict{}",
         SESSION_MS / 1000,
@@ -263,7 +264,8 @@ mod tests {
         assert_eq!(parse_token(token).unwrap(), parse_token(&token_hash_line(token)).unwrap());
         assert!(parse_token("short").unwrap_err().contains("16"));
         assert!(parse_token("sha256:zz").is_err());
-        let mut tokens = Tokens::new(vec![parse_token(token).unwrap()], vec![parse_token("metrics-only-token-1").unwrap()]);
+        let mut tokens =
+            Tokens::new(vec![parse_token(token).unwrap()], vec![parse_token("metrics-only-token-1").unwrap()]);
         assert_eq!(tokens.check_token(token), Some(Grant::Everything));
         assert_eq!(tokens.check_token("metrics-only-token-1"), Some(Grant::MetricsOnly));
         assert_eq!(tokens.check_token("0123456789abcdef-tokeN"), None);

@@ -68,7 +68,10 @@ pub(super) async fn store(state: &AppState, events: &[EnrichedEvent<'_>], bad_ro
         }
         Err(_) => {
             state.metrics.stream_unavailable.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(bound_ms = state.guard.ack_timeout.as_millis() as u64, "the stream did not acknowledge in time; answering 503");
+            tracing::warn!(
+                bound_ms = state.guard.ack_timeout.as_millis() as u64,
+                "the stream did not acknowledge in time; answering 503"
+            );
             return Err(ApiError::Overloaded);
         }
     }
@@ -88,10 +91,8 @@ pub(super) async fn read_body(
     limit: usize,
     within: Duration,
 ) -> Result<axum::body::Bytes, ApiError> {
-    let announced = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let announced =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if announced.is_some_and(|n| n > limit) {
         return Err(BatchError::BodyTooLarge { limit }.into());
     }

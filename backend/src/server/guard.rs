@@ -212,15 +212,27 @@ mod tests {
         let proxies = TrustedProxies::default();
         let xff = headers(&[("x-forwarded-for", "6.6.6.6, 198.51.100.4")]);
         assert_eq!(proxies.client_ip(&xff, peer("127.0.0.1")), Some("198.51.100.4".parse().unwrap()));
-        assert_eq!(proxies.client_ip(&xff, peer("203.0.113.9")), Some("203.0.113.9".parse().unwrap()), "an untrusted peer is the client");
+        assert_eq!(
+            proxies.client_ip(&xff, peer("203.0.113.9")),
+            Some("203.0.113.9".parse().unwrap()),
+            "an untrusted peer is the client"
+        );
         let cf = headers(&[("cf-connecting-ip", "198.51.100.7"), ("x-forwarded-for", "6.6.6.6")]);
         assert_eq!(proxies.client_ip(&cf, peer("::1")), Some("198.51.100.7".parse().unwrap()));
-        assert_eq!(proxies.client_ip(&headers(&[("x-forwarded-for", "junk")]), peer("127.0.0.1")), Some("127.0.0.1".parse().unwrap()));
+        assert_eq!(
+            proxies.client_ip(&headers(&[("x-forwarded-for", "junk")]), peer("127.0.0.1")),
+            Some("127.0.0.1".parse().unwrap())
+        );
         assert_eq!(proxies.client_ip(&xff, None), None);
 
-        let inner = TrustedProxies::parse(&["10.0.0.0/8".into(), "127.0.0.1".into()], Some("X-Forwarded-For".into())).unwrap();
+        let inner =
+            TrustedProxies::parse(&["10.0.0.0/8".into(), "127.0.0.1".into()], Some("X-Forwarded-For".into())).unwrap();
         let chain = headers(&[("x-forwarded-for", "6.6.6.6, 198.51.100.4, 10.1.2.3"), ("cf-connecting-ip", "9.9.9.9")]);
-        assert_eq!(inner.client_ip(&chain, peer("10.0.0.2")), Some("198.51.100.4".parse().unwrap()), "trusted hops are skipped");
+        assert_eq!(
+            inner.client_ip(&chain, peer("10.0.0.2")),
+            Some("198.51.100.4".parse().unwrap()),
+            "trusted hops are skipped"
+        );
         assert!(TrustedProxies::parse(&["nope".into()], None).unwrap_err().contains("nope"));
         assert_eq!(TrustedProxies::none().client_ip(&xff, peer("127.0.0.1")), Some("127.0.0.1".parse().unwrap()));
     }
@@ -238,15 +250,22 @@ mod tests {
         assert!(matches!(guard.admit_sender("shop-1", &HeaderMap::new()), Err(ApiError::SiteTokenRequired { .. })));
         assert!(guard.admit_sender("shop-1", &headers(&[("authorization", "Bearer server-token-123456")])).is_ok());
         assert!(guard.admit_sender("shop-1", &headers(&[("authorization", "Bearer wrong")])).is_err());
-        assert!(guard.admit_sender("other", &HeaderMap::new()).is_ok(), "a site without a token takes servers as they come");
+        assert!(
+            guard.admit_sender("other", &HeaderMap::new()).is_ok(),
+            "a site without a token takes servers as they come"
+        );
     }
 
     #[test]
     fn clients_and_sites_have_their_own_buckets() {
-        let guard = CollectGuard { per_client_per_minute: 2, per_site_events_per_minute: 100, ..CollectGuard::default() };
+        let guard =
+            CollectGuard { per_client_per_minute: 2, per_site_events_per_minute: 100, ..CollectGuard::default() };
         assert!(guard.admit_client("198.51.100.4", 0).is_ok());
         assert!(guard.admit_client("198.51.100.4", 0).is_ok());
-        assert!(matches!(guard.admit_client("198.51.100.4", 0), Err(ApiError::RateLimited { scope: "client", retry_after_s: 30 })));
+        assert!(matches!(
+            guard.admit_client("198.51.100.4", 0),
+            Err(ApiError::RateLimited { scope: "client", retry_after_s: 30 })
+        ));
         assert!(guard.admit_client("203.0.113.9", 0).is_ok());
         assert!(guard.admit_site("shop-1", 100, 0).is_ok());
         assert!(guard.admit_site("shop-1", 1, 0).is_err());

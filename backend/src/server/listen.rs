@@ -35,7 +35,12 @@ impl Default for ConnectionLimits {
 
 /// Serves `router` until `stop` turns true, then waits for the open
 /// connections to finish their requests.
-pub async fn serve_router(listener: TcpListener, router: Router, limits: ConnectionLimits, stop: watch::Receiver<bool>) {
+pub async fn serve_router(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    stop: watch::Receiver<bool>,
+) {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     // Each connection holds a receiver; `closed()` resolves when all are gone.
     let (open_tx, open_rx) = watch::channel(());
@@ -66,7 +71,8 @@ pub async fn serve_router(listener: TcpListener, router: Router, limits: Connect
         tokio::spawn(async move {
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
-            let mut connection = Box::pin(builder.serve_connection(TokioIo::new(socket), TowerToHyperService::new(service)));
+            let mut connection =
+                Box::pin(builder.serve_connection(TokioIo::new(socket), TowerToHyperService::new(service)));
             let stopping = tokio::select! {
                 _ = connection.as_mut() => false,
                 // The guard `wait_for` returns is dropped here, not held

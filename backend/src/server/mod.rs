@@ -78,7 +78,12 @@ pub struct AppState {
 impl AppState {
     /// Private by default: no token is configured, so only the collect
     /// routes answer until one is.
-    pub fn new(stream: Arc<dyn EventStream>, collect: CollectConfig, metrics: Arc<Metrics>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        stream: Arc<dyn EventStream>,
+        collect: CollectConfig,
+        metrics: Arc<Metrics>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         AppState {
             stream,
             collect,
@@ -102,7 +107,9 @@ impl AppState {
     fn limit_sign_in(&self, request: &Request) -> Result<(), Response> {
         let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
         let client = self.guard.proxies.client_ip(request.headers(), peer).map(|ip| ip.to_string());
-        self.guard.admit_sign_in(client.as_deref().unwrap_or("unknown"), self.clock.now_ms()).map_err(IntoResponse::into_response)
+        self.guard
+            .admit_sign_in(client.as_deref().unwrap_or("unknown"), self.clock.now_ms())
+            .map_err(IntoResponse::into_response)
     }
 }
 
@@ -186,9 +193,5 @@ async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        state.metrics.render(),
-    )
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render())
 }

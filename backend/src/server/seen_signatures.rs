@@ -24,7 +24,10 @@ const KEEP_MS: i64 = 2 * MAX_SIGNATURE_AGE_MS + MINUTE_MS;
 pub enum SeenSignatures {
     /// In memory: the router's tests, without a data directory.
     Memory(Mutex<HashMap<Vec<u8>, i64>>),
-    Disk { dir: PathBuf, last_sweep: AtomicI64 },
+    Disk {
+        dir: PathBuf,
+        last_sweep: AtomicI64,
+    },
 }
 
 impl SeenSignatures {
@@ -61,7 +64,9 @@ impl SeenSignatures {
     /// Deletes the minutes no accepted timestamp can fall in, once a minute.
     fn sweep(dir: &std::path::Path, last_sweep: &AtomicI64, now_ms: i64) {
         let last = last_sweep.load(Ordering::Relaxed);
-        if now_ms.saturating_sub(last) < MINUTE_MS || last_sweep.compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+        if now_ms.saturating_sub(last) < MINUTE_MS
+            || last_sweep.compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed).is_err()
+        {
             return;
         }
         let oldest_kept = (now_ms - KEEP_MS).div_euclid(MINUTE_MS);

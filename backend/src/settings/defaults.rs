@@ -34,7 +34,5 @@ pub fn site_dir() -> Option<PathBuf> {
 /// The tracker built in the repository (`scripts/build-tracker.sh`), when run from a checkout.
 pub fn tracker_dir() -> Option<PathBuf> {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../collector-wasm/dist");
-    [PathBuf::from("collector-wasm/dist"), repo]
-        .into_iter()
-        .find(|d| d.is_dir())
+    [PathBuf::from("collector-wasm/dist"), repo].into_iter().find(|d| d.is_dir())
 }

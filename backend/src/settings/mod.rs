@@ -88,11 +88,7 @@ impl Settings {
     /// Reads the config file (`--config` or `CLICKSTREAM_CONFIG`), then
     /// resolves.
     pub fn load(flags: &Flags, env: Env) -> anyhow::Result<Settings> {
-        let path = flags
-            .common
-            .config
-            .clone()
-            .or_else(|| env("CLICKSTREAM_CONFIG").map(PathBuf::from));
+        let path = flags.common.config.clone().or_else(|| env("CLICKSTREAM_CONFIG").map(PathBuf::from));
         let file = FileConfig::load(path.as_deref())?;
         Settings::resolve(flags, env, &file)
     }
@@ -113,10 +109,7 @@ impl Settings {
             _ => stream::fluvio(&flags.common, env, file, partitions)?,
         };
         let mut aggregate = aggregate_config(&data_dir, file);
-        if let CommandFlags::Aggregate {
-            partitions: Some(owned),
-        } = &flags.command
-        {
+        if let CommandFlags::Aggregate { partitions: Some(owned) } = &flags.command {
             aggregate.partitions = Some(owned.clone());
         }
         let server = match &flags.command {
@@ -127,10 +120,7 @@ impl Settings {
                 Some(s)
             }
             CommandFlags::Demo { port } => {
-                let serve = ServeFlags {
-                    port: or_env(*port, env, "CLICKSTREAM_PORT")?,
-                    ..ServeFlags::default()
-                };
+                let serve = ServeFlags { port: or_env(*port, env, "CLICKSTREAM_PORT")?, ..ServeFlags::default() };
                 let mut s = server::resolve(&serve, env, file, &data_dir)?;
                 s.aggregate = Some(aggregate.clone());
                 server::open_for_the_demo(&mut s);
@@ -143,25 +133,17 @@ impl Settings {
             s.fluvio = fluvio.clone();
             s
         });
-        Ok(Settings {
-            data_dir,
-            partitions,
-            fluvio,
-            aggregate,
-            server,
-        })
+        Ok(Settings { data_dir, partitions, fluvio, aggregate, server })
     }
 
     /// Creates the data directory if it does not exist yet.
     pub fn create_data_dir(&self) -> anyhow::Result<()> {
-        std::fs::create_dir_all(&self.data_dir)
-            .with_context(|| format!("cannot create {}", self.data_dir.display()))
+        std::fs::create_dir_all(&self.data_dir).with_context(|| format!("cannot create {}", self.data_dir.display()))
     }
 
     /// The server's settings (resolved for `serve` and `demo`).
     pub fn into_server(self) -> anyhow::Result<ServeSettings> {
-        self.server
-            .context("the server's settings are resolved for `serve` and `demo` only")
+        self.server.context("the server's settings are resolved for `serve` and `demo` only")
     }
 }
 
@@ -172,10 +154,9 @@ where
 {
     match (flag, env(name)) {
         (Some(value), _) => Ok(Some(value)),
-        (None, Some(text)) => text
-            .parse()
-            .map(Some)
-            .map_err(|e| anyhow::anyhow!("{name}: invalid value {text:?}: {e}")),
+        (None, Some(text)) => {
+            text.parse().map(Some).map_err(|e| anyhow::anyhow!("{name}: invalid value {text:?}: {e}"))
+        }
         (None, None) => Ok(None),
     }
 }
@@ -198,14 +179,10 @@ fn aggregate_config(data_dir: &Path, file: &FileConfig) -> AggregateConfig {
             c.gold.get_or_insert_with(Default::default).session_gap_ms = m * 60_000;
         }
         if let Some(m) = a.allowed_lateness_minutes {
-            c.gold
-                .get_or_insert_with(Default::default)
-                .allowed_lateness_ms = m * 60_000;
+            c.gold.get_or_insert_with(Default::default).allowed_lateness_ms = m * 60_000;
         }
         if let Some(n) = a.bot_events_per_minute {
-            c.gold
-                .get_or_insert_with(Default::default)
-                .bot_events_per_minute = n;
+            c.gold.get_or_insert_with(Default::default).bot_events_per_minute = n;
         }
     }
     c

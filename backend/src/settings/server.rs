@@ -35,11 +35,7 @@ pub(super) fn resolve(
 ) -> anyhow::Result<ServeSettings> {
     let mut s = ServeSettings::new(data_dir);
     s.port = flags.port.or(file.port).unwrap_or(defaults::PORT);
-    s.bind = flags
-        .bind
-        .clone()
-        .or(file.bind.clone())
-        .unwrap_or_else(|| defaults::BIND.into());
+    s.bind = flags.bind.clone().or(file.bind.clone()).unwrap_or_else(|| defaults::BIND.into());
     if let Some(n) = flags.max_body_bytes.or(file.max_body_bytes) {
         s.limits.max_body_bytes = n;
     }
@@ -55,18 +51,8 @@ pub(super) fn resolve(
         .filter(|secret| !secret.is_empty())
         .map(|secret| Redacted(secret.into_bytes()));
     s.ingest_auth = ingest_auth(flags, env, file);
-    s.api_tokens = tokens(
-        "api_tokens",
-        &file.api_tokens,
-        env,
-        "CLICKSTREAM_API_TOKENS",
-    )?;
-    s.metrics_tokens = tokens(
-        "metrics_tokens",
-        &file.metrics_tokens,
-        env,
-        "CLICKSTREAM_METRICS_TOKENS",
-    )?;
+    s.api_tokens = tokens("api_tokens", &file.api_tokens, env, "CLICKSTREAM_API_TOKENS")?;
+    s.metrics_tokens = tokens("metrics_tokens", &file.metrics_tokens, env, "CLICKSTREAM_METRICS_TOKENS")?;
     s.admin_bind = flags.admin_bind.clone().or(file.admin_bind.clone());
     s.guard = collect_guard(file, env, flags.client_ip_header.clone())?;
     if let Some(ms) = file.header_timeout_ms {
@@ -75,29 +61,15 @@ pub(super) fn resolve(
     if let Some(n) = file.max_connections {
         s.connections.max_connections = n;
     }
-    s.country_header = Some(
-        file.country_header
-            .as_deref()
-            .unwrap_or(defaults::COUNTRY_HEADER)
-            .to_ascii_lowercase(),
-    );
+    s.country_header = Some(file.country_header.as_deref().unwrap_or(defaults::COUNTRY_HEADER).to_ascii_lowercase());
     s.site_dir = file.site_dir.clone();
-    let tracker_path = file
-        .tracker_path
-        .clone()
-        .unwrap_or_else(|| defaults::TRACKER_PATH.into());
+    let tracker_path = file.tracker_path.clone().unwrap_or_else(|| defaults::TRACKER_PATH.into());
     if !tracker_path.starts_with('/') || tracker_path.len() < 2 {
         anyhow::bail!("tracker_path must start with / and name a path, got {tracker_path:?}");
     }
-    s.tracker = file
-        .tracker_dir
-        .clone()
-        .or_else(defaults::tracker_dir)
-        .map(|dir| (dir, tracker_path));
+    s.tracker = file.tracker_dir.clone().or_else(defaults::tracker_dir).map(|dir| (dir, tracker_path));
     if s.tracker.is_none() {
-        tracing::info!(
-            "no built tracker (run scripts/build-tracker.sh); pages are served without it"
-        );
+        tracing::info!("no built tracker (run scripts/build-tracker.sh); pages are served without it");
     }
     s.collect_path = file.collect_path.clone();
     if let Some(p) = s.collect_path.as_deref().filter(|p| !p.starts_with('/')) {
@@ -118,37 +90,20 @@ pub(super) fn resolve(
 /// and its generator unthrottled.
 pub(super) fn open_for_the_demo(s: &mut ServeSettings) {
     s.open_access = true;
-    s.guard = CollectGuard {
-        origins: s.guard.origins.clone(),
-        ..CollectGuard::unlimited()
-    };
+    s.guard = CollectGuard { origins: s.guard.origins.clone(), ..CollectGuard::unlimited() };
     s.site_dir = s.site_dir.take().or_else(defaults::site_dir);
 }
 
 /// How `/ingest` is authenticated: the current secret (flag or
 /// environment, else the file's) and the ones being rotated out.
 fn ingest_auth(flags: &ServeFlags, env: Env, file: &FileConfig) -> IngestAuth {
-    let mut secrets: Vec<Vec<u8>> = flags
-        .ingest_secret
-        .iter()
-        .chain(&file.ingest_secret)
-        .cloned()
-        .map(String::into_bytes)
-        .collect();
+    let mut secrets: Vec<Vec<u8>> =
+        flags.ingest_secret.iter().chain(&file.ingest_secret).cloned().map(String::into_bytes).collect();
     secrets.truncate(1); // the flag or environment wins over the file's
     let previous = env("CLICKSTREAM_INGEST_SECRET_PREVIOUS");
-    secrets.extend(
-        file.ingest_secrets
-            .iter()
-            .chain(&previous)
-            .cloned()
-            .map(String::into_bytes),
-    );
+    secrets.extend(file.ingest_secrets.iter().chain(&previous).cloned().map(String::into_bytes));
     secrets.retain(|s| !s.is_empty());
-    match (
-        secrets.is_empty(),
-        flags.allow_unsigned_ingest || file.allow_unsigned_ingest.unwrap_or(false),
-    ) {
+    match (secrets.is_empty(), flags.allow_unsigned_ingest || file.allow_unsigned_ingest.unwrap_or(false)) {
         (false, _) => IngestAuth::Signed(secrets.into_iter().map(Redacted).collect()),
         (true, true) => IngestAuth::Unsigned,
         (true, false) => IngestAuth::Disabled,
@@ -167,15 +122,11 @@ fn tokens(key: &str, file: &[String], env: Env, name: &str) -> anyhow::Result<Ve
 }
 
 /// The collect routes' defences from the config file and environment.
-fn collect_guard(
-    file: &FileConfig,
-    env: Env,
-    client_ip_header: Option<String>,
-) -> anyhow::Result<CollectGuard> {
+fn collect_guard(file: &FileConfig, env: Env, client_ip_header: Option<String>) -> anyhow::Result<CollectGuard> {
     let mut guard = CollectGuard::default();
     if let Some(json) = env("CLICKSTREAM_ALLOWED_ORIGINS") {
-        guard.origins = edge_worker::edge::AllowedOrigins::parse(&json)
-            .map_err(|e| anyhow::anyhow!("CLICKSTREAM_{e}"))?;
+        guard.origins =
+            edge_worker::edge::AllowedOrigins::parse(&json).map_err(|e| anyhow::anyhow!("CLICKSTREAM_{e}"))?;
     } else if let Some(origins) = &file.allowed_origins {
         guard.origins = origins.clone();
     }
@@ -187,22 +138,13 @@ fn collect_guard(
         guard.site_tokens.insert(site.clone(), hashes);
     }
     let proxies = env("CLICKSTREAM_TRUSTED_PROXIES")
-        .map(|v| {
-            v.split(',')
-                .map(|p| p.trim().to_string())
-                .filter(|p| !p.is_empty())
-                .collect::<Vec<_>>()
-        })
+        .map(|v| v.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect::<Vec<_>>())
         .or(file.trusted_proxies.clone())
         .unwrap_or_else(|| defaults::TRUSTED_PROXIES.map(String::from).to_vec());
     let header = client_ip_header.or(file.client_ip_header.clone());
     guard.proxies = TrustedProxies::parse(&proxies, header).map_err(anyhow::Error::msg)?;
-    guard.per_client_per_minute = file
-        .rate_limit_per_minute
-        .unwrap_or(guard.per_client_per_minute);
-    guard.per_site_events_per_minute = file
-        .site_events_per_minute
-        .unwrap_or(guard.per_site_events_per_minute);
+    guard.per_client_per_minute = file.rate_limit_per_minute.unwrap_or(guard.per_client_per_minute);
+    guard.per_site_events_per_minute = file.site_events_per_minute.unwrap_or(guard.per_site_events_per_minute);
     if let Some(ms) = file.ack_timeout_ms {
         guard.ack_timeout = Duration::from_millis(ms.max(1));
     }

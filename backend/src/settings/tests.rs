@@ -16,31 +16,13 @@ fn file(toml: &str) -> FileConfig {
     toml::from_str(toml).expect("a valid config file")
 }
 
-fn resolve(
-    command: CommandFlags,
-    common: CommonFlags,
-    env: &[(&str, &str)],
-    toml: &str,
-) -> anyhow::Result<Settings> {
-    let env: HashMap<String, String> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    Settings::resolve(
-        &Flags { common, command },
-        &|name| env.get(name).cloned(),
-        &file(toml),
-    )
+fn resolve(command: CommandFlags, common: CommonFlags, env: &[(&str, &str)], toml: &str) -> anyhow::Result<Settings> {
+    let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    Settings::resolve(&Flags { common, command }, &|name| env.get(name).cloned(), &file(toml))
 }
 
 fn serve(serve: ServeFlags, env: &[(&str, &str)], toml: &str) -> anyhow::Result<ServeSettings> {
-    resolve(
-        CommandFlags::Serve(serve),
-        CommonFlags::default(),
-        env,
-        toml,
-    )?
-    .into_server()
+    resolve(CommandFlags::Serve(serve), CommonFlags::default(), env, toml)?.into_server()
 }
 
 fn error(result: anyhow::Result<impl std::fmt::Debug>) -> String {
@@ -49,47 +31,26 @@ fn error(result: anyhow::Result<impl std::fmt::Debug>) -> String {
 
 #[test]
 fn the_data_dir_comes_from_the_flag_then_the_environment_then_the_file_then_the_default() {
-    let flag = CommonFlags {
-        data_dir: Some("from-flag".into()),
-        ..CommonFlags::default()
-    };
+    let flag = CommonFlags { data_dir: Some("from-flag".into()), ..CommonFlags::default() };
     let env = [("CLICKSTREAM_DATA_DIR", "from-env")];
     let toml = "data_dir = \"from-file\"";
     let dir = |common: CommonFlags, env: &[(&str, &str)], toml: &str| {
-        resolve(CommandFlags::Gold, common, env, toml)
-            .unwrap()
-            .data_dir
+        resolve(CommandFlags::Gold, common, env, toml).unwrap().data_dir
     };
     assert_eq!(dir(flag.clone(), &env, toml), PathBuf::from("from-flag"));
-    assert_eq!(
-        dir(CommonFlags::default(), &env, toml),
-        PathBuf::from("from-env")
-    );
-    assert_eq!(
-        dir(CommonFlags::default(), &[], toml),
-        PathBuf::from("from-file")
-    );
+    assert_eq!(dir(CommonFlags::default(), &env, toml), PathBuf::from("from-env"));
+    assert_eq!(dir(CommonFlags::default(), &[], toml), PathBuf::from("from-file"));
     assert_eq!(dir(CommonFlags::default(), &[], ""), PathBuf::from("data"));
 
     // Every part that works on the data directory gets the same one.
-    let s = resolve(
-        CommandFlags::Serve(ServeFlags::default()),
-        CommonFlags::default(),
-        &env,
-        toml,
-    )
-    .unwrap();
+    let s = resolve(CommandFlags::Serve(ServeFlags::default()), CommonFlags::default(), &env, toml).unwrap();
     assert_eq!(s.aggregate.data_dir, PathBuf::from("from-env"));
     assert_eq!(s.server.unwrap().data_dir, PathBuf::from("from-env"));
 }
 
 #[test]
 fn bind_and_port_come_from_the_flag_then_the_environment_then_the_file_then_the_default() {
-    let flags = ServeFlags {
-        bind: Some("10.0.0.1".into()),
-        port: Some(1),
-        ..ServeFlags::default()
-    };
+    let flags = ServeFlags { bind: Some("10.0.0.1".into()), port: Some(1), ..ServeFlags::default() };
     let env = [("CLICKSTREAM_BIND", "10.0.0.2"), ("CLICKSTREAM_PORT", "2")];
     let toml = "bind = \"10.0.0.3\"\nport = 3";
     let s = serve(flags, &env, toml).unwrap();
@@ -104,105 +65,38 @@ fn bind_and_port_come_from_the_flag_then_the_environment_then_the_file_then_the_
 
 #[test]
 fn a_bad_value_in_the_environment_names_the_variable() {
-    let err = error(serve(
-        ServeFlags::default(),
-        &[("CLICKSTREAM_PORT", "http")],
-        "",
-    ));
-    assert!(
-        err.contains("CLICKSTREAM_PORT") && err.contains("\"http\""),
-        "{err}"
-    );
+    let err = error(serve(ServeFlags::default(), &[("CLICKSTREAM_PORT", "http")], ""));
+    assert!(err.contains("CLICKSTREAM_PORT") && err.contains("\"http\""), "{err}");
     let err = error(resolve(
         CommandFlags::Aggregate { partitions: None },
         CommonFlags::default(),
         &[("CLICKSTREAM_STREAM", "kafka")],
         "",
     ));
-    assert_eq!(
-        err,
-        "CLICKSTREAM_STREAM must be \"embedded\" or \"fluvio\", got \"kafka\""
-    );
-    let err = error(resolve(
-        CommandFlags::Aggregate { partitions: None },
-        CommonFlags::default(),
-        &[],
-        "stream = \"kafka\"",
-    ));
-    assert_eq!(
-        err,
-        "stream must be \"embedded\" or \"fluvio\", got \"kafka\""
-    );
+    assert_eq!(err, "CLICKSTREAM_STREAM must be \"embedded\" or \"fluvio\", got \"kafka\"");
+    let err =
+        error(resolve(CommandFlags::Aggregate { partitions: None }, CommonFlags::default(), &[], "stream = \"kafka\""));
+    assert_eq!(err, "stream must be \"embedded\" or \"fluvio\", got \"kafka\"");
 }
 
 #[test]
 fn the_stream_is_the_flag_then_the_environment_then_the_file_else_embedded() {
     let fluvio = |common: CommonFlags, env: &[(&str, &str)], toml: &str| {
-        resolve(
-            CommandFlags::Aggregate { partitions: None },
-            common,
-            env,
-            toml,
-        )
-        .unwrap()
-        .fluvio
-        .map(|f| f.sc_addr)
+        resolve(CommandFlags::Aggregate { partitions: None }, common, env, toml).unwrap().fluvio.map(|f| f.sc_addr)
     };
-    let flag = |kind: &str| CommonFlags {
-        stream: Some(kind.into()),
-        ..CommonFlags::default()
-    };
+    let flag = |kind: &str| CommonFlags { stream: Some(kind.into()), ..CommonFlags::default() };
     assert_eq!(fluvio(CommonFlags::default(), &[], ""), None);
-    assert_eq!(
-        fluvio(CommonFlags::default(), &[], "stream = \"fluvio\""),
-        Some("127.0.0.1:9003".into())
-    );
-    assert_eq!(
-        fluvio(
-            CommonFlags::default(),
-            &[("CLICKSTREAM_STREAM", "embedded")],
-            "stream = \"fluvio\""
-        ),
-        None
-    );
-    assert_eq!(
-        fluvio(flag("fluvio"), &[("CLICKSTREAM_STREAM", "embedded")], ""),
-        Some("127.0.0.1:9003".into())
-    );
-    assert_eq!(
-        fluvio(
-            flag("embedded"),
-            &[("CLICKSTREAM_FLUVIO_SC", "sc:9003")],
-            "stream = \"fluvio\""
-        ),
-        None
-    );
+    assert_eq!(fluvio(CommonFlags::default(), &[], "stream = \"fluvio\""), Some("127.0.0.1:9003".into()));
+    assert_eq!(fluvio(CommonFlags::default(), &[("CLICKSTREAM_STREAM", "embedded")], "stream = \"fluvio\""), None);
+    assert_eq!(fluvio(flag("fluvio"), &[("CLICKSTREAM_STREAM", "embedded")], ""), Some("127.0.0.1:9003".into()));
+    assert_eq!(fluvio(flag("embedded"), &[("CLICKSTREAM_FLUVIO_SC", "sc:9003")], "stream = \"fluvio\""), None);
 
     // An SC address alone (flag or environment, not the file's) means Fluvio.
-    assert_eq!(
-        fluvio(
-            CommonFlags::default(),
-            &[("CLICKSTREAM_FLUVIO_SC", "sc:9003")],
-            ""
-        ),
-        Some("sc:9003".into())
-    );
-    let sc = CommonFlags {
-        fluvio_sc: Some("flag:9003".into()),
-        ..CommonFlags::default()
-    };
-    assert_eq!(
-        fluvio(sc, &[("CLICKSTREAM_FLUVIO_SC", "env:9003")], ""),
-        Some("flag:9003".into())
-    );
-    assert_eq!(
-        fluvio(CommonFlags::default(), &[], "[fluvio]\nsc = \"file:9003\""),
-        None
-    );
-    assert_eq!(
-        fluvio(flag("fluvio"), &[], "[fluvio]\nsc = \"file:9003\""),
-        Some("file:9003".into())
-    );
+    assert_eq!(fluvio(CommonFlags::default(), &[("CLICKSTREAM_FLUVIO_SC", "sc:9003")], ""), Some("sc:9003".into()));
+    let sc = CommonFlags { fluvio_sc: Some("flag:9003".into()), ..CommonFlags::default() };
+    assert_eq!(fluvio(sc, &[("CLICKSTREAM_FLUVIO_SC", "env:9003")], ""), Some("flag:9003".into()));
+    assert_eq!(fluvio(CommonFlags::default(), &[], "[fluvio]\nsc = \"file:9003\""), None);
+    assert_eq!(fluvio(flag("fluvio"), &[], "[fluvio]\nsc = \"file:9003\""), Some("file:9003".into()));
 
     let s = resolve(
         CommandFlags::Aggregate { partitions: None },
@@ -217,34 +111,16 @@ fn the_stream_is_the_flag_then_the_environment_then_the_file_else_embedded() {
 
 #[test]
 fn token_lists_join_the_file_and_the_environment() {
-    let toml = format!(
-        "api_tokens = [\"{}\"]\nmetrics_tokens = [\"{TOKEN_B}\"]",
-        token_hash_line(TOKEN_A)
-    );
-    let env = [
-        ("CLICKSTREAM_API_TOKENS", &*format!(" {TOKEN_B} ,,")),
-        ("CLICKSTREAM_METRICS_TOKENS", ""),
-    ];
+    let toml = format!("api_tokens = [\"{}\"]\nmetrics_tokens = [\"{TOKEN_B}\"]", token_hash_line(TOKEN_A));
+    let env = [("CLICKSTREAM_API_TOKENS", &*format!(" {TOKEN_B} ,,")), ("CLICKSTREAM_METRICS_TOKENS", "")];
     let s = serve(ServeFlags::default(), &env, &toml).unwrap();
     let hash = |t: &str| crate::server::auth::parse_token(t).unwrap();
     assert_eq!(s.api_tokens, vec![hash(TOKEN_A), hash(TOKEN_B)]);
     assert_eq!(s.metrics_tokens, vec![hash(TOKEN_B)]);
-    assert!(serve(ServeFlags::default(), &[], "")
-        .unwrap()
-        .api_tokens
-        .is_empty());
+    assert!(serve(ServeFlags::default(), &[], "").unwrap().api_tokens.is_empty());
 
-    let err = error(serve(
-        ServeFlags::default(),
-        &[("CLICKSTREAM_API_TOKENS", "short")],
-        "",
-    ));
-    assert!(
-        err.starts_with(
-            "api_tokens (or CLICKSTREAM_API_TOKENS): a token must be at least 16 characters"
-        ),
-        "{err}"
-    );
+    let err = error(serve(ServeFlags::default(), &[("CLICKSTREAM_API_TOKENS", "short")], ""));
+    assert!(err.starts_with("api_tokens (or CLICKSTREAM_API_TOKENS): a token must be at least 16 characters"), "{err}");
 }
 
 #[test]
@@ -253,10 +129,7 @@ fn timeouts_and_limits_come_from_the_file_else_their_components_defaults() {
     let defaults = ServeSettings::new("data");
     assert_eq!(s.guard.ack_timeout, defaults.guard.ack_timeout);
     assert_eq!(s.guard.body_timeout, defaults.guard.body_timeout);
-    assert_eq!(
-        s.connections.header_timeout,
-        defaults.connections.header_timeout
-    );
+    assert_eq!(s.connections.header_timeout, defaults.connections.header_timeout);
     assert_eq!(s.limits.max_body_bytes, defaults.limits.max_body_bytes);
 
     let toml = "ack_timeout_ms = 0\nbody_timeout_ms = 1500\nheader_timeout_ms = 2500\nmax_connections = 7\n\
@@ -266,19 +139,9 @@ fn timeouts_and_limits_come_from_the_file_else_their_components_defaults() {
     assert_eq!(s.guard.body_timeout, Duration::from_millis(1500));
     assert_eq!(s.connections.header_timeout, Duration::from_millis(2500));
     assert_eq!(s.connections.max_connections, 7);
-    assert_eq!(
-        (
-            s.limits.max_body_bytes,
-            s.limits.max_events,
-            s.limits.horizon_ms
-        ),
-        (1000, 9, 7_200_000)
-    );
+    assert_eq!((s.limits.max_body_bytes, s.limits.max_events, s.limits.horizon_ms), (1000, 9, 7_200_000));
     assert_eq!(s.guard.per_client_per_minute, 0);
-    let flag = ServeFlags {
-        max_body_bytes: Some(2000),
-        ..ServeFlags::default()
-    };
+    let flag = ServeFlags { max_body_bytes: Some(2000), ..ServeFlags::default() };
     assert_eq!(serve(flag, &[], toml).unwrap().limits.max_body_bytes, 2000);
 
     let s = resolve(
@@ -295,84 +158,42 @@ fn timeouts_and_limits_come_from_the_file_else_their_components_defaults() {
 #[test]
 fn the_ingest_secret_is_the_flag_then_the_environment_then_the_file_plus_the_previous_ones() {
     let secrets =
-        |flags: ServeFlags, env: &[(&str, &str)], toml: &str| match serve(flags, env, toml)
-            .unwrap()
-            .ingest_auth
-        {
-            IngestAuth::Signed(s) => s
-                .into_iter()
-                .map(|r| String::from_utf8(r.0).unwrap())
-                .collect::<Vec<_>>(),
+        |flags: ServeFlags, env: &[(&str, &str)], toml: &str| match serve(flags, env, toml).unwrap().ingest_auth {
+            IngestAuth::Signed(s) => s.into_iter().map(|r| String::from_utf8(r.0).unwrap()).collect::<Vec<_>>(),
             IngestAuth::Unsigned => vec!["<unsigned>".into()],
             IngestAuth::Disabled => vec![],
         };
     let toml = "ingest_secret = \"file\"\ningest_secrets = [\"older\"]";
-    let flag = ServeFlags {
-        ingest_secret: Some("flag".into()),
-        ..ServeFlags::default()
-    };
-    let env = [
-        ("CLICKSTREAM_INGEST_SECRET", "env"),
-        ("CLICKSTREAM_INGEST_SECRET_PREVIOUS", "previous"),
-    ];
+    let flag = ServeFlags { ingest_secret: Some("flag".into()), ..ServeFlags::default() };
+    let env = [("CLICKSTREAM_INGEST_SECRET", "env"), ("CLICKSTREAM_INGEST_SECRET_PREVIOUS", "previous")];
     assert_eq!(secrets(flag, &env, toml), ["flag", "older", "previous"]);
-    assert_eq!(
-        secrets(ServeFlags::default(), &env, toml),
-        ["env", "older", "previous"]
-    );
+    assert_eq!(secrets(ServeFlags::default(), &env, toml), ["env", "older", "previous"]);
     assert_eq!(secrets(ServeFlags::default(), &[], toml), ["file", "older"]);
     assert!(secrets(ServeFlags::default(), &[], "").is_empty());
-    assert_eq!(
-        secrets(ServeFlags::default(), &[], "allow_unsigned_ingest = true"),
-        ["<unsigned>"]
-    );
+    assert_eq!(secrets(ServeFlags::default(), &[], "allow_unsigned_ingest = true"), ["<unsigned>"]);
 }
 
 #[test]
 fn an_empty_ip_salt_secret_in_the_environment_switches_the_files_off() {
     let salt = |env: &[(&str, &str)]| {
-        serve(ServeFlags::default(), env, "ip_salt_secret = \"file\"")
-            .unwrap()
-            .ip_salt_secret
-            .map(|r| r.0)
+        serve(ServeFlags::default(), env, "ip_salt_secret = \"file\"").unwrap().ip_salt_secret.map(|r| r.0)
     };
     assert_eq!(salt(&[]), Some(b"file".to_vec()));
-    assert_eq!(
-        salt(&[("CLICKSTREAM_IP_SALT_SECRET", "env")]),
-        Some(b"env".to_vec())
-    );
+    assert_eq!(salt(&[("CLICKSTREAM_IP_SALT_SECRET", "env")]), Some(b"env".to_vec()));
     assert_eq!(salt(&[("CLICKSTREAM_IP_SALT_SECRET", "")]), None);
 }
 
 #[test]
 fn the_demo_is_open_and_reads_only_the_port_of_the_servers_variables() {
-    let env = [
-        ("CLICKSTREAM_BIND", "0.0.0.0"),
-        ("CLICKSTREAM_PORT", "9999"),
-        ("CLICKSTREAM_INGEST_SECRET", "env"),
-    ];
+    let env = [("CLICKSTREAM_BIND", "0.0.0.0"), ("CLICKSTREAM_PORT", "9999"), ("CLICKSTREAM_INGEST_SECRET", "env")];
     let demo = |port: Option<u16>| {
-        resolve(
-            CommandFlags::Demo { port },
-            CommonFlags::default(),
-            &env,
-            "",
-        )
-        .unwrap()
-        .into_server()
-        .unwrap()
+        resolve(CommandFlags::Demo { port }, CommonFlags::default(), &env, "").unwrap().into_server().unwrap()
     };
     let s = demo(None);
     assert_eq!((s.bind.as_str(), s.port), ("127.0.0.1", 9999));
     assert!(matches!(s.ingest_auth, IngestAuth::Disabled));
     assert!(s.open_access);
-    assert_eq!(
-        (
-            s.guard.per_client_per_minute,
-            s.guard.per_site_events_per_minute
-        ),
-        (0, 0)
-    );
+    assert_eq!((s.guard.per_client_per_minute, s.guard.per_site_events_per_minute), (0, 0));
     assert!(s.aggregate.is_some());
     assert_eq!(demo(Some(0)).port, 0);
 }
@@ -384,32 +205,16 @@ fn each_command_resolves_only_the_keys_it_uses() {
         error(serve(ServeFlags::default(), &[], "currency = \"euro\"")),
         "currency must be an ISO 4217 code like \"EUR\", got \"euro\""
     );
-    let err = error(resolve(
-        CommandFlags::Aggregate { partitions: None },
-        CommonFlags::default(),
-        &[],
-        toml,
-    ));
+    let err = error(resolve(CommandFlags::Aggregate { partitions: None }, CommonFlags::default(), &[], toml));
     assert!(err.starts_with("fluvio compression must be"), "{err}");
     for command in [CommandFlags::Gold, CommandFlags::Replay] {
         let s = resolve(command, CommonFlags::default(), &[], toml).unwrap();
         assert!(s.server.is_none() && s.fluvio.is_none());
     }
-    let s = resolve(
-        CommandFlags::Aggregate {
-            partitions: Some(vec![0, 2]),
-        },
-        CommonFlags::default(),
-        &[],
-        "",
-    )
-    .unwrap();
+    let s = resolve(CommandFlags::Aggregate { partitions: Some(vec![0, 2]) }, CommonFlags::default(), &[], "").unwrap();
     assert_eq!(s.aggregate.partitions, Some(vec![0, 2]));
     assert!(s.into_server().is_err());
-    let no_aggregate = ServeFlags {
-        no_aggregate: true,
-        ..ServeFlags::default()
-    };
+    let no_aggregate = ServeFlags { no_aggregate: true, ..ServeFlags::default() };
     assert!(serve(no_aggregate, &[], "").unwrap().aggregate.is_none());
 }
 
@@ -420,31 +225,20 @@ fn the_config_file_is_the_flag_else_the_environment() {
     let (a, b) = (dir.join("a.toml"), dir.join("b.toml"));
     std::fs::write(&a, "port = 1").unwrap();
     std::fs::write(&b, "port = 2").unwrap();
-    let env: HashMap<&str, String> =
-        HashMap::from([("CLICKSTREAM_CONFIG", b.display().to_string())]);
+    let env: HashMap<&str, String> = HashMap::from([("CLICKSTREAM_CONFIG", b.display().to_string())]);
     let env = |name: &str| env.get(name).cloned();
     let load = |config: Option<PathBuf>| {
         let flags = Flags {
-            common: CommonFlags {
-                config,
-                ..CommonFlags::default()
-            },
+            common: CommonFlags { config, ..CommonFlags::default() },
             command: CommandFlags::Serve(ServeFlags::default()),
         };
-        Settings::load(&flags, &env)
-            .unwrap()
-            .into_server()
-            .unwrap()
-            .port
+        Settings::load(&flags, &env).unwrap().into_server().unwrap().port
     };
     assert_eq!(load(Some(a)), 1);
     assert_eq!(load(None), 2);
     let err = error(Settings::load(
         &Flags {
-            common: CommonFlags {
-                config: Some(dir.join("missing.toml")),
-                ..CommonFlags::default()
-            },
+            common: CommonFlags { config: Some(dir.join("missing.toml")), ..CommonFlags::default() },
             command: CommandFlags::Gold,
         },
         &env,

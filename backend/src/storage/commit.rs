@@ -176,11 +176,7 @@ pub struct Manifest {
 impl Manifest {
     /// The next offset to read of a topic partition.
     pub fn offset(&self, topic: Topic, partition: u32) -> u64 {
-        self.offsets
-            .get(topic.name())
-            .and_then(|parts| parts.get(partition as usize))
-            .copied()
-            .unwrap_or(0)
+        self.offsets.get(topic.name()).and_then(|parts| parts.get(partition as usize)).copied().unwrap_or(0)
     }
 
     pub fn set_offset(&mut self, topic: Topic, partition: u32, next: u64) {
@@ -200,10 +196,8 @@ impl Manifest {
     pub fn load_role(data_dir: &Path, role: &Role) -> Result<Manifest, PipelineError> {
         let path = data_dir.join(role.manifest_path());
         match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| PipelineError::BadManifest {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            }),
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| PipelineError::BadManifest { path: path.display().to_string(), reason: e.to_string() }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Manifest { version: 1, ..Manifest::default() }),
             Err(e) => Err(io_err(format!("reading {}", path.display()))(e)),
         }
@@ -271,12 +265,7 @@ impl Commit {
 
     /// Writes a frame as a temporary Parquet file in `dir` (relative to the
     /// data directory), named after the commit and `name`, and fsyncs it.
-    pub fn write_parquet(
-        &mut self,
-        dir: &Path,
-        name: &str,
-        df: &mut DataFrame,
-    ) -> Result<(), PipelineError> {
+    pub fn write_parquet(&mut self, dir: &Path, name: &str, df: &mut DataFrame) -> Result<(), PipelineError> {
         let final_rel = dir.join(self.role.file_name(self.seq, name));
         self.write_parquet_at(&final_rel, df)
     }
@@ -291,8 +280,7 @@ impl Commit {
         if let Some(parent) = tmp_abs.parent() {
             fs::create_dir_all(parent).map_err(io_err(format!("creating {}", parent.display())))?;
         }
-        let mut file =
-            File::create(&tmp_abs).map_err(io_err(format!("creating {}", tmp_abs.display())))?;
+        let mut file = File::create(&tmp_abs).map_err(io_err(format!("creating {}", tmp_abs.display())))?;
         ParquetWriter::new(&mut file)
             .with_compression(ParquetCompression::Zstd(None))
             .with_statistics(polars::prelude::StatisticsOptions::full())
@@ -334,10 +322,8 @@ fn write_manifest(data_dir: &Path, role: &Role, manifest: &Manifest) -> Result<(
     let dir = path.parent().unwrap_or(data_dir);
     fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
     let tmp = path.with_extension(format!("json{TMP_SUFFIX}"));
-    let bytes = serde_json::to_vec_pretty(manifest).map_err(|e| PipelineError::BadManifest {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    })?;
+    let bytes = serde_json::to_vec_pretty(manifest)
+        .map_err(|e| PipelineError::BadManifest { path: path.display().to_string(), reason: e.to_string() })?;
     let mut file = File::create(&tmp).map_err(io_err(format!("creating {}", tmp.display())))?;
     file.write_all(&bytes).map_err(io_err(format!("writing {}", tmp.display())))?;
     file.sync_all().map_err(io_err(format!("syncing {}", tmp.display())))?;
@@ -383,7 +369,5 @@ fn remove_orphans(
 }
 
 fn sync_dir(dir: &Path) -> Result<(), PipelineError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(format!("syncing directory {}", dir.display())))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(format!("syncing directory {}", dir.display())))
 }

@@ -15,7 +15,13 @@ use super::scan::{has_files, scan_files, silver_files};
 /// The rows of a Gold table whose time column lies in `[from, to)`, of one
 /// site or all; `None` when no file covers the range (a table such as
 /// `bot_anomalies` has files only for hours that had rows).
-pub fn gold(data_dir: &Path, table: GoldTable, site: Option<&str>, from: i64, to: i64) -> PolarsResult<Option<LazyFrame>> {
+pub fn gold(
+    data_dir: &Path,
+    table: GoldTable,
+    site: Option<&str>,
+    from: i64,
+    to: i64,
+) -> PolarsResult<Option<LazyFrame>> {
     let files: Vec<PathBuf> = (from.div_euclid(HOUR_MS)..=(to - 1).div_euclid(HOUR_MS))
         .map(|hour| data_dir.join(table.hour_file(hour)))
         .filter(|path| path.is_file())
@@ -33,7 +39,9 @@ pub fn silver(data_dir: &Path, site: Option<&str>, from: i64, to: i64) -> Polars
 /// The rejects (bad rows) that arrived in `[from, to)`, of one site or all.
 pub fn rejects(data_dir: &Path, site: Option<&str>, from: i64, to: i64) -> PolarsResult<Option<LazyFrame>> {
     let files: Vec<PathBuf> = (Table::Rejects.partition_key(from)..=Table::Rejects.partition_key(to - 1))
-        .flat_map(|day| parquet_files(&data_dir.join(Table::Rejects.partition_dir(Table::Rejects.partition_start(day)))))
+        .flat_map(|day| {
+            parquet_files(&data_dir.join(Table::Rejects.partition_dir(Table::Rejects.partition_start(day))))
+        })
         .collect();
     Ok(scan_files(&files)?.map(|lf| for_site(lf.filter(between("received_at", from, to)), site)))
 }

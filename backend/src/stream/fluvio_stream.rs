@@ -164,7 +164,10 @@ pub struct FluvioStream {
 
 impl std::fmt::Debug for FluvioStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FluvioStream").field("sc_addr", &self.settings.sc_addr).field("partitions", &self.partitions).finish()
+        f.debug_struct("FluvioStream")
+            .field("sc_addr", &self.settings.sc_addr)
+            .field("partitions", &self.partitions)
+            .finish()
     }
 }
 
@@ -178,15 +181,16 @@ impl FluvioStream {
     /// the timeout: a clear error at start beats a server that cannot work.
     pub async fn connect(settings: FluvioSettings) -> Result<FluvioStream, StreamError> {
         let deadline = settings.timeout.max(Duration::from_secs(30));
-        let fluvio = tokio::time::timeout(deadline, connect_client(&settings))
-            .await
-            .map_err(|_| unavailable("connect", format!("no answer from {} within {deadline:?}", settings.sc_addr)))??;
+        let fluvio = tokio::time::timeout(deadline, connect_client(&settings)).await.map_err(|_| {
+            unavailable("connect", format!("no answer from {} within {deadline:?}", settings.sc_addr))
+        })??;
         let mut partitions = [0; 2];
         for topic in Topic::ALL {
             let name = settings.topic_name(topic);
-            let n = tokio::time::timeout(deadline, ensure_topic(&fluvio, &name, settings.partitions, settings.replication))
-                .await
-                .map_err(|_| unavailable("topic", format!("creating {name} took over {deadline:?}")))??;
+            let n =
+                tokio::time::timeout(deadline, ensure_topic(&fluvio, &name, settings.partitions, settings.replication))
+                    .await
+                    .map_err(|_| unavailable("topic", format!("creating {name} took over {deadline:?}")))??;
             partitions[topic as usize] = n;
         }
         tracing::info!(sc = %settings.sc_addr, platform = %fluvio.platform_version(), ?partitions, "connected to Fluvio");
@@ -382,20 +386,28 @@ async fn connect_client(settings: &FluvioSettings) -> Result<Fluvio, StreamError
     let mut config = FluvioClusterConfig::new(settings.sc_addr.clone());
     config.client_id = Some("clickstream".into());
     let config = config.with_tls(settings.tls.policy());
-    Fluvio::connect_with_config(&config).await.map_err(|e| unavailable("connect", format!("{} ({e:#})", settings.sc_addr)))
+    Fluvio::connect_with_config(&config)
+        .await
+        .map_err(|e| unavailable("connect", format!("{} ({e:#})", settings.sc_addr)))
 }
 
 /// Creates the topic if missing; returns its partition count.
 async fn ensure_topic(fluvio: &Fluvio, name: &str, partitions: u32, replication: u32) -> Result<u32, StreamError> {
     let admin = fluvio.admin().await;
     let find = || async {
-        let listed = admin.list::<TopicSpec, String>(vec![name.to_string()]).await.map_err(|e| unavailable("topic list", e))?;
+        let listed =
+            admin.list::<TopicSpec, String>(vec![name.to_string()]).await.map_err(|e| unavailable("topic list", e))?;
         // The filter matches substrings: compare names exactly.
         Ok::<_, StreamError>(listed.into_iter().find(|t| t.name == name).map(|t| t.spec.partitions()))
     };
     if let Some(n) = find().await? {
         if n != partitions {
-            tracing::warn!(topic = name, has = n, configured = partitions, "the topic exists with another partition count; using its own");
+            tracing::warn!(
+                topic = name,
+                has = n,
+                configured = partitions,
+                "the topic exists with another partition count; using its own"
+            );
         }
         return Ok(n);
     }
@@ -440,7 +452,8 @@ impl EventStream for FluvioStream {
         }
         let start = Offset::absolute(i64::try_from(from).unwrap_or(i64::MAX))
             .map_err(|e| StreamError::BadRequest(format!("offset {from}: {e}")))?;
-        self.on_connection("fetch", |conn| async move { self.fetch_on(&conn, topic, partition, start, max).await }).await
+        self.on_connection("fetch", |conn| async move { self.fetch_on(&conn, topic, partition, start, max).await })
+            .await
     }
 
     async fn end_offset(&self, topic: Topic, partition: u32) -> Result<u64, StreamError> {
@@ -448,20 +461,30 @@ impl EventStream for FluvioStream {
         // The last record's offset + 1 (exact, unlike the SC's partition
         // status, which trails by up to 400 ms).
         let last = self
-            .on_connection("end offset", |conn| async move { self.fetch_on(&conn, topic, partition, Offset::from_end(1), 1).await })
+            .on_connection("end offset", |conn| async move {
+                self.fetch_on(&conn, topic, partition, Offset::from_end(1), 1).await
+            })
             .await?;
         Ok(last.first().map_or(0, |r| r.offset + 1))
     }
 
     async fn commit(&self, group: &str, topic: Topic, partition: u32, next_offset: u64) -> Result<(), StreamError> {
         self.check_partition(topic, partition)?;
-        self.committed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert((group.to_string(), topic, partition), next_offset);
+        self.committed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert((group.to_string(), topic, partition), next_offset);
         Ok(())
     }
 
     async fn committed(&self, group: &str, topic: Topic, partition: u32) -> Result<Option<u64>, StreamError> {
         self.check_partition(topic, partition)?;
-        Ok(self.committed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&(group.to_string(), topic, partition)).copied())
+        Ok(self
+            .committed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&(group.to_string(), topic, partition))
+            .copied())
     }
 }
 
@@ -469,7 +492,12 @@ impl EventStream for FluvioStream {
 /// SPUs it does not know (`clickstream fluvio register-spu`; the compose
 /// file runs it). `public` is where clients reach the SPU, `private` where
 /// the SC and other SPUs do. Registering an id twice is a no-op.
-pub async fn register_spu(sc_addr: &str, id: i32, public: (&str, u16), private: (&str, u16)) -> Result<bool, StreamError> {
+pub async fn register_spu(
+    sc_addr: &str,
+    id: i32,
+    public: (&str, u16),
+    private: (&str, u16),
+) -> Result<bool, StreamError> {
     use fluvio::metadata::customspu::CustomSpuSpec;
     let settings = FluvioSettings::new(sc_addr);
     let fluvio = tokio::time::timeout(settings.timeout, connect_client(&settings))
@@ -477,7 +505,8 @@ pub async fn register_spu(sc_addr: &str, id: i32, public: (&str, u16), private: 
         .map_err(|_| unavailable("connect", format!("no answer from {sc_addr}")))??;
     let admin = fluvio.admin().await;
     let name = format!("custom-spu-{id}");
-    let known = admin.list::<CustomSpuSpec, String>(vec![name.clone()]).await.map_err(|e| unavailable("spu list", e))?;
+    let known =
+        admin.list::<CustomSpuSpec, String>(vec![name.clone()]).await.map_err(|e| unavailable("spu list", e))?;
     if known.iter().any(|s| s.name == name) {
         return Ok(false);
     }

@@ -78,13 +78,7 @@ pub trait EventStream: Send + Sync + 'static {
 
     /// Reads up to `max` records of one partition starting at offset `from`
     /// (inclusive), in offset order. Returns an empty vector at the end.
-    async fn fetch(
-        &self,
-        topic: Topic,
-        partition: u32,
-        from: u64,
-        max: usize,
-    ) -> Result<Vec<Fetched>, StreamError>;
+    async fn fetch(&self, topic: Topic, partition: u32, from: u64, max: usize) -> Result<Vec<Fetched>, StreamError>;
 
     /// The offset the next appended record of this partition will get.
     async fn end_offset(&self, topic: Topic, partition: u32) -> Result<u64, StreamError>;
@@ -92,28 +86,20 @@ pub trait EventStream: Send + Sync + 'static {
     /// Records a consumer group's position (the next offset to read). The
     /// aggregator's Parquet manifest is the source of truth for its own
     /// position; this is what operators and the lag metric see.
-    async fn commit(
-        &self,
-        group: &str,
-        topic: Topic,
-        partition: u32,
-        next_offset: u64,
-    ) -> Result<(), StreamError>;
+    async fn commit(&self, group: &str, topic: Topic, partition: u32, next_offset: u64) -> Result<(), StreamError>;
 
     /// A consumer group's committed position, if any.
-    async fn committed(
-        &self,
-        group: &str,
-        topic: Topic,
-        partition: u32,
-    ) -> Result<Option<u64>, StreamError>;
+    async fn committed(&self, group: &str, topic: Topic, partition: u32) -> Result<Option<u64>, StreamError>;
 }
 
 /// What one produce appends for a collected batch: each accepted event to
 /// the events topic keyed by its visitor (so a visitor's events, and so
 /// sessions, share a partition), each bad row to the rejects topic keyed by
 /// its visitor when it has one, else its site.
-pub fn records_of(events: &[clickstream_schema::EnrichedEvent<'_>], bad_rows: &[clickstream_schema::BadRow]) -> Vec<Record> {
+pub fn records_of(
+    events: &[clickstream_schema::EnrichedEvent<'_>],
+    bad_rows: &[clickstream_schema::BadRow],
+) -> Vec<Record> {
     let mut records = Vec::with_capacity(events.len() + bad_rows.len());
     for e in events {
         records.push(Record {
@@ -124,7 +110,11 @@ pub fn records_of(events: &[clickstream_schema::EnrichedEvent<'_>], bad_rows: &[
     }
     for row in bad_rows {
         let key = row.anonymous_id.as_deref().unwrap_or(&row.site_id);
-        records.push(Record { topic: Topic::Rejects, key: key.as_bytes().to_vec(), value: serde_json::to_vec(row).unwrap_or_default() });
+        records.push(Record {
+            topic: Topic::Rejects,
+            key: key.as_bytes().to_vec(),
+            value: serde_json::to_vec(row).unwrap_or_default(),
+        });
     }
     records
 }

@@ -67,7 +67,8 @@ async fn bronze_silver_and_rejects_with_dedup_across_batches_and_restarts() {
     let df = silver(dir.path());
     assert_eq!(strings(&df, "event_id"), ["e-1", "e-2", "e-3"]);
     // Hive partitions from the directory names.
-    let hours: Vec<i64> = df.column("hour").unwrap().cast(&DataType::Int64).unwrap().i64().unwrap().iter().map(|v| v.unwrap()).collect();
+    let hours: Vec<i64> =
+        df.column("hour").unwrap().cast(&DataType::Int64).unwrap().i64().unwrap().iter().map(|v| v.unwrap()).collect();
     assert_eq!(hours, [7, 8, 6]);
     assert_eq!(df.column("dt").unwrap().dtype(), &DataType::Date);
     assert_eq!(df.column("event_ts").unwrap().dtype(), &DataType::Datetime(TimeUnit::Milliseconds, None));

@@ -13,12 +13,12 @@ use std::sync::Arc;
 
 use clickstream_backend::aggregate::dedup::scan_table;
 use clickstream_backend::aggregate::{AggregateConfig, Aggregator};
-use clickstream_backend::storage::PipelineError;
 use clickstream_backend::clock::FixedClock;
 use clickstream_backend::gold::follow::GoldFollower;
 use clickstream_backend::gold::refresh::{has_files, scan};
 use clickstream_backend::gold::{GoldConfig, GoldTable};
 use clickstream_backend::metrics::Metrics;
+use clickstream_backend::storage::PipelineError;
 use clickstream_backend::storage::{Manifest, Role, Table};
 use clickstream_backend::stream::{
     partition_for, EmbeddedLog, EventStream, FluvioSettings, FluvioStream, Record, StreamError, Topic,
@@ -159,7 +159,11 @@ async fn ordering_within_a_partition(subject: Subject) {
     }
     assert_eq!(per_key.len(), 10);
     for (key, seqs) in per_key {
-        assert_eq!(seqs, (0..30).collect::<Vec<_>>(), "{key}: records of one key keep their order, none lost or repeated");
+        assert_eq!(
+            seqs,
+            (0..30).collect::<Vec<_>>(),
+            "{key}: records of one key keep their order, none lost or repeated"
+        );
     }
 }
 
@@ -167,7 +171,8 @@ async fn keys_go_to_their_partition(subject: Subject) {
     let stream = subject.open().await;
     let n = stream.partitions(Topic::Events);
     assert_eq!(n, 4);
-    let records: Vec<Record> = (0..64).flat_map(|k| (0..3).map(move |i| record(&format!("visitor-{k}"), format!("{i}")))).collect();
+    let records: Vec<Record> =
+        (0..64).flat_map(|k| (0..3).map(move |i| record(&format!("visitor-{k}"), format!("{i}")))).collect();
     stream.produce(records).await.unwrap();
     let mut used = BTreeSet::new();
     let mut seen = 0;
@@ -196,7 +201,11 @@ async fn resume_after_restart(subject: Subject) {
 
     let stream = subject.open().await;
     for p in 0..2 {
-        assert_eq!(stream.end_offset(Topic::Events, p).await.unwrap(), ends[p as usize], "partition {p} after a restart");
+        assert_eq!(
+            stream.end_offset(Topic::Events, p).await.unwrap(),
+            ends[p as usize],
+            "partition {p} after a restart"
+        );
     }
     stream.produce((0..20).map(|i| record(&format!("k{}", i % 7), format!("b{i}"))).collect()).await.unwrap();
     let mut after = Vec::new();
@@ -206,7 +215,11 @@ async fn resume_after_restart(subject: Subject) {
         }
     }
     after.sort_by_key(|v| v[1..].parse::<u32>().unwrap());
-    assert_eq!(after, (0..20).map(|i| format!("b{i}")).collect::<Vec<_>>(), "reading on from the old ends gives exactly the new records");
+    assert_eq!(
+        after,
+        (0..20).map(|i| format!("b{i}")).collect::<Vec<_>>(),
+        "reading on from the old ends gives exactly the new records"
+    );
     let all: usize = read_all(&*stream).await.values().map(Vec::len).sum();
     assert_eq!(all, 60);
     assert!(stream.fetch(Topic::Events, 0, 10_000, 10).await.unwrap().is_empty(), "beyond the end is empty");
@@ -239,18 +252,30 @@ async fn shop_traffic(stream: &dyn EventStream) -> usize {
     }
     let sent = events.len();
     events.push(json!({"event_type": "click"}));
-    let meta = RequestMeta { received_at: NOW, user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36".into()), ..Default::default() };
+    let meta = RequestMeta {
+        received_at: NOW,
+        user_agent: Some(
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36".into(),
+        ),
+        ..Default::default()
+    };
     for chunk in events.chunks(40) {
         let body = json!({"v": 1, "site_id": "shop-1", "sent_at": NOW, "events": chunk}).to_string();
         let out = collect(body.as_bytes(), &meta, &CollectConfig::new("k", "backend")).unwrap();
-        let bad: Vec<&str> = out.bad_rows.iter().map(|r| r.reason.as_ref()).filter(|r| *r != "missing_event_id").collect();
+        let bad: Vec<&str> =
+            out.bad_rows.iter().map(|r| r.reason.as_ref()).filter(|r| *r != "missing_event_id").collect();
         assert!(bad.is_empty(), "{bad:?} {:?}", out.bad_rows.first().map(|r| &r.detail));
         stream.produce(crate::support::records(&out)).await.unwrap();
     }
     sent
 }
 
-async fn aggregator(stream: Arc<dyn EventStream>, dir: &Path, owned: Option<Vec<u32>>, crash: bool) -> Result<Aggregator, PipelineError> {
+async fn aggregator(
+    stream: Arc<dyn EventStream>,
+    dir: &Path,
+    owned: Option<Vec<u32>>,
+    crash: bool,
+) -> Result<Aggregator, PipelineError> {
     let mut config = AggregateConfig::new(dir);
     config.max_records_per_partition = 25; // several micro-batches per drain
     config.partitions = owned;
@@ -260,7 +285,8 @@ async fn aggregator(stream: Arc<dyn EventStream>, dir: &Path, owned: Option<Vec<
 
 fn silver_ids(dir: &Path) -> Vec<String> {
     let df = scan_table(dir, Table::Silver).unwrap().select([col("event_id")]).collect().unwrap();
-    let mut ids: Vec<String> = df.column("event_id").unwrap().str().unwrap().iter().map(|s| s.unwrap().to_string()).collect();
+    let mut ids: Vec<String> =
+        df.column("event_id").unwrap().str().unwrap().iter().map(|s| s.unwrap().to_string()).collect();
     ids.sort();
     ids
 }
@@ -289,7 +315,11 @@ async fn no_loss_no_duplicates_across_a_crash(subject: Subject) {
     let manifest = agg.manifest().clone();
     for topic in Topic::ALL {
         for p in 0..stream.partitions(topic) {
-            assert_eq!(manifest.offset(topic, p), stream.end_offset(topic, p).await.unwrap(), "{topic:?} {p} committed to its end");
+            assert_eq!(
+                manifest.offset(topic, p),
+                stream.end_offset(topic, p).await.unwrap(),
+                "{topic:?} {p} committed to its end"
+            );
         }
     }
     assert_eq!(manifest.totals.reject_rows, 1);
@@ -332,7 +362,8 @@ async fn two_consumers_and_the_gold_role(subject: Subject) {
     let shared = temp_dir("conformance-shared");
     let mut even = aggregator(stream.clone(), shared.path(), Some(vec![0, 2]), false).await.unwrap();
     let mut odd = aggregator(stream.clone(), shared.path(), Some(vec![3, 1]), false).await.unwrap();
-    let taken = aggregator(stream.clone(), shared.path(), Some(vec![1]), false).await.err().expect("partition 1 has an owner");
+    let taken =
+        aggregator(stream.clone(), shared.path(), Some(vec![1]), false).await.err().expect("partition 1 has an owner");
     assert!(taken.to_string().contains("partition 1"), "{taken}");
     let mut gold = GoldFollower::open(shared.path(), GoldConfig::default(), Arc::new(FixedClock::new(NOW))).unwrap();
     // Interleaved: a few micro-batches each, Gold following in between.
@@ -363,7 +394,10 @@ async fn two_consumers_and_the_gold_role(subject: Subject) {
     for ((t, a), (u, b)) in reference.iter().zip(&scaled) {
         assert_eq!(t, u);
         assert!(a.height() > 0 || *t == GoldTable::BotAnomalies, "{t:?} is empty");
-        assert!(a.equals_missing(b), "{t:?} differs between one aggregator and two consumers + the Gold role:\n{a}\n{b}");
+        assert!(
+            a.equals_missing(b),
+            "{t:?} differs between one aggregator and two consumers + the Gold role:\n{a}\n{b}"
+        );
     }
     let bots = scan(shared.path(), GoldTable::BotAnomalies).unwrap().collect().unwrap();
     assert!(bots.height() > 0, "the bot was flagged across partitions");

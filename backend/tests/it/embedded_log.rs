@@ -50,15 +50,8 @@ fn writer_child() {
     let Some(dir) = std::env::var_os(CHILD_DIR_VAR) else {
         return;
     };
-    let run: usize = std::env::var(CHILD_RUN_VAR)
-        .ok()
-        .and_then(|run| run.parse().ok())
-        .unwrap_or(0);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let run: usize = std::env::var(CHILD_RUN_VAR).ok().and_then(|run| run.parse().ok()).unwrap_or(0);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     runtime.block_on(async move {
         let log = EmbeddedLog::open(Path::new(&dir), PARTITIONS).expect("open log");
         let started = Instant::now();
@@ -66,9 +59,7 @@ fn writer_child() {
         for task in 0..CHILD_TASKS {
             let log = log.clone();
             tasks.push(tokio::spawn(async move {
-                let keys: Vec<String> = (0..KEYS_PER_TASK)
-                    .map(|k| child_key(run, task, k))
-                    .collect();
+                let keys: Vec<String> = (0..KEYS_PER_TASK).map(|k| child_key(run, task, k)).collect();
                 let mut next_seq = [0u64; KEYS_PER_TASK];
                 while started.elapsed() < CHILD_LIFETIME {
                     let mut batch = Vec::with_capacity(RECORDS_PER_BATCH);
@@ -89,11 +80,7 @@ fn writer_child() {
                         return;
                     }
                     let mut stdout = std::io::stdout().lock();
-                    if stdout
-                        .write_all(acks.as_bytes())
-                        .and_then(|()| stdout.flush())
-                        .is_err()
-                    {
+                    if stdout.write_all(acks.as_bytes()).and_then(|()| stdout.flush()).is_err() {
                         // The parent is gone.
                         return;
                     }
@@ -123,9 +110,7 @@ fn parse_ack(line: &str) -> Option<(String, u64)> {
 }
 
 fn unique_temp_dir() -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     std::env::temp_dir().join(format!("clickstream-kill9-{}-{nanos}", std::process::id()))
 }
 
@@ -189,10 +174,7 @@ fn run_and_kill_child(dir: &Path, run: usize) -> Vec<(String, u64)> {
     reader.join().expect("reader thread");
     // Lines read before the kill are acks too.
     acked.extend(lines_rx.try_iter());
-    assert!(
-        !status.success(),
-        "run {run}: the child finished by itself ({status}) instead of being killed mid-append"
-    );
+    assert!(!status.success(), "run {run}: the child finished by itself ({status}) instead of being killed mid-append");
     assert!(!acked.is_empty(), "run {run}: the child acked nothing");
     acked
 }
@@ -214,10 +196,7 @@ async fn verify(dir: &Path, acked: &BTreeMap<String, u64>, run: usize) {
                 break;
             }
             for record in chunk {
-                assert_eq!(
-                    record.offset, expected_offset,
-                    "run {run}: offsets of partition {partition} are not dense"
-                );
+                assert_eq!(record.offset, expected_offset, "run {run}: offsets of partition {partition} are not dense");
                 expected_offset += 1;
                 let key = String::from_utf8(record.key.clone()).expect("utf-8 key");
                 assert_eq!(partition_for(&record.key, PARTITIONS), partition);
@@ -237,21 +216,14 @@ async fn verify(dir: &Path, acked: &BTreeMap<String, u64>, run: usize) {
     }
     // No rejects were ever produced.
     for partition in 0..PARTITIONS {
-        assert!(log
-            .fetch(Topic::Rejects, partition, 0, 10)
-            .await
-            .unwrap()
-            .is_empty());
+        assert!(log.fetch(Topic::Rejects, partition, 0, 10).await.unwrap().is_empty());
     }
 
     // Per key: exactly 0, 1, 2, ... in offset order (so: stored in the order
     // produced, no duplicates, no holes), and covering every acked seq.
     for (key, seqs) in &stored {
         for (index, seq) in seqs.iter().enumerate() {
-            assert_eq!(
-                *seq, index as u64,
-                "run {run}: key {key} stored out of order or with a hole"
-            );
+            assert_eq!(*seq, index as u64, "run {run}: key {key} stored out of order or with a hole");
         }
     }
     for (key, highest_acked) in acked {
@@ -261,19 +233,13 @@ async fn verify(dir: &Path, acked: &BTreeMap<String, u64>, run: usize) {
             "run {run}: key {key}: seq {highest_acked} was acked but only {count} records are stored"
         );
     }
-    eprintln!(
-        "run {run}: {} keys acked, {total} records stored, all acked records present",
-        acked.len()
-    );
+    eprintln!("run {run}: {} keys acked, {total} records stored, all acked records present", acked.len());
 }
 
 #[test]
 fn log_survives_kill_9_mid_append() {
     let dir = unique_temp_dir();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     // Highest acked seq per key, over all runs (the log accumulates across
     // crashes; each run writes its own keys).
     let mut acked: BTreeMap<String, u64> = BTreeMap::new();
@@ -300,13 +266,9 @@ fn log_survives_kill_9_mid_append() {
         let key = child_key(0, 0, 0);
         let partition = partition_for(key.as_bytes(), PARTITIONS);
         let end = log.end_offset(Topic::Events, partition).await.unwrap();
-        log.produce(vec![Record {
-            topic: Topic::Events,
-            key: key.clone().into_bytes(),
-            value: b"after".to_vec(),
-        }])
-        .await
-        .unwrap();
+        log.produce(vec![Record { topic: Topic::Events, key: key.clone().into_bytes(), value: b"after".to_vec() }])
+            .await
+            .unwrap();
         let fetched = log.fetch(Topic::Events, partition, end, 10).await.unwrap();
         assert_eq!(fetched.len(), 1);
         assert_eq!(fetched[0].offset, end);

@@ -97,7 +97,8 @@ fn events(data: &Path, out: &Path) -> Vec<Ev> {
         silver.column(name).unwrap().str().unwrap().iter().map(|v| v.map(str::to_string)).collect()
     };
     let ids = col_s("event_id");
-    let ts: Vec<i64> = silver.column("event_ts").unwrap().cast(&DataType::Int64).unwrap().i64().unwrap().into_no_null_iter().collect();
+    let ts: Vec<i64> =
+        silver.column("event_ts").unwrap().cast(&DataType::Int64).unwrap().i64().unwrap().into_no_null_iter().collect();
     let bots: Vec<bool> = silver.column("is_bot").unwrap().bool().unwrap().iter().map(|b| b.unwrap_or(false)).collect();
     let (paths, src, med, camp, country, device, browser) = (
         col_s("page_path"),
@@ -227,7 +228,11 @@ fn expected(all: &[Ev]) -> BTreeMap<&'static str, Vec<String>> {
         for e in evs {
             if let Some(last) = current.last() {
                 if e.ts - last.ts > GAP {
-                    sessions.push(Session { site: site.clone(), anon: anon.clone(), events: std::mem::take(&mut current) });
+                    sessions.push(Session {
+                        site: site.clone(),
+                        anon: anon.clone(),
+                        events: std::mem::take(&mut current),
+                    });
                 }
             }
             current.push(e);
@@ -283,7 +288,15 @@ fn expected(all: &[Ev]) -> BTreeMap<&'static str, Vec<String>> {
         minutes
             .iter()
             .map(|((site, w), (n, pv, users, ss))| {
-                row(vec![s(site), i(*w), i(w + MIN), i(*n as i64), i(*pv as i64), i(users.len() as i64), i(ss.len() as i64)])
+                row(vec![
+                    s(site),
+                    i(*w),
+                    i(w + MIN),
+                    i(*n as i64),
+                    i(*pv as i64),
+                    i(users.len() as i64),
+                    i(ss.len() as i64),
+                ])
             })
             .collect(),
     );
@@ -416,7 +429,8 @@ fn expected(all: &[Ev]) -> BTreeMap<&'static str, Vec<String>> {
     for ((site, anon), mut ss) in users {
         ss.sort_by_key(|s| s.start());
         let user = ss.iter().rev().find_map(|s| s.events.iter().rev().find_map(|e| e.user.clone()));
-        let revenue: f64 = ss.iter().flat_map(|s| s.events.iter()).filter(|e| e.kind == "purchase").filter_map(|e| e.revenue).sum();
+        let revenue: f64 =
+            ss.iter().flat_map(|s| s.events.iter()).filter(|e| e.kind == "purchase").filter_map(|e| e.revenue).sum();
         let converted = ss.iter().filter(|s| s.events.iter().any(|e| e.kind == "purchase")).count();
         rows.push(row(vec![
             s(&site),
@@ -440,24 +454,72 @@ fn columns(table: GoldTable) -> &'static [&'static str] {
     match table {
         GoldTable::BotAnomalies => &["site_id", "anonymous_id", "window_start", "window_end", "events"],
         GoldTable::Sessions => &[
-            "site_id", "session_id", "anonymous_id", "user_id", "session_start", "session_end", "duration_ms",
-            "events", "page_views", "entry_page", "exit_page", "bounced", "converted", "revenue", "utm_source",
-            "utm_medium", "utm_campaign", "country", "device_type", "browser", "funnel_step",
+            "site_id",
+            "session_id",
+            "anonymous_id",
+            "user_id",
+            "session_start",
+            "session_end",
+            "duration_ms",
+            "events",
+            "page_views",
+            "entry_page",
+            "exit_page",
+            "bounced",
+            "converted",
+            "revenue",
+            "utm_source",
+            "utm_medium",
+            "utm_campaign",
+            "country",
+            "device_type",
+            "browser",
+            "funnel_step",
         ],
-        GoldTable::Traffic1m => &["site_id", "window_start", "window_end", "events", "page_views", "active_users", "sessions"],
+        GoldTable::Traffic1m => {
+            &["site_id", "window_start", "window_end", "events", "page_views", "active_users", "sessions"]
+        }
         GoldTable::TopPages1h => &["site_id", "hour_start", "page_path", "views", "unique_visitors", "rank"],
         GoldTable::Revenue5m => &["site_id", "window_start", "window_end", "product_id", "revenue", "orders", "units"],
         GoldTable::Funnel1h => &[
-            "site_id", "hour_start", "sessions", "product_views", "add_to_carts", "checkouts", "purchases",
-            "view_rate", "cart_rate", "checkout_rate", "purchase_rate", "conversion_rate",
+            "site_id",
+            "hour_start",
+            "sessions",
+            "product_views",
+            "add_to_carts",
+            "checkouts",
+            "purchases",
+            "view_rate",
+            "cart_rate",
+            "checkout_rate",
+            "purchase_rate",
+            "conversion_rate",
         ],
         GoldTable::ProductPerformance1h => &[
-            "site_id", "hour_start", "product_id", "views", "add_to_carts", "units_added", "purchases", "units_sold",
-            "revenue", "view_to_cart_rate", "cart_to_purchase_rate", "cart_abandonment_rate",
+            "site_id",
+            "hour_start",
+            "product_id",
+            "views",
+            "add_to_carts",
+            "units_added",
+            "purchases",
+            "units_sold",
+            "revenue",
+            "view_to_cart_rate",
+            "cart_to_purchase_rate",
+            "cart_abandonment_rate",
         ],
         GoldTable::DimUsers => &[
-            "site_id", "anonymous_id", "user_id", "first_seen", "last_seen", "sessions", "lifetime_revenue",
-            "purchases_sessions", "first_utm_source", "country",
+            "site_id",
+            "anonymous_id",
+            "user_id",
+            "first_seen",
+            "last_seen",
+            "sessions",
+            "lifetime_revenue",
+            "purchases_sessions",
+            "first_utm_source",
+            "country",
         ],
     }
 }
@@ -478,7 +540,8 @@ pub fn written(data: &Path, table: GoldTable, with_is_final: bool) -> Vec<String
     if with_is_final && table != GoldTable::DimUsers {
         names.push("is_final");
     }
-    let cols: Vec<&Column> = names.iter().map(|n| df.column(n).unwrap_or_else(|_| panic!("{} has no column {n}", table.name()))).collect();
+    let cols: Vec<&Column> =
+        names.iter().map(|n| df.column(n).unwrap_or_else(|_| panic!("{} has no column {n}", table.name()))).collect();
     let mut rows: Vec<String> = (0..df.height()).map(|n| row(cols.iter().map(|c| cell(c, n)).collect())).collect();
     rows.sort();
     rows

@@ -166,7 +166,12 @@ fn ingest_body() -> String {
     let body = batch(vec![event("e-9"), json!({"event_type": "click"})]);
     let meta = clickstream_schema::RequestMeta { received_at: NOW, ..Default::default() };
     let collected = edge_worker::collect(body.as_bytes(), &meta, &CollectConfig::new("edge-salt", "edge")).unwrap();
-    serde_json::to_string(&clickstream_schema::IngestBatch { events: collected.accepted, bad_rows: collected.bad_rows, nonce: None }).unwrap()
+    serde_json::to_string(&clickstream_schema::IngestBatch {
+        events: collected.accepted,
+        bad_rows: collected.bad_rows,
+        nonce: None,
+    })
+    .unwrap()
 }
 
 async fn post_ingest(h: &Harness, body: &str, ts: Option<i64>, signature: Option<String>) -> (StatusCode, Value) {
@@ -224,7 +229,8 @@ async fn health_and_metrics() {
     let (status, _, body) = h.send(Request::get("/health").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["status"], "ok");
-    let scrape = Request::get("/metrics").header("authorization", format!("Bearer {TOKEN}")).body(Body::empty()).unwrap();
+    let scrape =
+        Request::get("/metrics").header("authorization", format!("Bearer {TOKEN}")).body(Body::empty()).unwrap();
     let (status, headers, body) = h.send(scrape).await;
     assert_eq!(status, StatusCode::OK);
     assert!(headers["content-type"].to_str().unwrap().starts_with("text/plain"));
@@ -241,7 +247,11 @@ async fn the_site_loads_on_its_browser_routes_and_gets_the_demo_catalog() {
 
     for route in ["/", "/p/42", "/c/shoes", "/cart", "/guides/layering"] {
         let (status, _, body) = h.send(get(route)).await;
-        assert_eq!((status, body.as_slice()), (StatusCode::OK, b"<!doctype html><title>shop</title>".as_slice()), "{route}");
+        assert_eq!(
+            (status, body.as_slice()),
+            (StatusCode::OK, b"<!doctype html><title>shop</title>".as_slice()),
+            "{route}"
+        );
     }
     let (status, _, body) = h.send(get("/shop.js")).await;
     assert_eq!((status, body.as_slice()), (StatusCode::OK, b"export {}".as_slice()));

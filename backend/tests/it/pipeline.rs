@@ -108,7 +108,12 @@ fn wait_for_totals(data_dir: &Path, silver: u64, rejects: u64) -> Manifest {
         if m.totals.silver_rows >= silver && m.totals.reject_rows >= rejects && published {
             return m;
         }
-        assert!(Instant::now() < deadline, "timed out: Silver {} of {silver}, rejects {} of {rejects}", m.totals.silver_rows, m.totals.reject_rows);
+        assert!(
+            Instant::now() < deadline,
+            "timed out: Silver {} of {silver}, rejects {} of {rejects}",
+            m.totals.silver_rows,
+            m.totals.reject_rows
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -136,7 +141,11 @@ fn assert_exactly_once(data_dir: &Path, sent: &Sent, exact_rejects: bool) {
         assert_eq!(by_reason, sent.malformed, "rejects by reason");
     } else {
         for (reason, n) in &sent.malformed {
-            assert!(by_reason.get(reason).copied().unwrap_or(0) >= *n, "rejects for {reason}: {by_reason:?} vs sent {:?}", sent.malformed);
+            assert!(
+                by_reason.get(reason).copied().unwrap_or(0) >= *n,
+                "rejects for {reason}: {by_reason:?} vs sent {:?}",
+                sent.malformed
+            );
         }
     }
 }
@@ -206,7 +215,11 @@ async fn generator_traffic_reaches_silver_exactly_once() {
         .output()
         .expect("run clickstream replay");
     assert!(replay.status.success(), "replay failed: {}", String::from_utf8_lossy(&replay.stderr));
-    assert!(String::from_utf8_lossy(&replay.stdout).contains("replayed"), "{}", String::from_utf8_lossy(&replay.stdout));
+    assert!(
+        String::from_utf8_lossy(&replay.stdout).contains("replayed"),
+        "{}",
+        String::from_utf8_lossy(&replay.stdout)
+    );
     for (table, before) in GoldTable::ALL.iter().zip(&before) {
         assert_eq!(&crate::gold::written(&data, *table, true), before, "{} differs after replay", table.name());
     }
@@ -220,7 +233,12 @@ async fn generator_traffic_reaches_silver_exactly_once() {
     let (built, files) = clickstream_backend::gold::refresh::build(&data, manifest, &config, &mut |_, _| {}).unwrap();
     assert!(built.gold_current && files > 0);
     for (table, before) in GoldTable::ALL.iter().zip(&before) {
-        assert_eq!(&crate::gold::written(&data, *table, true), before, "{} differs after a build from Silver", table.name());
+        assert_eq!(
+            &crate::gold::written(&data, *table, true),
+            before,
+            "{} differs after a build from Silver",
+            table.name()
+        );
     }
 
     query_answers_sql_over_every_table(&data, sent.valid_ids.len());
@@ -252,14 +270,24 @@ fn the_analysts_script_agrees_with_query(data: &Path) {
     }
     assert!(got["funnel"]["purchases"].as_u64().unwrap() > 0, "the run has purchases");
     let revenue = sql("SELECT sum(revenue) AS revenue FROM revenue_5m")["revenue"].as_f64().unwrap();
-    assert!((got["revenue"].as_f64().unwrap() - revenue).abs() < 1e-6 * revenue.max(1.0), "revenue {} vs {revenue}", got["revenue"]);
+    assert!(
+        (got["revenue"].as_f64().unwrap() - revenue).abs() < 1e-6 * revenue.max(1.0),
+        "revenue {} vs {revenue}",
+        got["revenue"]
+    );
     let top = sql("SELECT product_id, sum(revenue) AS revenue FROM revenue_5m GROUP BY product_id ORDER BY revenue DESC, product_id LIMIT 1");
     assert_eq!(got["top_products"][0][0], top["product_id"]);
     // DuckDB read the same numbers from the same files.
     let duck = &got["duckdb"];
-    assert_eq!((&duck["events"], &duck["sessions"], &duck["purchases"]), (&got["events"], &got["sessions"], &got["funnel"]["purchases"]));
+    assert_eq!(
+        (&duck["events"], &duck["sessions"], &duck["purchases"]),
+        (&got["events"], &got["sessions"], &got["funnel"]["purchases"])
+    );
     assert!((duck["revenue"].as_f64().unwrap() - revenue).abs() < 1e-6 * revenue.max(1.0));
-    eprintln!("analyze.py: {} events, {} sessions, {} purchases, revenue {revenue:.2}: the same as `query` and DuckDB", got["events"], got["sessions"], got["funnel"]["purchases"]);
+    eprintln!(
+        "analyze.py: {} events, {} sessions, {} purchases, revenue {revenue:.2}: the same as `query` and DuckDB",
+        got["events"], got["sessions"], got["funnel"]["purchases"]
+    );
 }
 
 fn query(data: &Path, args: &[&str]) -> std::process::Output {
@@ -434,12 +462,16 @@ async fn through_fluvio_cluster_with_two_consumers_and_the_gold_role() {
         let silver: u64 = manifests.iter().map(|m| m.totals.silver_rows).sum();
         let rejects: u64 = manifests.iter().map(|m| m.totals.reject_rows).sum();
         let gold = Manifest::load_role(&data, &Role::Gold).unwrap();
-        let folded = roles.iter().zip(&manifests).all(|(r, m)| gold.gold_inputs.get(&r.tag()).copied().unwrap_or(0) >= m.seq);
+        let folded =
+            roles.iter().zip(&manifests).all(|(r, m)| gold.gold_inputs.get(&r.tag()).copied().unwrap_or(0) >= m.seq);
         let published = gold.files.iter().all(|f| data.join(&f.path).exists());
         if silver >= valid && rejects >= malformed && folded && published {
             break;
         }
-        assert!(Instant::now() < deadline, "timed out: Silver {silver} of {valid}, rejects {rejects} of {malformed}, Gold caught up: {folded}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out: Silver {silver} of {valid}, rejects {rejects} of {malformed}, Gold caught up: {folded}"
+        );
         std::thread::sleep(Duration::from_millis(250));
     }
     assert_exactly_once(&data, &sent, true);

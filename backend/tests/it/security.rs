@@ -18,8 +18,8 @@ use clickstream_backend::aggregate::{AggregateConfig, Aggregator};
 use clickstream_backend::clock::{Clock, FixedClock};
 use clickstream_backend::metrics::Metrics;
 use clickstream_backend::salts::SaltStore;
-use clickstream_backend::serve::{serve, ServeSettings};
 use clickstream_backend::secrets::Redacted;
+use clickstream_backend::serve::{serve, ServeSettings};
 use clickstream_backend::server::auth::parse_token;
 use clickstream_backend::server::{app, Access, AppState, CollectGuard, IngestAuth};
 use clickstream_backend::stream::{EmbeddedLog, EventStream, Fetched, Record, StreamError, Topic};
@@ -141,8 +141,16 @@ async fn every_private_route_needs_a_current_token_and_the_collect_routes_none()
         assert_eq!(anonymous.status(), 401, "{path} without a token");
         let spoofed = http.get(&url).header("x-forwarded-for", "198.51.100.4").send().await.unwrap();
         assert_eq!(spoofed.status(), 401, "{path}: a forwarded public client without a token");
-        assert_eq!(http.get(&url).bearer_auth(OLD_TOKEN).send().await.unwrap().status(), 401, "{path} with the revoked token");
-        assert_eq!(http.get(&url).bearer_auth("x".repeat(40)).send().await.unwrap().status(), 401, "{path} with a made-up token");
+        assert_eq!(
+            http.get(&url).bearer_auth(OLD_TOKEN).send().await.unwrap().status(),
+            401,
+            "{path} with the revoked token"
+        );
+        assert_eq!(
+            http.get(&url).bearer_auth("x".repeat(40)).send().await.unwrap().status(),
+            401,
+            "{path} with a made-up token"
+        );
         let ok = http.get(&url).bearer_auth(TOKEN).header("x-forwarded-for", "198.51.100.4").send().await.unwrap();
         assert_eq!(ok.status(), 200, "{path} with the token, on a loopback bind, forwarded for a public client");
     }
@@ -151,7 +159,8 @@ async fn every_private_route_needs_a_current_token_and_the_collect_routes_none()
     // What stays public.
     assert_eq!(http.get(format!("{}/health", server.base)).send().await.unwrap().status(), 200);
     assert_eq!(http.get(format!("{}/t/clickstream.js", server.base)).send().await.unwrap().status(), 200);
-    let collect = http.post(format!("{}/v1/batch", server.base)).body(batch("shop-1", "e-2", now_ms())).send().await.unwrap();
+    let collect =
+        http.post(format!("{}/v1/batch", server.base)).body(batch("shop-1", "e-2", now_ms())).send().await.unwrap();
     assert_eq!(collect.status(), 200);
     assert_eq!(http.get(format!("{}/", server.base)).send().await.unwrap().status(), 404, "no demo shop in serve");
     assert_eq!(http.get(format!("{}/demo/catalog.js", server.base)).send().await.unwrap().status(), 404);
@@ -171,7 +180,12 @@ async fn the_dashboard_signs_in_with_a_strict_cookie_and_signs_out_for_good() {
     assert_eq!(page.status(), 401);
     assert!(page.text().await.unwrap().contains("action=\"/auth/login\""), "the dashboard asks for a token");
 
-    let wrong = http.post(format!("{}/auth/login", server.base)).form(&[("token", "not-the-token-at-all")]).send().await.unwrap();
+    let wrong = http
+        .post(format!("{}/auth/login", server.base))
+        .form(&[("token", "not-the-token-at-all")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(wrong.status(), 401);
     let signed = http
         .post(format!("{}/auth/login", server.base))
@@ -197,8 +211,14 @@ async fn the_dashboard_signs_in_with_a_strict_cookie_and_signs_out_for_good() {
     assert_eq!((link.status().as_u16(), link.headers()["location"].to_str().unwrap()), (303, "/dashboard"));
 
     // A metrics token reads /metrics and nothing else.
-    assert_eq!(http.get(format!("{}/metrics", server.base)).bearer_auth(METRICS_TOKEN).send().await.unwrap().status(), 200);
-    assert_eq!(http.get(format!("{}/api/summary", server.base)).bearer_auth(METRICS_TOKEN).send().await.unwrap().status(), 401);
+    assert_eq!(
+        http.get(format!("{}/metrics", server.base)).bearer_auth(METRICS_TOKEN).send().await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        http.get(format!("{}/api/summary", server.base)).bearer_auth(METRICS_TOKEN).send().await.unwrap().status(),
+        401
+    );
 
     let out = http.post(format!("{}/auth/logout", server.base)).header("cookie", session.clone()).send().await.unwrap();
     assert_eq!(out.status(), 303);
@@ -208,7 +228,12 @@ async fn the_dashboard_signs_in_with_a_strict_cookie_and_signs_out_for_good() {
     // Guessing tokens at speed meets a wall.
     let mut statuses = Vec::new();
     for i in 0..25 {
-        let r = http.post(format!("{}/auth/login", server.base)).form(&[("token", format!("guess-number-{i:08}"))]).send().await.unwrap();
+        let r = http
+            .post(format!("{}/auth/login", server.base))
+            .form(&[("token", format!("guess-number-{i:08}"))])
+            .send()
+            .await
+            .unwrap();
         statuses.push(r.status().as_u16());
     }
     assert!(statuses.contains(&429), "{statuses:?}");
@@ -220,7 +245,10 @@ async fn forged_origins_floods_and_stalls_are_refused_with_clear_answers() {
     let dir = temp_dir("sec-collect");
     let server = Running::start(dir.path(), |s| {
         s.guard = CollectGuard {
-            origins: AllowedOrigins::parse(r#"{"shop-1": ["https://shop.example"], "shop-2": ["https://blog.example"]}"#).unwrap(),
+            origins: AllowedOrigins::parse(
+                r#"{"shop-1": ["https://shop.example"], "shop-2": ["https://blog.example"]}"#,
+            )
+            .unwrap(),
             per_client_per_minute: 5,
             per_site_events_per_minute: 1000,
             ..CollectGuard::default()
@@ -269,13 +297,23 @@ async fn forged_origins_floods_and_stalls_are_refused_with_clear_answers() {
     // Not behind a trusted proxy, the header proves nothing: every request
     // counts against the peer itself.
     let server = Running::start(dir.path(), |s| {
-        s.guard = CollectGuard { per_client_per_minute: 3, proxies: clickstream_backend::server::TrustedProxies::none(), ..CollectGuard::default() };
+        s.guard = CollectGuard {
+            per_client_per_minute: 3,
+            proxies: clickstream_backend::server::TrustedProxies::none(),
+            ..CollectGuard::default()
+        };
     })
     .await;
     let url = format!("{}/v1/batch", server.base);
     let mut statuses = Vec::new();
     for i in 0..4 {
-        let r = http.post(&url).header("x-forwarded-for", format!("198.51.100.{i}")).body(batch("shop-2", &format!("h-{i}"), now_ms())).send().await.unwrap();
+        let r = http
+            .post(&url)
+            .header("x-forwarded-for", format!("198.51.100.{i}"))
+            .body(batch("shop-2", &format!("h-{i}"), now_ms()))
+            .send()
+            .await
+            .unwrap();
         statuses.push(r.status().as_u16());
     }
     assert_eq!(statuses, [200, 200, 200, 429], "rotating a forged header does not escape the limit");
@@ -294,14 +332,26 @@ async fn prometheus_scrapes_its_own_listener_with_its_own_token() {
     .await;
     let http = client();
     let admin = format!("http://127.0.0.1:{admin_port}");
-    assert_eq!(http.get(format!("{admin}/metrics")).send().await.unwrap().status(), 401, "metrics tokens are configured");
+    assert_eq!(
+        http.get(format!("{admin}/metrics")).send().await.unwrap().status(),
+        401,
+        "metrics tokens are configured"
+    );
     let scraped = http.get(format!("{admin}/metrics")).bearer_auth(METRICS_TOKEN).send().await.unwrap();
     assert_eq!(scraped.status(), 200);
     assert!(scraped.text().await.unwrap().contains("clickstream_events_accepted_total"));
     assert_eq!(http.get(format!("{admin}/health")).send().await.unwrap().status(), 200);
-    assert_eq!(http.get(format!("{admin}/api/summary")).bearer_auth(TOKEN).send().await.unwrap().status(), 404, "only metrics and health there");
+    assert_eq!(
+        http.get(format!("{admin}/api/summary")).bearer_auth(TOKEN).send().await.unwrap().status(),
+        404,
+        "only metrics and health there"
+    );
     assert_eq!(http.get(format!("{admin}/v1/batch")).send().await.unwrap().status(), 404);
-    assert_eq!(http.get(format!("{}/metrics", server.base)).send().await.unwrap().status(), 401, "the main listener still asks");
+    assert_eq!(
+        http.get(format!("{}/metrics", server.base)).send().await.unwrap().status(),
+        401,
+        "the main listener still asks"
+    );
     server.stop().await;
 }
 
@@ -309,7 +359,12 @@ async fn prometheus_scrapes_its_own_listener_with_its_own_token() {
 async fn a_site_flood_leaves_the_other_sites_their_share() {
     let dir = temp_dir("sec-sites");
     let log = Arc::new(EmbeddedLog::open(&dir.path().join("log"), 2).unwrap());
-    let mut state = AppState::new(log, CollectConfig::new("k", "backend"), Arc::new(Metrics::new()), Arc::new(FixedClock::new(1_732_262_400_000)));
+    let mut state = AppState::new(
+        log,
+        CollectConfig::new("k", "backend"),
+        Arc::new(Metrics::new()),
+        Arc::new(FixedClock::new(1_732_262_400_000)),
+    );
     state.guard = CollectGuard { per_site_events_per_minute: 3, ..CollectGuard::unlimited() };
     let router = app(Arc::new(state));
     let send = |site: &str, id: &str| {
@@ -352,7 +407,12 @@ impl EventStream for Stalled {
 
 #[tokio::test]
 async fn a_stalled_stream_is_a_503_with_retry_after_within_the_bound() {
-    let mut state = AppState::new(Arc::new(Stalled), CollectConfig::new("k", "backend"), Arc::new(Metrics::new()), Arc::new(FixedClock::new(1_732_262_400_000)));
+    let mut state = AppState::new(
+        Arc::new(Stalled),
+        CollectConfig::new("k", "backend"),
+        Arc::new(Metrics::new()),
+        Arc::new(FixedClock::new(1_732_262_400_000)),
+    );
     state.guard = CollectGuard { ack_timeout: Duration::from_millis(300), ..CollectGuard::unlimited() };
     let started = Instant::now();
     let request = Request::post("/v1/batch").body(Body::from(batch("shop-1", "s-1", 1_732_262_399_000))).unwrap();
@@ -419,7 +479,9 @@ async fn slow_clients_are_cut_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_ingest_is_refused_in_any_spelling_and_after_a_restart() {
     let dir = temp_dir("sec-ingest");
-    let signed = || IngestAuth::Signed(vec![Redacted(SECRET.as_bytes().to_vec()), Redacted(PREVIOUS_SECRET.as_bytes().to_vec())]);
+    let signed = || {
+        IngestAuth::Signed(vec![Redacted(SECRET.as_bytes().to_vec()), Redacted(PREVIOUS_SECRET.as_bytes().to_vec())])
+    };
     let server = Running::start(dir.path(), |s| s.ingest_auth = signed()).await;
     let http = client();
     let url = format!("{}/ingest", server.base);
@@ -437,14 +499,24 @@ async fn a_replayed_ingest_is_refused_in_any_spelling_and_after_a_restart() {
     assert_eq!(send(upper.clone(), body.clone()).await.unwrap().status(), 401, "upper-case hex is the same signature");
     // The previous secret is still good during a rotation.
     let rotated = json!({"events": [], "bad_rows": [], "nonce": "n-2"}).to_string();
-    assert_eq!(send(sign(PREVIOUS_SECRET.as_bytes(), now, rotated.as_bytes()), rotated.clone()).await.unwrap().status(), 200);
+    assert_eq!(
+        send(sign(PREVIOUS_SECRET.as_bytes(), now, rotated.as_bytes()), rotated.clone()).await.unwrap().status(),
+        200
+    );
     let unknown = json!({"events": [], "bad_rows": [], "nonce": "n-3"}).to_string();
     assert_eq!(send(sign(b"someone-elses", now, unknown.as_bytes()), unknown).await.unwrap().status(), 401);
     server.stop().await;
 
     let server = Running::start(dir.path(), |s| s.ingest_auth = signed()).await;
     let url = format!("{}/ingest", server.base);
-    let after = http.post(&url).header(TIMESTAMP_HEADER, now.to_string()).header(SIGNATURE_HEADER, upper).body(body).send().await.unwrap();
+    let after = http
+        .post(&url)
+        .header(TIMESTAMP_HEADER, now.to_string())
+        .header(SIGNATURE_HEADER, upper)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(after.status(), 401, "a restart remembers the signatures it saw");
 
     // A request whose signature headers fail is refused before its body
@@ -555,7 +627,8 @@ async fn no_raw_ip_and_no_past_salt_is_left_on_disk_or_in_the_log() {
     let dir: TempDir = temp_dir("sec-salts");
     let logs = Captured::default();
     let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt().with_max_level(tracing::Level::TRACE).with_writer(move || writer.clone()).finish();
+    let subscriber =
+        tracing_subscriber::fmt().with_max_level(tracing::Level::TRACE).with_writer(move || writer.clone()).finish();
     let _logging = tracing::subscriber::set_default(subscriber);
 
     let clock = Arc::new(FixedClock::new(day0));
@@ -607,7 +680,10 @@ async fn no_raw_ip_and_no_past_salt_is_left_on_disk_or_in_the_log() {
     assert!(files.iter().any(|(p, _)| p.contains("silver")), "Silver is among the files scanned");
     for (path, bytes) in &files {
         assert!(!contains(bytes, IP.as_bytes()), "{path} holds the raw IP");
-        assert!(!contains(bytes, day0_salt.trim().as_bytes()) && !contains(bytes, &raw_salt), "{path} holds day 0's salt");
+        assert!(
+            !contains(bytes, day0_salt.trim().as_bytes()) && !contains(bytes, &raw_salt),
+            "{path} holds day 0's salt"
+        );
     }
     let logged = logs.0.lock().unwrap().clone();
     assert!(!contains(&logged, IP.as_bytes()), "the log holds the raw IP");

@@ -169,10 +169,7 @@ pub struct EnvelopeFields<'a> {
 /// Reads a batch body. Events beyond `max_events` are checked as JSON and
 /// counted, not kept, so an oversized batch costs no memory.
 pub fn read_batch(body: &[u8], max_events: usize) -> Result<Shape<EnvelopeFields<'_>>> {
-    let text = std::str::from_utf8(body).map_err(|e| ReadError {
-        message: "invalid UTF-8",
-        at: e.valid_up_to(),
-    })?;
+    let text = std::str::from_utf8(body).map_err(|e| ReadError { message: "invalid UTF-8", at: e.valid_up_to() })?;
     let mut r = Reader::new(text);
     let envelope = r.shaped(b'{', |r| {
         let mut b = EnvelopeFields::default();
@@ -194,10 +191,7 @@ pub fn read_batch(body: &[u8], max_events: usize) -> Result<Shape<EnvelopeFields
                             r.skip_ws();
                             let start = r.pos;
                             let fields = r.shaped(b'{', EventFields::read)?;
-                            events.push(RawEvent {
-                                json: &r.text[start..r.pos],
-                                fields,
-                            });
+                            events.push(RawEvent { json: &r.text[start..r.pos], fields });
                             Ok(())
                         })?;
                         Ok(events)

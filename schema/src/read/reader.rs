@@ -16,19 +16,11 @@ pub(super) struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     pub(super) fn new(text: &'a str) -> Self {
-        Reader {
-            text,
-            bytes: text.as_bytes(),
-            pos: 0,
-            depth: 0,
-        }
+        Reader { text, bytes: text.as_bytes(), pos: 0, depth: 0 }
     }
 
     fn fail<T>(&self, message: &'static str) -> Result<T> {
-        Err(ReadError {
-            message,
-            at: self.pos,
-        })
+        Err(ReadError { message, at: self.pos })
     }
 
     #[inline]
@@ -76,10 +68,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads an object, handing each key to `entry`, which must read its value.
-    pub(super) fn object(
-        &mut self,
-        mut entry: impl FnMut(&mut Self, Cow<'a, str>) -> Result<()>,
-    ) -> Result<()> {
+    pub(super) fn object(&mut self, mut entry: impl FnMut(&mut Self, Cow<'a, str>) -> Result<()>) -> Result<()> {
         self.enter()?;
         if self.peek()? == b'}' {
             self.pos += 1;
@@ -131,11 +120,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A value that should be the container opened by `open` (`{` or `[`).
-    pub(super) fn shaped<T>(
-        &mut self,
-        open: u8,
-        read: impl FnOnce(&mut Self) -> Result<T>,
-    ) -> Result<Shape<T>> {
+    pub(super) fn shaped<T>(&mut self, open: u8, read: impl FnOnce(&mut Self) -> Result<T>) -> Result<Shape<T>> {
         let next = self.peek()?;
         if next == open {
             return Ok(Shape::Is(read(self)?));
@@ -224,10 +209,7 @@ impl<'a> Reader<'a> {
         // identical to what `serde_json::Value` reads, out-of-range included.
         match serde_json::from_str::<f64>(text) {
             Ok(x) => Ok(Json::Float(x)),
-            Err(_) => Err(ReadError {
-                message: "number out of range",
-                at: start,
-            }),
+            Err(_) => Err(ReadError { message: "number out of range", at: start }),
         }
     }
 

@@ -12,7 +12,9 @@ fn base(event_type: &str) -> Value {
         "add_to_cart" | "remove_from_cart" => {
             json!({"product_id": "p-1", "price": 10.0, "quantity": 1, "currency": "EUR"})
         }
-        "purchase" => json!({"order_id": "o-1", "product_id": "p-1", "price": 10.0, "quantity": 2, "revenue": 20.0, "currency": "EUR"}),
+        "purchase" => {
+            json!({"order_id": "o-1", "product_id": "p-1", "price": 10.0, "quantity": 2, "revenue": 20.0, "currency": "EUR"})
+        }
         "custom" => json!({"name": "newsletter_signup"}),
         _ => json!({}),
     };
@@ -104,9 +106,15 @@ fn missing_event_type() {
 
 #[test]
 fn unknown_event_type() {
-    assert_eq!(check(&with(base("click"), "/event_type", json!("teleport"))).unwrap_err(), RejectReason::UnknownEventType);
+    assert_eq!(
+        check(&with(base("click"), "/event_type", json!("teleport"))).unwrap_err(),
+        RejectReason::UnknownEventType
+    );
     assert_eq!(check(&with(base("click"), "/event_type", json!(3))).unwrap_err(), RejectReason::UnknownEventType);
-    assert_eq!(check(&with(base("click"), "/event_type", json!("PAGE_VIEW"))).unwrap_err(), RejectReason::UnknownEventType);
+    assert_eq!(
+        check(&with(base("click"), "/event_type", json!("PAGE_VIEW"))).unwrap_err(),
+        RejectReason::UnknownEventType
+    );
 }
 
 #[test]
@@ -117,7 +125,11 @@ fn missing_timestamp() {
 #[test]
 fn invalid_timestamp() {
     for bad in [json!("1732262400000"), json!(-5), json!(0), json!(1.5), json!(true)] {
-        assert_eq!(check(&with(base("click"), "/ts", bad.clone())).unwrap_err(), RejectReason::InvalidTimestamp, "{bad}");
+        assert_eq!(
+            check(&with(base("click"), "/ts", bad.clone())).unwrap_err(),
+            RejectReason::InvalidTimestamp,
+            "{bad}"
+        );
     }
     // An integral float is a JavaScript number like any other.
     assert!(check(&with(base("click"), "/ts", json!(1.732262399e12))).is_ok());
@@ -127,7 +139,10 @@ fn invalid_timestamp() {
 fn timestamp_in_future() {
     let limit = Limits::default().max_future_ms;
     assert!(check(&with(base("click"), "/ts", json!(NOW + limit))).is_ok());
-    assert_eq!(check(&with(base("click"), "/ts", json!(NOW + limit + 1))).unwrap_err(), RejectReason::TimestampInFuture);
+    assert_eq!(
+        check(&with(base("click"), "/ts", json!(NOW + limit + 1))).unwrap_err(),
+        RejectReason::TimestampInFuture
+    );
     // A client clock one day fast is corrected by sent_at, not refused.
     let e = base("click");
     let fast = with(e, "/ts", json!(NOW + 86_400_000 - 1000));
@@ -163,16 +178,32 @@ fn invalid_field_type() {
         ("/context", json!(true)),
         ("/context/tz", json!({})),
     ] {
-        assert_eq!(check(&with(base("page_view"), pointer, bad)).unwrap_err(), RejectReason::InvalidFieldType, "{pointer}");
+        assert_eq!(
+            check(&with(base("page_view"), pointer, bad)).unwrap_err(),
+            RejectReason::InvalidFieldType,
+            "{pointer}"
+        );
     }
 }
 
 #[test]
 fn field_too_long() {
-    assert_eq!(check(&with(base("page_view"), "/page/url", json!("x".repeat(2049)))).unwrap_err(), RejectReason::FieldTooLong);
-    assert_eq!(check(&with(base("page_view"), "/session_id", json!("x".repeat(129)))).unwrap_err(), RejectReason::FieldTooLong);
-    assert_eq!(check(&with(base("search"), "/props/query", json!("q".repeat(513)))).unwrap_err(), RejectReason::FieldTooLong);
-    assert_eq!(check(&with_prop(base("click"), "blob", json!("b".repeat(5000)))).unwrap_err(), RejectReason::FieldTooLong);
+    assert_eq!(
+        check(&with(base("page_view"), "/page/url", json!("x".repeat(2049)))).unwrap_err(),
+        RejectReason::FieldTooLong
+    );
+    assert_eq!(
+        check(&with(base("page_view"), "/session_id", json!("x".repeat(129)))).unwrap_err(),
+        RejectReason::FieldTooLong
+    );
+    assert_eq!(
+        check(&with(base("search"), "/props/query", json!("q".repeat(513)))).unwrap_err(),
+        RejectReason::FieldTooLong
+    );
+    assert_eq!(
+        check(&with_prop(base("click"), "blob", json!("b".repeat(5000)))).unwrap_err(),
+        RejectReason::FieldTooLong
+    );
     // Multi-byte characters count as characters, not bytes.
     assert!(check(&with(base("search"), "/props/query", json!("é".repeat(512)))).is_ok());
 }
@@ -213,7 +244,11 @@ fn invalid_prop_type() {
         ("/props/quantity", json!("1")),
         ("/props/product_id", json!(42)),
     ] {
-        assert_eq!(check(&with(base("add_to_cart"), pointer, bad)).unwrap_err(), RejectReason::InvalidPropType, "{pointer}");
+        assert_eq!(
+            check(&with(base("add_to_cart"), pointer, bad)).unwrap_err(),
+            RejectReason::InvalidPropType,
+            "{pointer}"
+        );
     }
 }
 
@@ -225,9 +260,16 @@ fn invalid_prop_value() {
         ("/props/currency", json!("euro")),
         ("/props/currency", json!("eur")),
     ] {
-        assert_eq!(check(&with(base("add_to_cart"), pointer, bad)).unwrap_err(), RejectReason::InvalidPropValue, "{pointer}");
+        assert_eq!(
+            check(&with(base("add_to_cart"), pointer, bad)).unwrap_err(),
+            RejectReason::InvalidPropValue,
+            "{pointer}"
+        );
     }
-    assert_eq!(check(&with(base("purchase"), "/props/revenue", json!(-20))).unwrap_err(), RejectReason::InvalidPropValue);
+    assert_eq!(
+        check(&with(base("purchase"), "/props/revenue", json!(-20))).unwrap_err(),
+        RejectReason::InvalidPropValue
+    );
 }
 
 #[test]

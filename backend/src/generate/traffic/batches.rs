@@ -27,9 +27,7 @@ impl Traffic {
         let Some(v) = self.visitors.get_mut(&key) else {
             return;
         };
-        let (due, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut v.late)
-            .into_iter()
-            .partition(|(r, _)| all || *r <= at);
+        let (due, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut v.late).into_iter().partition(|(r, _)| all || *r <= at);
         v.late = keep;
         let due: Vec<PlannedEvent> = due.into_iter().map(|(_, e)| e).collect();
         for chunk in due.chunks(self.batch_size) {
@@ -54,11 +52,7 @@ impl Traffic {
             user_agent: v.user_agent.to_string(),
             country: v.country.to_string(),
             ip: v.ip.clone(),
-            content_type: if self.rng.gen_bool(BEACON_SHARE) {
-                CONTENT_TYPE_BEACON
-            } else {
-                CONTENT_TYPE_JSON
-            },
+            content_type: if self.rng.gen_bool(BEACON_SHARE) { CONTENT_TYPE_BEACON } else { CONTENT_TYPE_JSON },
             duplicate: false,
             events,
             anonymous_id: v.anonymous_id.clone(),

@@ -27,11 +27,7 @@ impl Traffic {
         let delay = self.rng.gen_range(s.gap_ms / 2..=s.gap_ms);
         let step = if self.rng.gen_bool(0.5) {
             let p = self.product_page();
-            Step::Click {
-                tag: "a",
-                text: p.title.clone(),
-                href: Some(p.url),
-            }
+            Step::Click { tag: "a", text: p.title.clone(), href: Some(p.url) }
         } else if self.rng.gen_bool(0.1) {
             Step::Custom(pick_one(&mut self.rng, CUSTOM_EVENTS))
         } else {

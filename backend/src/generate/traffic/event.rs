@@ -24,46 +24,24 @@ impl Traffic {
                 s.referrer = referrer.unwrap_or_else(|| s.page.url.clone());
                 s.page = page;
                 let props = match s.page.kind {
-                    PageKind::Product(p) => Props {
-                        product_id: Some(p.id()),
-                        category: Some(p.category.to_string()),
-                        ..Props::default()
-                    },
+                    PageKind::Product(p) => {
+                        Props { product_id: Some(p.id()), category: Some(p.category.to_string()), ..Props::default() }
+                    }
                     _ => Props::default(),
                 };
                 (EventType::PageView, props)
             }
-            Step::Click { tag, text, href } => (
-                EventType::Click,
-                Props {
-                    tag: Some(tag.to_string()),
-                    text: Some(text),
-                    href,
-                    ..Props::default()
-                },
-            ),
-            Step::Search(q) => (
-                EventType::Search,
-                Props {
-                    query: Some(q.to_string()),
-                    ..Props::default()
-                },
-            ),
+            Step::Click { tag, text, href } => {
+                (EventType::Click, Props { tag: Some(tag.to_string()), text: Some(text), href, ..Props::default() })
+            }
+            Step::Search(q) => (EventType::Search, Props { query: Some(q.to_string()), ..Props::default() }),
             Step::Add(p, q) => (EventType::AddToCart, cart_props(p, q)),
             Step::Remove(p, q) => (EventType::RemoveFromCart, cart_props(p, q)),
             Step::BeginCheckout { cents } => (
                 EventType::BeginCheckout,
-                Props {
-                    currency: Some(CURRENCY.to_string()),
-                    revenue: Some(cents as f64 / 100.0),
-                    ..Props::default()
-                },
+                Props { currency: Some(CURRENCY.to_string()), revenue: Some(cents as f64 / 100.0), ..Props::default() },
             ),
-            Step::PurchaseLine {
-                order_id,
-                product,
-                quantity,
-            } => (
+            Step::PurchaseLine { order_id, product, quantity } => (
                 EventType::Purchase,
                 Props {
                     order_id: Some(order_id),
@@ -78,10 +56,7 @@ impl Traffic {
                 },
             ),
             Step::Identify => {
-                let needs_account = self
-                    .visitors
-                    .get(&s.visitor)
-                    .is_some_and(|v| v.account.is_none());
+                let needs_account = self.visitors.get(&s.visitor).is_some_and(|v| v.account.is_none());
                 let fresh = needs_account.then(|| self.new_user_id());
                 if let Some(v) = self.visitors.get_mut(&s.visitor) {
                     if let Some(u) = fresh {
@@ -91,13 +66,7 @@ impl Traffic {
                 }
                 (EventType::Identify, Props::default())
             }
-            Step::Custom(name) => (
-                EventType::Custom,
-                Props {
-                    name: Some(name.to_string()),
-                    ..Props::default()
-                },
-            ),
+            Step::Custom(name) => (EventType::Custom, Props { name: Some(name.to_string()), ..Props::default() }),
         };
         s.events += 1;
         if ts < self.start_ms {
@@ -123,20 +92,13 @@ impl Traffic {
                 title: s.page.title.clone(),
             },
             props,
-            context: Context {
-                screen: v.screen.to_string(),
-                lang: v.lang.to_string(),
-                tz: v.tz.to_string(),
-            },
+            context: Context { screen: v.screen.to_string(), lang: v.lang.to_string(), tz: v.tz.to_string() },
         };
         let event = as_sent(&event);
         let planned = if self.rng.gen_bool(self.malformed_share) {
             self.corrupt(event)
         } else {
-            PlannedEvent {
-                event,
-                expect: ACCEPTED.to_string(),
-            }
+            PlannedEvent { event, expect: ACCEPTED.to_string() }
         };
         self.generated += 1;
 
@@ -177,8 +139,7 @@ fn as_sent(event: &Event) -> Value {
     let mut json = serde_json::to_value(event).expect("a contract event is plain JSON");
     if let Some(page) = json.get_mut("page").and_then(Value::as_object_mut) {
         for field in ["url", "path", "referrer", "title"] {
-            page.entry(field)
-                .or_insert_with(|| Value::String(String::new()));
+            page.entry(field).or_insert_with(|| Value::String(String::new()));
         }
     }
     json
@@ -191,7 +152,5 @@ fn ulid<R: Rng>(ts: i64, rng: &mut R) -> String {
     let time = (ts.max(0) as u128) & ((1 << 48) - 1);
     let random = (u128::from(rng.gen::<u64>()) << 16) | u128::from(rng.gen::<u16>());
     let value = (time << 80) | random;
-    (0..26)
-        .map(|i| ALPHABET[((value >> (125 - 5 * i)) & 31) as usize] as char)
-        .collect()
+    (0..26).map(|i| ALPHABET[((value >> (125 - 5 * i)) & 31) as usize] as char).collect()
 }

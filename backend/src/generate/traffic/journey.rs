@@ -4,8 +4,8 @@
 use rand::Rng;
 
 use super::pages::{
-    capitalize, cart_page, category_page, checkout_page, home_page, page, product_page,
-    search_page, url, Page, PageKind,
+    capitalize, cart_page, category_page, checkout_page, home_page, page, product_page, search_page, url, Page,
+    PageKind,
 };
 use super::sessions::Session;
 use super::{log_uniform, pick_one, Traffic, MINUTE, SECOND};
@@ -52,14 +52,7 @@ impl Traffic {
                 PageKind::Home => "Shop Example".to_string(),
                 _ => page.title.clone(),
             };
-            s.queue.push_back((
-                think,
-                Step::Click {
-                    tag: "a",
-                    text,
-                    href: Some(page.url.clone()),
-                },
-            ));
+            s.queue.push_back((think, Step::Click { tag: "a", text, href: Some(page.url.clone()) }));
             let delay = self.rng.gen_range(150..900);
             s.queue.push_back((delay, Step::View(page, None)));
         } else {
@@ -70,14 +63,7 @@ impl Traffic {
     /// A click on a button of the current page, then what it triggers.
     fn press(&mut self, s: &mut Session, text: &str, then: Step) {
         let think = self.think();
-        s.queue.push_back((
-            think,
-            Step::Click {
-                tag: "button",
-                text: text.to_string(),
-                href: None,
-            },
-        ));
+        s.queue.push_back((think, Step::Click { tag: "button", text: text.to_string(), href: None }));
         let delay = self.rng.gen_range(20..200);
         s.queue.push_back((delay, then));
     }
@@ -90,10 +76,8 @@ impl Traffic {
             return;
         }
         let r: f64 = self.rng.gen();
-        let (logged_in, has_account) = self
-            .visitors
-            .get(&s.visitor)
-            .map_or((false, false), |v| (v.logged_in, v.account.is_some()));
+        let (logged_in, has_account) =
+            self.visitors.get(&s.visitor).map_or((false, false), |v| (v.logged_in, v.account.is_some()));
         let just_added = std::mem::take(&mut s.just_added);
         match s.page.kind.clone() {
             PageKind::Home => {
@@ -108,11 +92,7 @@ impl Traffic {
                 } else if r < 0.61 {
                     self.press(s, "Subscribe", Step::Custom("newsletter_signup"));
                 } else if r < 0.66 && has_account && !logged_in {
-                    self.go(
-                        s,
-                        page(PageKind::Login, "/login", "Sign in | Shop Example"),
-                        0.9,
-                    );
+                    self.go(s, page(PageKind::Login, "/login", "Sign in | Shop Example"), 0.9);
                 }
             }
             PageKind::Login => {
@@ -122,10 +102,7 @@ impl Traffic {
             }
             PageKind::Category(c) => {
                 if r < 0.46 {
-                    let p = product_page(pick_one(
-                        &mut self.rng,
-                        &catalog::products_in(c).collect::<Vec<_>>(),
-                    ));
+                    let p = product_page(pick_one(&mut self.rng, &catalog::products_in(c).collect::<Vec<_>>()));
                     self.go(s, p, 0.85);
                 } else if r < 0.56 {
                     let p = self.category_page(Some(c));
@@ -140,11 +117,7 @@ impl Traffic {
                 if r < 0.55 {
                     self.go(s, cart_page(), 0.9);
                 } else if r < 0.80 {
-                    let next = if self.rng.gen_bool(0.5) {
-                        self.related(p)
-                    } else {
-                        category_page(p.category)
-                    };
+                    let next = if self.rng.gen_bool(0.5) { self.related(p) } else { category_page(p.category) };
                     self.go(s, next, 0.8);
                 }
             }
@@ -171,28 +144,14 @@ impl Traffic {
                 } else if r < 0.50 && !s.cart.is_empty() {
                     self.go(s, cart_page(), 0.9);
                 } else if r < 0.53 {
-                    let name = *pick(
-                        &mut self.rng,
-                        &[
-                            "image_zoom",
-                            "size_guide_opened",
-                            "video_play",
-                            "wishlist_add",
-                        ],
-                    );
+                    let name = *pick(&mut self.rng, &["image_zoom", "size_guide_opened", "video_play", "wishlist_add"]);
                     self.press(s, "More", Step::Custom(name));
                 }
             }
             PageKind::Search(q) => {
-                let cat = SEARCHES
-                    .iter()
-                    .find(|(t, _)| *t == q)
-                    .map_or("home", |(_, c)| *c);
+                let cat = SEARCHES.iter().find(|(t, _)| *t == q).map_or("home", |(_, c)| *c);
                 if r < 0.55 {
-                    let p = product_page(pick_one(
-                        &mut self.rng,
-                        &catalog::products_in(cat).collect::<Vec<_>>(),
-                    ));
+                    let p = product_page(pick_one(&mut self.rng, &catalog::products_in(cat).collect::<Vec<_>>()));
                     self.go(s, p, 0.95);
                 } else if r < 0.65 {
                     self.search(s);
@@ -208,15 +167,10 @@ impl Traffic {
                     let think = self.think();
                     s.queue.push_back((
                         think,
-                        Step::Click {
-                            tag: "button",
-                            text: "Checkout".into(),
-                            href: Some(url("/checkout")),
-                        },
+                        Step::Click { tag: "button", text: "Checkout".into(), href: Some(url("/checkout")) },
                     ));
                     let delay = self.rng.gen_range(200..900);
-                    s.queue
-                        .push_back((delay, Step::View(checkout_page(), None)));
+                    s.queue.push_back((delay, Step::View(checkout_page(), None)));
                     let delay = self.rng.gen_range(50..300);
                     s.queue.push_back((delay, Step::BeginCheckout { cents }));
                 } else if r < 0.73 {
@@ -243,33 +197,17 @@ impl Traffic {
                 if r < 0.70 {
                     // Filling in the form takes a while.
                     let fill = log_uniform(&mut self.rng, 20 * SECOND, 4 * MINUTE);
-                    s.queue.push_back((
-                        fill,
-                        Step::Click {
-                            tag: "button",
-                            text: "Place order".into(),
-                            href: None,
-                        },
-                    ));
+                    s.queue.push_back((fill, Step::Click { tag: "button", text: "Place order".into(), href: None }));
                     let delay = self.rng.gen_range(800..3000);
                     s.queue.push_back((
                         delay,
-                        Step::View(
-                            page(PageKind::ThankYou, "/thank-you", "Thank you | Shop Example"),
-                            None,
-                        ),
+                        Step::View(page(PageKind::ThankYou, "/thank-you", "Thank you | Shop Example"), None),
                     ));
                     let order_id = format!("o-{:012x}", self.rng.gen::<u64>() >> 16);
                     for (product, quantity) in std::mem::take(&mut s.cart) {
                         let delay = self.rng.gen_range(5..40);
-                        s.queue.push_back((
-                            delay,
-                            Step::PurchaseLine {
-                                order_id: order_id.clone(),
-                                product,
-                                quantity,
-                            },
-                        ));
+                        s.queue
+                            .push_back((delay, Step::PurchaseLine { order_id: order_id.clone(), product, quantity }));
                     }
                 } else if r < 0.78 {
                     self.go(s, cart_page(), 0.9);

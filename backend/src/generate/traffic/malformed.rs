@@ -12,12 +12,7 @@ impl Traffic {
     pub(super) fn corrupt(&mut self, mut event: Value) -> PlannedEvent {
         let event_type = event["event_type"].as_str().unwrap_or_default().to_string();
         let specific: &[&str] = match event_type.as_str() {
-            "add_to_cart" => &[
-                "no_product",
-                "price_string",
-                "quantity_zero",
-                "negative_price",
-            ],
+            "add_to_cart" => &["no_product", "price_string", "quantity_zero", "negative_price"],
             "search" => &["no_query"],
             "identify" => &["no_user_id"],
             _ => &[],
@@ -47,10 +42,7 @@ impl Traffic {
                 "missing_event_id"
             }
             "numeric_event_id" => {
-                obj.insert(
-                    "event_id".into(),
-                    json!(self.rng.gen_range(1..1_000_000u32)),
-                );
+                obj.insert("event_id".into(), json!(self.rng.gen_range(1..1_000_000u32)));
                 "invalid_event_id"
             }
             "teleport" => {
@@ -108,24 +100,14 @@ impl Traffic {
             }
             _ => {
                 // A tracker bug that serialised a field instead of the event.
-                event = if self.rng.gen_bool(0.5) {
-                    json!(event_type)
-                } else {
-                    json!(obj["ts"].clone())
-                };
+                event = if self.rng.gen_bool(0.5) { json!(event_type) } else { json!(obj["ts"].clone()) };
                 "not_an_object"
             }
         };
-        PlannedEvent {
-            event,
-            expect: expect.to_string(),
-        }
+        PlannedEvent { event, expect: expect.to_string() }
     }
 }
 
 fn props_mut(obj: &mut serde_json::Map<String, Value>) -> &mut serde_json::Map<String, Value> {
-    obj.entry("props")
-        .or_insert_with(|| json!({}))
-        .as_object_mut()
-        .expect("props is an object")
+    obj.entry("props").or_insert_with(|| json!({})).as_object_mut().expect("props is an object")
 }

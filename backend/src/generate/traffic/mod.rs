@@ -324,11 +324,7 @@ impl Traffic {
     /// Events per finished session so far, the model's mean, and sessions.
     #[cfg(test)]
     pub(super) fn mean_events_per_session(&self) -> (f64, f64, u64) {
-        (
-            self.done_session_events as f64 / self.done_sessions.max(1) as f64,
-            self.mean_events,
-            self.done_sessions,
-        )
+        (self.done_session_events as f64 / self.done_sessions.max(1) as f64, self.mean_events, self.done_sessions)
     }
 
     /// Stops generating: closes every open batch and releases every held-back
@@ -358,12 +354,7 @@ impl Traffic {
                 }
             }
         }
-        let with_late: Vec<u64> = self
-            .visitors
-            .iter()
-            .filter(|(_, v)| !v.late.is_empty())
-            .map(|(k, _)| *k)
-            .collect();
+        let with_late: Vec<u64> = self.visitors.iter().filter(|(_, v)| !v.late.is_empty()).map(|(k, _)| *k).collect();
         for v in with_late {
             self.release(v, at, true);
         }

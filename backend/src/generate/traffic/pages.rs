@@ -72,9 +72,7 @@ impl Traffic {
     /// Another product, mostly from the same category.
     pub(super) fn related(&mut self, p: &'static Product) -> Page {
         if self.rng.gen_bool(0.7) {
-            let same: Vec<&'static Product> = catalog::products_in(p.category)
-                .filter(|q| q.n != p.n)
-                .collect();
+            let same: Vec<&'static Product> = catalog::products_in(p.category).filter(|q| q.n != p.n).collect();
             product_page(pick_one(&mut self.rng, &same))
         } else {
             self.product_page()
@@ -95,20 +93,11 @@ pub(super) fn url(path_and_query: &str) -> String {
 }
 
 pub(super) fn page(kind: PageKind, path: &str, title: &str) -> Page {
-    Page {
-        kind,
-        url: url(path),
-        path: path.to_string(),
-        title: title.to_string(),
-    }
+    Page { kind, url: url(path), path: path.to_string(), title: title.to_string() }
 }
 
 pub(super) fn home_page() -> Page {
-    page(
-        PageKind::Home,
-        "/",
-        "Shop Example – Everyday things, well made",
-    )
+    page(PageKind::Home, "/", "Shop Example – Everyday things, well made")
 }
 
 pub(super) fn cart_page() -> Page {
@@ -120,19 +109,11 @@ pub(super) fn checkout_page() -> Page {
 }
 
 pub(super) fn category_page(c: &'static str) -> Page {
-    page(
-        PageKind::Category(c),
-        &format!("/c/{c}"),
-        &format!("{} | Shop Example", capitalize(c)),
-    )
+    page(PageKind::Category(c), &format!("/c/{c}"), &format!("{} | Shop Example", capitalize(c)))
 }
 
 pub(super) fn product_page(p: &'static Product) -> Page {
-    page(
-        PageKind::Product(p),
-        &format!("/p/{}", p.n),
-        &format!("{} | Shop Example", p.name),
-    )
+    page(PageKind::Product(p), &format!("/p/{}", p.n), &format!("{} | Shop Example", p.name))
 }
 
 pub(super) fn search_page(q: &'static str) -> Page {

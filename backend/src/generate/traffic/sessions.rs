@@ -123,8 +123,7 @@ impl Traffic {
         };
         let screen = *pick(rng, catalog::screens(device));
         let ip = catalog::pick_ip(rng);
-        let account = (kind == VisitorKind::Human && self.rng.gen_bool(ACCOUNT_SHARE))
-            .then(|| self.new_user_id());
+        let account = (kind == VisitorKind::Human && self.rng.gen_bool(ACCOUNT_SHARE)).then(|| self.new_user_id());
         let retained = kind == VisitorKind::Human;
         self.visitors.insert(
             key,
@@ -160,11 +159,7 @@ impl Traffic {
     }
 
     pub(super) fn forget_if_idle(&mut self, key: u64) {
-        if self
-            .visitors
-            .get(&key)
-            .is_some_and(|v| !v.retained && !v.in_session && v.late.is_empty())
-        {
+        if self.visitors.get(&key).is_some_and(|v| !v.retained && !v.in_session && v.late.is_empty()) {
             self.visitors.remove(&key);
         }
     }
@@ -195,21 +190,11 @@ impl Traffic {
                 let page = self.landing_page(&source);
                 (page, source.referrer.to_string(), 0, 0)
             }
-            VisitorKind::Crawler => (
-                self.any_page(),
-                String::new(),
-                self.rng.gen_range(15..80),
-                0,
-            ),
+            VisitorKind::Crawler => (self.any_page(), String::new(), self.rng.gen_range(15..80), 0),
             VisitorKind::Burst => {
                 // Spread n events over at most ~50 s: > 50 events in a minute.
                 let n = self.rng.gen_range(60..=120);
-                (
-                    self.product_page(),
-                    String::new(),
-                    n,
-                    50 * SECOND / i64::from(n),
-                )
+                (self.product_page(), String::new(), n, 50 * SECOND / i64::from(n))
             }
         };
         let mut s = Session {

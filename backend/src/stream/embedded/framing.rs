@@ -49,11 +49,7 @@ impl EntryBuilder {
         let mut bytes = Vec::with_capacity(4096);
         bytes.push(ENTRY_VERSION);
         bytes.extend_from_slice(&[0; 4]);
-        EntryBuilder {
-            base,
-            count: 0,
-            bytes,
-        }
+        EntryBuilder { base, count: 0, bytes }
     }
 
     pub(super) fn has_room(&self) -> bool {
@@ -93,20 +89,13 @@ pub(super) fn read_u32(bytes: &[u8], at: usize) -> u32 {
 impl<'a> EntryReader<'a> {
     pub(super) fn new(entry: &'a [u8]) -> Result<EntryReader<'a>, String> {
         if entry.len() < ENTRY_HEADER_LEN {
-            return Err(format!(
-                "entry of {} bytes is shorter than its header",
-                entry.len()
-            ));
+            return Err(format!("entry of {} bytes is shorter than its header", entry.len()));
         }
         if entry[0] != ENTRY_VERSION {
             return Err(format!("unknown entry format {}", entry[0]));
         }
         let count = read_u32(entry, 1);
-        Ok(EntryReader {
-            count,
-            remaining: count,
-            rest: &entry[ENTRY_HEADER_LEN..],
-        })
+        Ok(EntryReader { count, remaining: count, rest: &entry[ENTRY_HEADER_LEN..] })
     }
 
     /// The next record, or `None` after the last one.
@@ -154,9 +143,7 @@ impl<'a> RawRecord<'a> {
         let stored = read_u32(self.bytes, 0);
         let computed = crc32fast::hash(&self.bytes[4..]);
         if stored != computed {
-            return Err(format!(
-                "checksum mismatch (stored {stored:08x}, computed {computed:08x})"
-            ));
+            return Err(format!("checksum mismatch (stored {stored:08x}, computed {computed:08x})"));
         }
         let key_len = read_u32(self.bytes, 4) as usize;
         Ok(self.bytes[RECORD_HEADER_LEN..].split_at(key_len))

@@ -137,10 +137,7 @@ pub struct EmbeddedLog {
 
 impl std::fmt::Debug for EmbeddedLog {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("EmbeddedLog")
-            .field("partitions", &self.partition_count())
-            .finish_non_exhaustive()
+        formatter.debug_struct("EmbeddedLog").field("partitions", &self.partition_count()).finish_non_exhaustive()
     }
 }
 
@@ -175,10 +172,7 @@ impl Layout {
             .iter()
             .flat_map(|topic| (0..partitions).map(move |p| format!("{}/{}", topic.name(), p)))
             .collect();
-        Layout {
-            partitions,
-            table_names,
-        }
+        Layout { partitions, table_names }
     }
 
     fn slot(&self, topic: Topic, partition: u32) -> Result<usize, StreamError> {
@@ -224,9 +218,7 @@ impl EmbeddedLog {
     /// its last durable commit while opening.
     pub fn open(dir: &Path, partitions: u32) -> Result<EmbeddedLog, StreamError> {
         if partitions == 0 {
-            return Err(StreamError::BadRequest(
-                "a log needs at least one partition".to_string(),
-            ));
+            return Err(StreamError::BadRequest("a log needs at least one partition".to_string()));
         }
         std::fs::create_dir_all(dir)
             .map_err(|e| unavailable(&format!("creating log directory {}", dir.display()), e))?;
@@ -237,11 +229,7 @@ impl EmbeddedLog {
             .map_err(|e| unavailable(&format!("opening log {}", path.display()), e))?;
 
         let (layout, ends) = prepare(&db, partitions, &path)?;
-        let shared = Arc::new(Shared {
-            db,
-            layout,
-            ends: ends.into_iter().map(AtomicU64::new).collect(),
-        });
+        let shared = Arc::new(Shared { db, layout, ends: ends.into_iter().map(AtomicU64::new).collect() });
 
         let (requests, queue) = mpsc::channel(WRITE_QUEUE_CAPACITY);
         let writer_shared = Arc::clone(&shared);
@@ -255,13 +243,7 @@ impl EmbeddedLog {
             partitions = shared.layout.partitions,
             "embedded log open"
         );
-        Ok(EmbeddedLog {
-            inner: Arc::new(Inner {
-                shared,
-                requests: Some(requests),
-                writer: Some(writer),
-            }),
-        })
+        Ok(EmbeddedLog { inner: Arc::new(Inner { shared, requests: Some(requests), writer: Some(writer) }) })
     }
 
     /// The partition count of each topic (the pinned one, which may differ
@@ -278,12 +260,7 @@ impl EmbeddedLog {
     /// Blocking (one durable write transaction, which waits for the writer's
     /// current commit); from async code, call it in
     /// `tokio::task::spawn_blocking`.
-    pub fn truncate_before(
-        &self,
-        topic: Topic,
-        partition: u32,
-        offset: u64,
-    ) -> Result<u64, StreamError> {
+    pub fn truncate_before(&self, topic: Topic, partition: u32, offset: u64) -> Result<u64, StreamError> {
         let shared = self.shared();
         let slot = shared.layout.slot(topic, partition)?;
         let table_name = &shared.layout.table_names[slot];
@@ -295,9 +272,7 @@ impl EmbeddedLog {
         txn.set_durability(Durability::Immediate);
         let mut removed = 0u64;
         {
-            let mut table = txn
-                .open_table(shared.layout.table(slot))
-                .map_err(storage_error)?;
+            let mut table = txn.open_table(shared.layout.table(slot)).map_err(storage_error)?;
 
             // Entries wholly below `offset` go.
             let mut damaged: Option<(u64, String)> = None;
@@ -349,13 +324,7 @@ impl EmbeddedLog {
         }
         txn.commit().map_err(storage_error)?;
         if removed > 0 {
-            tracing::debug!(
-                topic = topic.name(),
-                partition,
-                before = offset,
-                removed,
-                "log truncated"
-            );
+            tracing::debug!(topic = topic.name(), partition, before = offset, removed, "log truncated");
         }
         Ok(removed)
     }
@@ -369,19 +338,14 @@ impl EmbeddedLog {
         &self,
         make: impl FnOnce(oneshot::Sender<Result<(), StreamError>>) -> WriteRequest,
     ) -> Result<(), StreamError> {
-        let requests = self
-            .inner
-            .requests
-            .as_ref()
-            .ok_or_else(|| StreamError::Unavailable("the log is closing".to_string()))?;
+        let requests =
+            self.inner.requests.as_ref().ok_or_else(|| StreamError::Unavailable("the log is closing".to_string()))?;
         let (reply, answer) = oneshot::channel();
         requests
             .send(make(reply))
             .await
             .map_err(|_| StreamError::Unavailable("the log writer has stopped".to_string()))?;
-        answer.await.map_err(|_| {
-            StreamError::Unavailable("the log writer stopped before answering".to_string())
-        })?
+        answer.await.map_err(|_| StreamError::Unavailable("the log writer stopped before answering".to_string()))?
     }
 
     /// Reads up to `max` (at least 1) records of a slot from offset `from`.
@@ -395,9 +359,7 @@ impl EmbeddedLog {
         };
 
         let txn = shared.db.begin_read().map_err(storage_error)?;
-        let table = txn
-            .open_table(shared.layout.table(slot))
-            .map_err(storage_error)?;
+        let table = txn.open_table(shared.layout.table(slot)).map_err(storage_error)?;
         // The entry holding `from`, if any, is the last one starting at or
         // before it.
         let start = match table.range(..=from).map_err(storage_error)?.next_back() {
@@ -415,15 +377,10 @@ impl EmbeddedLog {
             let mut offset = base;
             while let Some(record) = reader.next_record().map_err(|p| corrupt_entry(base, p))? {
                 if offset >= from {
-                    let (key, value) = record.checked().map_err(|problem| {
-                        StreamError::Corrupt(format!("{table_name} offset {offset}: {problem}"))
-                    })?;
-                    fetched.push(Fetched {
-                        partition,
-                        offset,
-                        key: key.to_vec(),
-                        value: value.to_vec(),
-                    });
+                    let (key, value) = record
+                        .checked()
+                        .map_err(|problem| StreamError::Corrupt(format!("{table_name} offset {offset}: {problem}")))?;
+                    fetched.push(Fetched { partition, offset, key: key.to_vec(), value: value.to_vec() });
                     if fetched.len() >= max {
                         return Ok(fetched);
                     }
@@ -467,26 +424,12 @@ impl EventStream for EmbeddedLog {
             let slot = layout.slot(record.topic, partition)?;
             let record_bytes = encode_record(&record.key, &record.value)?;
             bytes += record_bytes.len();
-            encoded.push(EncodedRecord {
-                slot,
-                bytes: record_bytes,
-            });
+            encoded.push(EncodedRecord { slot, bytes: record_bytes });
         }
-        self.send(|reply| WriteRequest::Append {
-            records: encoded,
-            bytes,
-            reply,
-        })
-        .await
+        self.send(|reply| WriteRequest::Append { records: encoded, bytes, reply }).await
     }
 
-    async fn fetch(
-        &self,
-        topic: Topic,
-        partition: u32,
-        from: u64,
-        max: usize,
-    ) -> Result<Vec<Fetched>, StreamError> {
+    async fn fetch(&self, topic: Topic, partition: u32, from: u64, max: usize) -> Result<Vec<Fetched>, StreamError> {
         let slot = self.shared().layout.slot(topic, partition)?;
         if max == 0 {
             return Ok(Vec::new());
@@ -505,29 +448,13 @@ impl EventStream for EmbeddedLog {
         Ok(self.shared().ends[slot].load(Ordering::Acquire))
     }
 
-    async fn commit(
-        &self,
-        group: &str,
-        topic: Topic,
-        partition: u32,
-        next_offset: u64,
-    ) -> Result<(), StreamError> {
+    async fn commit(&self, group: &str, topic: Topic, partition: u32, next_offset: u64) -> Result<(), StreamError> {
         self.shared().layout.slot(topic, partition)?;
         let name = consumer_offset_name(group, topic, partition);
-        self.send(|reply| WriteRequest::CommitOffset {
-            name,
-            next_offset,
-            reply,
-        })
-        .await
+        self.send(|reply| WriteRequest::CommitOffset { name, next_offset, reply }).await
     }
 
-    async fn committed(
-        &self,
-        group: &str,
-        topic: Topic,
-        partition: u32,
-    ) -> Result<Option<u64>, StreamError> {
+    async fn committed(&self, group: &str, topic: Topic, partition: u32) -> Result<Option<u64>, StreamError> {
         self.shared().layout.slot(topic, partition)?;
         let name = consumer_offset_name(group, topic, partition);
         let txn = self.shared().db.begin_read().map_err(storage_error)?;
@@ -548,10 +475,7 @@ fn prepare(db: &Database, partitions: u32, path: &Path) -> Result<(Layout, Vec<u
     txn.set_durability(Durability::Immediate);
     let partitions = {
         let mut meta = txn.open_table(META).map_err(storage_error)?;
-        let stored_version = meta
-            .get(META_ENTRY_VERSION)
-            .map_err(storage_error)?
-            .map(|v| v.value());
+        let stored_version = meta.get(META_ENTRY_VERSION).map_err(storage_error)?.map(|v| v.value());
         match stored_version {
             Some(version) if version != u64::from(ENTRY_VERSION) => {
                 return Err(StreamError::Corrupt(format!(
@@ -561,30 +485,19 @@ fn prepare(db: &Database, partitions: u32, path: &Path) -> Result<(Layout, Vec<u
             }
             Some(_) => {}
             None => {
-                meta.insert(META_ENTRY_VERSION, u64::from(ENTRY_VERSION))
-                    .map_err(storage_error)?;
+                meta.insert(META_ENTRY_VERSION, u64::from(ENTRY_VERSION)).map_err(storage_error)?;
             }
         }
-        let stored = meta
-            .get(META_PARTITIONS)
-            .map_err(storage_error)?
-            .map(|v| v.value());
+        let stored = meta.get(META_PARTITIONS).map_err(storage_error)?.map(|v| v.value());
         match stored {
             None => {
-                meta.insert(META_PARTITIONS, u64::from(partitions))
-                    .map_err(storage_error)?;
+                meta.insert(META_PARTITIONS, u64::from(partitions)).map_err(storage_error)?;
                 partitions
             }
             Some(stored) => {
-                let stored = u32::try_from(stored)
-                    .ok()
-                    .filter(|count| *count > 0)
-                    .ok_or_else(|| {
-                        StreamError::Corrupt(format!(
-                            "{} records an impossible partition count {stored}",
-                            path.display()
-                        ))
-                    })?;
+                let stored = u32::try_from(stored).ok().filter(|count| *count > 0).ok_or_else(|| {
+                    StreamError::Corrupt(format!("{} records an impossible partition count {stored}", path.display()))
+                })?;
                 if stored != partitions {
                     tracing::warn!(
                         path = %path.display(),
@@ -622,15 +535,10 @@ fn prepare(db: &Database, partitions: u32, path: &Path) -> Result<(Layout, Vec<u
                     }
                 },
             };
-            let stored = stored_ends
-                .get(name.as_str())
-                .map_err(storage_error)?
-                .map_or(0, |v| v.value());
+            let stored = stored_ends.get(name.as_str()).map_err(storage_error)?.map_or(0, |v| v.value());
             let end = after_last.max(stored);
             if end != stored {
-                stored_ends
-                    .insert(name.as_str(), end)
-                    .map_err(storage_error)?;
+                stored_ends.insert(name.as_str(), end).map_err(storage_error)?;
             }
             ends.push(end);
         }

@@ -11,9 +11,7 @@ struct TempDir(PathBuf);
 impl TempDir {
     fn new(label: &str) -> TempDir {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let path = std::env::temp_dir().join(format!(
             "clickstream-embedded-{label}-{}-{}-{nanos}",
             std::process::id(),
@@ -35,11 +33,7 @@ impl Drop for TempDir {
 }
 
 fn event(key: &str, value: &str) -> Record {
-    Record {
-        topic: Topic::Events,
-        key: key.as_bytes().to_vec(),
-        value: value.as_bytes().to_vec(),
-    }
+    Record { topic: Topic::Events, key: key.as_bytes().to_vec(), value: value.as_bytes().to_vec() }
 }
 
 async fn fetch_all(log: &EmbeddedLog, topic: Topic, partition: u32) -> Vec<Fetched> {
@@ -60,11 +54,7 @@ fn crc32_bitwise(bytes: &[u8]) -> u32 {
     for byte in bytes {
         crc ^= u32::from(*byte);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
         }
     }
     !crc
@@ -74,15 +64,9 @@ fn crc32_bitwise(bytes: &[u8]) -> u32 {
 fn crc32_matches_the_standard_check_value_and_the_definition() {
     assert_eq!(crc32fast::hash(b"123456789"), 0xCBF4_3926);
     assert_eq!(crc32fast::hash(b""), 0);
-    let data: Vec<u8> = (0..200u32)
-        .map(|i| (i.wrapping_mul(37) ^ (i >> 3)) as u8)
-        .collect();
+    let data: Vec<u8> = (0..200u32).map(|i| (i.wrapping_mul(37) ^ (i >> 3)) as u8).collect();
     for len in 0..data.len() {
-        assert_eq!(
-            crc32fast::hash(&data[..len]),
-            crc32_bitwise(&data[..len]),
-            "length {len}"
-        );
+        assert_eq!(crc32fast::hash(&data[..len]), crc32_bitwise(&data[..len]), "length {len}");
     }
 }
 
@@ -111,11 +95,7 @@ fn entries_round_trip_and_reject_damage() {
     let entry = entry_of(&[(b"visitor", b"{\"a\":1}"), (b"", b""), (b"v2", b"x")]);
     assert_eq!(
         read_all(&entry).unwrap(),
-        vec![
-            (b"visitor".to_vec(), b"{\"a\":1}".to_vec()),
-            (Vec::new(), Vec::new()),
-            (b"v2".to_vec(), b"x".to_vec()),
-        ]
+        vec![(b"visitor".to_vec(), b"{\"a\":1}".to_vec()), (Vec::new(), Vec::new()), (b"v2".to_vec(), b"x".to_vec()),]
     );
     assert_eq!(checked_record_count(&entry), Ok(3));
 
@@ -151,59 +131,26 @@ async fn produce_then_fetch_round_trip() {
     assert_eq!(log.partitions(Topic::Events), 4);
     assert_eq!(log.partitions(Topic::Rejects), 4);
     let record = event("visitor-1", "{\"page\":\"/\"}");
-    let reject = Record {
-        topic: Topic::Rejects,
-        key: b"visitor-1".to_vec(),
-        value: b"bad".to_vec(),
-    };
+    let reject = Record { topic: Topic::Rejects, key: b"visitor-1".to_vec(), value: b"bad".to_vec() };
     log.produce(vec![record.clone(), reject]).await.unwrap();
 
     let partition = partition_for(b"visitor-1", 4);
     let events = log.fetch(Topic::Events, partition, 0, 10).await.unwrap();
-    assert_eq!(
-        events,
-        vec![Fetched {
-            partition,
-            offset: 0,
-            key: record.key.clone(),
-            value: record.value.clone(),
-        }]
-    );
+    assert_eq!(events, vec![Fetched { partition, offset: 0, key: record.key.clone(), value: record.value.clone() }]);
     let rejects = log.fetch(Topic::Rejects, partition, 0, 10).await.unwrap();
     assert_eq!(rejects.len(), 1);
     assert_eq!(rejects[0].value, b"bad");
     // At the end: empty, not an error.
-    assert!(log
-        .fetch(Topic::Events, partition, 1, 10)
-        .await
-        .unwrap()
-        .is_empty());
-    assert!(log
-        .fetch(Topic::Events, partition, 0, 0)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(log.fetch(Topic::Events, partition, 1, 10).await.unwrap().is_empty());
+    assert!(log.fetch(Topic::Events, partition, 0, 0).await.unwrap().is_empty());
     // Out of range partition.
-    assert!(matches!(
-        log.fetch(Topic::Events, 4, 0, 10).await,
-        Err(StreamError::BadRequest(_))
-    ));
-    assert!(matches!(
-        log.end_offset(Topic::Events, 9).await,
-        Err(StreamError::BadRequest(_))
-    ));
+    assert!(matches!(log.fetch(Topic::Events, 4, 0, 10).await, Err(StreamError::BadRequest(_))));
+    assert!(matches!(log.end_offset(Topic::Events, 9).await, Err(StreamError::BadRequest(_))));
     // Empty produce is fine.
     log.produce(Vec::new()).await.unwrap();
     // An oversized record is refused, and nothing of its call is written.
-    let huge = Record {
-        topic: Topic::Events,
-        key: b"visitor-1".to_vec(),
-        value: vec![b'x'; MAX_RECORD_BYTES + 1],
-    };
-    assert!(matches!(
-        log.produce(vec![event("visitor-1", "fine"), huge]).await,
-        Err(StreamError::BadRequest(_))
-    ));
+    let huge = Record { topic: Topic::Events, key: b"visitor-1".to_vec(), value: vec![b'x'; MAX_RECORD_BYTES + 1] };
+    assert!(matches!(log.produce(vec![event("visitor-1", "fine"), huge]).await, Err(StreamError::BadRequest(_))));
     assert_eq!(log.end_offset(Topic::Events, partition).await.unwrap(), 1);
 }
 
@@ -213,10 +160,7 @@ async fn offsets_are_dense_ordered_and_keys_stick_to_partitions() {
     let log = EmbeddedLog::open(dir.path(), 3).unwrap();
     let keys = ["alice", "bob", "carol", "dave", "erin"];
     for round in 0..20 {
-        let batch = keys
-            .iter()
-            .map(|key| event(key, &format!("{key}:{round}")))
-            .collect();
+        let batch = keys.iter().map(|key| event(key, &format!("{key}:{round}"))).collect();
         log.produce(batch).await.unwrap();
     }
     let mut total = 0;
@@ -225,16 +169,9 @@ async fn offsets_are_dense_ordered_and_keys_stick_to_partitions() {
         for (index, record) in records.iter().enumerate() {
             assert_eq!(record.offset, index as u64, "offsets are dense from 0");
             assert_eq!(record.partition, partition);
-            assert_eq!(
-                partition_for(&record.key, 3),
-                partition,
-                "same key, same partition"
-            );
+            assert_eq!(partition_for(&record.key, 3), partition, "same key, same partition");
         }
-        assert_eq!(
-            log.end_offset(Topic::Events, partition).await.unwrap(),
-            records.len() as u64
-        );
+        assert_eq!(log.end_offset(Topic::Events, partition).await.unwrap(), records.len() as u64);
         // Per key, rounds come back in the order produced.
         let mut last_round: HashMap<Vec<u8>, i64> = HashMap::new();
         for record in &records {
@@ -249,10 +186,7 @@ async fn offsets_are_dense_ordered_and_keys_stick_to_partitions() {
     // A smaller fetch window returns the first records only.
     let partition = partition_for(b"alice", 3);
     let window = log.fetch(Topic::Events, partition, 2, 3).await.unwrap();
-    assert_eq!(
-        window.iter().map(|r| r.offset).collect::<Vec<_>>(),
-        vec![2, 3, 4]
-    );
+    assert_eq!(window.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![2, 3, 4]);
 }
 
 #[tokio::test]
@@ -272,9 +206,7 @@ async fn reopen_keeps_records_and_continues_offsets() {
     let dir = TempDir::new("reopen");
     {
         let log = EmbeddedLog::open(dir.path(), 2).unwrap();
-        log.produce(vec![event("a", "1"), event("a", "2")])
-            .await
-            .unwrap();
+        log.produce(vec![event("a", "1"), event("a", "2")]).await.unwrap();
         log.commit("silver", Topic::Events, 0, 7).await.unwrap();
     }
     // Asking for another partition count keeps the stored one.
@@ -287,10 +219,7 @@ async fn reopen_keeps_records_and_continues_offsets() {
     let values: Vec<&[u8]> = records.iter().map(|r| r.value.as_slice()).collect();
     assert_eq!(values, vec![b"1".as_slice(), b"2", b"3"]);
     assert_eq!(records[2].offset, 2);
-    assert_eq!(
-        log.committed("silver", Topic::Events, 0).await.unwrap(),
-        Some(7)
-    );
+    assert_eq!(log.committed("silver", Topic::Events, 0).await.unwrap(), Some(7));
 }
 
 #[tokio::test]
@@ -301,20 +230,11 @@ async fn consumer_offsets_commit_and_read_back() {
     log.commit("g", Topic::Events, 1, 10).await.unwrap();
     log.commit("g", Topic::Events, 1, 12).await.unwrap();
     log.commit("other", Topic::Events, 1, 3).await.unwrap();
-    assert_eq!(
-        log.committed("g", Topic::Events, 1).await.unwrap(),
-        Some(12)
-    );
-    assert_eq!(
-        log.committed("other", Topic::Events, 1).await.unwrap(),
-        Some(3)
-    );
+    assert_eq!(log.committed("g", Topic::Events, 1).await.unwrap(), Some(12));
+    assert_eq!(log.committed("other", Topic::Events, 1).await.unwrap(), Some(3));
     assert_eq!(log.committed("g", Topic::Rejects, 1).await.unwrap(), None);
     assert_eq!(log.committed("g", Topic::Events, 0).await.unwrap(), None);
-    assert!(matches!(
-        log.commit("g", Topic::Events, 2, 1).await,
-        Err(StreamError::BadRequest(_))
-    ));
+    assert!(matches!(log.commit("g", Topic::Events, 2, 1).await, Err(StreamError::BadRequest(_))));
 }
 
 #[tokio::test]
@@ -332,15 +252,8 @@ async fn truncate_before_removes_old_records_and_keeps_end_offsets() {
         assert_eq!(log.end_offset(Topic::Events, 0).await.unwrap(), 10);
         // Truncating everything still keeps the end.
         assert_eq!(log.truncate_before(Topic::Events, 0, 100).unwrap(), 6);
-        assert!(log
-            .fetch(Topic::Events, 0, 0, 100)
-            .await
-            .unwrap()
-            .is_empty());
-        assert!(matches!(
-            log.truncate_before(Topic::Events, 1, 0),
-            Err(StreamError::BadRequest(_))
-        ));
+        assert!(log.fetch(Topic::Events, 0, 0, 100).await.unwrap().is_empty());
+        assert!(matches!(log.truncate_before(Topic::Events, 1, 0), Err(StreamError::BadRequest(_))));
     }
     // After a reopen of an emptied partition, offsets continue, not restart.
     let log = EmbeddedLog::open(dir.path(), 1).unwrap();
@@ -358,12 +271,8 @@ async fn a_damaged_record_is_reported_corrupt() {
     {
         let log = EmbeddedLog::open(dir.path(), 2).unwrap();
         // Two produce calls in a row: two commits, two entries (keys 0 and 1).
-        log.produce(vec![event("victim", "payload-one")])
-            .await
-            .unwrap();
-        log.produce(vec![event("victim", "payload-two")])
-            .await
-            .unwrap();
+        log.produce(vec![event("victim", "payload-one")]).await.unwrap();
+        log.produce(vec![event("victim", "payload-two")]).await.unwrap();
     }
     {
         // Damage the record at offset 1 behind the log's back.
@@ -400,9 +309,7 @@ async fn big_produces_split_into_entries_and_fetch_across_them() {
     let dir = TempDir::new("entries");
     let log = EmbeddedLog::open(dir.path(), 1).unwrap();
     let padding = "p".repeat(200);
-    let batch = (0..COUNT)
-        .map(|i| event("k", &format!("{i} {padding}")))
-        .collect();
+    let batch = (0..COUNT).map(|i| event("k", &format!("{i} {padding}"))).collect();
     log.produce(batch).await.unwrap();
     {
         let txn = log.shared().db.begin_read().unwrap();
@@ -418,10 +325,7 @@ async fn big_produces_split_into_entries_and_fetch_across_them() {
             let offsets: Vec<u64> = records.iter().map(|r| r.offset).collect();
             assert_eq!(offsets, expected, "from {from} max {max}");
             for record in records {
-                assert_eq!(
-                    record.value,
-                    format!("{} {padding}", record.offset).into_bytes()
-                );
+                assert_eq!(record.value, format!("{} {padding}", record.offset).into_bytes());
             }
         }
     }
@@ -449,9 +353,7 @@ async fn concurrent_producers_are_all_acked_and_stored_once() {
         let log = log.clone();
         tasks.push(tokio::spawn(async move {
             for call in 0..CALLS {
-                let batch = (0..PER_CALL)
-                    .map(|i| event(&format!("t{task}"), &format!("t{task}:{call}:{i}")))
-                    .collect();
+                let batch = (0..PER_CALL).map(|i| event(&format!("t{task}"), &format!("t{task}:{call}:{i}"))).collect();
                 log.produce(batch).await?;
             }
             Ok::<(), StreamError>(())
@@ -472,10 +374,7 @@ async fn concurrent_producers_are_all_acked_and_stored_once() {
             let mut parts = text.split(':').skip(1);
             let call: usize = parts.next().unwrap().parse().unwrap();
             let item: usize = parts.next().unwrap().parse().unwrap();
-            per_key_order
-                .entry(record.key.clone())
-                .or_default()
-                .push((call, item));
+            per_key_order.entry(record.key.clone()).or_default().push((call, item));
         }
     }
     assert_eq!(seen.len(), TASKS * CALLS * PER_CALL);
@@ -490,8 +389,5 @@ async fn concurrent_producers_are_all_acked_and_stored_once() {
 async fn a_second_open_of_the_same_directory_is_refused() {
     let dir = TempDir::new("twice");
     let _log = EmbeddedLog::open(dir.path(), 1).unwrap();
-    assert!(matches!(
-        EmbeddedLog::open(dir.path(), 1),
-        Err(StreamError::Unavailable(_))
-    ));
+    assert!(matches!(EmbeddedLog::open(dir.path(), 1), Err(StreamError::Unavailable(_))));
 }

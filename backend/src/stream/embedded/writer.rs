@@ -13,16 +13,8 @@ use super::{Shared, StreamError, CONSUMER_OFFSETS, MAX_BYTES_PER_COMMIT, MAX_REQ
 
 /// A request to the writer thread.
 pub(super) enum WriteRequest {
-    Append {
-        records: Vec<EncodedRecord>,
-        bytes: usize,
-        reply: oneshot::Sender<Result<(), StreamError>>,
-    },
-    CommitOffset {
-        name: String,
-        next_offset: u64,
-        reply: oneshot::Sender<Result<(), StreamError>>,
-    },
+    Append { records: Vec<EncodedRecord>, bytes: usize, reply: oneshot::Sender<Result<(), StreamError>> },
+    CommitOffset { name: String, next_offset: u64, reply: oneshot::Sender<Result<(), StreamError>> },
 }
 
 impl WriteRequest {
@@ -49,17 +41,11 @@ pub(super) struct EncodedRecord {
     pub(super) bytes: Vec<u8>,
 }
 
-
-
 /// The writer thread: group commit. Runs until every handle is gone and the
 /// queue is empty.
 pub(super) fn run_writer(shared: &Shared, mut queue: mpsc::Receiver<WriteRequest>) {
     // Next offset per slot, including records of the transaction in progress.
-    let mut next: Vec<u64> = shared
-        .ends
-        .iter()
-        .map(|end| end.load(Ordering::Acquire))
-        .collect();
+    let mut next: Vec<u64> = shared.ends.iter().map(|end| end.load(Ordering::Acquire)).collect();
     while let Some(first) = queue.blocking_recv() {
         let mut bytes = first.bytes();
         let mut batch = vec![first];
@@ -122,9 +108,9 @@ pub(super) fn write_batch(shared: &Shared, batch: &[WriteRequest], next: &mut [u
                     next[record.slot] += 1;
                 }
             }
-            WriteRequest::CommitOffset {
-                name, next_offset, ..
-            } => consumer_offsets.push((name.as_str(), *next_offset)),
+            WriteRequest::CommitOffset { name, next_offset, .. } => {
+                consumer_offsets.push((name.as_str(), *next_offset));
+            }
         }
     }
 
@@ -133,14 +119,11 @@ pub(super) fn write_batch(shared: &Shared, batch: &[WriteRequest], next: &mut [u
     if !entries.is_empty() {
         let mut ends = txn.open_table(PARTITION_ENDS).map_err(describe)?;
         for slot in entries.keys() {
-            ends.insert(shared.layout.table_names[*slot].as_str(), next[*slot])
-                .map_err(describe)?;
+            ends.insert(shared.layout.table_names[*slot].as_str(), next[*slot]).map_err(describe)?;
         }
     }
     for (slot, builders) in entries {
-        let mut table = txn
-            .open_table(shared.layout.table(slot))
-            .map_err(describe)?;
+        let mut table = txn.open_table(shared.layout.table(slot)).map_err(describe)?;
         for builder in builders {
             let (base, bytes) = builder.finish();
             table.insert(base, bytes.as_slice()).map_err(describe)?;
