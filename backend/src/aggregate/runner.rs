@@ -19,7 +19,7 @@ use super::silver::{silver, IS_NEW};
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::storage::lock::Ownership;
-use crate::storage::{Commit, Manifest, PipelineError, Role, Table};
+use crate::storage::{Commit, CrashPoint, Manifest, PipelineError, Role, Table};
 use crate::stream::{EventStream, Fetched, StreamError, Topic};
 
 /// How the aggregator batches and remembers.
@@ -41,10 +41,10 @@ pub struct AggregateConfig {
     /// The partitions this consumer owns (of both topics); `None` owns all
     /// of them. See [`Role`].
     pub partitions: Option<Vec<u32>>,
-    /// For crash tests: stop each micro-batch after its files are written
-    /// and before the commit point, as a crash there would.
+    /// For crash tests: stop each micro-batch at this step, as a crash
+    /// there would.
     #[doc(hidden)]
-    pub fail_before_commit: bool,
+    pub crash_at: Option<CrashPoint>,
 }
 
 impl AggregateConfig {
@@ -57,7 +57,7 @@ impl AggregateConfig {
             group: "clickstream-aggregate".into(),
             gold: Some(GoldConfig::default()),
             partitions: None,
-            fail_before_commit: false,
+            crash_at: None,
         }
     }
 
@@ -277,7 +277,7 @@ impl Aggregator {
         let now = self.clock.now_ms();
         let gold = self.config.gold;
         let role = self.role.clone();
-        let crash = self.config.fail_before_commit;
+        let crash = self.config.crash_at;
         let result = tokio::task::spawn_blocking(move || {
             let mut seen = seen;
             let batch = MicroBatch { data_dir: &data_dir, role, gold: gold.as_ref(), now, crash };
@@ -387,7 +387,7 @@ struct MicroBatch<'a> {
     role: Role,
     gold: Option<&'a GoldConfig>,
     now: i64,
-    crash: bool,
+    crash: Option<CrashPoint>,
 }
 
 impl MicroBatch<'_> {
@@ -418,7 +418,7 @@ impl MicroBatch<'_> {
         }
         report.timings.decode = lap();
 
-        let mut commit = Commit::of(data_dir, self.role.clone(), next.seq + 1);
+        let mut commit = Commit::of(data_dir, self.role.clone(), next.seq + 1).crashing_at(self.crash);
         let mut fresh_silver = None;
         if !bronze_parts.is_empty() {
             let mut parts = bronze_parts.into_iter();
@@ -445,6 +445,7 @@ impl MicroBatch<'_> {
             write_partitioned(&mut commit, Table::Rejects, &mut df, "received_at", "rejects", &mut report)?;
         }
         report.timings.silver_write = lap();
+        commit.crash_point(CrashPoint::SilverWritten)?;
 
         // Gold: rewrite the hours the new Silver rows (and the watermark's
         // move) touch, in the same commit.
@@ -462,9 +463,6 @@ impl MicroBatch<'_> {
         next.totals.silver_rows += report.silver_rows as u64;
         next.totals.reject_rows += report.reject_rows as u64;
         next.totals.duplicates += report.duplicates as u64;
-        if self.crash {
-            return Err(PipelineError::InjectedCrash);
-        }
         let manifest = commit.commit(next, now)?;
         // Only what is committed counts as seen.
         if let Some(df) = &fresh_silver {

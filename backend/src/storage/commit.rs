@@ -2,8 +2,9 @@
 //! offsets it covers become visible together, or not at all.
 //!
 //! The protocol is a small redo log:
-//! 1. each file is written under a temporary name (`*.parquet.tmp`, which
-//!    the `*.parquet` globs of readers never match) and fsynced;
+//! 1. each file is written under a temporary name that carries its commit
+//!    (`*.parquet.0000000012.tmp`, which the `*.parquet` globs of readers
+//!    never match) and fsynced;
 //! 2. the new manifest, listing the new offsets and the files to publish,
 //!    is written to a temporary file, fsynced and renamed over
 //!    `_state/manifest.json`: **this rename is the commit point**;
@@ -14,6 +15,12 @@
 //! manifest names (a crash before 2: their events are read again from the
 //! stream, from the committed offsets). So a crash and restart neither
 //! loses nor repeats an event.
+//!
+//! Temporary names carry the commit number because Gold files keep their
+//! name from commit to commit (`part-05.parquet` is rewritten whenever hour
+//! 5 changes): with one fixed temporary name, the uncommitted Gold of a
+//! crashed batch would sit where recovery looks for the last committed
+//! batch's, and be published.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
@@ -28,6 +35,19 @@ use crate::stream::Topic;
 
 const MANIFEST: &str = "_state/manifest.json";
 const TMP_SUFFIX: &str = ".tmp";
+
+/// Where a crash test stops a micro-batch, as a crash there would.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// Bronze, Silver and rejects files are written; Gold is not.
+    SilverWritten,
+    /// Every file is written; the manifest is not (before the commit point).
+    GoldWritten,
+    /// The manifest is renamed (the commit point); no file is published.
+    ManifestWritten,
+    /// The first file of the commit is published, the others are not.
+    FirstFilePublished,
+}
 
 /// Who writes into a data directory under a manifest of its own.
 ///
@@ -250,6 +270,7 @@ pub struct Commit {
     role: Role,
     files: Vec<PendingFile>,
     seq: u64,
+    crash_at: Option<CrashPoint>,
 }
 
 impl Commit {
@@ -260,7 +281,21 @@ impl Commit {
 
     /// Commit `seq` of a role, on its own manifest.
     pub fn of(data_dir: &Path, role: Role, seq: u64) -> Commit {
-        Commit { data_dir: data_dir.to_path_buf(), role, files: Vec::new(), seq }
+        Commit { data_dir: data_dir.to_path_buf(), role, files: Vec::new(), seq, crash_at: None }
+    }
+
+    /// For crash tests: [`Commit::commit`] stops at `point` (if it is one of
+    /// the commit's own steps) and returns [`PipelineError::InjectedCrash`].
+    #[must_use]
+    pub fn crashing_at(mut self, point: Option<CrashPoint>) -> Commit {
+        self.crash_at = point;
+        self
+    }
+
+    /// Returns [`PipelineError::InjectedCrash`] if this commit is to stop at
+    /// `point`; the caller stops there as a crashed process would.
+    pub fn crash_point(&self, point: CrashPoint) -> Result<(), PipelineError> {
+        crash_if(self.crash_at, point)
     }
 
     /// Writes a frame as a temporary Parquet file in `dir` (relative to the
@@ -275,7 +310,10 @@ impl Commit {
     /// one rename: readers see the old file or the new one, never neither
     /// and never a mix. Gold partitions are replaced this way.
     pub fn write_parquet_at(&mut self, final_rel: &Path, df: &mut DataFrame) -> Result<(), PipelineError> {
-        let tmp_rel = PathBuf::from(format!("{}{TMP_SUFFIX}", final_rel.display()));
+        // Named after the commit (see the module's comment).
+        let tag = self.role.tag();
+        let sep = if tag.is_empty() { "" } else { "-" };
+        let tmp_rel = PathBuf::from(format!("{}.{tag}{sep}{:010}{TMP_SUFFIX}", final_rel.display(), self.seq));
         let tmp_abs = self.data_dir.join(&tmp_rel);
         if let Some(parent) = tmp_abs.parent() {
             fs::create_dir_all(parent).map_err(io_err(format!("creating {}", parent.display())))?;
@@ -302,9 +340,14 @@ impl Commit {
         manifest.seq = self.seq;
         manifest.committed_at = now_ms;
         manifest.files = self.files;
+        crash_if(self.crash_at, CrashPoint::GoldWritten)?;
         write_manifest(&self.data_dir, &self.role, &manifest)?;
+        crash_if(self.crash_at, CrashPoint::ManifestWritten)?;
         let mut dirs = HashSet::new();
-        for file in &manifest.files {
+        for (i, file) in manifest.files.iter().enumerate() {
+            if i == 1 {
+                crash_if(self.crash_at, CrashPoint::FirstFilePublished)?;
+            }
             publish(&self.data_dir, file)?;
             if let Some(parent) = self.data_dir.join(&file.path).parent() {
                 dirs.insert(parent.to_path_buf());
@@ -315,6 +358,13 @@ impl Commit {
         }
         Ok(manifest)
     }
+}
+
+fn crash_if(crash_at: Option<CrashPoint>, point: CrashPoint) -> Result<(), PipelineError> {
+    if crash_at == Some(point) {
+        return Err(PipelineError::InjectedCrash);
+    }
+    Ok(())
 }
 
 fn write_manifest(data_dir: &Path, role: &Role, manifest: &Manifest) -> Result<(), PipelineError> {

@@ -25,7 +25,7 @@ pub enum PipelineError {
     Task(String),
     #[error("{0}")]
     Ownership(String),
-    #[error("stopped before the commit point (test hook)")]
+    #[error("stopped as a crash would (test hook)")]
     InjectedCrash,
 }
 

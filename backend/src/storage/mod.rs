@@ -12,6 +12,6 @@ pub mod lock;
 pub mod range;
 pub mod scan;
 
-pub use commit::{Commit, Manifest, PendingFile, Role};
+pub use commit::{Commit, CrashPoint, Manifest, PendingFile, Role};
 pub use error::PipelineError;
 pub use layout::{GoldTable, Table, TableDir};

@@ -9,14 +9,14 @@ use clickstream_backend::aggregate::silver::SILVER_COLUMNS;
 use clickstream_backend::aggregate::{AggregateConfig, Aggregator};
 use clickstream_backend::clock::FixedClock;
 use clickstream_backend::metrics::Metrics;
-use clickstream_backend::storage::{Manifest, Table};
+use clickstream_backend::storage::{CrashPoint, Manifest, Table};
 use clickstream_backend::stream::{EmbeddedLog, EventStream};
 use clickstream_schema::RequestMeta;
 use edge_worker::{collect, CollectConfig};
 use polars::prelude::*;
 use serde_json::json;
 
-use crate::support::temp_dir;
+use crate::support::{assert_same_gold, gold_tables, temp_dir};
 
 // 2024-11-22T08:00:00Z
 const NOW: i64 = 1_732_262_400_000;
@@ -34,8 +34,18 @@ fn view(id: &str, visitor: &str, ts: i64) -> serde_json::Value {
 }
 
 async fn aggregator(dir: &std::path::Path, log: Arc<EmbeddedLog>) -> Aggregator {
+    crashing_aggregator(dir, log, 2, None).await // several micro-batches per drain
+}
+
+async fn crashing_aggregator(
+    dir: &std::path::Path,
+    log: Arc<EmbeddedLog>,
+    batch: usize,
+    crash_at: Option<CrashPoint>,
+) -> Aggregator {
     let mut config = AggregateConfig::new(dir);
-    config.max_records_per_partition = 2; // several micro-batches per drain
+    config.max_records_per_partition = batch;
+    config.crash_at = crash_at;
     Aggregator::open(log, config, Arc::new(Metrics::new()), Arc::new(FixedClock::new(NOW))).await.unwrap()
 }
 
@@ -131,6 +141,50 @@ async fn a_crash_before_the_commit_point_repeats_nothing_and_after_it_loses_noth
     let mut agg = aggregator(dir.path(), log.clone()).await;
     assert!(agg.drain().await.unwrap().is_empty());
     assert_eq!(strings(&silver(dir.path()), "event_id"), ["e-1", "e-2"]);
+}
+
+/// The case that broke Gold: a later batch brings new sessions (hour 07) of
+/// visitors an earlier batch saw first (hour 06), and crashes. Its
+/// `dim_users` file for hour 06 and its `sessions` file for hour 07 were
+/// both written; the first has the name of a file the last commit
+/// published, the second is new. Recovery must publish neither: had it
+/// published the first and dropped the second (fixed temporary names did),
+/// the rerun would add the new sessions to visitors' rows a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_at_any_step_of_a_later_commit_leaves_gold_as_a_crash_free_run() {
+    let (hour, minute) = (3_600_000, 60_000);
+    let early = NOW - 2 * hour + 10 * minute; // 06:10
+    let later = NOW - 30 * minute; // 07:30
+    let first = || vec![view("e-1", "a-1", early), view("e-2", "a-2", early + minute), view("e-3", "a-3", early)];
+    let second = || vec![view("e-4", "a-1", later), view("e-5", "a-2", later + minute), view("e-6", "a-4", later)];
+
+    let reference = temp_dir("crash-gold-reference");
+    let log = Arc::new(EmbeddedLog::open(&reference.path().join("log"), 1).unwrap());
+    send(&log, first()).await;
+    crashing_aggregator(reference.path(), log.clone(), 100, None).await.drain().await.unwrap();
+    send(&log, second()).await;
+    crashing_aggregator(reference.path(), log.clone(), 100, None).await.drain().await.unwrap();
+    let expected = gold_tables(reference.path());
+    assert!(expected.iter().any(|(t, _)| t.name() == "dim_users"));
+
+    for point in [
+        CrashPoint::SilverWritten,
+        CrashPoint::GoldWritten,
+        CrashPoint::ManifestWritten,
+        CrashPoint::FirstFilePublished,
+    ] {
+        let dir = temp_dir("crash-gold");
+        let log = Arc::new(EmbeddedLog::open(&dir.path().join("log"), 1).unwrap());
+        send(&log, first()).await;
+        crashing_aggregator(dir.path(), log.clone(), 100, None).await.drain().await.unwrap();
+        send(&log, second()).await;
+        let mut agg = crashing_aggregator(dir.path(), log.clone(), 100, Some(point)).await;
+        assert!(agg.step().await.is_err(), "{point:?}");
+        drop(agg);
+        crashing_aggregator(dir.path(), log.clone(), 100, None).await.drain().await.unwrap();
+        assert_eq!(strings(&silver(dir.path()), "event_id"), ["e-1", "e-2", "e-3", "e-4", "e-5", "e-6"]);
+        assert_same_gold(&gold_tables(dir.path()), &expected, &format!("{point:?}"));
+    }
 }
 
 fn traffic_row(dir: &std::path::Path, window_start: i64) -> Option<(u32, u32, bool)> {

@@ -15,11 +15,11 @@ use clickstream_backend::aggregate::dedup::scan_table;
 use clickstream_backend::aggregate::{AggregateConfig, Aggregator};
 use clickstream_backend::clock::FixedClock;
 use clickstream_backend::gold::follow::GoldFollower;
-use clickstream_backend::gold::refresh::{has_files, scan};
+use clickstream_backend::gold::refresh::scan;
 use clickstream_backend::gold::{GoldConfig, GoldTable};
 use clickstream_backend::metrics::Metrics;
 use clickstream_backend::storage::PipelineError;
-use clickstream_backend::storage::{Manifest, Role, Table};
+use clickstream_backend::storage::{CrashPoint, Manifest, Role, Table};
 use clickstream_backend::stream::{
     partition_for, EmbeddedLog, EventStream, FluvioSettings, FluvioStream, Record, StreamError, Topic,
 };
@@ -28,7 +28,7 @@ use edge_worker::{collect, CollectConfig};
 use polars::prelude::*;
 use serde_json::json;
 
-use crate::support::{temp_dir, TempDir};
+use crate::support::{assert_same_gold, gold_tables, temp_dir, TempDir};
 
 // 2024-11-22T08:00:00Z
 const NOW: i64 = 1_732_262_400_000;
@@ -274,12 +274,12 @@ async fn aggregator(
     stream: Arc<dyn EventStream>,
     dir: &Path,
     owned: Option<Vec<u32>>,
-    crash: bool,
+    crash: Option<CrashPoint>,
 ) -> Result<Aggregator, PipelineError> {
     let mut config = AggregateConfig::new(dir);
     config.max_records_per_partition = 25; // several micro-batches per drain
     config.partitions = owned;
-    config.fail_before_commit = crash;
+    config.crash_at = crash;
     Aggregator::open(stream, config, Arc::new(Metrics::new()), Arc::new(FixedClock::new(NOW))).await
 }
 
@@ -298,7 +298,7 @@ async fn no_loss_no_duplicates_across_a_crash(subject: Subject) {
 
     // A crash after the first micro-batch's files are written, before the
     // commit point: they stay temporary, the offsets stay where they were.
-    let mut agg = aggregator(stream.clone(), data.path(), None, true).await.unwrap();
+    let mut agg = aggregator(stream.clone(), data.path(), None, Some(CrashPoint::GoldWritten)).await.unwrap();
     assert!(matches!(agg.step().await, Err(PipelineError::InjectedCrash)));
     assert_eq!(agg.manifest().seq, 0);
     drop(agg);
@@ -306,7 +306,7 @@ async fn no_loss_no_duplicates_across_a_crash(subject: Subject) {
 
     // Restart of both the stream client and the aggregator.
     let stream = subject.open().await;
-    let mut agg = aggregator(stream.clone(), data.path(), None, false).await.unwrap();
+    let mut agg = aggregator(stream.clone(), data.path(), None, None).await.unwrap();
     let report = agg.drain().await.unwrap();
     assert_eq!(report.bronze_rows, sent, "every record read once more after the crash, no more");
     let ids = silver_ids(data.path());
@@ -331,22 +331,43 @@ async fn no_loss_no_duplicates_across_a_crash(subject: Subject) {
     let file = manifest.files.iter().find(|f| f.path.starts_with("silver")).expect("a Silver file in the last commit");
     std::fs::rename(data.path().join(&file.path), data.path().join(&file.tmp)).unwrap();
     let stream = subject.open().await;
-    let mut agg = aggregator(stream, data.path(), None, false).await.unwrap();
+    let mut agg = aggregator(stream, data.path(), None, None).await.unwrap();
     assert!(agg.drain().await.unwrap().is_empty());
     assert_eq!(silver_ids(data.path()), ids);
 }
 
-/// Each Gold table, rows sorted, for comparing two data directories.
-fn gold_tables(dir: &Path) -> Vec<(GoldTable, DataFrame)> {
-    GoldTable::ALL
-        .iter()
-        .filter(|t| has_files(dir, **t))
-        .map(|t| {
-            let df = scan(dir, *t).unwrap().collect().unwrap();
-            let names: Vec<PlSmallStr> = df.get_column_names().into_iter().cloned().collect();
-            (*t, df.sort(names, SortMultipleOptions::default()).unwrap())
-        })
-        .collect()
+/// A crash at any step of a commit that is not the first, then a restart:
+/// Silver holds every event once and Gold is what a run without the crash
+/// wrote (`aggregate.rs` has the case that broke Gold before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gold_after_a_crash_at_each_step_of_a_later_commit_equals_a_crash_free_run() {
+    let subject = embedded(2);
+    let stream = subject.open().await;
+    let sent = shop_traffic(&*stream).await;
+    let reference = temp_dir("conformance-gold-reference");
+    aggregator(stream.clone(), reference.path(), None, None).await.unwrap().drain().await.unwrap();
+    let expected = gold_tables(reference.path());
+    assert!(expected.len() >= 6, "the traffic fills most Gold tables");
+
+    for point in [
+        CrashPoint::SilverWritten,
+        CrashPoint::GoldWritten,
+        CrashPoint::ManifestWritten,
+        CrashPoint::FirstFilePublished,
+    ] {
+        let data = temp_dir("conformance-gold-crash");
+        let mut agg = aggregator(stream.clone(), data.path(), None, None).await.unwrap();
+        assert!(!agg.step().await.unwrap().is_empty());
+        drop(agg);
+        let mut agg = aggregator(stream.clone(), data.path(), None, Some(point)).await.unwrap();
+        assert!(matches!(agg.step().await, Err(PipelineError::InjectedCrash)), "{point:?}");
+        drop(agg);
+
+        let mut agg = aggregator(stream.clone(), data.path(), None, None).await.unwrap();
+        agg.drain().await.unwrap();
+        assert_eq!(silver_ids(data.path()).len(), sent, "{point:?}: every event once");
+        assert_same_gold(&gold_tables(data.path()), &expected, &format!("{point:?}"));
+    }
 }
 
 async fn two_consumers_and_the_gold_role(subject: Subject) {
@@ -356,14 +377,14 @@ async fn two_consumers_and_the_gold_role(subject: Subject) {
 
     // One aggregator of every partition, the reference.
     let whole = temp_dir("conformance-whole");
-    aggregator(stream.clone(), whole.path(), None, false).await.unwrap().drain().await.unwrap();
+    aggregator(stream.clone(), whole.path(), None, None).await.unwrap().drain().await.unwrap();
 
     // Two consumers with two partitions each, and the Gold role.
     let shared = temp_dir("conformance-shared");
-    let mut even = aggregator(stream.clone(), shared.path(), Some(vec![0, 2]), false).await.unwrap();
-    let mut odd = aggregator(stream.clone(), shared.path(), Some(vec![3, 1]), false).await.unwrap();
+    let mut even = aggregator(stream.clone(), shared.path(), Some(vec![0, 2]), None).await.unwrap();
+    let mut odd = aggregator(stream.clone(), shared.path(), Some(vec![3, 1]), None).await.unwrap();
     let taken =
-        aggregator(stream.clone(), shared.path(), Some(vec![1]), false).await.err().expect("partition 1 has an owner");
+        aggregator(stream.clone(), shared.path(), Some(vec![1]), None).await.err().expect("partition 1 has an owner");
     assert!(taken.to_string().contains("partition 1"), "{taken}");
     let mut gold = GoldFollower::open(shared.path(), GoldConfig::default(), Arc::new(FixedClock::new(NOW))).unwrap();
     // Interleaved: a few micro-batches each, Gold following in between.
