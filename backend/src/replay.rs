@@ -63,7 +63,7 @@ pub fn replay(config: &AggregateConfig, progress: Progress<'_>) -> Result<Replay
     for (i, file) in files.iter().enumerate().skip(done) {
         let mut bronze = read_bronze(file)?;
         let clock = max_ms(&bronze, "ingested_at")?.unwrap_or(manifest.committed_at);
-        let is_new = seen.mark_new(&bronze, IS_NEW)?;
+        let is_new = seen.mark_new(&work, &bronze, IS_NEW, clock)?;
         bronze.with_column(is_new)?;
         let mut fresh = silver(bronze.clone().lazy()).collect()?;
 

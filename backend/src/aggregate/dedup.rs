@@ -5,17 +5,35 @@
 //! time, for the retention window (default 48 hours). It is rebuilt at start
 //! from Silver itself, after the manifest's recovery, so it can never
 //! disagree with what was committed.
+//!
+//! Events are accepted up to 7 days late, longer than the set remembers: a
+//! tracker that resends a stored event on day 3 would otherwise be written
+//! twice. So an event the set does not know, whose first arrival could
+//! have been forgotten already (its event time lies before the window),
+//! is looked up in Silver itself, in the hours around its event time. Only
+//! late events pay for that read, and memory stays bounded by the window.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::Path;
 
+use clickstream_schema::time::HOUR_MS;
 use polars::prelude::*;
 
-use crate::storage::scan::has_files;
 /// Where the integration tests have always found it.
 pub use crate::storage::scan::scan_table;
+use crate::storage::scan::{has_files, scan_files, silver_files};
 use crate::storage::Table;
+
+/// How far apart two arrivals of one event may put its event time: each
+/// request corrects the browser's clock by its own measured skew. Silver
+/// is searched this far on each side of a late event's time.
+const SKEW_MARGIN_MS: i64 = HOUR_MS;
+
+/// How far in the future an accepted event may lie (the collector's
+/// default limit): a first arrival forgotten at `now - retention` can have
+/// an event time up to this much later.
+const MAX_FUTURE_MS: i64 = HOUR_MS;
 
 #[derive(Debug, Default)]
 pub struct SeenEvents {
@@ -54,16 +72,62 @@ impl SeenEvents {
         self.seen.insert(key(site_id, event_id), received_at);
     }
 
-    /// A boolean column, true where the row's event id is not yet in Silver.
-    pub fn mark_new(&self, df: &DataFrame, name: &str) -> PolarsResult<Column> {
+    /// A boolean column, true where the row's event id is not yet in Silver:
+    /// not remembered, and for events whose first arrival the set may have
+    /// forgotten, not in Silver's files around their event time either.
+    pub fn mark_new(&self, data_dir: &Path, df: &DataFrame, name: &str, now_ms: i64) -> PolarsResult<Column> {
         let sites = df.column("site_id")?.str()?;
         let ids = df.column("event_id")?.str()?;
-        let mask: BooleanChunked = sites
+        let mut new: Vec<bool> = sites
             .iter()
             .zip(ids.iter())
-            .map(|(site, id)| Some(!self.contains(site.unwrap_or(""), id.unwrap_or(""))))
+            .map(|(site, id)| !self.contains(site.unwrap_or(""), id.unwrap_or("")))
             .collect();
-        Ok(mask.with_name(name.into()).into_series().into())
+
+        let forgotten_before = now_ms - self.retention_ms + MAX_FUTURE_MS + SKEW_MARGIN_MS;
+        let event_ts = df.column("event_ts")?.cast(&DataType::Int64)?;
+        let late: Vec<usize> = event_ts
+            .i64()?
+            .iter()
+            .enumerate()
+            .filter(|(i, ts)| new[*i] && ts.is_some_and(|ts| ts < forgotten_before))
+            .map(|(i, _)| i)
+            .collect();
+        if !late.is_empty() {
+            let in_silver = Self::in_silver(data_dir, df, &late)?;
+            for i in late {
+                if in_silver.contains(&key(sites.get(i).unwrap_or(""), ids.get(i).unwrap_or(""))) {
+                    new[i] = false;
+                }
+            }
+        }
+        Ok(BooleanChunked::from_slice(name.into(), &new).into_series().into())
+    }
+
+    /// The keys of the given rows that Silver's files hold, searched in the
+    /// hours around each row's event time.
+    fn in_silver(data_dir: &Path, df: &DataFrame, rows: &[usize]) -> PolarsResult<HashSet<u128>> {
+        let event_ts = df.column("event_ts")?.cast(&DataType::Int64)?;
+        let event_ts = event_ts.i64()?;
+        let ids = df.column("event_id")?.str()?;
+        let mut hours = BTreeSet::new();
+        let mut wanted = Vec::with_capacity(rows.len());
+        for &i in rows {
+            let ts = event_ts.get(i).unwrap_or(0);
+            hours.extend((ts - SKEW_MARGIN_MS).div_euclid(HOUR_MS)..=(ts + SKEW_MARGIN_MS).div_euclid(HOUR_MS));
+            wanted.push(ids.get(i).unwrap_or(""));
+        }
+        let mut found = HashSet::new();
+        let Some(files) = scan_files(&silver_files(data_dir, hours))? else { return Ok(found) };
+        let wanted = Series::new("wanted".into(), wanted);
+        let hits = files
+            .select([col("site_id"), col("event_id")])
+            .filter(col("event_id").is_in(lit(wanted).implode(false), false))
+            .collect()?;
+        for (site, id) in hits.column("site_id")?.str()?.iter().zip(hits.column("event_id")?.str()?.iter()) {
+            found.insert(key(site.unwrap_or(""), id.unwrap_or("")));
+        }
+        Ok(found)
     }
 
     /// Remembers every event of a committed Silver frame.

@@ -430,7 +430,7 @@ impl MicroBatch<'_> {
             write_partitioned(&mut commit, Table::Bronze, &mut bronze, "received_at", "bronze", &mut report)?;
             report.timings.bronze_write = lap();
 
-            let is_new = seen.mark_new(&bronze, IS_NEW)?;
+            let is_new = seen.mark_new(data_dir, &bronze, IS_NEW, now)?;
             bronze.with_column(is_new)?;
             let mut silver_df = silver(bronze.lazy()).collect()?;
             report.silver_rows = silver_df.height();

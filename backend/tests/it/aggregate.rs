@@ -22,8 +22,13 @@ use crate::support::{assert_same_gold, gold_tables, temp_dir};
 const NOW: i64 = 1_732_262_400_000;
 
 async fn send(log: &EmbeddedLog, events: Vec<serde_json::Value>) {
-    let body = json!({"v": 1, "site_id": "shop-1", "sent_at": NOW, "events": events}).to_string();
-    let meta = RequestMeta { received_at: NOW, user_agent: Some("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_7_1) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15".into()), ..Default::default() };
+    send_at(log, events, NOW).await;
+}
+
+/// A batch the tracker sends at `at` (its clock right), received at `at`.
+async fn send_at(log: &EmbeddedLog, events: Vec<serde_json::Value>, at: i64) {
+    let body = json!({"v": 1, "site_id": "shop-1", "sent_at": at, "events": events}).to_string();
+    let meta = RequestMeta { received_at: at, user_agent: Some("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_7_1) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15".into()), ..Default::default() };
     let out = collect(body.as_bytes(), &meta, &CollectConfig::new("k", "backend")).unwrap();
     log.produce(crate::support::records(&out)).await.unwrap();
 }
@@ -185,6 +190,46 @@ async fn a_crash_at_any_step_of_a_later_commit_leaves_gold_as_a_crash_free_run()
         assert_eq!(strings(&silver(dir.path()), "event_id"), ["e-1", "e-2", "e-3", "e-4", "e-5", "e-6"]);
         assert_same_gold(&gold_tables(dir.path()), &expected, &format!("{point:?}"));
     }
+}
+
+/// Events are accepted 7 days late, ids are remembered 48 hours: a retry
+/// of a stored event after that must still find its first arrival, in
+/// Silver, also after a restart has reloaded only the last 48 hours.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_at_any_lateness_is_written_once() {
+    let dir = temp_dir("late-retry");
+    let log = Arc::new(EmbeddedLog::open(&dir.path().join("log"), 1).unwrap());
+    let clock = Arc::new(FixedClock::new(NOW));
+    let open = |clock: Arc<FixedClock>| {
+        let (dir, log) = (dir.path().to_path_buf(), log.clone());
+        async move {
+            let config = AggregateConfig::new(&dir);
+            Aggregator::open(log, config, Arc::new(Metrics::new()), clock).await.unwrap()
+        }
+    };
+    let (minute, hour) = (60_000, 3_600_000);
+    let mut agg = open(clock.clone()).await;
+    send_at(&log, vec![view("e-1", "a-1", NOW)], NOW).await;
+    agg.drain().await.unwrap();
+
+    let later = [("1 min", minute), ("47 h", 47 * hour), ("49 h", 49 * hour), ("6 days", 6 * 24 * hour)];
+    for (i, (what, after)) in later.into_iter().enumerate() {
+        let at = NOW + after;
+        clock.set(at);
+        if what == "6 days" {
+            // A restart reloads only the ids of the last 48 hours.
+            drop(agg);
+            agg = open(clock.clone()).await;
+        }
+        // A new event first: its commit forgets the ids older than 48 h.
+        send_at(&log, vec![view(&format!("n-{i}"), "a-1", at)], at).await;
+        assert_eq!(agg.drain().await.unwrap().silver_rows, 1);
+        send_at(&log, vec![view("e-1", "a-1", NOW)], at).await;
+        let report = agg.drain().await.unwrap();
+        assert_eq!((report.bronze_rows, report.silver_rows, report.duplicates), (1, 0, 1), "a retry {what} later");
+    }
+    let ids = strings(&silver(dir.path()), "event_id");
+    assert_eq!(ids, ["e-1", "n-0", "n-1", "n-2", "n-3"], "one row per event");
 }
 
 fn traffic_row(dir: &std::path::Path, window_start: i64) -> Option<(u32, u32, bool)> {
