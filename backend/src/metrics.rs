@@ -32,6 +32,8 @@ pub struct Metrics {
     pub silver_rows: Count,
     pub bronze_rows: Count,
     pub duplicates_dropped: Count,
+    /// Log records that failed their checksum, quarantined as bad rows.
+    pub corrupt_records: Count,
     /// Commits so far; not exposed (the latency histogram's count says it).
     pub commits: AtomicU64,
     pub commit_failures: Count,
@@ -105,6 +107,7 @@ impl Metrics {
             silver_rows: Count::default(),
             bronze_rows: Count::default(),
             duplicates_dropped: Count::default(),
+            corrupt_records: Count::default(),
             commits: AtomicU64::new(0),
             commit_failures: Count::default(),
             commit_latency: latency_histogram(),
@@ -145,6 +148,11 @@ impl Metrics {
             "clickstream_duplicates_dropped",
             "Events not written to Silver because their event id was already there",
             m.duplicates_dropped.0.clone(),
+        );
+        r.register(
+            "clickstream_corrupt_records",
+            "Log records that failed their checksum and were quarantined in rejects",
+            m.corrupt_records.0.clone(),
         );
         r.register(
             "clickstream_commit_failures",
@@ -274,6 +282,7 @@ mod tests {
             "clickstream_bronze_rows_total 0\n",
             "clickstream_silver_rows_total 0\n",
             "clickstream_duplicates_dropped_total 0\n",
+            "clickstream_corrupt_records_total 0\n",
             "clickstream_commit_failures_total 0\n",
             "clickstream_alerts_fired_total{rule=\"big \\\"one\\\"\"} 1\n",
             "clickstream_alerts_suppressed_total{rule=\"big\"} 1\n",

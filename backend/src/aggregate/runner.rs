@@ -79,6 +79,8 @@ pub struct StepReport {
     pub silver_rows: usize,
     pub duplicates: usize,
     pub reject_rows: usize,
+    /// Log records quarantined as `corrupt_record` bad rows.
+    pub corrupt_records: usize,
     pub files: usize,
     /// Gold day files replaced.
     pub gold_files: usize,
@@ -147,6 +149,7 @@ impl StepReport {
         self.silver_rows += r.silver_rows;
         self.duplicates += r.duplicates;
         self.reject_rows += r.reject_rows;
+        self.corrupt_records += r.corrupt_records;
         self.files += r.files;
         self.gold_files += r.gold_files;
         self.timings.add(&r.timings);
@@ -301,6 +304,7 @@ impl Aggregator {
         self.metrics.bronze_rows.fetch_add(report.bronze_rows as u64, Ordering::Relaxed);
         self.metrics.silver_rows.fetch_add(report.silver_rows as u64, Ordering::Relaxed);
         self.metrics.duplicates_dropped.fetch_add(report.duplicates as u64, Ordering::Relaxed);
+        self.metrics.corrupt_records.fetch_add(report.corrupt_records as u64, Ordering::Relaxed);
         for topic in Topic::ALL {
             for &p in self.owned(topic) {
                 let offset = self.manifest.offset(topic, p);
@@ -412,9 +416,17 @@ impl MicroBatch<'_> {
 
         let (bronze_parts, mut bad_rows) = decode_events(events, now)?;
         for f in rejects {
-            let row =
-                serde_json::from_slice::<BadRow>(&f.value).unwrap_or_else(|e| undecodable(&f, &e.to_string(), now));
+            let row = match &f.damage {
+                Some(damage) => corrupt(&f, damage, now),
+                None => {
+                    serde_json::from_slice::<BadRow>(&f.value).unwrap_or_else(|e| undecodable(&f, &e.to_string(), now))
+                }
+            };
             bad_rows.push(LogBadRow { partition: f.partition, offset: f.offset, row });
+        }
+        report.corrupt_records = bad_rows.iter().filter(|b| b.row.reason == CORRUPT_RECORD).count();
+        for bad in bad_rows.iter().filter(|b| b.row.reason == CORRUPT_RECORD) {
+            tracing::warn!(partition = bad.partition, offset = bad.offset, detail = %bad.row.detail, "quarantined a damaged log record in rejects");
         }
         report.timings.decode = lap();
 
@@ -489,6 +501,10 @@ fn decode_events(events: Vec<Fetched>, now: i64) -> Result<(Vec<DataFrame>, Vec<
         let mut rows = Vec::with_capacity(chunk.len());
         let mut bad = Vec::new();
         for f in chunk {
+            if let Some(damage) = &f.damage {
+                bad.push(LogBadRow { partition: f.partition, offset: f.offset, row: corrupt(f, damage, now) });
+                continue;
+            }
             match serde_json::from_slice::<EnrichedEvent>(&f.value) {
                 Ok(event) => rows.push(LogEvent { partition: f.partition, offset: f.offset, event }),
                 Err(e) => bad.push(LogBadRow {
@@ -552,6 +568,19 @@ pub(crate) fn write_partitioned(
     Ok(())
 }
 
+/// The reason of a bad row made from a log record that failed its checksum.
+pub const CORRUPT_RECORD: &str = "corrupt_record";
+
+/// A damaged log record, quarantined: its position in the detail, what is
+/// left of its bytes as the payload.
+fn corrupt(f: &Fetched, damage: &str, now: i64) -> BadRow {
+    BadRow {
+        reason: CORRUPT_RECORD.into(),
+        detail: format!("damaged log record quarantined at partition {} offset {}: {damage}", f.partition, f.offset),
+        ..undecodable(f, damage, now)
+    }
+}
+
 fn undecodable(f: &Fetched, error: &str, now: i64) -> BadRow {
     BadRow {
         reason: "undecodable_record".into(),
@@ -576,7 +605,13 @@ mod tests {
         // their bad rows come back in the order of the log.
         let n = 3 * DECODE_CHUNK as u64 + 5;
         let events: Vec<Fetched> = (0..n)
-            .map(|offset| Fetched { partition: (offset % 3) as u32, offset, key: vec![], value: b"{".to_vec() })
+            .map(|offset| Fetched {
+                partition: (offset % 3) as u32,
+                offset,
+                key: vec![],
+                value: b"{".to_vec(),
+                damage: None,
+            })
             .collect();
         let (frames, bad) = decode_events(events, 0).unwrap();
         assert!(frames.is_empty());

@@ -348,6 +348,7 @@ impl FluvioStream {
                     offset: u64::try_from(r.offset()).unwrap_or(0),
                     key: r.key().map(<[u8]>::to_vec).unwrap_or_default(),
                     value: r.value().to_vec(),
+                    damage: None,
                 }),
                 Some(Err(code)) => return Err(unavailable("fetch", code)),
                 None => break,

@@ -7,7 +7,7 @@
 mod embedded;
 mod fluvio_stream;
 
-pub use embedded::EmbeddedLog;
+pub use embedded::{EmbeddedLog, LOG_FILE_NAME};
 pub use fluvio_stream::{register_spu, FluvioSettings, FluvioStream, FluvioTls};
 
 use async_trait::async_trait;
@@ -50,6 +50,11 @@ pub struct Fetched {
     pub offset: u64,
     pub key: Vec<u8>,
     pub value: Vec<u8>,
+    /// Why the log cannot vouch for this record (a checksum mismatch, a
+    /// damaged entry), with its position. Such a record is handed on, with
+    /// whatever bytes are left, so the consumer quarantines it as a bad row
+    /// and moves on instead of every read of the partition failing.
+    pub damage: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -232,6 +232,49 @@ async fn a_retry_at_any_lateness_is_written_once() {
     assert_eq!(ids, ["e-1", "n-0", "n-1", "n-2", "n-3"], "one row per event");
 }
 
+/// A record damaged on disk (bytes flipped in the log file) must not stop
+/// the partition: after a restart it is quarantined in rejects with its
+/// position, and every other event arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_damaged_on_disk_is_quarantined_and_the_other_events_arrive() {
+    let dir = temp_dir("damaged");
+    let log_dir = dir.path().join("log");
+    {
+        let log = Arc::new(EmbeddedLog::open(&log_dir, 2).unwrap());
+        send(&log, vec![view("e-1", "a-1", NOW), view("e-2", "a-2", NOW)]).await;
+        send(&log, vec![view("e-flip-me-7", "a-1", NOW)]).await;
+        send(&log, vec![view("e-3", "a-1", NOW), view("e-4", "a-2", NOW)]).await;
+    }
+    // Flip a letter of the event id wherever the file holds it.
+    let file = log_dir.join(clickstream_backend::stream::LOG_FILE_NAME);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let needle = b"e-flip-me-7";
+    let mut flipped = 0;
+    for at in 0..bytes.len() - needle.len() {
+        if &bytes[at..at + needle.len()] == needle {
+            bytes[at + 2] ^= 0x20;
+            flipped += 1;
+        }
+    }
+    assert!(flipped > 0, "the record is in the file");
+    std::fs::write(&file, bytes).unwrap();
+
+    let metrics = Arc::new(Metrics::new());
+    let log = Arc::new(EmbeddedLog::open(&log_dir, 2).unwrap());
+    let mut agg =
+        Aggregator::open(log, AggregateConfig::new(dir.path()), metrics.clone(), Arc::new(FixedClock::new(NOW)))
+            .await
+            .unwrap();
+    let report = agg.drain().await.unwrap();
+    assert_eq!(report.corrupt_records, 1);
+    assert_eq!(strings(&silver(dir.path()), "event_id"), ["e-1", "e-2", "e-3", "e-4"]);
+    let rejects = scan_table(dir.path(), Table::Rejects).unwrap().collect().unwrap();
+    assert_eq!(strings(&rejects, "reason"), ["corrupt_record"]);
+    let detail = &strings(&rejects, "detail")[0];
+    assert!(detail.contains("partition") && detail.contains("offset") && detail.contains("checksum"), "{detail}");
+    assert!(metrics.render().contains("clickstream_corrupt_records_total 1"));
+}
+
 fn traffic_row(dir: &std::path::Path, window_start: i64) -> Option<(u32, u32, bool)> {
     use clickstream_backend::gold::{refresh, GoldTable};
     let df = refresh::scan(dir, GoldTable::Traffic1m)

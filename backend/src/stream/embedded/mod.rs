@@ -43,9 +43,10 @@
 //! redb already checksums its pages, but a CRC-32 on every record catches what
 //! page checksums cannot: bugs in our own framing, values written by other
 //! tools, or a file edited or restored by hand. A record whose checksum does
-//! not match is reported as [`StreamError::Corrupt`] rather than handed on as
-//! data. The checksum is computed by the producing task, not the writer, so the
-//! work spreads over all cores.
+//! not match is handed on marked as damaged ([`Fetched::damage`]), never as
+//! data: the aggregator quarantines it as a `corrupt_record` bad row with its
+//! position and reads on. The checksum is computed by the producing task, not
+//! the writer, so the work spreads over all cores.
 //!
 //! # Why the partition count is pinned
 //!
@@ -350,12 +351,23 @@ impl EmbeddedLog {
 
     /// Reads up to `max` (at least 1) records of a slot from offset `from`.
     /// Blocking but short.
+    ///
+    /// A record that fails its checksum, or the records of an entry whose
+    /// structure is damaged, are returned with [`Fetched::damage`] set, one
+    /// per offset: the consumer quarantines them and the partition keeps
+    /// moving. (An error here would stop every read of the partition, for
+    /// good.)
     fn read_range(&self, slot: usize, from: u64, max: usize) -> Result<Vec<Fetched>, StreamError> {
         let shared = self.shared();
         let table_name = &shared.layout.table_names[slot];
         let partition = (slot % shared.layout.partitions as usize) as u32;
-        let corrupt_entry = |base: u64, problem: String| {
-            StreamError::Corrupt(format!("{table_name} entry at offset {base}: {problem}"))
+        let end = shared.ends[slot].load(Ordering::Acquire);
+        let damaged = |offset: u64, value: &[u8], problem: &str| Fetched {
+            partition,
+            offset,
+            key: Vec::new(),
+            value: value.to_vec(),
+            damage: Some(format!("{table_name} offset {offset}: {problem}")),
         };
 
         let txn = shared.db.begin_read().map_err(storage_error)?;
@@ -367,25 +379,57 @@ impl EmbeddedLog {
             None => from,
         };
         let mut fetched = Vec::with_capacity(max.min(1024));
-        for entry in table.range(start..).map_err(storage_error)? {
+        let mut entries = table.range(start..).map_err(storage_error)?.peekable();
+        while let Some(entry) = entries.next() {
             let (base, bytes) = entry.map_err(storage_error)?;
             let base = base.value();
-            let mut reader = EntryReader::new(bytes.value()).map_err(|p| corrupt_entry(base, p))?;
-            if base.saturating_add(u64::from(reader.count)) <= from {
+            // Where this entry's offsets end: the next entry's first, or the
+            // partition's end. Known even when its own header is damaged.
+            let next_base = match entries.peek() {
+                Some(Ok((next, _))) => next.value(),
+                _ => end,
+            };
+            if next_base <= from {
                 continue;
             }
             let mut offset = base;
-            while let Some(record) = reader.next_record().map_err(|p| corrupt_entry(base, p))? {
-                if offset >= from {
-                    let (key, value) = record
-                        .checked()
-                        .map_err(|problem| StreamError::Corrupt(format!("{table_name} offset {offset}: {problem}")))?;
-                    fetched.push(Fetched { partition, offset, key: key.to_vec(), value: value.to_vec() });
+            let problem = match EntryReader::new(bytes.value()) {
+                Err(problem) => Some(problem),
+                Ok(mut reader) => loop {
+                    match reader.next_record() {
+                        Ok(None) => break None,
+                        Err(problem) => break Some(problem),
+                        Ok(Some(record)) => {
+                            if offset >= from {
+                                fetched.push(match record.checked() {
+                                    Ok((key, value)) => Fetched {
+                                        partition,
+                                        offset,
+                                        key: key.to_vec(),
+                                        value: value.to_vec(),
+                                        damage: None,
+                                    },
+                                    Err(problem) => damaged(offset, record.bytes, &problem),
+                                });
+                                if fetched.len() >= max {
+                                    return Ok(fetched);
+                                }
+                            }
+                            offset += 1;
+                        }
+                    }
+                },
+            };
+            if let Some(problem) = problem {
+                // The rest of the entry cannot be walked: each offset it
+                // covers becomes a damaged record.
+                let problem = format!("entry at offset {base} is damaged: {problem}");
+                for offset in offset.max(from)..next_base {
+                    fetched.push(damaged(offset, &[], &problem));
                     if fetched.len() >= max {
                         return Ok(fetched);
                     }
                 }
-                offset += 1;
             }
         }
         Ok(fetched)

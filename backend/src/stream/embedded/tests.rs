@@ -136,7 +136,10 @@ async fn produce_then_fetch_round_trip() {
 
     let partition = partition_for(b"visitor-1", 4);
     let events = log.fetch(Topic::Events, partition, 0, 10).await.unwrap();
-    assert_eq!(events, vec![Fetched { partition, offset: 0, key: record.key.clone(), value: record.value.clone() }]);
+    assert_eq!(
+        events,
+        vec![Fetched { partition, offset: 0, key: record.key.clone(), value: record.value.clone(), damage: None }]
+    );
     let rejects = log.fetch(Topic::Rejects, partition, 0, 10).await.unwrap();
     assert_eq!(rejects.len(), 1);
     assert_eq!(rejects[0].value, b"bad");
@@ -264,43 +267,72 @@ async fn truncate_before_removes_old_records_and_keeps_end_offsets() {
     assert_eq!(records[0].offset, 10);
 }
 
+/// Rewrites the entry stored under `base` of a partition behind the log's
+/// back, as a damaged disk or a hand edit would.
+fn damage_entry(dir: &std::path::Path, partition: u32, base: u64, damage: impl FnOnce(&mut Vec<u8>)) {
+    let db = Database::create(dir.join(LOG_FILE_NAME)).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let name = format!("{}/{}", Topic::Events.name(), partition);
+        let mut table = txn.open_table(PartitionTable::new(&name)).unwrap();
+        let mut entry = table.get(base).unwrap().unwrap().value().to_vec();
+        damage(&mut entry);
+        table.insert(base, entry.as_slice()).unwrap();
+    }
+    txn.commit().unwrap();
+}
+
 #[tokio::test]
-async fn a_damaged_record_is_reported_corrupt() {
+async fn a_damaged_record_is_handed_on_marked_and_the_partition_moves_on() {
     let dir = TempDir::new("corrupt");
     let partition = partition_for(b"victim", 2);
     {
         let log = EmbeddedLog::open(dir.path(), 2).unwrap();
-        // Two produce calls in a row: two commits, two entries (keys 0 and 1).
-        log.produce(vec![event("victim", "payload-one")]).await.unwrap();
-        log.produce(vec![event("victim", "payload-two")]).await.unwrap();
-    }
-    {
-        // Damage the record at offset 1 behind the log's back.
-        let db = Database::create(dir.path().join(LOG_FILE_NAME)).unwrap();
-        let txn = db.begin_write().unwrap();
-        {
-            let name = format!("{}/{}", Topic::Events.name(), partition);
-            let mut table = txn.open_table(PartitionTable::new(&name)).unwrap();
-            let mut entry = table.get(1u64).unwrap().unwrap().value().to_vec();
-            let last = entry.len() - 1;
-            entry[last] ^= 0x20;
-            table.insert(1u64, entry.as_slice()).unwrap();
+        // Produce calls in a row: one commit each, one entry each (keys 0, 1, 2).
+        for payload in ["payload-one", "payload-two", "payload-three"] {
+            log.produce(vec![event("victim", payload)]).await.unwrap();
         }
-        txn.commit().unwrap();
     }
+    damage_entry(dir.path(), partition, 1, |entry| {
+        let last = entry.len() - 1;
+        entry[last] ^= 0x20;
+    });
     let log = EmbeddedLog::open(dir.path(), 2).unwrap();
-    // The intact record still reads, and the end offset is unchanged.
-    let first = log.fetch(Topic::Events, partition, 0, 1).await.unwrap();
-    assert_eq!(first[0].value, b"payload-one");
-    assert_eq!(log.end_offset(Topic::Events, partition).await.unwrap(), 2);
+    assert_eq!(log.end_offset(Topic::Events, partition).await.unwrap(), 3);
     for from in [0, 1] {
-        match log.fetch(Topic::Events, partition, from, 10).await {
-            Err(StreamError::Corrupt(message)) => {
-                assert!(message.contains("offset 1"), "{message}");
-            }
-            other => panic!("expected Corrupt, got {other:?}"),
-        }
+        let fetched = log.fetch(Topic::Events, partition, from, 10).await.unwrap();
+        let offsets: Vec<u64> = fetched.iter().map(|f| f.offset).collect();
+        assert_eq!(offsets, (from..3).collect::<Vec<_>>(), "every offset once, the damaged one too");
+        let damaged: Vec<&Fetched> = fetched.iter().filter(|f| f.damage.is_some()).collect();
+        assert_eq!(damaged.len(), 1);
+        assert_eq!(damaged[0].offset, 1);
+        let why = damaged[0].damage.as_deref().unwrap();
+        assert!(why.contains("offset 1") && why.contains("checksum mismatch"), "{why}");
+        assert_eq!(fetched.last().unwrap().value, b"payload-three", "the records after it read");
     }
+}
+
+#[tokio::test]
+async fn every_offset_of_an_entry_with_a_damaged_structure_is_handed_on_marked() {
+    let dir = TempDir::new("corrupt-entry");
+    let partition = partition_for(b"victim", 1);
+    {
+        let log = EmbeddedLog::open(dir.path(), 1).unwrap();
+        log.produce(vec![event("victim", "before")]).await.unwrap();
+        // One produce of three records: one entry at offset 1 holding 1..4.
+        log.produce((0..3).map(|i| event("victim", &format!("inside-{i}"))).collect()).await.unwrap();
+        log.produce(vec![event("victim", "after")]).await.unwrap();
+    }
+    // Cut the entry inside its second record: the third cannot be found.
+    damage_entry(dir.path(), partition, 1, |entry| entry.truncate(entry.len() - 30));
+    let log = EmbeddedLog::open(dir.path(), 1).unwrap();
+    let fetched = log.fetch(Topic::Events, partition, 0, 100).await.unwrap();
+    let summary: Vec<(u64, bool)> = fetched.iter().map(|f| (f.offset, f.damage.is_some())).collect();
+    assert_eq!(summary, [(0, false), (1, false), (2, true), (3, true), (4, false)]);
+    assert_eq!(fetched[4].value, b"after");
+    // Reading from inside the damaged part gives the same answer.
+    let from_3 = log.fetch(Topic::Events, partition, 3, 100).await.unwrap();
+    assert_eq!(from_3.iter().map(|f| (f.offset, f.damage.is_some())).collect::<Vec<_>>(), [(3, true), (4, false)]);
 }
 
 #[tokio::test]
