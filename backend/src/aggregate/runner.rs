@@ -45,6 +45,9 @@ pub struct AggregateConfig {
     /// there would.
     #[doc(hidden)]
     pub crash_at: Option<CrashPoint>,
+    /// For crash tests: panic once, in the first micro-batch, at this step.
+    #[doc(hidden)]
+    pub panic_once_at: Option<CrashPoint>,
 }
 
 impl AggregateConfig {
@@ -58,6 +61,7 @@ impl AggregateConfig {
             gold: Some(GoldConfig::default()),
             partitions: None,
             crash_at: None,
+            panic_once_at: None,
         }
     }
 
@@ -163,7 +167,11 @@ pub struct Aggregator {
     /// The partitions read, sorted.
     owned: Vec<u32>,
     manifest: Manifest,
+    /// `None` after a micro-batch failed: the next step reloads the
+    /// manifest and the ids from disk, the state of the last commit.
     seen: Option<SeenEvents>,
+    /// The test hook `panic_once_at` has fired.
+    panicked: bool,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
     /// Held while running: no other aggregator of this data directory may
@@ -202,39 +210,7 @@ impl Aggregator {
         };
         let ownership =
             Ownership::claim(&config.data_dir, &owned, config.gold.is_some()).map_err(PipelineError::Ownership)?;
-        let data_dir = config.data_dir.clone();
-        let retention = config.dedup_retention_ms;
-        let gold = config.gold;
-        let now = clock.now_ms();
-        let recover_role = role.clone();
-        let (manifest, seen) = tokio::task::spawn_blocking(move || -> Result<_, PipelineError> {
-            let (mut manifest, report) = Manifest::recover_role(&data_dir, &recover_role, gold.is_some())?;
-            if report.published > 0 || report.orphans_removed > 0 {
-                tracing::info!(
-                    published = report.published,
-                    orphans_removed = report.orphans_removed,
-                    "recovered the data directory after an interrupted commit"
-                );
-            }
-            if let Some(gold) = gold.filter(|_| !manifest.gold_current) {
-                // Silver was written with Gold off (or before Gold's hourly
-                // layout): catch Gold up before streaming on.
-                let started = Instant::now();
-                let (built, files) = gold.build(&data_dir, manifest, &mut |done, all| {
-                    if done == 0 && all > 0 {
-                        tracing::info!(hours = all, "building Gold from Silver, hour by hour");
-                    }
-                })?;
-                manifest = built;
-                if files > 0 {
-                    tracing::info!(files, seconds = started.elapsed().as_secs_f64(), "Gold built from Silver");
-                }
-            }
-            let seen = SeenEvents::load(&data_dir, retention, now)?;
-            Ok((manifest, seen))
-        })
-        .await
-        .map_err(|e| PipelineError::Task(e.to_string()))??;
+        let (manifest, seen) = load_state(&config, &role, clock.now_ms()).await?;
         tracing::info!(seq = manifest.seq, remembered_ids = seen.len(), partitions = ?owned, "aggregator ready");
         Ok(Aggregator {
             stream,
@@ -243,6 +219,7 @@ impl Aggregator {
             owned,
             manifest,
             seen: Some(seen),
+            panicked: false,
             metrics,
             clock,
             _ownership: ownership,
@@ -253,9 +230,24 @@ impl Aggregator {
         &self.manifest
     }
 
+    /// How many event ids the dedup set holds in memory (0 between a failed
+    /// micro-batch and the reload of the next step).
+    pub fn remembered_ids(&self) -> usize {
+        self.seen.as_ref().map_or(0, SeenEvents::len)
+    }
+
     /// Reads what the stream holds beyond the committed offsets (bounded),
     /// writes it and commits. An empty report means there was nothing new.
+    ///
+    /// A micro-batch that fails (an error, or a panic) leaves the state of
+    /// the last commit on disk; the next step reloads it (recovering the
+    /// data directory as at start) and reads the batch again.
     pub async fn step(&mut self) -> Result<StepReport, PipelineError> {
+        if self.seen.is_none() {
+            let (manifest, seen) = load_state(&self.config, &self.role, self.clock.now_ms()).await?;
+            tracing::info!(seq = manifest.seq, "reloaded the last commit after a failed micro-batch");
+            (self.manifest, self.seen) = (manifest, Some(seen));
+        }
         let read_started = Instant::now();
         let events = self.read(Topic::Events).await?;
         let rejects = self.read(Topic::Rejects).await?;
@@ -281,21 +273,28 @@ impl Aggregator {
         let gold = self.config.gold;
         let role = self.role.clone();
         let crash = self.config.crash_at;
+        let panic_at = self.config.panic_once_at.filter(|_| !std::mem::replace(&mut self.panicked, true));
         let result = tokio::task::spawn_blocking(move || {
             let mut seen = seen;
-            let batch = MicroBatch { data_dir: &data_dir, role, gold: gold.as_ref(), now, crash };
+            let batch = MicroBatch { data_dir: &data_dir, role, gold: gold.as_ref(), now, crash, panic_at };
             let outcome = batch.write(next, events, rejects, &mut seen);
             (seen, outcome)
         })
-        .await
-        .map_err(|e| PipelineError::Task(e.to_string()))?;
-        let (seen, outcome) = result;
-        self.seen = Some(seen);
-        let (manifest, mut report) = match outcome {
-            Ok(done) => done,
-            Err(e) => {
+        .await;
+        // On failure `self.seen` stays `None`: the batch may have failed
+        // after its commit point, so only the disk says where things are.
+        let (manifest, mut report) = match result {
+            Ok((seen, Ok(done))) => {
+                self.seen = Some(seen);
+                done
+            }
+            Ok((_, Err(e))) => {
                 self.metrics.commit_failures.fetch_add(1, Ordering::Relaxed);
                 return Err(e);
+            }
+            Err(panicked) => {
+                self.metrics.commit_failures.fetch_add(1, Ordering::Relaxed);
+                return Err(PipelineError::Task(format!("the micro-batch panicked: {panicked}")));
             }
         };
         report.timings.read = read_time;
@@ -392,6 +391,7 @@ struct MicroBatch<'a> {
     gold: Option<&'a GoldConfig>,
     now: i64,
     crash: Option<CrashPoint>,
+    panic_at: Option<CrashPoint>,
 }
 
 impl MicroBatch<'_> {
@@ -430,7 +430,7 @@ impl MicroBatch<'_> {
         }
         report.timings.decode = lap();
 
-        let mut commit = Commit::of(data_dir, self.role.clone(), next.seq + 1).crashing_at(self.crash);
+        let mut commit = Commit::of(data_dir, self.role.clone(), next.seq + 1).crashing_at(self.crash, self.panic_at);
         let mut fresh_silver = None;
         if !bronze_parts.is_empty() {
             let mut parts = bronze_parts.into_iter();
@@ -484,6 +484,44 @@ impl MicroBatch<'_> {
         report.timings.commit = lap();
         Ok((manifest, report))
     }
+}
+
+/// Recovers the data directory (finishing or discarding an interrupted
+/// commit), catches Gold up if it is behind Silver, and loads the dedup ids
+/// from Silver: the state of the last commit.
+async fn load_state(config: &AggregateConfig, role: &Role, now: i64) -> Result<(Manifest, SeenEvents), PipelineError> {
+    let data_dir = config.data_dir.clone();
+    let retention = config.dedup_retention_ms;
+    let gold = config.gold;
+    let recover_role = role.clone();
+    tokio::task::spawn_blocking(move || -> Result<_, PipelineError> {
+        let (mut manifest, report) = Manifest::recover_role(&data_dir, &recover_role, gold.is_some())?;
+        if report.published > 0 || report.orphans_removed > 0 {
+            tracing::info!(
+                published = report.published,
+                orphans_removed = report.orphans_removed,
+                "recovered the data directory after an interrupted commit"
+            );
+        }
+        if let Some(gold) = gold.filter(|_| !manifest.gold_current) {
+            // Silver was written with Gold off (or before Gold's hourly
+            // layout): catch Gold up before streaming on.
+            let started = Instant::now();
+            let (built, files) = gold.build(&data_dir, manifest, &mut |done, all| {
+                if done == 0 && all > 0 {
+                    tracing::info!(hours = all, "building Gold from Silver, hour by hour");
+                }
+            })?;
+            manifest = built;
+            if files > 0 {
+                tracing::info!(files, seconds = started.elapsed().as_secs_f64(), "Gold built from Silver");
+            }
+        }
+        let seen = SeenEvents::load(&data_dir, retention, now)?;
+        Ok((manifest, seen))
+    })
+    .await
+    .map_err(|e| PipelineError::Task(e.to_string()))?
 }
 
 /// Records per decode chunk: large enough to amortise a frame's fixed cost,

@@ -271,6 +271,7 @@ pub struct Commit {
     files: Vec<PendingFile>,
     seq: u64,
     crash_at: Option<CrashPoint>,
+    panic_at: Option<CrashPoint>,
 }
 
 impl Commit {
@@ -281,21 +282,24 @@ impl Commit {
 
     /// Commit `seq` of a role, on its own manifest.
     pub fn of(data_dir: &Path, role: Role, seq: u64) -> Commit {
-        Commit { data_dir: data_dir.to_path_buf(), role, files: Vec::new(), seq, crash_at: None }
+        Commit { data_dir: data_dir.to_path_buf(), role, files: Vec::new(), seq, crash_at: None, panic_at: None }
     }
 
-    /// For crash tests: [`Commit::commit`] stops at `point` (if it is one of
-    /// the commit's own steps) and returns [`PipelineError::InjectedCrash`].
+    /// For crash tests: the commit stops at `crash` returning
+    /// [`PipelineError::InjectedCrash`], or panics at `panic`, when it
+    /// reaches that step (the caller checks the steps before
+    /// [`Commit::commit`] with [`Commit::crash_point`]).
     #[must_use]
-    pub fn crashing_at(mut self, point: Option<CrashPoint>) -> Commit {
-        self.crash_at = point;
+    pub fn crashing_at(mut self, crash: Option<CrashPoint>, panic: Option<CrashPoint>) -> Commit {
+        self.crash_at = crash;
+        self.panic_at = panic;
         self
     }
 
     /// Returns [`PipelineError::InjectedCrash`] if this commit is to stop at
     /// `point`; the caller stops there as a crashed process would.
     pub fn crash_point(&self, point: CrashPoint) -> Result<(), PipelineError> {
-        crash_if(self.crash_at, point)
+        crash_if(self.crash_at, self.panic_at, point)
     }
 
     /// Writes a frame as a temporary Parquet file in `dir` (relative to the
@@ -340,13 +344,13 @@ impl Commit {
         manifest.seq = self.seq;
         manifest.committed_at = now_ms;
         manifest.files = self.files;
-        crash_if(self.crash_at, CrashPoint::GoldWritten)?;
+        crash_if(self.crash_at, self.panic_at, CrashPoint::GoldWritten)?;
         write_manifest(&self.data_dir, &self.role, &manifest)?;
-        crash_if(self.crash_at, CrashPoint::ManifestWritten)?;
+        crash_if(self.crash_at, self.panic_at, CrashPoint::ManifestWritten)?;
         let mut dirs = HashSet::new();
         for (i, file) in manifest.files.iter().enumerate() {
             if i == 1 {
-                crash_if(self.crash_at, CrashPoint::FirstFilePublished)?;
+                crash_if(self.crash_at, self.panic_at, CrashPoint::FirstFilePublished)?;
             }
             publish(&self.data_dir, file)?;
             if let Some(parent) = self.data_dir.join(&file.path).parent() {
@@ -360,7 +364,12 @@ impl Commit {
     }
 }
 
-fn crash_if(crash_at: Option<CrashPoint>, point: CrashPoint) -> Result<(), PipelineError> {
+fn crash_if(
+    crash_at: Option<CrashPoint>,
+    panic_at: Option<CrashPoint>,
+    point: CrashPoint,
+) -> Result<(), PipelineError> {
+    assert!(panic_at != Some(point), "injected panic at {point:?} (test hook)");
     if crash_at == Some(point) {
         return Err(PipelineError::InjectedCrash);
     }

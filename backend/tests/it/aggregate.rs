@@ -275,6 +275,34 @@ async fn a_record_damaged_on_disk_is_quarantined_and_the_other_events_arrive() {
     assert!(metrics.render().contains("clickstream_corrupt_records_total 1"));
 }
 
+/// A panic inside a micro-batch, before or after its commit point, leaves
+/// neither a half-alive aggregator nor forgotten dedup ids: the same
+/// aggregator's next step starts again from the last commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_a_micro_batch_restarts_it_from_the_last_commit() {
+    for point in [CrashPoint::SilverWritten, CrashPoint::GoldWritten, CrashPoint::ManifestWritten] {
+        let dir = temp_dir("panic");
+        let log = Arc::new(EmbeddedLog::open(&dir.path().join("log"), 1).unwrap());
+        send(&log, vec![view("e-1", "a-1", NOW)]).await;
+        aggregator(dir.path(), log.clone()).await.drain().await.unwrap();
+
+        let mut config = AggregateConfig::new(dir.path());
+        config.panic_once_at = Some(point);
+        let metrics = Arc::new(Metrics::new());
+        let mut agg =
+            Aggregator::open(log.clone(), config, metrics.clone(), Arc::new(FixedClock::new(NOW))).await.unwrap();
+        // A retry of e-1 and a new event, in the batch that panics.
+        send(&log, vec![view("e-1", "a-1", NOW), view("e-2", "a-1", NOW)]).await;
+        let failed = agg.step().await.expect_err("the batch panicked");
+        assert!(failed.to_string().contains("panicked"), "{failed}");
+        let report = agg.drain().await.unwrap();
+        assert!(report.duplicates <= 1, "{point:?}: {report:?}");
+        assert_eq!(strings(&silver(dir.path()), "event_id"), ["e-1", "e-2"], "{point:?}: each event once");
+        assert_eq!(agg.remembered_ids(), 2, "{point:?}: the dedup ids are back in memory");
+        assert!(metrics.render().contains("clickstream_commit_failures_total 1"), "{point:?}");
+    }
+}
+
 fn traffic_row(dir: &std::path::Path, window_start: i64) -> Option<(u32, u32, bool)> {
     use clickstream_backend::gold::{refresh, GoldTable};
     let df = refresh::scan(dir, GoldTable::Traffic1m)
