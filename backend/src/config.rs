@@ -93,6 +93,8 @@ pub struct FileConfig {
     /// sent, without converting). Default `EUR`.
     pub currency: Option<String>,
     pub aggregate: Option<AggregateFileConfig>,
+    /// How long each layer keeps its days (`[retention]`).
+    pub retention: Option<RetentionFileConfig>,
     /// The Fluvio cluster (`stream = "fluvio"`, or `--stream fluvio`).
     pub fluvio: Option<FluvioFileConfig>,
     /// `embedded` (default: the durable log in `DATA_DIR/log`) or `fluvio`.
@@ -122,6 +124,20 @@ pub struct AggregateFileConfig {
     /// More events than this from one visitor in one minute flags a bot.
     /// Default 50.
     pub bot_events_per_minute: Option<u32>,
+    /// How often the maintenance round runs (compaction of final
+    /// partitions, expired days, the log's trim), minutes; 0 turns it off
+    /// (`clickstream compact` and `expire` still work). Default 10.
+    pub maintenance_every_minutes: Option<u64>,
+}
+
+/// `[retention]`: days each layer keeps; a layer left out is kept forever.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionFileConfig {
+    pub bronze_days: Option<u32>,
+    pub silver_days: Option<u32>,
+    pub rejects_days: Option<u32>,
+    pub gold_days: Option<u32>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

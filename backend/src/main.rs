@@ -50,6 +50,12 @@ enum Command {
     Query(query::QueryArgs),
     /// Rebuild Silver and Gold from Bronze (after a rule change); resumable.
     Replay(ReplayArgs),
+    /// Merge the final partitions of Bronze, Silver and rejects into one file
+    /// each (`serve` and `aggregate` also do it every `maintenance_every_minutes`).
+    Compact(ReplayArgs),
+    /// Remove the days each layer no longer keeps (`[retention]`) and trim the
+    /// embedded log below every consumer's committed position.
+    Expire(ReplayArgs),
     /// Measure throughput and peak memory.
     Bench(bench::BenchArgs),
     /// Set up a Fluvio cluster for the backend.
@@ -164,6 +170,8 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Replay(args) => run_replay(settings(args.common, CommandFlags::Replay)?).await,
+            Command::Compact(args) => run_compact(settings(args.common, CommandFlags::Compact)?).await,
+            Command::Expire(args) => run_expire(settings(args.common, CommandFlags::Compact)?).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Token(TokenCommand::New) => {
                 let token = clickstream_backend::secrets::random_token();
@@ -295,6 +303,100 @@ async fn run_replay(settings: Settings) -> anyhow::Result<()> {
         "replayed {} Bronze files ({} done before): {} Bronze rows → {} Silver rows ({} duplicates), {} Gold files written",
         report.bronze_files, report.resumed_after, report.bronze_rows, report.silver_rows, report.duplicates, report.gold_files
     );
+    Ok(())
+}
+
+async fn run_compact(settings: Settings) -> anyhow::Result<()> {
+    use clickstream_backend::storage::compact::{compact, Finality};
+    use clickstream_backend::storage::lock::Ownership;
+    use clickstream_backend::storage::{Manifest, Role};
+
+    let data_dir = settings.data_dir.clone();
+    anyhow::ensure!(data_dir.exists(), "no data directory at {}", data_dir.display());
+    let consumers = Role::consumers(&data_dir);
+    anyhow::ensure!(
+        consumers.is_empty(),
+        "{} is shared by partition consumers ({}): the Gold role follows their files by name, so it is not compacted",
+        data_dir.display(),
+        consumers.iter().map(Role::tag).collect::<Vec<_>>().join(", ")
+    );
+    // Compaction swaps whole partition directories: no aggregator may be
+    // writing into them meanwhile.
+    let partitions: Vec<u32> = (0..settings.partitions).collect();
+    let _claim = Ownership::claim(&data_dir, &partitions, true).map_err(|e| {
+        anyhow::anyhow!("{e}; `serve` and `aggregate` compact on their own every maintenance_every_minutes")
+    })?;
+    let (mut manifest, _) = Manifest::recover(&data_dir)?;
+    clickstream_backend::storage::compact::recover(&data_dir)?;
+    let lateness = settings.aggregate.gold.unwrap_or_default().allowed_lateness_ms;
+    let finality = Finality {
+        now_ms: clickstream_backend::clock::Clock::now_ms(&SystemClock),
+        watermark_ms: manifest.max_event_ts.map(|t| t - lateness),
+    };
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template(
+            "compact {bar:40} {pos}/{len} partitions, {elapsed} elapsed, ETA {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let report = tokio::task::spawn_blocking({
+        let bar = bar.clone();
+        move || {
+            compact(&data_dir, &mut manifest, finality, &mut |done, all| {
+                bar.set_length(all as u64);
+                bar.set_position(done as u64);
+            })
+        }
+    })
+    .await??;
+    bar.finish_and_clear();
+    println!(
+        "compacted {} partitions: {} files → {}, {:.1} MB → {:.1} MB, {} rows, in {:.1} s; {} partitions with several files are not final yet",
+        report.partitions,
+        report.files_before,
+        report.files_after,
+        report.bytes_before as f64 / 1e6,
+        report.bytes_after as f64 / 1e6,
+        report.rows,
+        report.seconds,
+        report.skipped
+    );
+    Ok(())
+}
+
+async fn run_expire(settings: Settings) -> anyhow::Result<()> {
+    use clickstream_backend::storage::lock::Ownership;
+    use clickstream_backend::storage::retention::expire;
+
+    let data_dir = settings.data_dir.clone();
+    anyhow::ensure!(data_dir.exists(), "no data directory at {}", data_dir.display());
+    let partitions: Vec<u32> = (0..settings.partitions).collect();
+    let _claim = Ownership::claim(&data_dir, &partitions, true).map_err(|e| {
+        anyhow::anyhow!("{e}; `serve` and `aggregate` expire on their own every maintenance_every_minutes")
+    })?;
+    let retention = settings.aggregate.retention;
+    let now = clickstream_backend::clock::Clock::now_ms(&SystemClock);
+    let report = tokio::task::spawn_blocking(move || expire(&data_dir, &retention, now)).await??;
+    if retention.is_forever() {
+        println!("no [retention] limits are set: every layer is kept forever");
+    } else if report.days_removed.is_empty() {
+        println!("no day is older than its layer keeps");
+    } else {
+        let list: Vec<String> = report.days_removed.iter().map(|(t, n)| format!("{t}: {n}")).collect();
+        println!(
+            "removed {} expired days ({}), {:.1} MB; they stay readable under _state/compact for 10 minutes",
+            report.total_days(),
+            list.join(", "),
+            report.bytes_removed as f64 / 1e6
+        );
+    }
+    // With Fluvio there is no log here: the cluster keeps its own retention.
+    if settings.data_dir.join("log").exists() {
+        let log = clickstream_backend::stream::EmbeddedLog::open(&settings.data_dir.join("log"), settings.partitions)
+            .context("cannot open the embedded log (is `clickstream serve` running on this data directory?)")?;
+        let trimmed = tokio::task::spawn_blocking(move || log.trim_to_committed()).await??;
+        println!("trimmed {trimmed} log records every consumer has committed past");
+    }
     Ok(())
 }
 

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 
 use crate::aggregate::dedup::SeenEvents;
-use crate::aggregate::runner::write_partitioned;
+use crate::aggregate::micro_batch::write_partitioned;
 use crate::aggregate::silver::{silver, IS_NEW, SILVER_COLUMNS};
 use crate::aggregate::{AggregateConfig, StepReport};
 use crate::gold::refresh::after_silver;
@@ -24,7 +24,7 @@ use crate::storage::scan::scan_files;
 use crate::storage::{Commit, Manifest, PipelineError, Table};
 
 /// Where a replay builds, inside the data directory.
-pub const WORK_DIR: &str = "_replay";
+pub use crate::storage::layout::REPLAY_DIR as WORK_DIR;
 const PROGRESS_KEY: &str = "replay_bronze_files";
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

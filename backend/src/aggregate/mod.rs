@@ -8,6 +8,7 @@
 pub mod bronze;
 pub mod dedup;
 pub mod gold_step;
+pub mod micro_batch;
 pub mod rejects;
 pub mod runner;
 pub mod silver;

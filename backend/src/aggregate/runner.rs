@@ -1,25 +1,21 @@
 //! The micro-batch loop.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clickstream_schema::{BadRow, EnrichedEvent};
-use polars::prelude::*;
-use rayon::prelude::*;
 use tokio::sync::watch;
 
-use super::bronze::{bronze_frame, LogEvent};
 use super::dedup::SeenEvents;
 use super::gold_step::{GoldConfig, GoldStep};
-use super::rejects::{rejects_frame, LogBadRow};
-use super::silver::{silver, IS_NEW};
+use super::micro_batch::MicroBatch;
 use crate::clock::Clock;
 use crate::metrics::Metrics;
+use crate::storage::compact::{self, compact, CompactReport, Finality};
 use crate::storage::lock::Ownership;
-use crate::storage::{Commit, CrashPoint, Manifest, PipelineError, Role, Table};
+use crate::storage::retention::{expire, Retention, RetentionReport};
+use crate::storage::{CrashPoint, Manifest, PipelineError, Role};
 use crate::stream::{EventStream, Fetched, StreamError, Topic};
 
 /// How the aggregator batches and remembers.
@@ -41,6 +37,13 @@ pub struct AggregateConfig {
     /// The partitions this consumer owns (of both topics); `None` owns all
     /// of them. See [`Role`].
     pub partitions: Option<Vec<u32>>,
+    /// How often the aggregator of a whole data directory does its
+    /// maintenance between micro-batches: compacts final partitions
+    /// ([`crate::storage::compact`]), removes expired days ([`Retention`])
+    /// and trims the log below every consumer's position. `None` never.
+    pub maintenance_every: Option<Duration>,
+    /// How long each layer keeps its days (default: forever).
+    pub retention: Retention,
     /// For crash tests: stop each micro-batch at this step, as a crash
     /// there would.
     #[doc(hidden)]
@@ -60,6 +63,8 @@ impl AggregateConfig {
             group: "clickstream-aggregate".into(),
             gold: Some(GoldConfig::default()),
             partitions: None,
+            maintenance_every: Some(Duration::from_secs(10 * 60)),
+            retention: Retention::default(),
             crash_at: None,
             panic_once_at: None,
         }
@@ -160,6 +165,16 @@ impl StepReport {
     }
 }
 
+/// What a round of [`Aggregator::maintain`] did.
+#[derive(Clone, Debug, Default)]
+pub struct Maintenance {
+    /// `None` when this aggregator may not compact (see [`Aggregator::compact`]).
+    pub compaction: Option<CompactReport>,
+    pub expired: RetentionReport,
+    /// Log records removed below every consumer's position.
+    pub log_trimmed: u64,
+}
+
 pub struct Aggregator {
     stream: Arc<dyn EventStream>,
     config: AggregateConfig,
@@ -228,6 +243,64 @@ impl Aggregator {
 
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    /// Merges the final partitions of Bronze, Silver and rejects into one
+    /// file each, between micro-batches (see [`crate::storage::compact`]).
+    /// `None` when this aggregator may not: it owns only some partitions,
+    /// or partition consumers share the data directory.
+    pub async fn compact(&mut self) -> Result<Option<CompactReport>, PipelineError> {
+        if self.role != Role::Whole || !Role::consumers(&self.config.data_dir).is_empty() {
+            return Ok(None);
+        }
+        let lateness = self.config.gold.unwrap_or_default().allowed_lateness_ms;
+        let finality =
+            Finality { now_ms: self.clock.now_ms(), watermark_ms: self.manifest.max_event_ts.map(|t| t - lateness) };
+        let data_dir = self.config.data_dir.clone();
+        let mut manifest = self.manifest.clone();
+        let (manifest, report) = tokio::task::spawn_blocking(move || {
+            let report = compact(&data_dir, &mut manifest, finality, &mut |_, _| {});
+            (manifest, report)
+        })
+        .await
+        .map_err(|e| PipelineError::Task(e.to_string()))?;
+        self.manifest = manifest;
+        let report = report?;
+        if report.partitions > 0 || report.retired_removed > 0 {
+            tracing::info!(
+                partitions = report.partitions,
+                files_before = report.files_before,
+                files_after = report.files_after,
+                seconds = report.seconds,
+                "compacted final partitions"
+            );
+        }
+        Ok(Some(report))
+    }
+
+    /// One round of maintenance: compaction, retention, and the log's trim
+    /// below every consumer's committed position. Compaction and retention
+    /// are for the aggregator of a whole data directory only.
+    pub async fn maintain(&mut self) -> Result<Maintenance, PipelineError> {
+        let compaction = self.compact().await?;
+        let mut expired = RetentionReport::default();
+        if compaction.is_some() && !self.config.retention.is_forever() {
+            let (data_dir, retention, now) = (self.config.data_dir.clone(), self.config.retention, self.clock.now_ms());
+            expired = tokio::task::spawn_blocking(move || expire(&data_dir, &retention, now))
+                .await
+                .map_err(|e| PipelineError::Task(e.to_string()))??;
+            if expired.total_days() > 0 {
+                tracing::info!(removed = ?expired.days_removed, bytes = expired.bytes_removed, "removed expired days");
+            }
+        }
+        let log_trimmed = match self.stream.trim_committed().await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not trim the log; trying again at the next round");
+                0
+            }
+        };
+        Ok(Maintenance { compaction, expired, log_trimmed })
     }
 
     /// How many event ids the dedup set holds in memory (0 between a failed
@@ -333,9 +406,16 @@ impl Aggregator {
     /// Runs until `stop` turns true, then drains what was acknowledged
     /// before stopping, so a clean shutdown leaves nothing behind.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> Result<(), PipelineError> {
+        let mut last_maintenance = Instant::now();
         loop {
             if *stop.borrow() {
                 break;
+            }
+            if self.config.maintenance_every.is_some_and(|every| last_maintenance.elapsed() >= every) {
+                last_maintenance = Instant::now();
+                if let Err(e) = self.maintain().await {
+                    tracing::error!(error = %e, "maintenance failed; trying again at the next round");
+                }
             }
             match self.step().await {
                 Ok(r) if !r.is_empty() => continue,
@@ -384,108 +464,6 @@ impl Aggregator {
     }
 }
 
-/// What one micro-batch's write needs besides its records.
-struct MicroBatch<'a> {
-    data_dir: &'a std::path::Path,
-    role: Role,
-    gold: Option<&'a GoldConfig>,
-    now: i64,
-    crash: Option<CrashPoint>,
-    panic_at: Option<CrashPoint>,
-}
-
-impl MicroBatch<'_> {
-    /// Decodes, transforms and writes one micro-batch, then commits it with
-    /// `next` offsets. Runs on a blocking thread (Polars and fsync).
-    fn write(
-        &self,
-        mut next: Manifest,
-        events: Vec<Fetched>,
-        rejects: Vec<Fetched>,
-        seen: &mut SeenEvents,
-    ) -> Result<(Manifest, StepReport), PipelineError> {
-        let (data_dir, gold, now) = (self.data_dir, self.gold, self.now);
-        let mut report = StepReport { events_read: events.len(), rejects_read: rejects.len(), ..StepReport::default() };
-        let mut timer = Instant::now();
-        let mut lap = || {
-            let now = Instant::now();
-            let d = now - timer;
-            timer = now;
-            d
-        };
-
-        let (bronze_parts, mut bad_rows) = decode_events(events, now)?;
-        for f in rejects {
-            let row = match &f.damage {
-                Some(damage) => corrupt(&f, damage, now),
-                None => {
-                    serde_json::from_slice::<BadRow>(&f.value).unwrap_or_else(|e| undecodable(&f, &e.to_string(), now))
-                }
-            };
-            bad_rows.push(LogBadRow { partition: f.partition, offset: f.offset, row });
-        }
-        report.corrupt_records = bad_rows.iter().filter(|b| b.row.reason == CORRUPT_RECORD).count();
-        for bad in bad_rows.iter().filter(|b| b.row.reason == CORRUPT_RECORD) {
-            tracing::warn!(partition = bad.partition, offset = bad.offset, detail = %bad.row.detail, "quarantined a damaged log record in rejects");
-        }
-        report.timings.decode = lap();
-
-        let mut commit = Commit::of(data_dir, self.role.clone(), next.seq + 1).crashing_at(self.crash, self.panic_at);
-        let mut fresh_silver = None;
-        if !bronze_parts.is_empty() {
-            let mut parts = bronze_parts.into_iter();
-            let mut bronze = parts.next().expect("non-empty");
-            for part in parts {
-                bronze.vstack_mut_owned(part)?;
-            }
-            report.bronze_rows = bronze.height();
-            write_partitioned(&mut commit, Table::Bronze, &mut bronze, "received_at", "bronze", &mut report)?;
-            report.timings.bronze_write = lap();
-
-            let is_new = seen.mark_new(data_dir, &bronze, IS_NEW, now)?;
-            bronze.with_column(is_new)?;
-            let mut silver_df = silver(bronze.lazy()).collect()?;
-            report.silver_rows = silver_df.height();
-            report.duplicates = report.bronze_rows - report.silver_rows;
-            report.timings.silver = lap();
-            write_partitioned(&mut commit, Table::Silver, &mut silver_df, "event_ts", "silver", &mut report)?;
-            fresh_silver = Some(silver_df);
-        }
-        if !bad_rows.is_empty() {
-            let mut df = rejects_frame(&bad_rows)?;
-            report.reject_rows = df.height();
-            write_partitioned(&mut commit, Table::Rejects, &mut df, "received_at", "rejects", &mut report)?;
-        }
-        report.timings.silver_write = lap();
-        commit.crash_point(CrashPoint::SilverWritten)?;
-
-        // Gold: rewrite the hours the new Silver rows (and the watermark's
-        // move) touch, in the same commit.
-        match (&fresh_silver, gold) {
-            (Some(fresh), Some(gold)) => {
-                report.gold_files = gold.after_silver(data_dir, &mut commit, &mut next, fresh)?;
-                report.timings.gold = lap();
-            }
-            // Gold no longer covers all of Silver.
-            (Some(_), None) => next.gold_current = false,
-            _ => {}
-        }
-
-        next.totals.bronze_rows += report.bronze_rows as u64;
-        next.totals.silver_rows += report.silver_rows as u64;
-        next.totals.reject_rows += report.reject_rows as u64;
-        next.totals.duplicates += report.duplicates as u64;
-        let manifest = commit.commit(next, now)?;
-        // Only what is committed counts as seen.
-        if let Some(df) = &fresh_silver {
-            seen.remember(df)?;
-        }
-        seen.prune(now);
-        report.timings.commit = lap();
-        Ok((manifest, report))
-    }
-}
-
 /// Recovers the data directory (finishing or discarding an interrupted
 /// commit), catches Gold up if it is behind Silver, and loads the dedup ids
 /// from Silver: the state of the last commit.
@@ -496,6 +474,12 @@ async fn load_state(config: &AggregateConfig, role: &Role, now: i64) -> Result<(
     let recover_role = role.clone();
     tokio::task::spawn_blocking(move || -> Result<_, PipelineError> {
         let (mut manifest, report) = Manifest::recover_role(&data_dir, &recover_role, gold.is_some())?;
+        if recover_role == Role::Whole {
+            let staged = compact::recover(&data_dir)?;
+            if staged > 0 {
+                tracing::info!(staged, "removed the staging directories of an interrupted compaction");
+            }
+        }
         if report.published > 0 || report.orphans_removed > 0 {
             tracing::info!(
                 published = report.published,
@@ -522,138 +506,4 @@ async fn load_state(config: &AggregateConfig, role: &Role, now: i64) -> Result<(
     })
     .await
     .map_err(|e| PipelineError::Task(e.to_string()))?
-}
-
-/// Records per decode chunk: large enough to amortise a frame's fixed cost,
-/// small enough that a chunk's decoded structs (several times the size of
-/// its columns) stay a small share of memory.
-const DECODE_CHUNK: usize = 8_192;
-
-/// Decodes event records into Bronze frames, in log order, on all cores.
-/// Each chunk's structs are dropped as soon as its frame is built, so peak
-/// memory holds the columns, not the structs. Undecodable records become
-/// bad rows with their bytes: never drop what the stream acknowledged.
-fn decode_events(events: Vec<Fetched>, now: i64) -> Result<(Vec<DataFrame>, Vec<LogBadRow>), PipelineError> {
-    fn decode_chunk(chunk: &[Fetched], now: i64) -> PolarsResult<(Option<DataFrame>, Vec<LogBadRow>)> {
-        // The decoded events borrow their strings from the records.
-        let mut rows = Vec::with_capacity(chunk.len());
-        let mut bad = Vec::new();
-        for f in chunk {
-            if let Some(damage) = &f.damage {
-                bad.push(LogBadRow { partition: f.partition, offset: f.offset, row: corrupt(f, damage, now) });
-                continue;
-            }
-            match serde_json::from_slice::<EnrichedEvent>(&f.value) {
-                Ok(event) => rows.push(LogEvent { partition: f.partition, offset: f.offset, event }),
-                Err(e) => bad.push(LogBadRow {
-                    partition: f.partition,
-                    offset: f.offset,
-                    row: undecodable(f, &e.to_string(), now),
-                }),
-            }
-        }
-        let frame = if rows.is_empty() { None } else { Some(bronze_frame(&rows, now)?) };
-        Ok((frame, bad))
-    }
-
-    // Chunks come back in log order, whichever core decoded them.
-    let decoded: Vec<(Option<DataFrame>, Vec<LogBadRow>)> = events
-        .into_par_iter()
-        .chunks(DECODE_CHUNK)
-        .map(|chunk| decode_chunk(&chunk, now))
-        .collect::<PolarsResult<_>>()?;
-    let mut frames = Vec::with_capacity(decoded.len());
-    let mut bad_rows = Vec::new();
-    for (df, bad) in decoded {
-        frames.extend(df);
-        bad_rows.extend(bad);
-    }
-    Ok((frames, bad_rows))
-}
-
-/// Splits a frame by the table's partition of `ts_column` and writes one
-/// file per partition.
-pub(crate) fn write_partitioned(
-    commit: &mut Commit,
-    table: Table,
-    df: &mut DataFrame,
-    ts_column: &str,
-    name: &str,
-    report: &mut StepReport,
-) -> Result<(), PipelineError> {
-    if df.height() == 0 {
-        return Ok(());
-    }
-    let ts = df.column(ts_column)?.cast(&DataType::Int64)?;
-    let keys: Vec<i64> = ts.i64()?.iter().map(|t| table.partition_key(t.unwrap_or(0))).collect();
-    let mut groups: BTreeMap<i64, Vec<IdxSize>> = BTreeMap::new();
-    for (row, key) in keys.iter().enumerate() {
-        groups.entry(*key).or_default().push(row as IdxSize);
-    }
-    if groups.len() == 1 {
-        // The common case (a batch within one hour): no copy.
-        let key = *groups.keys().next().expect("one group");
-        commit.write_parquet(&table.partition_dir(table.partition_start(key)), name, df)?;
-        report.files += 1;
-        return Ok(());
-    }
-    for (key, rows) in groups {
-        let idx = IdxCa::from_vec("idx".into(), rows);
-        let mut part = df.take(&idx)?;
-        commit.write_parquet(&table.partition_dir(table.partition_start(key)), name, &mut part)?;
-        report.files += 1;
-    }
-    Ok(())
-}
-
-/// The reason of a bad row made from a log record that failed its checksum.
-pub const CORRUPT_RECORD: &str = "corrupt_record";
-
-/// A damaged log record, quarantined: its position in the detail, what is
-/// left of its bytes as the payload.
-fn corrupt(f: &Fetched, damage: &str, now: i64) -> BadRow {
-    BadRow {
-        reason: CORRUPT_RECORD.into(),
-        detail: format!("damaged log record quarantined at partition {} offset {}: {damage}", f.partition, f.offset),
-        ..undecodable(f, damage, now)
-    }
-}
-
-fn undecodable(f: &Fetched, error: &str, now: i64) -> BadRow {
-    BadRow {
-        reason: "undecodable_record".into(),
-        detail: format!("stream record could not be decoded: {error}"),
-        payload: String::from_utf8_lossy(&f.value).into_owned(),
-        received_at: now,
-        site_id: String::new(),
-        index: 0,
-        event_id: None,
-        anonymous_id: Some(String::from_utf8_lossy(&f.key).into_owned()),
-        source: "backend".into(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decoding_on_all_cores_keeps_log_order() {
-        // Undecodable records (no frames to build) over several chunks:
-        // their bad rows come back in the order of the log.
-        let n = 3 * DECODE_CHUNK as u64 + 5;
-        let events: Vec<Fetched> = (0..n)
-            .map(|offset| Fetched {
-                partition: (offset % 3) as u32,
-                offset,
-                key: vec![],
-                value: b"{".to_vec(),
-                damage: None,
-            })
-            .collect();
-        let (frames, bad) = decode_events(events, 0).unwrap();
-        assert!(frames.is_empty());
-        let offsets: Vec<u64> = bad.iter().map(|b| b.offset).collect();
-        assert_eq!(offsets, (0..n).collect::<Vec<_>>());
-    }
 }

@@ -61,6 +61,7 @@ pub enum CommandFlags {
     },
     Gold,
     Replay,
+    Compact,
 }
 
 impl Default for CommandFlags {
@@ -105,10 +106,10 @@ impl Settings {
             .unwrap_or_else(|| PathBuf::from(defaults::DATA_DIR));
         let partitions = file.partitions.unwrap_or(defaults::PARTITIONS);
         let fluvio = match flags.command {
-            CommandFlags::Gold | CommandFlags::Replay => None,
+            CommandFlags::Gold | CommandFlags::Replay | CommandFlags::Compact => None,
             _ => stream::fluvio(&flags.common, env, file, partitions)?,
         };
-        let mut aggregate = aggregate_config(&data_dir, file);
+        let mut aggregate = aggregate_config(&data_dir, file)?;
         if let CommandFlags::Aggregate { partitions: Some(owned) } = &flags.command {
             aggregate.partitions = Some(owned.clone());
         }
@@ -163,8 +164,17 @@ where
 
 /// The aggregator's settings: its own defaults, with the file's
 /// `[aggregate]` keys over them.
-fn aggregate_config(data_dir: &Path, file: &FileConfig) -> AggregateConfig {
+fn aggregate_config(data_dir: &Path, file: &FileConfig) -> anyhow::Result<AggregateConfig> {
     let mut c = AggregateConfig::new(data_dir);
+    if let Some(r) = &file.retention {
+        c.retention = crate::storage::retention::Retention {
+            bronze_days: r.bronze_days,
+            silver_days: r.silver_days,
+            rejects_days: r.rejects_days,
+            gold_days: r.gold_days,
+        };
+        c.retention.check().map_err(anyhow::Error::msg)?;
+    }
     if let Some(a) = &file.aggregate {
         if let Some(ms) = a.poll_interval_ms {
             c.poll_interval = std::time::Duration::from_millis(ms);
@@ -184,6 +194,9 @@ fn aggregate_config(data_dir: &Path, file: &FileConfig) -> AggregateConfig {
         if let Some(n) = a.bot_events_per_minute {
             c.gold.get_or_insert_with(Default::default).bot_events_per_minute = n;
         }
+        if let Some(m) = a.maintenance_every_minutes {
+            c.maintenance_every = (m > 0).then(|| std::time::Duration::from_secs(m * 60));
+        }
     }
-    c
+    Ok(c)
 }

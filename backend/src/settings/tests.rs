@@ -207,7 +207,7 @@ fn each_command_resolves_only_the_keys_it_uses() {
     );
     let err = error(resolve(CommandFlags::Aggregate { partitions: None }, CommonFlags::default(), &[], toml));
     assert!(err.starts_with("fluvio compression must be"), "{err}");
-    for command in [CommandFlags::Gold, CommandFlags::Replay] {
+    for command in [CommandFlags::Gold, CommandFlags::Replay, CommandFlags::Compact] {
         let s = resolve(command, CommonFlags::default(), &[], toml).unwrap();
         assert!(s.server.is_none() && s.fluvio.is_none());
     }

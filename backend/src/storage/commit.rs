@@ -223,6 +223,20 @@ impl Manifest {
         }
     }
 
+    /// Forgets the list of the last commit's files once each is published
+    /// (publishing any that is not yet), so that moving them (compaction)
+    /// cannot leave recovery looking for a file that is gone.
+    pub fn settle(&mut self, data_dir: &Path, role: &Role) -> Result<(), PipelineError> {
+        if self.files.is_empty() {
+            return Ok(());
+        }
+        for file in &self.files {
+            publish(data_dir, file)?;
+        }
+        self.files.clear();
+        write_manifest(data_dir, role, self)
+    }
+
     /// Loads the manifest, finishes publishing its files and removes
     /// temporary files of commits that never happened.
     pub fn recover(data_dir: &Path) -> Result<(Manifest, RecoveryReport), PipelineError> {

@@ -146,6 +146,11 @@ impl TableDir for GoldTable {
     }
 }
 
+/// Where `clickstream replay` builds, inside the data directory (storage
+/// knows it so that compaction leaves Bronze alone while a replay, which
+/// counts Bronze files, is under way).
+pub const REPLAY_DIR: &str = "_replay";
+
 /// The glob analysts (and the query engine) read a whole table with.
 pub fn glob(data_dir: &Path, table: impl TableDir) -> String {
     format!("{}/{}/**/*.parquet", data_dir.display(), table.dir().display())

@@ -95,6 +95,15 @@ pub trait EventStream: Send + Sync + 'static {
 
     /// A consumer group's committed position, if any.
     async fn committed(&self, group: &str, topic: Topic, partition: u32) -> Result<Option<u64>, StreamError>;
+
+    /// Retention of the stream itself: deletes, in each partition, the
+    /// records below the lowest position any consumer group committed
+    /// (never one a group has yet to read; a partition no group committed
+    /// keeps everything). Returns how many went. A Fluvio cluster keeps its
+    /// own retention (per topic), so the default does nothing.
+    async fn trim_committed(&self) -> Result<u64, StreamError> {
+        Ok(0)
+    }
 }
 
 /// What one produce appends for a collected batch: each accepted event to

@@ -8,6 +8,7 @@ mod conformance;
 mod embedded_log;
 mod gold;
 mod http;
+mod lifecycle;
 mod pipeline;
 mod security;
 mod support;

@@ -330,6 +330,43 @@ impl EmbeddedLog {
         Ok(removed)
     }
 
+    /// [`EventStream::trim_committed`], blocking: the lowest committed
+    /// position of each partition over every consumer group, then
+    /// [`EmbeddedLog::truncate_before`] it.
+    pub fn trim_to_committed(&self) -> Result<u64, StreamError> {
+        let mut lowest: std::collections::BTreeMap<(Topic, u32), u64> = std::collections::BTreeMap::new();
+        {
+            let txn = self.shared().db.begin_read().map_err(storage_error)?;
+            let table = txn.open_table(CONSUMER_OFFSETS).map_err(storage_error)?;
+            for entry in table.iter().map_err(storage_error)? {
+                let (name, next) = entry.map_err(storage_error)?;
+                // `group/topic/partition`; the group may itself hold slashes.
+                let name = name.value();
+                let mut parts = name.rsplitn(3, '/');
+                let (Some(partition), Some(topic), Some(_group)) = (parts.next(), parts.next(), parts.next()) else {
+                    continue;
+                };
+                let (Some(topic), Ok(partition)) =
+                    (Topic::ALL.into_iter().find(|t| t.name() == topic), partition.parse::<u32>())
+                else {
+                    continue;
+                };
+                let slot = lowest.entry((topic, partition)).or_insert(u64::MAX);
+                *slot = (*slot).min(next.value());
+            }
+        }
+        let mut removed = 0;
+        for ((topic, partition), below) in lowest {
+            if partition < self.partition_count() {
+                removed += self.truncate_before(topic, partition, below)?;
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, "trimmed the log below every consumer's committed position");
+        }
+        Ok(removed)
+    }
+
     fn shared(&self) -> &Shared {
         &self.inner.shared
     }
@@ -496,6 +533,13 @@ impl EventStream for EmbeddedLog {
         self.shared().layout.slot(topic, partition)?;
         let name = consumer_offset_name(group, topic, partition);
         self.send(|reply| WriteRequest::CommitOffset { name, next_offset, reply }).await
+    }
+
+    async fn trim_committed(&self) -> Result<u64, StreamError> {
+        let log = self.clone();
+        tokio::task::spawn_blocking(move || log.trim_to_committed())
+            .await
+            .map_err(|e| StreamError::Unavailable(format!("log trim task: {e}")))?
     }
 
     async fn committed(&self, group: &str, topic: Topic, partition: u32) -> Result<Option<u64>, StreamError> {
