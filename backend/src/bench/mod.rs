@@ -83,6 +83,17 @@ pub enum BenchWhat {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Compaction of a day of shop traffic written in small micro-batches:
+    /// files before and after, and the time it takes.
+    Compact {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Records per partition in each micro-batch (4 partitions).
+        #[arg(long, default_value_t = 1_000)]
+        batch: usize,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Response times of every dashboard API endpoint, for each range, over
     /// the Gold tables of a day of shop traffic.
     Api {
@@ -106,6 +117,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             tables::gold(events, increment, duckdb, scratch(dir)?).await
         }
         BenchWhat::Api { events, rounds, dir } => tables::api(events, rounds, scratch(dir)?).await,
+        BenchWhat::Compact { events, batch, dir } => tables::compact(events, batch, scratch(dir)?).await,
         BenchWhat::Stream { events, partitions, producers, batch, fluvio_sc, dir } => {
             ingest::stream(
                 ingest::StreamBench { events, partitions, producers, batch: batch.max(1), fluvio_sc },

@@ -148,6 +148,57 @@ pub(super) async fn gold(events: u64, increment: u64, duckdb: Option<PathBuf>, d
     Ok(())
 }
 
+/// A day of shop traffic through the aggregator (Gold off) in micro-batches
+/// of `batch` records per partition, then one compaction of everything,
+/// as a day later: files, bytes, time, peak memory, and the row counts
+/// before and after (which must agree).
+pub(super) async fn compact(events: u64, batch: usize, dir: PathBuf) -> anyhow::Result<()> {
+    use crate::storage::compact::{compact, Finality};
+    use crate::storage::{Manifest, Table};
+
+    let stream = open_log(&dir, 4)?;
+    let now = SystemClock.now_ms();
+    let day = crate::fixtures::ShopDay::ending_at(now, events);
+    day.fill(&stream, 0, events, now).await?;
+    let config = AggregateConfig { gold: None, max_records_per_partition: batch, ..AggregateConfig::new(&dir) };
+    let mut agg = Aggregator::open(stream, config, Arc::new(Metrics::new()), Arc::new(SystemClock)).await?;
+    agg.drain().await?;
+    let commits = agg.manifest().seq;
+    drop(agg);
+    let rows_of = |table: Table| -> anyhow::Result<u64> {
+        let df = crate::storage::scan::scan_table(&dir, table)?.select([polars::prelude::len()]).collect()?;
+        Ok(df.column("len")?.cast(&polars::prelude::DataType::UInt64)?.u64()?.get(0).unwrap_or(0))
+    };
+    let before = (rows_of(Table::Bronze)?, rows_of(Table::Silver)?);
+    let mut manifest = Manifest::load(&dir)?;
+    let day_ms = 24 * 3_600_000;
+    let finality = Finality { now_ms: now + 2 * day_ms, watermark_ms: Some(now + day_ms) };
+    reset_peak_rss();
+    let report = tokio::task::spawn_blocking({
+        let dir = dir.clone();
+        move || compact(&dir, &mut manifest, finality, &mut |_, _| {})
+    })
+    .await??;
+    let after = (rows_of(Table::Bronze)?, rows_of(Table::Silver)?);
+    anyhow::ensure!(before == after, "compaction changed the row counts: {before:?} → {after:?}");
+    println!(
+        "bench compact: {events} events in {} micro-batches ({batch} records per partition): {} files in {} partitions → {} files; {:.1} MB → {:.1} MB; {:.2} s ({:.0} rows/s), peak RSS {} MiB; Bronze {} and Silver {} rows before and after",
+        commits,
+        report.files_before,
+        report.partitions,
+        report.files_after,
+        report.bytes_before as f64 / 1e6,
+        report.bytes_after as f64 / 1e6,
+        report.seconds,
+        report.rows as f64 / report.seconds,
+        peak_rss_mib(),
+        after.0,
+        after.1,
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
 /// Every dashboard endpoint, each range, `rounds` times through the router
 /// (handler, Polars and JSON; no socket): median and p95 per endpoint.
 pub(super) async fn api(events: u64, rounds: usize, dir: PathBuf) -> anyhow::Result<()> {
