@@ -13,10 +13,13 @@
 //! staging directory outside every table (`_state/compact/`), and the
 //! staging directory and the partition directory are swapped in one atomic
 //! `renameat2(RENAME_EXCHANGE)`: a reader lists either all the old files or
-//! the one new file. The old files, now in the staging directory, are kept
-//! for a grace period ([`RETIRED_GRACE_MS`]) so that a query that listed
-//! them just before the swap can still open them, then deleted by a later
-//! round. A crash leaves at most a staging directory, with either the merged
+//! the one new file. A query that listed the old files just before the swap
+//! finds them gone from their paths and fails ("No such file"); run again,
+//! it reads the merged file. (Snapshot isolation for such a query would
+//! need readers to go through a table log, as Delta Lake's do.) The old
+//! files, now in the staging directory, are kept for a grace period
+//! ([`RETIRED_GRACE_MS`]) as a safety copy, then deleted by a later round.
+//! A crash leaves at most a staging directory, with either the merged
 //! file (before the swap) or the old files (after it); both are redundant
 //! and [`recover`] removes them.
 //!

