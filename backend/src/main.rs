@@ -350,17 +350,7 @@ async fn run_compact(settings: Settings) -> anyhow::Result<()> {
     })
     .await??;
     bar.finish_and_clear();
-    println!(
-        "compacted {} partitions: {} files → {}, {:.1} MB → {:.1} MB, {} rows, in {:.1} s; {} partitions with several files are not final yet",
-        report.partitions,
-        report.files_before,
-        report.files_after,
-        report.bytes_before as f64 / 1e6,
-        report.bytes_after as f64 / 1e6,
-        report.rows,
-        report.seconds,
-        report.skipped
-    );
+    println!("compacted {report}; {} partitions with several files are not final yet", report.skipped);
     Ok(())
 }
 

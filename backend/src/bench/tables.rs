@@ -182,14 +182,7 @@ pub(super) async fn compact(events: u64, batch: usize, dir: PathBuf) -> anyhow::
     let after = (rows_of(Table::Bronze)?, rows_of(Table::Silver)?);
     anyhow::ensure!(before == after, "compaction changed the row counts: {before:?} → {after:?}");
     println!(
-        "bench compact: {events} events in {} micro-batches ({batch} records per partition): {} files in {} partitions → {} files; {:.1} MB → {:.1} MB; {:.2} s ({:.0} rows/s), peak RSS {} MiB; Bronze {} and Silver {} rows before and after",
-        commits,
-        report.files_before,
-        report.partitions,
-        report.files_after,
-        report.bytes_before as f64 / 1e6,
-        report.bytes_after as f64 / 1e6,
-        report.seconds,
+        "bench compact: {events} events in {commits} micro-batches ({batch} records per partition), compacted {report} ({:.0} rows/s), peak RSS {} MiB; Bronze {} and Silver {} rows before and after",
         report.rows as f64 / report.seconds,
         peak_rss_mib(),
         after.0,

@@ -71,6 +71,23 @@ pub struct CompactReport {
     pub seconds: f64,
 }
 
+/// `26 partitions: 536 files → 26, 39.6 MB → 26.7 MB, 1000000 rows, in 5.9 s`
+impl std::fmt::Display for CompactReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} partitions: {} files → {}, {:.1} MB → {:.1} MB, {} rows, in {:.1} s",
+            self.partitions,
+            self.files_before,
+            self.files_after,
+            self.bytes_before as f64 / 1e6,
+            self.bytes_after as f64 / 1e6,
+            self.rows,
+            self.seconds
+        )
+    }
+}
+
 impl CompactReport {
     fn add(&mut self, other: &CompactReport) {
         self.partitions += other.partitions;
