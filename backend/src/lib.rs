@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod fixtures;
+pub mod forget;
 pub mod generate;
 pub mod gold;
 pub mod metrics;

@@ -56,6 +56,10 @@ enum Command {
     /// Remove the days each layer no longer keeps (`[retention]`) and trim the
     /// embedded log below every consumer's committed position.
     Expire(ReplayArgs),
+    /// Remove one person's data (GDPR/CCPA deletion request): their rows in
+    /// Bronze, Silver and rejects, their records in the embedded log, and
+    /// what they contributed to Gold. Stop `serve`/`aggregate` first.
+    Forget(ForgetArgs),
     /// Measure throughput and peak memory.
     Bench(bench::BenchArgs),
     /// Set up a Fluvio cluster for the backend.
@@ -129,6 +133,22 @@ struct ReplayArgs {
 }
 
 #[derive(Args, Clone)]
+#[command(group(clap::ArgGroup::new("subject").required(true).args(["visitor", "user"])))]
+struct ForgetArgs {
+    #[command(flatten)]
+    common: CommonFlags,
+    /// The site whose data the person asks to be removed from.
+    #[arg(long)]
+    site: String,
+    /// The visitor's anonymous id (the tracker's `anonymous_id`).
+    #[arg(long)]
+    visitor: Option<String>,
+    /// The site's user id (`user_id`) of a signed-in person.
+    #[arg(long)]
+    user: Option<String>,
+}
+
+#[derive(Args, Clone)]
 struct DemoArgs {
     #[command(flatten)]
     common: CommonFlags,
@@ -172,6 +192,16 @@ fn main() -> anyhow::Result<()> {
             Command::Replay(args) => run_replay(settings(args.common, CommandFlags::Replay)?).await,
             Command::Compact(args) => run_compact(settings(args.common, CommandFlags::Compact)?).await,
             Command::Expire(args) => run_expire(settings(args.common, CommandFlags::Compact)?).await,
+            Command::Forget(args) => {
+                use clickstream_backend::forget::{ForgetRequest, Subject};
+                let subject = match (args.visitor, args.user) {
+                    (Some(visitor), None) => Subject::Visitor(visitor),
+                    (None, Some(user)) => Subject::User(user),
+                    _ => anyhow::bail!("give one of --visitor and --user"),
+                };
+                let request = ForgetRequest { site_id: args.site, subject };
+                run_forget(settings(args.common, CommandFlags::Compact)?, request).await
+            }
             Command::Bench(args) => bench::run(args).await,
             Command::Token(TokenCommand::New) => {
                 let token = clickstream_backend::secrets::random_token();
@@ -386,6 +416,42 @@ async fn run_expire(settings: Settings) -> anyhow::Result<()> {
             .context("cannot open the embedded log (is `clickstream serve` running on this data directory?)")?;
         let trimmed = tokio::task::spawn_blocking(move || log.trim_to_committed()).await??;
         println!("trimmed {trimmed} log records every consumer has committed past");
+    }
+    Ok(())
+}
+
+async fn run_forget(settings: Settings, request: clickstream_backend::forget::ForgetRequest) -> anyhow::Result<()> {
+    use clickstream_backend::storage::lock::Ownership;
+
+    let data_dir = settings.data_dir.clone();
+    anyhow::ensure!(data_dir.exists(), "no data directory at {}", data_dir.display());
+    let partitions: Vec<u32> = (0..settings.partitions).collect();
+    // Rewriting files and the log under a running aggregator would race
+    // its commits; the claim proves none runs.
+    let _claim = Ownership::claim(&data_dir, &partitions, true)
+        .map_err(|e| anyhow::anyhow!("{e}; stop `clickstream serve` / `aggregate` before forgetting anyone"))?;
+    let spinner = indicatif::ProgressBar::new_spinner().with_message("forgetting: rewriting files, log and Gold");
+    spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+    let config = settings.aggregate;
+    let now = clickstream_backend::clock::Clock::now_ms(&SystemClock);
+    let report = tokio::task::spawn_blocking(move || clickstream_backend::forget::forget(&config, &request, now))
+        .await?
+        .context("the forget did not finish; running the same command again completes it")?;
+    spinner.finish_and_clear();
+    println!("{report}");
+    if report.total_rows() == 0 && report.log_records_forgotten == 0 {
+        println!("nothing of this person was found on site {}", report.site_id);
+    }
+    println!(
+        "audit line appended to {} (request fingerprint {})",
+        clickstream_backend::forget::audit_path(&data_dir).display(),
+        report.fingerprint
+    );
+    if settings.fluvio.is_some() {
+        println!(
+            "note: records in the Fluvio topics cannot be edited; they stay until the topics' retention \
+             expires them, and their event ids are kept as forgotten so they are never written again"
+        );
     }
     Ok(())
 }

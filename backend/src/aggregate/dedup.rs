@@ -20,10 +20,11 @@ use std::path::Path;
 use clickstream_schema::time::HOUR_MS;
 use polars::prelude::*;
 
+use crate::storage::layout::parquet_files;
 /// Where the integration tests have always found it.
 pub use crate::storage::scan::scan_table;
 use crate::storage::scan::{has_files, scan_files, silver_files};
-use crate::storage::Table;
+use crate::storage::{PipelineError, Table};
 
 /// How far apart two arrivals of one event may put its event time: each
 /// request corrects the browser's clock by its own measured skew. Silver
@@ -39,7 +40,14 @@ const MAX_FUTURE_MS: i64 = HOUR_MS;
 pub struct SeenEvents {
     seen: HashMap<u128, i64>,
     retention_ms: i64,
+    /// Events `clickstream forget` removed: seen for good, so a replay of
+    /// the stream or a late retry does not bring them back.
+    forgotten: HashSet<u128>,
 }
+
+/// Where the event ids of forgotten people are kept (site_id, event_id):
+/// ids the tracker made up, not the person's.
+const FORGOTTEN_DIR: &str = "_state/forgotten";
 
 fn key(site_id: &str, event_id: &str) -> u128 {
     // Two differently seeded SipHash runs; std's DefaultHasher::new() is
@@ -53,7 +61,7 @@ fn key(site_id: &str, event_id: &str) -> u128 {
 
 impl SeenEvents {
     pub fn new(retention_ms: i64) -> Self {
-        SeenEvents { seen: HashMap::new(), retention_ms }
+        SeenEvents { seen: HashMap::new(), retention_ms, forgotten: HashSet::new() }
     }
 
     pub fn len(&self) -> usize {
@@ -65,7 +73,8 @@ impl SeenEvents {
     }
 
     pub fn contains(&self, site_id: &str, event_id: &str) -> bool {
-        self.seen.contains_key(&key(site_id, event_id))
+        let key = key(site_id, event_id);
+        self.seen.contains_key(&key) || self.forgotten.contains(&key)
     }
 
     pub fn insert(&mut self, site_id: &str, event_id: &str, received_at: i64) {
@@ -148,9 +157,18 @@ impl SeenEvents {
         self.seen.retain(|_, at| *at >= cutoff);
     }
 
-    /// Loads the ids Silver received within the retention window.
+    /// Loads the ids Silver received within the retention window, and the
+    /// forgotten ones.
     pub fn load(data_dir: &Path, retention_ms: i64, now_ms: i64) -> PolarsResult<SeenEvents> {
         let mut seen = SeenEvents::new(retention_ms);
+        let forgotten = parquet_files(&data_dir.join(FORGOTTEN_DIR));
+        if let Some(ids) = scan_files(&forgotten)? {
+            let ids = ids.collect()?;
+            let sites = ids.column("site_id")?.str()?;
+            for (site, id) in sites.iter().zip(ids.column("event_id")?.str()?.iter()) {
+                seen.forgotten.insert(key(site.unwrap_or(""), id.unwrap_or("")));
+            }
+        }
         if !has_files(data_dir, Table::Silver) {
             return Ok(seen);
         }
@@ -162,4 +180,21 @@ impl SeenEvents {
         seen.remember(&df)?;
         Ok(seen)
     }
+}
+
+/// Keeps the (site_id, event_id) of a forget's removed events for good
+/// (one file per forget, written whole then renamed: never half there).
+pub fn write_forgotten(data_dir: &Path, ids: &mut DataFrame, now_ms: i64) -> Result<(), PipelineError> {
+    let dir = data_dir.join(FORGOTTEN_DIR);
+    let io = |what: String| move |source| PipelineError::Io { context: what, source };
+    std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+    let name = format!("forgotten-{now_ms}-{}.parquet", uuid::Uuid::new_v4().simple());
+    let (tmp, path) = (dir.join(format!("{name}.tmp")), dir.join(name));
+    let mut file = std::fs::File::create(&tmp).map_err(io(format!("creating {}", tmp.display())))?;
+    ParquetWriter::new(&mut file)
+        .finish(ids)
+        .map_err(|source| PipelineError::Parquet { path: tmp.display().to_string(), source })?;
+    file.sync_all().map_err(io(format!("syncing {}", tmp.display())))?;
+    std::fs::rename(&tmp, &path).map_err(io(format!("renaming {}", tmp.display())))?;
+    std::fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(io(format!("syncing {}", dir.display())))
 }

@@ -281,6 +281,13 @@ fn exchange(a: &Path, b: &Path) -> Result<(), PipelineError> {
     })
 }
 
+/// Deletes every retired directory now, whatever its age (`forget`: a
+/// person's rows must not outlive the request in a safety copy). Returns
+/// how many went.
+pub fn remove_all_retired(data_dir: &Path) -> Result<usize, PipelineError> {
+    remove_retired(data_dir, i64::MAX - RETIRED_GRACE_MS)
+}
+
 /// Deletes retired directories older than the grace period.
 fn remove_retired(data_dir: &Path, now_ms: i64) -> Result<usize, PipelineError> {
     let root = data_dir.join(STAGING);

@@ -7,7 +7,7 @@
 mod embedded;
 mod fluvio_stream;
 
-pub use embedded::{EmbeddedLog, LOG_FILE_NAME};
+pub use embedded::{forget_records, visit_records, EmbeddedLog, LOG_FILE_NAME};
 pub use fluvio_stream::{register_spu, FluvioSettings, FluvioStream, FluvioTls};
 
 use async_trait::async_trait;

@@ -20,11 +20,11 @@ use serde_json::json;
 use crate::support::{assert_same_gold, gold_tables, temp_dir};
 
 // 2024-11-22T08:00:00Z
-const NOW: i64 = 1_732_262_400_000;
-const MINUTE: i64 = 60_000;
-const HOUR: i64 = 60 * MINUTE;
+pub(crate) const NOW: i64 = 1_732_262_400_000;
+pub(crate) const MINUTE: i64 = 60_000;
+pub(crate) const HOUR: i64 = 60 * MINUTE;
 
-async fn send(log: &EmbeddedLog, events: Vec<serde_json::Value>) {
+pub(crate) async fn send(log: &EmbeddedLog, events: Vec<serde_json::Value>) {
     let body = json!({"v": 1, "site_id": "shop-1", "sent_at": NOW, "events": events}).to_string();
     let meta = RequestMeta {
         received_at: NOW,
@@ -39,7 +39,7 @@ async fn send(log: &EmbeddedLog, events: Vec<serde_json::Value>) {
 
 /// Views of 12 visitors from 05:00 to 07:55 (hours 05, 06, 07), a cart add
 /// each, and one bad row.
-fn traffic() -> Vec<serde_json::Value> {
+pub(crate) fn traffic() -> Vec<serde_json::Value> {
     let mut events = Vec::new();
     for v in 0..12 {
         for k in 0..5 {
@@ -59,7 +59,7 @@ fn traffic() -> Vec<serde_json::Value> {
 }
 
 /// A table's rows, sorted, for comparing before and after.
-fn rows(dir: &Path, table: Table) -> DataFrame {
+pub(crate) fn rows(dir: &Path, table: Table) -> DataFrame {
     let df = scan_table(dir, table).unwrap().collect().unwrap();
     let names: Vec<PlSmallStr> = df.get_column_names().into_iter().cloned().collect();
     df.sort(names, SortMultipleOptions::default()).unwrap()

@@ -6,6 +6,7 @@
 mod aggregate;
 mod conformance;
 mod embedded_log;
+mod forget;
 mod gold;
 mod http;
 mod lifecycle;

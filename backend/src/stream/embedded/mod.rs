@@ -68,11 +68,13 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{partition_for, EventStream, Fetched, Record, StreamError, Topic};
 
+mod forget;
 mod framing;
 #[cfg(test)]
 mod tests;
 mod writer;
 
+pub use forget::{forget_records, visit_records};
 use framing::{checked_record_count, encode_record, EntryBuilder, EntryReader};
 use writer::{run_writer, EncodedRecord, WriteRequest};
 
@@ -439,6 +441,12 @@ impl EmbeddedLog {
                         Ok(Some(record)) => {
                             if offset >= from {
                                 fetched.push(match record.checked() {
+                                    // Forgotten (`clickstream forget`): the
+                                    // offset stays, nothing is read.
+                                    Ok((key, value)) if forget::is_tombstone(key, value) => {
+                                        offset += 1;
+                                        continue;
+                                    }
                                     Ok((key, value)) => Fetched {
                                         partition,
                                         offset,

@@ -423,3 +423,29 @@ async fn a_second_open_of_the_same_directory_is_refused() {
     let _log = EmbeddedLog::open(dir.path(), 1).unwrap();
     assert!(matches!(EmbeddedLog::open(dir.path(), 1), Err(StreamError::Unavailable(_))));
 }
+
+#[tokio::test]
+async fn forgotten_records_keep_their_offsets_and_leave_no_bytes_in_the_file() {
+    let dir = TempDir::new("forget");
+    {
+        let log = EmbeddedLog::open(dir.path(), 1).unwrap();
+        let values = ["keep-0", "secret-1", "keep-2", "secret-3", "keep-4"];
+        log.produce(values.iter().map(|v| event("k", v)).collect()).await.unwrap();
+        log.commit("g", Topic::Events, 0, 2).await.unwrap();
+    }
+    let forgotten = forget_records(dir.path(), &mut |_, value| value.starts_with(b"secret")).unwrap();
+    assert_eq!(forgotten, 2);
+    let bytes = std::fs::read(dir.path().join(LOG_FILE_NAME)).unwrap();
+    assert!(!bytes.windows(6).any(|w| w == b"secret"), "no forgotten byte is left in the file");
+
+    let log = EmbeddedLog::open(dir.path(), 1).unwrap();
+    let kept: Vec<(u64, Vec<u8>)> =
+        fetch_all(&log, Topic::Events, 0).await.into_iter().map(|f| (f.offset, f.value)).collect();
+    assert_eq!(kept, [(0, b"keep-0".to_vec()), (2, b"keep-2".to_vec()), (4, b"keep-4".to_vec())]);
+    assert_eq!(log.end_offset(Topic::Events, 0).await.unwrap(), 5, "new records keep fresh offsets");
+    assert_eq!(log.committed("g", Topic::Events, 0).await.unwrap(), Some(2), "consumer positions are kept");
+    let mut seen = 0;
+    drop(log);
+    visit_records(dir.path(), &mut |_, _| seen += 1).unwrap();
+    assert_eq!(seen, 3, "tombstones are not records");
+}
