@@ -68,7 +68,6 @@ pub fn run(data_dir: &Path, sql: &str) -> Result<DataFrame, QueryError> {
     // Name the problem before Polars does: unknown and empty tables get
     // their own messages.
     let referenced = extract_table_identifiers(sql, false, true).map_err(|e| QueryError::Sql(e.to_string()))?;
-    let mut ctx = SQLContext::new();
     for name in &referenced {
         if !known.contains(&name.as_str()) {
             // A CTE name is a table identifier too; let Polars judge those.
@@ -77,13 +76,22 @@ pub fn run(data_dir: &Path, sql: &str) -> Result<DataFrame, QueryError> {
             }
             return Err(QueryError::UnknownTable { name: name.clone(), known: known.join(", ") });
         }
-        match scan_by_name(data_dir, name)? {
-            Some(lf) => ctx.register(name, lf),
-            None => return Err(QueryError::EmptyTable(name.clone())),
-        }
     }
-    let lf = ctx.execute(sql).map_err(|e| QueryError::Sql(e.to_string()))?;
-    lf.collect().map_err(|e| QueryError::Sql(e.to_string()))
+    // Listed anew on each attempt: see `retry_on_swap`.
+    crate::storage::scan::retry_on_swap(|| {
+        let mut ctx = SQLContext::new();
+        for name in &referenced {
+            if !known.contains(&name.as_str()) {
+                continue;
+            }
+            match scan_by_name(data_dir, name)? {
+                Some(lf) => ctx.register(name, lf),
+                None => return Err(QueryError::EmptyTable(name.clone())),
+            }
+        }
+        let lf = ctx.execute(sql).map_err(|e| QueryError::Sql(e.to_string()))?;
+        lf.collect().map_err(|e| QueryError::Sql(e.to_string()))
+    })
 }
 
 /// Prints or writes a result.

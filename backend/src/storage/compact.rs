@@ -15,7 +15,8 @@
 //! `renameat2(RENAME_EXCHANGE)`: a reader lists either all the old files or
 //! the one new file. A query that listed the old files just before the swap
 //! finds them gone from their paths and fails ("No such file"); run again,
-//! it reads the merged file. (Snapshot isolation for such a query would
+//! it reads the merged file, and the query and API paths do run it again
+//! ([`super::scan::retry_on_swap`]). (Snapshot isolation for such a query would
 //! need readers to go through a table log, as Delta Lake's do.) The old
 //! files, now in the staging directory, are kept for a grace period
 //! ([`RETIRED_GRACE_MS`]) as a safety copy, then deleted by a later round.

@@ -10,6 +10,27 @@ use polars::prelude::*;
 
 use super::layout::{glob, parquet_files, GoldTable, Table, TableDir};
 
+/// How often a read is tried when files it listed vanish under it.
+const SWAP_ATTEMPTS: usize = 10;
+
+/// Runs a read again (listing the files anew) when a file it listed was
+/// swapped away meanwhile: compaction and retention replace whole partition
+/// directories in one rename, so a query that listed the old files just
+/// before finds one gone ("No such file"). Each swap can fail a read only
+/// once, so ten attempts outlast a compaction round unless the query is
+/// slower than the gaps between swaps.
+pub fn retry_on_swap<T, E: std::fmt::Display>(mut read: impl FnMut() -> Result<T, E>) -> Result<T, E> {
+    for _ in 1..SWAP_ATTEMPTS {
+        match read() {
+            Err(e) if e.to_string().contains("No such file") => {
+                tracing::debug!(error = %e, "a listed file was swapped away; reading again");
+            }
+            done => return done,
+        }
+    }
+    read()
+}
+
 /// Whether a table holds at least one published Parquet file (a scan of an
 /// empty glob is an error in Polars).
 pub fn has_files(data_dir: &Path, table: impl TableDir) -> bool {
