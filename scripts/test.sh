@@ -5,7 +5,7 @@
 # headless Chromium, drives the demo shop in Chromium against a real
 # `clickstream serve`, signs in to the dashboard of a running `clickstream
 # serve` in Chromium, and runs the built edge Worker in workerd in front of
-# serve. Ends with a summary: each suite's counts, and what was skipped and why.
+# serve, then the chaos suite's short form (scripts/chaos.sh). Ends with a summary: each suite's counts, and what was skipped and why.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 cd "$ROOT"
@@ -81,6 +81,11 @@ suite "the dashboard in Chromium: sign-in with a token, on a running clickstream
 log "the edge Worker: build"
 bash scripts/build-worker.sh
 suite "the edge Worker in workerd, in front of clickstream serve" node --test edge-worker/e2e/
+
+# serve SIGKILLed at random under generator traffic (mid-batch, mid-compaction),
+# then Silver exactly once, rejects complete, Gold equal to a rebuild; and a
+# disk-full run (tmpfs: needs root, else skipped and counted so).
+suite "chaos (short form): kills under traffic, exactly once, Gold = rebuild, disk full" bash scripts/chaos.sh --short
 
 # One layout for everyone's diffs (rustfmt.toml).
 if cargo fmt --version >/dev/null 2>&1; then

@@ -128,6 +128,9 @@ pub struct AggregateFileConfig {
     /// partitions, expired days, the log's trim), minutes; 0 turns it off
     /// (`clickstream compact` and `expire` still work). Default 10.
     pub maintenance_every_minutes: Option<u64>,
+    /// The same in seconds, for tests that need compaction to run while
+    /// they watch (the chaos suite); wins over the minutes when both are set.
+    pub maintenance_every_seconds: Option<u64>,
 }
 
 /// `[retention]`: days each layer keeps; a layer left out is kept forever.

@@ -124,6 +124,17 @@ struct GoldArgs {
     /// Fold in what the consumers committed, and exit.
     #[arg(long)]
     once: bool,
+    /// Build Gold from the whole of Silver in a scratch directory, compare
+    /// it with the live Gold table by table, row by row, and exit non-zero
+    /// if any differs (run it once the pipeline has drained).
+    #[arg(long, conflicts_with = "once")]
+    rebuild: bool,
+    /// Where `--rebuild` builds (default DATA_DIR/_state/gold-rebuild).
+    #[arg(long, requires = "rebuild")]
+    into: Option<std::path::PathBuf>,
+    /// Keep the rebuilt data directory instead of removing it.
+    #[arg(long, requires = "rebuild")]
+    keep: bool,
 }
 
 #[derive(Args, Clone)]
@@ -176,6 +187,9 @@ fn main() -> anyhow::Result<()> {
             Command::Aggregate(args) => {
                 let settings = settings(args.common, CommandFlags::Aggregate { partitions: args.partitions })?;
                 run_aggregate(settings, args.once).await
+            }
+            Command::Gold(args) if args.rebuild => {
+                run_gold_rebuild(settings(args.common, CommandFlags::Gold)?, args.into, args.keep).await
             }
             Command::Gold(args) => run_gold(settings(args.common, CommandFlags::Gold)?, args.once).await,
             Command::Generate(args) => run_generate(args.into()).await,
@@ -294,6 +308,65 @@ async fn run_gold(settings: Settings, once: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     follower.run(settings.aggregate.poll_interval, stop_on_signal()).await?;
+    Ok(())
+}
+
+async fn run_gold_rebuild(settings: Settings, into: Option<std::path::PathBuf>, keep: bool) -> anyhow::Result<()> {
+    use clickstream_backend::gold::rebuild::{default_scratch, rebuild_and_compare};
+
+    let data_dir = settings.data_dir.clone();
+    anyhow::ensure!(data_dir.exists(), "no data directory at {}", data_dir.display());
+    let scratch = into.unwrap_or_else(|| default_scratch(&data_dir));
+    let config = settings.aggregate.gold.unwrap_or_default();
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template(
+            "rebuild Gold {bar:40} {pos}/{len} Silver hours, {elapsed} elapsed, ETA {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let report = tokio::task::spawn_blocking({
+        let (bar, scratch) = (bar.clone(), scratch.clone());
+        move || {
+            rebuild_and_compare(&data_dir, &scratch, &config, &mut |done, all| {
+                bar.set_length(all as u64);
+                bar.set_position(done as u64);
+            })
+        }
+    })
+    .await?;
+    bar.finish_and_clear();
+    let cleanup = || {
+        if !keep {
+            let _ = std::fs::remove_dir_all(&scratch);
+        }
+    };
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            cleanup();
+            return Err(e.into());
+        }
+    };
+    println!(
+        "rebuilt Gold from {} Silver files ({} linked, {} copied): {} Gold files{}",
+        report.silver_files,
+        report.linked,
+        report.copied,
+        report.gold_files,
+        if keep { format!(", kept in {}", scratch.display()) } else { String::new() }
+    );
+    for table in &report.tables {
+        println!("{table}");
+        for (side, sample) in [("live", &table.sample_live), ("rebuilt", &table.sample_rebuilt)] {
+            if let Some(rows) = sample {
+                println!("  some rows only {side}:\n{rows}");
+            }
+        }
+    }
+    cleanup();
+    let differing = report.differing_tables();
+    anyhow::ensure!(differing == 0, "{differing} Gold tables differ from a rebuild from Silver");
+    println!("every Gold table equals its rebuild from Silver");
     Ok(())
 }
 

@@ -282,6 +282,9 @@ impl Aggregator {
     /// below every consumer's committed position. Compaction and retention
     /// are for the aggregator of a whole data directory only.
     pub async fn maintain(&mut self) -> Result<Maintenance, PipelineError> {
+        // Paired with "maintenance round done", so a crash mid-compaction
+        // can be told from the log (the chaos suite counts them).
+        tracing::debug!("maintenance round started");
         let compaction = self.compact().await?;
         let mut expired = RetentionReport::default();
         if compaction.is_some() && !self.config.retention.is_forever() {
@@ -300,6 +303,7 @@ impl Aggregator {
                 0
             }
         };
+        tracing::debug!(log_trimmed, "maintenance round done");
         Ok(Maintenance { compaction, expired, log_trimmed })
     }
 
@@ -339,6 +343,10 @@ impl Aggregator {
             }
         }
 
+        // With the line below, a log says whether a crash came mid-batch
+        // (Bronze, Silver, the Gold refresh, the commit): the chaos suite
+        // counts its kills by it.
+        tracing::debug!(events = events.len(), rejects = rejects.len(), "micro-batch started");
         let started = Instant::now();
         let seen = self.seen.take().unwrap_or_default();
         let data_dir = self.config.data_dir.clone();

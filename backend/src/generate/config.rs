@@ -39,6 +39,10 @@ pub struct GenerateOptions {
     /// Start of the simulated clock (ms since the epoch). Default: now in
     /// real-time mode; in fast mode far enough back for the run to end now.
     pub start_ms: Option<i64>,
+    /// Retry a send for this long instead of giving up after a few
+    /// attempts: a sender that must not lose anything while the server is
+    /// restarted or its disk is full (the chaos suite).
+    pub retry_for: Option<Duration>,
 }
 
 impl Default for GenerateOptions {
@@ -57,6 +61,7 @@ impl Default for GenerateOptions {
             late_share: 0.01,
             bot_share: 0.03,
             start_ms: None,
+            retry_for: None,
         }
     }
 }
@@ -93,6 +98,10 @@ pub struct GenerateArgs {
     /// Share of batches sent twice (a retry after a lost response).
     #[arg(long, default_value_t = GenerateOptions::default().duplicate_share)]
     pub duplicate_share: f64,
+    /// Keep retrying each send for up to this many seconds (default: give
+    /// up after 8 attempts, about 20 seconds).
+    #[arg(long)]
+    pub retry_for: Option<u64>,
 }
 
 impl From<GenerateArgs> for GenerateOptions {
@@ -108,6 +117,7 @@ impl From<GenerateArgs> for GenerateOptions {
             concurrency: args.concurrency,
             malformed_share: args.malformed_share,
             duplicate_share: args.duplicate_share,
+            retry_for: args.retry_for.map(Duration::from_secs),
             ..GenerateOptions::default()
         }
     }

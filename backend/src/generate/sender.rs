@@ -88,6 +88,7 @@ pub async fn run(opts: GenerateOptions, mut stop: watch::Receiver<bool>) -> anyh
             url: url.clone(),
             stats: stats.clone(),
             out: out.clone(),
+            retry_for: opts.retry_for,
             // Jitter only; it need not be reproducible, but seeding is free.
             rng: ChaCha8Rng::seed_from_u64(
                 opts.seed.wrapping_add(0x9e37_79b9_7f4a_7c15_u64.wrapping_mul(i as u64 + 1)),
@@ -206,6 +207,7 @@ struct Worker {
     url: reqwest::Url,
     stats: Arc<Stats>,
     out: Option<Arc<OutFile>>,
+    retry_for: Option<Duration>,
     rng: ChaCha8Rng,
 }
 
@@ -234,11 +236,16 @@ impl Worker {
     }
 
     /// POSTs the batch until a 2xx (returns its `sent_at`), a permanent
-    /// error, or the attempts run out.
+    /// error, or the attempts (or with `retry_for`, the time) run out.
     async fn deliver(&mut self, batch: &PlannedBatch) -> Option<i64> {
         let events = serde_json::to_string(&batch.body["events"]).unwrap_or_else(|_| "[]".into());
         let site_id = serde_json::to_string(&batch.body["site_id"]).unwrap_or_else(|_| "null".into());
-        for attempt in 1..=MAX_ATTEMPTS {
+        let first_try = Instant::now();
+        let last_attempt = |attempt: u32| match self.retry_for {
+            Some(limit) => first_try.elapsed() >= limit,
+            None => attempt >= MAX_ATTEMPTS,
+        };
+        for attempt in 1.. {
             // sent_at is the wall clock of this very attempt, so the server's
             // skew correction (received_at − sent_at) stays near zero.
             let sent_at = wall_ms();
@@ -281,14 +288,14 @@ impl Worker {
                 }
                 Err(e) => (e.to_string(), None),
             };
-            if attempt == MAX_ATTEMPTS {
+            if last_attempt(attempt) {
                 tracing::warn!(error = %why, attempts = attempt, events = batch.events.len(), "batch not delivered, giving up");
                 self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
                 return None;
             }
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
             let backoff = retry_after.unwrap_or_else(|| {
-                let exp = BACKOFF_BASE.saturating_mul(1 << (attempt - 1)).min(BACKOFF_CAP);
+                let exp = BACKOFF_BASE.saturating_mul(1 << (attempt - 1).min(16)).min(BACKOFF_CAP);
                 // Full jitter on half the delay, so retrying trackers spread out.
                 exp / 2 + exp.mul_f64(self.rng.gen::<f64>() / 2.0)
             });

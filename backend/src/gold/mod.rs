@@ -13,6 +13,7 @@ pub mod bots;
 pub mod follow;
 pub mod funnel;
 pub mod products;
+pub mod rebuild;
 pub mod refresh;
 pub mod revenue;
 pub mod sessions;

@@ -197,6 +197,9 @@ fn aggregate_config(data_dir: &Path, file: &FileConfig) -> anyhow::Result<Aggreg
         if let Some(m) = a.maintenance_every_minutes {
             c.maintenance_every = (m > 0).then(|| std::time::Duration::from_secs(m * 60));
         }
+        if let Some(s) = a.maintenance_every_seconds {
+            c.maintenance_every = (s > 0).then(|| std::time::Duration::from_secs(s));
+        }
     }
     Ok(c)
 }

@@ -156,6 +156,18 @@ fn timeouts_and_limits_come_from_the_file_else_their_components_defaults() {
 }
 
 #[test]
+fn maintenance_runs_every_so_many_minutes_or_seconds() {
+    let every = |toml: &str| {
+        resolve(CommandFlags::Gold, CommonFlags::default(), &[], toml).unwrap().aggregate.maintenance_every
+    };
+    assert_eq!(every(""), Some(Duration::from_secs(600)));
+    assert_eq!(every("[aggregate]\nmaintenance_every_minutes = 2"), Some(Duration::from_secs(120)));
+    assert_eq!(every("[aggregate]\nmaintenance_every_minutes = 0"), None);
+    let both = "[aggregate]\nmaintenance_every_minutes = 2\nmaintenance_every_seconds = 5";
+    assert_eq!(every(both), Some(Duration::from_secs(5)));
+}
+
+#[test]
 fn the_ingest_secret_is_the_flag_then_the_environment_then_the_file_plus_the_previous_ones() {
     let secrets =
         |flags: ServeFlags, env: &[(&str, &str)], toml: &str| match serve(flags, env, toml).unwrap().ingest_auth {

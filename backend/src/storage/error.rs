@@ -25,6 +25,9 @@ pub enum PipelineError {
     Task(String),
     #[error("{0}")]
     Ownership(String),
+    /// The data directory is not in a state the operation can work on.
+    #[error("{0}")]
+    Refused(String),
     #[error("stopped as a crash would (test hook)")]
     InjectedCrash,
 }

@@ -345,3 +345,79 @@ async fn maintenance_trims_the_log_to_what_the_aggregator_committed() {
     .await;
     assert_eq!(agg.drain().await.unwrap().silver_rows, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gold_rebuild_finds_no_difference_until_a_gold_file_is_tampered_with() {
+    use clickstream_backend::gold::rebuild::{default_scratch, rebuild_and_compare};
+    use clickstream_backend::gold::{GoldConfig, GoldTable};
+
+    let dir = temp_dir("rebuild");
+    let log = Arc::new(EmbeddedLog::open(&dir.path().join("log"), 2).unwrap());
+    for chunk in traffic().chunks(7) {
+        send(&log, chunk.to_vec()).await;
+    }
+    let clock = Arc::new(FixedClock::new(NOW));
+    let mut config = AggregateConfig::new(dir.path());
+    config.max_records_per_partition = 4; // many incremental refreshes
+    let mut agg = Aggregator::open(log.clone(), config, Arc::new(Metrics::new()), clock.clone()).await.unwrap();
+    agg.drain().await.unwrap();
+    // Rebuilt from compacted Silver too: the files differ, the rows do not.
+    clock.set(NOW + 24 * HOUR);
+    agg.compact().await.unwrap();
+    drop(agg);
+
+    let scratch = default_scratch(dir.path());
+    let gold = GoldConfig::default();
+    let report = rebuild_and_compare(dir.path(), &scratch, &gold, &mut |_, _| {}).unwrap();
+    assert_eq!(report.differing_tables(), 0, "{:#?}", report.tables);
+    assert_eq!(report.linked, report.silver_files, "the scratch directory is on the same file system");
+    let sessions = report.tables.iter().find(|t| t.table == GoldTable::Sessions).unwrap();
+    assert_eq!((sessions.live_rows, sessions.rebuilt_rows), (12, 12));
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_clickstream"))
+            .args(["gold", "--rebuild", "--data-dir"])
+            .arg(dir.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = cli(&[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("every Gold table equals its rebuild"));
+    assert!(!scratch.exists(), "the scratch directory is removed unless --keep");
+
+    // One hour of sessions gone from the live Gold, one traffic row changed.
+    let sessions_file = parquet_files(&dir.path().join(GoldTable::Sessions.dir())).remove(0);
+    std::fs::remove_file(&sessions_file).unwrap();
+    let traffic_file = parquet_files(&dir.path().join(GoldTable::Traffic1m.dir())).remove(0);
+    let mut df = LazyFrame::scan_parquet(PlRefPath::new(traffic_file.display().to_string()), Default::default())
+        .unwrap()
+        .collect()
+        .unwrap();
+    let mut events: Vec<Option<u32>> = df.column("events").unwrap().u32().unwrap().iter().collect();
+    events[0] = events[0].map(|n| n + 1);
+    df.with_column(Column::new("events".into(), events)).unwrap();
+    ParquetWriter::new(std::fs::File::create(&traffic_file).unwrap()).finish(&mut df).unwrap();
+
+    let report = rebuild_and_compare(dir.path(), &scratch, &gold, &mut |_, _| {}).unwrap();
+    let differing: Vec<_> = report.tables.iter().filter(|t| t.differs()).map(|t| t.table).collect();
+    assert_eq!(differing, [GoldTable::Traffic1m, GoldTable::Sessions]);
+    let traffic = &report.tables[0];
+    assert_eq!((traffic.only_live, traffic.only_rebuilt), (1, 1), "the changed row, before and after");
+    assert_eq!(traffic.live_rows, traffic.rebuilt_rows);
+    let sessions = report.tables.iter().find(|t| t.table == GoldTable::Sessions).unwrap();
+    assert_eq!(sessions.only_live, 0);
+    assert_eq!(sessions.only_rebuilt, sessions.rebuilt_rows - sessions.live_rows);
+    assert!(sessions.only_rebuilt > 0);
+    let out = cli(&["--keep"]);
+    assert!(!out.status.success(), "a difference is a failure");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.lines().any(|l| l.starts_with("sessions") && l.ends_with("DIFFERS")), "{stdout}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("2 Gold tables differ"));
+    assert!(scratch.join("gold").exists(), "--keep keeps the rebuild");
+
+    // Without Silver there is nothing to rebuild from: a clear refusal.
+    let empty = temp_dir("rebuild-empty");
+    let err = rebuild_and_compare(empty.path(), &default_scratch(empty.path()), &gold, &mut |_, _| {}).unwrap_err();
+    assert!(err.to_string().contains("no Silver files"), "{err}");
+}

@@ -59,11 +59,11 @@
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
-use redb::{Database, Durability, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{partition_for, EventStream, Fetched, Record, StreamError, Topic};
@@ -155,7 +155,10 @@ struct Inner {
 
 /// What the handles and the writer thread share.
 struct Shared {
-    db: Database,
+    /// `None` only after a failed write closed it and opening it again
+    /// failed too ([`Shared::reopen`]); the next write tries again.
+    db: RwLock<Option<Database>>,
+    path: PathBuf,
     layout: Layout,
     /// Per topic-partition slot: the offset the next record will get, counting
     /// only committed records. Written by the writer after each commit.
@@ -210,6 +213,45 @@ fn unavailable(context: &str, error: impl Display) -> StreamError {
     StreamError::Unavailable(format!("{context}: {error}"))
 }
 
+const CLOSED: &str = "the log file is closed after a failed write and could not be opened again yet";
+
+fn open_database(path: &Path) -> Result<Database, redb::DatabaseError> {
+    Database::builder().set_cache_size(CACHE_BYTES).create(path)
+}
+
+impl Shared {
+    fn begin_read(&self) -> Result<ReadTransaction, StreamError> {
+        let db = self.db.read().map_err(|_| StreamError::Unavailable("embedded log lock poisoned".into()))?;
+        db.as_ref().ok_or_else(|| StreamError::Unavailable(CLOSED.into()))?.begin_read().map_err(storage_error)
+    }
+
+    /// A write transaction; the error is the reason given to callers.
+    fn begin_write(&self) -> Result<WriteTransaction, String> {
+        let db = self.db.read().map_err(|_| "embedded log lock poisoned".to_string())?;
+        db.as_ref().ok_or_else(|| CLOSED.to_string())?.begin_write().map_err(writer::describe)
+    }
+
+    /// Closes the file and opens it again. After an I/O error in a commit
+    /// (a full disk), redb refuses every later transaction ("Previous I/O
+    /// error occurred. Please close and re-open the database"), so without
+    /// this the log would stay unwritable after space returned. Opening
+    /// rolls the file back to its last durable commit: what failed was
+    /// never acknowledged. Fails (leaving it closed) while a reader still
+    /// holds the old file, or while the disk is still full; the writer
+    /// tries again at its next request.
+    fn reopen(&self) -> Result<(), String> {
+        let mut db = self.db.write().map_err(|_| "embedded log lock poisoned".to_string())?;
+        drop(db.take());
+        *db = Some(open_database(&self.path).map_err(|e| format!("reopening {}: {e}", self.path.display()))?);
+        tracing::info!(path = %self.path.display(), "embedded log reopened after a failed write");
+        Ok(())
+    }
+
+    fn is_open(&self) -> bool {
+        self.db.read().is_ok_and(|db| db.is_some())
+    }
+}
+
 impl EmbeddedLog {
     /// Opens (or creates) the log in `dir` (file `dir/log.redb`) with
     /// `partitions` partitions per topic.
@@ -226,13 +268,15 @@ impl EmbeddedLog {
         std::fs::create_dir_all(dir)
             .map_err(|e| unavailable(&format!("creating log directory {}", dir.display()), e))?;
         let path: PathBuf = dir.join(LOG_FILE_NAME);
-        let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create(&path)
-            .map_err(|e| unavailable(&format!("opening log {}", path.display()), e))?;
+        let db = open_database(&path).map_err(|e| unavailable(&format!("opening log {}", path.display()), e))?;
 
         let (layout, ends) = prepare(&db, partitions, &path)?;
-        let shared = Arc::new(Shared { db, layout, ends: ends.into_iter().map(AtomicU64::new).collect() });
+        let shared = Arc::new(Shared {
+            db: RwLock::new(Some(db)),
+            path,
+            layout,
+            ends: ends.into_iter().map(AtomicU64::new).collect(),
+        });
 
         let (requests, queue) = mpsc::channel(WRITE_QUEUE_CAPACITY);
         let writer_shared = Arc::clone(&shared);
@@ -242,7 +286,7 @@ impl EmbeddedLog {
             .map_err(|e| unavailable("starting the log writer thread", e))?;
 
         tracing::debug!(
-            path = %path.display(),
+            path = %shared.path.display(),
             partitions = shared.layout.partitions,
             "embedded log open"
         );
@@ -271,7 +315,7 @@ impl EmbeddedLog {
             StreamError::Corrupt(format!("{table_name} entry at offset {base}: {problem}"))
         };
 
-        let mut txn = shared.db.begin_write().map_err(storage_error)?;
+        let mut txn = shared.begin_write().map_err(StreamError::Unavailable)?;
         txn.set_durability(Durability::Immediate);
         let mut removed = 0u64;
         {
@@ -338,7 +382,7 @@ impl EmbeddedLog {
     pub fn trim_to_committed(&self) -> Result<u64, StreamError> {
         let mut lowest: std::collections::BTreeMap<(Topic, u32), u64> = std::collections::BTreeMap::new();
         {
-            let txn = self.shared().db.begin_read().map_err(storage_error)?;
+            let txn = self.shared().begin_read()?;
             let table = txn.open_table(CONSUMER_OFFSETS).map_err(storage_error)?;
             for entry in table.iter().map_err(storage_error)? {
                 let (name, next) = entry.map_err(storage_error)?;
@@ -409,7 +453,7 @@ impl EmbeddedLog {
             damage: Some(format!("{table_name} offset {offset}: {problem}")),
         };
 
-        let txn = shared.db.begin_read().map_err(storage_error)?;
+        let txn = shared.begin_read()?;
         let table = txn.open_table(shared.layout.table(slot)).map_err(storage_error)?;
         // The entry holding `from`, if any, is the last one starting at or
         // before it.
@@ -553,7 +597,7 @@ impl EventStream for EmbeddedLog {
     async fn committed(&self, group: &str, topic: Topic, partition: u32) -> Result<Option<u64>, StreamError> {
         self.shared().layout.slot(topic, partition)?;
         let name = consumer_offset_name(group, topic, partition);
-        let txn = self.shared().db.begin_read().map_err(storage_error)?;
+        let txn = self.shared().begin_read()?;
         let table = txn.open_table(CONSUMER_OFFSETS).map_err(storage_error)?;
         let stored = table.get(name.as_str()).map_err(storage_error)?;
         Ok(stored.map(|guard| guard.value()))

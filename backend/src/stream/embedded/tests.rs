@@ -344,7 +344,7 @@ async fn big_produces_split_into_entries_and_fetch_across_them() {
     let batch = (0..COUNT).map(|i| event("k", &format!("{i} {padding}"))).collect();
     log.produce(batch).await.unwrap();
     {
-        let txn = log.shared().db.begin_read().unwrap();
+        let txn = log.shared().begin_read().unwrap();
         let table = txn.open_table(log.shared().layout.table(0)).unwrap();
         let entries = table.iter().unwrap().count();
         assert!(entries >= 3, "{entries} entries for ~640 KB of records");

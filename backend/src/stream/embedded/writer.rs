@@ -58,7 +58,8 @@ pub(super) fn run_writer(shared: &Shared, mut queue: mpsc::Receiver<WriteRequest
                 Err(_) => break,
             }
         }
-        match write_batch(shared, &batch, &mut next) {
+        let outcome = if shared.is_open() { Ok(()) } else { shared.reopen() };
+        match outcome.and_then(|()| write_batch(shared, &batch, &mut next)) {
             Ok(()) => {
                 // Publish before answering, so a caller whose produce returned
                 // sees its records counted in `end_offset`.
@@ -78,6 +79,9 @@ pub(super) fn run_writer(shared: &Shared, mut queue: mpsc::Receiver<WriteRequest
                 }
                 for request in batch {
                     request.answer(Err(StreamError::Unavailable(reason.clone())));
+                }
+                if let Err(e) = shared.reopen() {
+                    tracing::warn!(error = %e, "embedded log not reopened; trying again at the next write");
                 }
             }
         }
@@ -114,7 +118,7 @@ pub(super) fn write_batch(shared: &Shared, batch: &[WriteRequest], next: &mut [u
         }
     }
 
-    let mut txn = shared.db.begin_write().map_err(describe)?;
+    let mut txn = shared.begin_write()?;
     txn.set_durability(Durability::Immediate);
     if !entries.is_empty() {
         let mut ends = txn.open_table(PARTITION_ENDS).map_err(describe)?;
