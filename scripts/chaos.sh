@@ -6,7 +6,9 @@
 # then the pipeline drains and the data is checked: every acknowledged
 # event is in Silver exactly once, no event id twice, nothing in Silver that
 # was never sent, rejects lose nothing, and every Gold table equals
-# `clickstream gold --rebuild` row for row. Then a disk-full run: the data
+# `clickstream gold --rebuild` row for row. Then the scaled-out layout:
+# partition consumers and the Gold role SIGKILLed mid-drain, the same
+# checks. Then a disk-full run: the data
 # directory on a small tmpfs filled up, ingest answers 503, nothing
 # acknowledged is lost, and the pipeline resumes once space returns.
 #
@@ -37,10 +39,10 @@ while [ $# -gt 0 ]; do
 done
 if [ -n "$SHORT" ]; then
   DURATION=${DURATION:-100} MIN_KILLS=${MIN_KILLS:-10}
-  PIECE_EVENTS=6000 KILL_GAP_MIN=3 KILL_GAP_MAX=7 MAINTENANCE_SECONDS=4 COMPACT_KILLS=2
+  PIECE_EVENTS=6000 KILL_GAP_MIN=3 KILL_GAP_MAX=7 MAINTENANCE_SECONDS=4 COMPACT_KILLS=2 SCALED_EVENTS=20000 CONSUMER_KILLS=3
 else
   DURATION=${DURATION:-1200} MIN_KILLS=${MIN_KILLS:-60}
-  PIECE_EVENTS=20000 KILL_GAP_MIN=3 KILL_GAP_MAX=20 MAINTENANCE_SECONDS=10 COMPACT_KILLS=10
+  PIECE_EVENTS=20000 KILL_GAP_MIN=3 KILL_GAP_MAX=20 MAINTENANCE_SECONDS=10 COMPACT_KILLS=10 SCALED_EVENTS=200000 CONSUMER_KILLS=10
 fi
 RANDOM=$SEED
 
@@ -326,6 +328,70 @@ gen_failed=$(grep -c '^generator piece' "$WORK/generate.out" || true)
 gen_refused=$(awk '/^sent /{gsub(/[(,]/, " "); for (i = 1; i <= NF; i++) if ($(i+1) == "failed)") f += $i} END {print f + 0}' "$WORK/generate.out")
 check "no generator piece failed, no send refused ($gen_refused refused)" test "$gen_refused" -eq 0 -a "$gen_failed" -eq 0
 echo "figures: kills: serve $KILLS_SERVE ($KILLS_BATCH during a micro-batch with its Gold refresh, $KILLS_COMPACTION during a maintenance round/compaction), clickstream compact $KILLS_COMPACT_CMD of $COMPACT_RUNS runs; events generated $gen_sent"
+
+# ------------------------------------ partition consumers and the Gold role
+# The scaled-out layout: `serve --no-aggregate` only ingests; one
+# `aggregate --partitions P` per partition writes Bronze, Silver and
+# rejects; `clickstream gold` folds their commits into Gold. The embedded
+# log has one owner at a time, so the consumers take turns (with Fluvio they
+# run side by side), each SIGKILLed at random mid-drain and started again
+# until it finishes, while the Gold role is SIGKILLed and restarted too.
+KILLS_CONSUMER=0 KILLS_GOLD=0
+committed() { # committed DATA_DIR PARTITION: the consumer's last commit number
+  python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["seq"])' "$1/_state/manifest-p$2.json" 2>/dev/null || echo 0
+}
+scaled_out() {
+  local data="$WORK/scaled" port config slog p k cpid rc
+  port=$(free_port) config="$WORK/scaled.toml" slog="$WORK/scaled-serve.log"
+  # Small micro-batches: each consumer's drain is many commits to cut into.
+  printf '[aggregate]\npoll_interval_ms = 100\nmax_records_per_partition = 150\n' >"$config"
+  log "scaled out: ingest only, then partition consumers and the Gold role killed at random"
+  start_serve "$data" "$port" "$config" "$slog" --no-aggregate
+  "$BIN" generate --target "http://127.0.0.1:$port" --events "$SCALED_EVENTS" --seed $((SEED + 2000)) \
+    --out "$WORK/scaled-sent-1.ndjson" --retry-for 600 --malformed-share 0.03 --duplicate-share 0.05 \
+    >>"$WORK/generate.out" 2>>"$WORK/generate.log"
+  stop_serve
+  start_gold() {
+    RUST_LOG=info "$BIN" gold --data-dir "$data" --config "$config" >>"$WORK/gold-role.log" 2>&1 &
+    GOLD_PID=$!; PIDS+=("$GOLD_PID")
+  }
+  start_gold
+  for p in 0 1 2 3; do
+    for k in $(seq 1 "$CONSUMER_KILLS"); do
+      "$BIN" aggregate --partitions "$p" --data-dir "$data" --config "$config" \
+        >>"$WORK/consumers.out" 2>>"$WORK/consumers.log" &
+      cpid=$!; PIDS+=("$cpid")
+      sleep "0.$((3 + RANDOM % 7))"
+      if ! kill -0 "$cpid" 2>/dev/null; then
+        rc=0; wait "$cpid" 2>/dev/null || rc=$?
+        not_ok "scaled out: partition consumer $p exited on its own with $rc (see $WORK/consumers.log)"
+        break
+      fi
+      kill -9 "$cpid"; wait "$cpid" 2>/dev/null || true
+      KILLS_CONSUMER=$((KILLS_CONSUMER + 1))
+      echo "kill $KILLS_CONSUMER of a partition consumer (partition $p, after its commit $(committed "$data" "$p"))"
+      if [ $((k % 2)) -eq 1 ]; then
+        kill -9 "$GOLD_PID" 2>/dev/null || true
+        wait "$GOLD_PID" 2>/dev/null || true
+        KILLS_GOLD=$((KILLS_GOLD + 1))
+        echo "kill $KILLS_GOLD of the Gold role"
+        start_gold
+      fi
+    done
+  done
+  # Whatever a killed run left is drained, then Gold catches up.
+  for p in 0 1 2 3; do
+    "$BIN" aggregate --once --partitions "$p" --data-dir "$data" --config "$config" 2>>"$WORK/consumers.log" | tail -1
+  done
+  kill -TERM "$GOLD_PID" 2>/dev/null || true
+  wait "$GOLD_PID" 2>/dev/null || true
+  "$BIN" gold --once --data-dir "$data" --config "$config" 2>>"$WORK/gold-role.log" | tail -1
+  check "scaled out: kills survived: $KILLS_CONSUMER of partition consumers, $KILLS_GOLD of the Gold role" \
+    test "$KILLS_CONSUMER" -ge $((4 * CONSUMER_KILLS)) -a "$KILLS_GOLD" -ge 4
+  tap_lines < <(verify "$data" "$WORK"/scaled-sent-*.ndjson | sed 's/^\(\(not \)\?ok - \)/\1scaled out: /')
+  gold_rebuild "$data"
+}
+scaled_out
 
 # ---------------------------------------------------------------- disk full
 disk_full() {

@@ -243,7 +243,7 @@ impl Shared {
         let mut db = self.db.write().map_err(|_| "embedded log lock poisoned".to_string())?;
         drop(db.take());
         *db = Some(open_database(&self.path).map_err(|e| format!("reopening {}: {e}", self.path.display()))?);
-        tracing::info!(path = %self.path.display(), "embedded log reopened after a failed write");
+        tracing::debug!(path = %self.path.display(), "embedded log reopened after a failed write");
         Ok(())
     }
 

@@ -46,6 +46,9 @@ pub(super) struct EncodedRecord {
 pub(super) fn run_writer(shared: &Shared, mut queue: mpsc::Receiver<WriteRequest>) {
     // Next offset per slot, including records of the transaction in progress.
     let mut next: Vec<u64> = shared.ends.iter().map(|end| end.load(Ordering::Acquire)).collect();
+    // A full disk fails every write until space returns: say so once, then
+    // once a minute with the count, and when writes succeed again.
+    let mut failing: Option<(u64, std::time::Instant)> = None;
     while let Some(first) = queue.blocking_recv() {
         let mut bytes = first.bytes();
         let mut batch = vec![first];
@@ -61,6 +64,9 @@ pub(super) fn run_writer(shared: &Shared, mut queue: mpsc::Receiver<WriteRequest
         let outcome = if shared.is_open() { Ok(()) } else { shared.reopen() };
         match outcome.and_then(|()| write_batch(shared, &batch, &mut next)) {
             Ok(()) => {
+                if let Some((failed, _)) = failing.take() {
+                    tracing::info!(failed_writes = failed, "embedded log writes succeed again");
+                }
                 // Publish before answering, so a caller whose produce returned
                 // sees its records counted in `end_offset`.
                 for (end, next) in shared.ends.iter().zip(&next) {
@@ -72,7 +78,20 @@ pub(super) fn run_writer(shared: &Shared, mut queue: mpsc::Receiver<WriteRequest
             }
             Err(error) => {
                 let reason = format!("embedded log write failed: {error}");
-                tracing::warn!(requests = batch.len(), "{reason}");
+                let now = std::time::Instant::now();
+                match &mut failing {
+                    Some((failed, last)) => {
+                        *failed += 1;
+                        if now.duration_since(*last) >= std::time::Duration::from_secs(60) {
+                            tracing::warn!(failed_writes = *failed, "{reason} (still failing)");
+                            *last = now;
+                        }
+                    }
+                    None => {
+                        tracing::warn!(requests = batch.len(), "{reason}");
+                        failing = Some((1, now));
+                    }
+                }
                 // Nothing of this transaction was kept: hand its offsets out again.
                 for (next, end) in next.iter_mut().zip(&shared.ends) {
                     *next = end.load(Ordering::Acquire);
