@@ -112,9 +112,9 @@ impl Person {
             .fill_null(lit(false))
     }
 
-    /// The same rules for a record of the log (its JSON value).
+    /// The same rules for a record of the log.
     fn holds_record(&self, topic: Topic, value: &[u8]) -> bool {
-        let Ok(who) = serde_json::from_slice::<RecordWho>(value) else { return false };
+        let Some(who) = RecordWho::read(topic, value) else { return false };
         if who.site_id.as_deref() != Some(self.site_id.as_str()) {
             return false;
         }
@@ -144,6 +144,25 @@ struct RecordWho {
     anonymous_id: Option<String>,
     user_id: Option<String>,
     payload: Option<String>,
+}
+
+impl RecordWho {
+    /// An event record (binary or JSON) or a bad row's (JSON).
+    fn read(topic: Topic, value: &[u8]) -> Option<RecordWho> {
+        match topic {
+            Topic::Events => {
+                let e = clickstream_schema::EnrichedEvent::from_record(value).ok()?;
+                Some(RecordWho {
+                    site_id: Some(e.site_id.into_owned()),
+                    event_id: Some(e.event_id.into_owned()),
+                    anonymous_id: Some(e.anonymous_id.into_owned()),
+                    user_id: e.user_id.map(std::borrow::Cow::into_owned),
+                    payload: None,
+                })
+            }
+            Topic::Rejects => serde_json::from_slice(value).ok(),
+        }
+    }
 }
 
 /// An id as it appears in JSON text.
@@ -255,7 +274,7 @@ pub fn forget(config: &AggregateConfig, request: &ForgetRequest, now_ms: i64) ->
     let mut log_ids: Vec<(String, String)> = Vec::new();
     crate::stream::visit_records(&log_dir, &mut |topic, value| {
         if topic == Topic::Events && person.holds_record(topic, value) {
-            if let Ok(RecordWho { site_id: Some(site), event_id: Some(id), .. }) = serde_json::from_slice(value) {
+            if let Some(RecordWho { site_id: Some(site), event_id: Some(id), .. }) = RecordWho::read(topic, value) {
                 log_ids.push((site, id));
             }
         }
@@ -347,8 +366,8 @@ fn resolve(data_dir: &Path, log_dir: &Path, request: &ForgetRequest) -> Result<P
         if topic != Topic::Events {
             return;
         }
-        if let Ok(RecordWho { site_id: Some(s), anonymous_id: Some(a), user_id: Some(u), .. }) =
-            serde_json::from_slice(value)
+        if let Some(RecordWho { site_id: Some(s), anonymous_id: Some(a), user_id: Some(u), .. }) =
+            RecordWho::read(topic, value)
         {
             if s == site {
                 links.insert((a, u));

@@ -7,6 +7,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use crate::record::{RecordError, RecordReader, RecordWriter, RECORD_VERSION};
 use crate::time::{corrected_event_ts, DAY_MS};
 use crate::user_agent::{parse_user_agent, UserAgentInfo};
 use crate::utm::utm_from_url;
@@ -260,6 +261,120 @@ macro_rules! enriched_event {
                 }
             }
         }
+
+        impl<'a> EnrichedEvent<'a> {
+            /// The event as a stream record: [`crate::record`]'s binary form.
+            pub fn to_record(&self, out: &mut Vec<u8>) {
+                let mut w = RecordWriter(out);
+                w.u8(RECORD_VERSION);
+                w.str(&self.event_id);
+                w.u8(self.event_type as u8);
+                w.str(&self.site_id);
+                w.str(&self.anonymous_id);
+                w.opt(self.user_id.as_deref(), $crate::record::RecordWriter::str);
+                w.str(&self.session_id);
+                w.i64(self.client_ts);
+                w.opt(self.sent_at, $crate::record::RecordWriter::i64);
+                w.i64(self.received_at);
+                w.i64(self.event_ts);
+                w.str(&self.page_url);
+                w.str(&self.page_path);
+                w.str(&self.referrer);
+                w.str(&self.page_title);
+                $( $crate::write_prop!($kind, w, self.$column); )*
+                for text in [&self.props_extra] {
+                    w.opt(text.as_deref(), $crate::record::RecordWriter::str);
+                }
+                for text in [&self.screen, &self.lang, &self.tz] {
+                    w.str(text);
+                }
+                for text in [&self.country, &self.colo] {
+                    w.opt(text.as_deref(), $crate::record::RecordWriter::str);
+                }
+                w.opt(self.asn, $crate::record::RecordWriter::u32);
+                for text in [&self.tls_version, &self.ip_hash, &self.user_agent] {
+                    w.opt(text.as_deref(), $crate::record::RecordWriter::str);
+                }
+                for text in [&self.browser, &self.os, &self.device_type] {
+                    w.str(text);
+                }
+                w.bool(self.is_bot);
+                for text in [
+                    &self.bot_signature,
+                    &self.utm_source,
+                    &self.utm_medium,
+                    &self.utm_campaign,
+                    &self.utm_term,
+                    &self.utm_content,
+                ] {
+                    w.opt(text.as_deref(), $crate::record::RecordWriter::str);
+                }
+                w.str(&self.raw);
+            }
+
+            /// Reads a stream record: the binary form, or JSON (the records
+            /// of logs written before it). Strings borrow from `bytes`.
+            pub fn from_record(bytes: &'a [u8]) -> Result<EnrichedEvent<'a>, RecordError> {
+                match bytes.first() {
+                    Some(b'{') => serde_json::from_slice(bytes).map_err(|e| RecordError(format!("JSON record: {e}"))),
+                    Some(&RECORD_VERSION) => {
+                        let mut r = RecordReader::new(&bytes[1..]);
+                        let event = Self::read_fields(&mut r)?;
+                        r.finish()?;
+                        Ok(event)
+                    }
+                    Some(other) => Err(RecordError(format!("unknown record format {other}"))),
+                    None => Err(RecordError("empty record".into())),
+                }
+            }
+
+            fn read_fields(r: &mut RecordReader<'a>) -> Result<EnrichedEvent<'a>, RecordError> {
+                let event_id = r.str()?;
+                let kind = r.u8()?;
+                let event_type = *EventType::ALL
+                    .get(usize::from(kind))
+                    .ok_or_else(|| RecordError(format!("unknown event type {kind}")))?;
+                let event = EnrichedEvent {
+                    event_id,
+                    event_type,
+                    site_id: r.str()?,
+                    anonymous_id: r.str()?,
+                    user_id: r.opt($crate::record::RecordReader::str)?,
+                    session_id: r.str()?,
+                    client_ts: r.i64()?,
+                    sent_at: r.opt($crate::record::RecordReader::i64)?,
+                    received_at: r.i64()?,
+                    event_ts: r.i64()?,
+                    page_url: r.str()?,
+                    page_path: r.str()?,
+                    referrer: r.str()?,
+                    page_title: r.str()?,
+                    $( $column: $crate::read_prop!($kind, r), )*
+                    props_extra: r.opt($crate::record::RecordReader::str)?,
+                    screen: r.str()?,
+                    lang: r.str()?,
+                    tz: r.str()?,
+                    country: r.opt($crate::record::RecordReader::str)?,
+                    colo: r.opt($crate::record::RecordReader::str)?,
+                    asn: r.opt($crate::record::RecordReader::u32)?,
+                    tls_version: r.opt($crate::record::RecordReader::str)?,
+                    ip_hash: r.opt($crate::record::RecordReader::str)?,
+                    user_agent: r.opt($crate::record::RecordReader::str)?,
+                    browser: r.str()?,
+                    os: r.str()?,
+                    device_type: r.str()?,
+                    is_bot: r.bool()?,
+                    bot_signature: r.opt($crate::record::RecordReader::str)?,
+                    utm_source: r.opt($crate::record::RecordReader::str)?,
+                    utm_medium: r.opt($crate::record::RecordReader::str)?,
+                    utm_campaign: r.opt($crate::record::RecordReader::str)?,
+                    utm_term: r.opt($crate::record::RecordReader::str)?,
+                    utm_content: r.opt($crate::record::RecordReader::str)?,
+                    raw: r.str()?,
+                };
+                Ok(event)
+            }
+        }
     };
 }
 crate::with_props!(enriched_event);
@@ -472,6 +587,45 @@ mod tests {
         let text = serde_json::to_string(&odd).unwrap();
         let back: EnrichedEvent = serde_json::from_str(&text).unwrap();
         assert_eq!(back.raw, "not json {");
+    }
+
+    #[test]
+    fn the_binary_record_round_trips_every_field_borrowing_its_text() {
+        let full = event(&add_to_cart(), Some(NOW));
+        // Every optional field both set and absent across the two events.
+        let sparse = EnrichedEvent {
+            user_id: Some("u-1".into()),
+            sent_at: None,
+            country: None,
+            asn: Some(3320),
+            props_extra: None,
+            ..event(
+                &serde_json::json!({"event_id": "e-2", "event_type": "page_view", "ts": NOW,
+                "anonymous_id": "a-1", "session_id": "s-1", "page": {"url": "https://shop.example/", "path": "/"}}),
+                None,
+            )
+        };
+        for e in [full, sparse] {
+            let mut record = Vec::new();
+            e.to_record(&mut record);
+            assert_eq!(record[0], crate::record::RECORD_VERSION);
+            let json = serde_json::to_vec(&e).unwrap();
+            assert!(record.len() * 3 < json.len() * 2, "binary {} bytes vs JSON {}", record.len(), json.len());
+            let back = EnrichedEvent::from_record(&record).unwrap();
+            assert_eq!(back, e);
+            assert!(matches!(back.raw, Cow::Borrowed(_)) && matches!(back.page_url, Cow::Borrowed(_)));
+            // Logs written before hold JSON records: they still read.
+            assert_eq!(EnrichedEvent::from_record(&json).unwrap(), e);
+            // A record cut short, or with bytes after its last field, is an error.
+            assert!(EnrichedEvent::from_record(&record[..record.len() - 1]).is_err());
+            let mut longer = record.clone();
+            longer.push(0);
+            assert!(EnrichedEvent::from_record(&longer).is_err());
+        }
+        for t in EventType::ALL {
+            assert_eq!(EventType::ALL[t as usize], t, "the record stores an event type as its index");
+        }
+        assert!(EnrichedEvent::from_record(&[9, 1, 2]).unwrap_err().0.contains("unknown record format 9"));
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod enrich;
 pub mod props;
 pub mod read;
 pub mod reason;
+pub mod record;
 pub mod signing;
 pub mod time;
 pub mod user_agent;

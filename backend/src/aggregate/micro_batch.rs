@@ -140,7 +140,7 @@ fn decode_events(events: Vec<Fetched>, now: i64) -> Result<(Vec<DataFrame>, Vec<
                 bad.push(LogBadRow { partition: f.partition, offset: f.offset, row: corrupt(f, damage, now) });
                 continue;
             }
-            match serde_json::from_slice::<EnrichedEvent>(&f.value) {
+            match EnrichedEvent::from_record(&f.value) {
                 Ok(event) => rows.push(LogEvent { partition: f.partition, offset: f.offset, event }),
                 Err(e) => bad.push(LogBadRow {
                     partition: f.partition,

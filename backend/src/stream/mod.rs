@@ -116,11 +116,9 @@ pub fn records_of(
 ) -> Vec<Record> {
     let mut records = Vec::with_capacity(events.len() + bad_rows.len());
     for e in events {
-        records.push(Record {
-            topic: Topic::Events,
-            key: e.anonymous_id.as_bytes().to_vec(),
-            value: serde_json::to_vec(e).unwrap_or_default(),
-        });
+        let mut value = Vec::with_capacity(e.raw.len() * 2);
+        e.to_record(&mut value);
+        records.push(Record { topic: Topic::Events, key: e.anonymous_id.as_bytes().to_vec(), value });
     }
     for row in bad_rows {
         let key = row.anonymous_id.as_deref().unwrap_or(&row.site_id);

@@ -353,3 +353,47 @@ async fn a_late_event_updates_its_final_window_and_one_beyond_the_horizon_is_rej
     assert_eq!(strings(&rejects, "reason"), ["too_late"]);
     assert_eq!(traffic_row(dir.path(), NOW - 8 * 24 * 3_600_000 - (NOW % minute)), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_written_with_json_records_reads_as_the_binary_one_does() {
+    use clickstream_backend::stream::{Record, Topic};
+
+    // The same events, once as the JSON records logs held before the
+    // binary record, once as today's records: Silver is the same.
+    let events: Vec<serde_json::Value> =
+        (0..6).map(|i| view(&format!("e-{i}"), &format!("v-{}", i % 2), NOW - i * 60_000)).collect();
+    let body = json!({"v": 1, "site_id": "shop-1", "sent_at": NOW, "events": events}).to_string();
+    let meta = RequestMeta { received_at: NOW, ..Default::default() };
+    let out = collect(body.as_bytes(), &meta, &CollectConfig::new("k", "backend")).unwrap();
+    let binary = crate::support::records(&out);
+    assert!(binary.iter().all(|r| r.value.first() == Some(&2)), "today's event records are binary");
+    let json: Vec<Record> = out
+        .accepted
+        .iter()
+        .map(|e| Record {
+            topic: Topic::Events,
+            key: e.anonymous_id.as_bytes().to_vec(),
+            value: serde_json::to_vec(e).unwrap(),
+        })
+        .collect();
+
+    let mut silver = Vec::new();
+    for records in [json, binary] {
+        let dir = temp_dir("record-format");
+        let log = Arc::new(EmbeddedLog::open(&dir.path().join("log"), 2).unwrap());
+        log.produce(records).await.unwrap();
+        let mut agg = Aggregator::open(
+            log,
+            AggregateConfig::new(dir.path()),
+            Arc::new(Metrics::new()),
+            Arc::new(FixedClock::new(NOW)),
+        )
+        .await
+        .unwrap();
+        let step = agg.drain().await.unwrap();
+        assert_eq!((step.silver_rows, step.reject_rows), (6, 0), "{step:?}");
+        let df = scan_table(dir.path(), Table::Silver).unwrap().collect().unwrap();
+        silver.push(df.sort(["event_id"], SortMultipleOptions::default()).unwrap());
+    }
+    assert!(silver[0].equals_missing(&silver[1]), "{}\n{}", silver[0], silver[1]);
+}

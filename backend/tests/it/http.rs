@@ -61,7 +61,13 @@ impl Harness {
         let mut out = Vec::new();
         for p in 0..self.log.partitions(topic) {
             for f in self.log.fetch(topic, p, 0, 10_000).await.unwrap() {
-                out.push(serde_json::from_slice(&f.value).unwrap());
+                out.push(match topic {
+                    // Events are stored as binary records; read as JSON here.
+                    Topic::Events => {
+                        serde_json::to_value(clickstream_schema::EnrichedEvent::from_record(&f.value).unwrap()).unwrap()
+                    }
+                    Topic::Rejects => serde_json::from_slice(&f.value).unwrap(),
+                });
             }
         }
         out
