@@ -123,6 +123,22 @@ pub(super) async fn gold(events: u64, increment: u64, duckdb: Option<PathBuf>, d
             v["peak_rss_mib"],
             secs / duck_secs
         );
+        // The same rows, not only as many: DuckDB's tables against the
+        // Polars Gold of this data dir, row for row (untimed; seconds).
+        let check = std::process::Command::new(&python)
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/gold_compare.py"))
+            .arg(&dir)
+            .arg(&out)
+            .output()
+            .with_context(|| format!("running {}", python.display()))?;
+        for line in String::from_utf8_lossy(&check.stdout).lines() {
+            println!("bench gold: DuckDB vs Polars: {line}");
+        }
+        anyhow::ensure!(
+            check.status.success(),
+            "DuckDB's tables differ from Polars' {}",
+            String::from_utf8_lossy(&check.stderr)
+        );
     }
 
     // One incremental micro-batch on top of that history: the aggregator
