@@ -27,7 +27,7 @@ pub use bots::bot_anomalies;
 pub use funnel::funnel_1h;
 pub use products::product_performance_1h;
 pub use revenue::revenue_5m;
-pub use sessions::{sessionize, sessions};
+pub use sessions::sessions;
 pub use top_pages::top_pages_1h;
 pub use traffic::traffic_1m;
 pub use users::dim_users;
@@ -121,13 +121,19 @@ pub fn window_tables(
 ) -> PolarsResult<Vec<(GoldTable, LazyFrame)>> {
     // Only what they read is kept in the shared cache.
     let silver = silver.select(WINDOW_INPUT.iter().map(|c| col(*c)).collect::<Vec<_>>()).cache();
-    let human = human_events(silver.clone(), flagged).cache();
+    let mut tables = human_window_tables(human_events(silver.clone(), flagged).cache(), config)?;
+    tables.push((GoldTable::BotAnomalies, bot_anomalies(silver, config)));
+    Ok(tables)
+}
+
+/// The window tables made of human events only (all but `bot_anomalies`,
+/// which counts every event).
+pub fn human_window_tables(human: LazyFrame, config: &GoldConfig) -> PolarsResult<Vec<(GoldTable, LazyFrame)>> {
     Ok(vec![
         (GoldTable::Traffic1m, traffic_1m(human.clone(), config)?),
         (GoldTable::TopPages1h, top_pages_1h(human.clone())?),
         (GoldTable::Revenue5m, revenue_5m(human.clone())),
         (GoldTable::ProductPerformance1h, product_performance_1h(human)),
-        (GoldTable::BotAnomalies, bot_anomalies(silver, config)),
     ])
 }
 
@@ -153,7 +159,7 @@ pub fn all_tables(silver: LazyFrame, config: &GoldConfig) -> PolarsResult<Vec<(G
     let silver = silver.select(GOLD_INPUT.iter().map(|c| col(*c)).collect::<Vec<_>>()).cache();
     let flagged = flagged_visitors(bot_anomalies(silver.clone(), config)).cache();
     let mut tables = window_tables(silver.clone(), flagged.clone(), config)?;
-    let session_rows = sessions(sessionize(human_events(silver, flagged), config)?)?.cache();
+    let session_rows = sessions(human_events(silver, flagged).collect()?, config)?.lazy().cache();
     tables.extend([
         (GoldTable::Funnel1h, funnel_1h(session_rows.clone())),
         (GoldTable::DimUsers, dim_users(session_rows.clone())),

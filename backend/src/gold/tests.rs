@@ -148,6 +148,24 @@ fn a_session_crossing_midnight_is_one_session_with_its_purchase() {
 }
 
 #[test]
+fn funnel_steps_at_the_same_millisecond_count_whatever_order_the_rows_are_in() {
+    let events = vec![
+        // The cart add sorts before the product view it follows (same
+        // millisecond, smaller id): "at or after" the view, so it counts.
+        ev("t1", "add_to_cart", at(10, 0), "t").product("p1").cart(1, 5.0),
+        ev("t2", "page_view", at(10, 0), "t").product("p1"),
+        ev("t3", "begin_checkout", at(10, 1), "t"),
+        // A checkout at the product view's millisecond, but no cart add:
+        // only the view counts.
+        ev("u1", "begin_checkout", at(10, 0), "u"),
+        ev("u2", "page_view", at(10, 0), "u").product("p1"),
+    ];
+    let df = table(&events, GoldTable::Sessions);
+    assert_eq!(strs(&df, "anonymous_id"), vec![Some("t".to_string()), Some("u".to_string())]);
+    assert_eq!(u32s(&df, "funnel_step"), vec![Some(3), Some(1)]);
+}
+
+#[test]
 fn funnel_counts_a_step_only_after_the_previous_one() {
     let events = vec![
         // In order: reaches every step.

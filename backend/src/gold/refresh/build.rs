@@ -1,23 +1,31 @@
-//! Building Gold from the whole of Silver: the same refresh as streaming,
-//! fed one hour of Silver at a time in event-time order, so memory stays
-//! that of a few hours whatever the history.
+//! Building Gold from the whole of Silver in one pass: when Gold is
+//! missing, or `rebuild` asks for it. Silver is read twice, one narrow
+//! pass over three columns for the bot flags and the latest event time,
+//! then hour by hour in event-time order for everything else, so memory is
+//! that of an hour (and of the sessions still open at its end) whatever
+//! the history. Every table comes out as [`crate::gold::all_tables`] would
+//! give it; the files are published in one commit.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use clickstream_schema::time::days_from_civil;
+use clickstream_schema::time::{days_from_civil, HOUR_MS};
 use polars::prelude::*;
 
-use super::hours::SilverView;
-use super::refresh;
-use crate::gold::{GoldConfig, GOLD_INPUT};
+use super::finality::watermark;
+use super::hours::{hours_of, join_on_visitor, Writer};
+use super::Phases;
+use crate::gold::{
+    bot_anomalies, collect_tables, dim_users, flagged_visitors, funnel_1h, human_events, human_window_tables, sessions,
+    ts_ms, GoldConfig, GoldTable, GOLD_INPUT,
+};
 use crate::storage::layout::parquet_files;
 use crate::storage::scan::{scan_files, silver_files};
 use crate::storage::{Commit, Manifest, PipelineError, Table};
 
-/// Builds Gold from the whole of Silver, hour by hour, committing after
-/// each hour. Gold written before is removed first. Calls `progress` with
-/// (hours done, hours in all). Returns the manifest and the files written.
+/// Builds Gold from the whole of Silver. Gold written before is removed
+/// first. Calls `progress` with (hours done, hours in all). Returns the
+/// manifest and the files written.
 pub fn build(
     data_dir: &Path,
     mut manifest: Manifest,
@@ -32,28 +40,172 @@ pub fn build(
     let hours: BTreeSet<i64> =
         parquet_files(&data_dir.join(Table::Silver.root())).iter().filter_map(|f| silver_file_hour(f)).collect();
     manifest.max_event_ts = None;
-    let mut files = 0;
+    manifest.gold_current = true;
     progress(0, hours.len());
+    if hours.is_empty() {
+        return Ok((manifest, 0));
+    }
+
+    let mut phases = Phases::default();
+    // Pass 1: who is a bot, and how far event time has got (the watermark
+    // every row's `is_final` is set by), from three columns of Silver, an
+    // hour at a time (a bot's minutes are within an hour).
+    let mut anomalies = Vec::new();
+    for &hour in &hours {
+        let Some(silver) = scan_files(&silver_files(data_dir, [hour]))? else { continue };
+        let narrow = silver.select([col("site_id"), col("anonymous_id"), col("event_ts")]).collect()?;
+        let latest = narrow.column("event_ts")?.cast(&DataType::Int64)?.i64()?.max();
+        manifest.max_event_ts = manifest.max_event_ts.max(latest);
+        anomalies.push(bot_anomalies(narrow.lazy(), config).collect()?.lazy());
+    }
+    let anomalies = concat(anomalies, UnionArgs::default())?.collect()?;
+    let flagged = flagged_visitors(anomalies.clone().lazy()).collect()?;
+    phases.lap("bots");
+
+    let mut commit = Commit::new(data_dir, manifest.seq + 1);
+    let mut out = Writer::new(data_dir, config, watermark(manifest.max_event_ts, config));
+    let anomaly_hours = hours_of(&anomalies, "window_start")?;
+    out.write_hours(&mut commit, GoldTable::BotAnomalies, anomalies, &anomaly_hours)?;
+
+    // Pass 2: each hour's human events give that hour of the window
+    // tables, and go on to the sessions.
+    let mut session_rows = InOrder::new(config);
     for (done, &hour) in hours.iter().enumerate() {
         if let Some(silver) = scan_files(&silver_files(data_dir, [hour]))? {
             let columns: Vec<Expr> = GOLD_INPUT.iter().map(|c| col(*c)).collect();
-            let fresh = silver.select(columns).collect()?;
-            let view = SilverView { data_dir, unpublished: fresh.clone(), published_before: Some(hour) };
-            let mut next = manifest.clone();
-            let mut commit = Commit::new(data_dir, next.seq + 1);
-            files += refresh(&view, &mut commit, &mut next, &fresh, config)?;
-            let committed_at = next.committed_at;
-            manifest = commit.commit(next, committed_at)?;
+            let human = human_events(silver.select(columns), flagged.clone().lazy()).collect()?;
+            phases.lap("read");
+            let tables = collect_tables(human_window_tables(human.clone().lazy(), config)?)?;
+            phases.lap("windows");
+            for (table, df) in tables {
+                let hours = hours_of(&df, table.partition_column())?;
+                out.write_hours(&mut commit, table, df, &hours)?;
+            }
+            phases.lap("windows_write");
+            session_rows.add(human, (hour + 1) * HOUR_MS, &mut out, &mut commit)?;
+            phases.lap("sessions");
         }
         progress(done + 1, hours.len());
     }
-    manifest.gold_current = true;
-    if !hours.is_empty() {
-        // Said in a commit of its own, so a restart does not build again.
-        let committed_at = manifest.committed_at;
-        manifest = Commit::new(data_dir, manifest.seq + 1).commit(manifest, committed_at)?;
+    session_rows.finish(&mut out, &mut commit)?;
+    phases.lap("users");
+    let committed_at = manifest.committed_at;
+    let manifest = commit.commit(manifest, committed_at)?;
+    phases.lap("commit");
+    tracing::info!(hours = hours.len(), files = out.files, phases = %phases, "Gold build: time per phase");
+    Ok((manifest, out.files))
+}
+
+/// The `sessions` columns `dim_users` reads.
+const USER_INPUT: [&str; 9] = [
+    "site_id",
+    "anonymous_id",
+    "user_id",
+    "session_start",
+    "session_end",
+    "revenue",
+    "converted",
+    "utm_source",
+    "country",
+];
+
+/// Sessions from human events handed in hour by hour, in event-time order.
+/// A session is closed once the events handed in reach a gap past its end
+/// (no later event can extend it); an hour of `sessions` and `funnel_1h`
+/// is written once every session starting in it is closed.
+struct InOrder<'a> {
+    config: &'a GoldConfig,
+    /// The events of the sessions still open (Gold's input columns), which
+    /// go in again with the next hour's.
+    open_events: Option<DataFrame>,
+    /// Those sessions, as they stand.
+    open: Option<DataFrame>,
+    /// Closed sessions of hours not written yet.
+    waiting: Vec<DataFrame>,
+    /// [`USER_INPUT`] of every session written, for `dim_users`.
+    for_users: Vec<LazyFrame>,
+}
+
+impl<'a> InOrder<'a> {
+    fn new(config: &'a GoldConfig) -> InOrder<'a> {
+        InOrder { config, open_events: None, open: None, waiting: Vec::new(), for_users: Vec::new() }
     }
-    Ok((manifest, files))
+
+    /// Adds the human events of an hour ending at `until` (ms), and writes
+    /// the hours whose sessions are all closed now.
+    fn add(
+        &mut self,
+        human: DataFrame,
+        until: i64,
+        out: &mut Writer<'_>,
+        commit: &mut Commit,
+    ) -> Result<(), PipelineError> {
+        let events = match self.open_events.take() {
+            Some(mut open) => {
+                open.vstack_mut(&human)?;
+                open
+            }
+            None => human,
+        };
+        let rows = sessions(events.clone(), self.config)?;
+        let still_open = ts_ms("session_end").gt_eq(lit(until - self.config.session_gap_ms));
+        let open = rows.clone().lazy().filter(still_open.clone()).collect()?;
+        let starts = open.clone().lazy().select([col("site_id"), col("anonymous_id"), col("session_start")]);
+        self.open_events = Some(
+            join_on_visitor(events.lazy(), starts, JoinType::Inner)
+                .filter(col("event_ts").gt_eq(col("session_start")))
+                .drop(cols(["session_start"]))
+                .collect()?,
+        );
+        self.waiting.push(rows.lazy().filter(still_open.not()).collect()?);
+        let first_open = open.column("session_start")?.cast(&DataType::Int64)?.i64()?.min();
+        let ready_before = first_open.map_or(i64::MAX, |t| t.div_euclid(HOUR_MS));
+        self.open = Some(open);
+        self.write_before(ready_before, out, commit)
+    }
+
+    /// Writes the waiting sessions that start before hour `before`, and
+    /// the funnel of their hours.
+    fn write_before(&mut self, before: i64, out: &mut Writer<'_>, commit: &mut Commit) -> Result<(), PipelineError> {
+        let waiting = std::mem::take(&mut self.waiting);
+        if waiting.iter().all(|df| df.height() == 0) {
+            return Ok(());
+        }
+        let waiting = concat(waiting.into_iter().map(IntoLazy::lazy).collect::<Vec<_>>(), UnionArgs::default())?
+            .with_column(ts_ms("session_start").floor_div(lit(HOUR_MS)).lt(lit(before)).alias("_ready"))
+            .collect()?;
+        let ready = waiting
+            .clone()
+            .lazy()
+            .filter(col("_ready"))
+            .drop(cols(["_ready"]))
+            .sort(["site_id", "session_start", "session_id"], SortMultipleOptions::default())
+            .collect()?;
+        self.waiting.push(waiting.lazy().filter(col("_ready").not()).drop(cols(["_ready"])).collect()?);
+        if ready.height() == 0 {
+            return Ok(());
+        }
+        let hours = hours_of(&ready, "session_start")?;
+        let funnel = funnel_1h(ready.clone().lazy()).collect()?;
+        self.for_users.push(ready.select(USER_INPUT)?.lazy());
+        out.write_hours(commit, GoldTable::Sessions, ready, &hours)?;
+        out.write_hours(commit, GoldTable::Funnel1h, funnel, &hours)
+    }
+
+    /// Closes the sessions still open, writes the rest of `sessions` and
+    /// `funnel_1h`, then `dim_users` from every session.
+    fn finish(mut self, out: &mut Writer<'_>, commit: &mut Commit) -> Result<(), PipelineError> {
+        if let Some(open) = self.open.take() {
+            self.waiting.push(open);
+        }
+        self.write_before(i64::MAX, out, commit)?;
+        if self.for_users.is_empty() {
+            return Ok(());
+        }
+        let users = dim_users(concat(self.for_users, UnionArgs::default())?).collect()?;
+        let hours = hours_of(&users, "first_seen")?;
+        out.write_hours(commit, GoldTable::DimUsers, users, &hours)
+    }
 }
 
 /// The hour of a `silver/events/dt=YYYY-MM-DD/hour=HH/part-*.parquet` path.
@@ -79,6 +231,50 @@ mod tests {
         let silver = Path::new("silver/events/dt=2026-11-22/hour=17/part-0000000001-silver.parquet");
         assert_eq!(silver_file_hour(silver), Some(hour));
         assert_eq!(Table::Silver.partition_dir(hour * clickstream_schema::time::HOUR_MS), silver.parent().unwrap());
+    }
+
+    #[test]
+    fn sessions_going_on_across_hours_are_built_as_one_query_over_all_of_silver_gives_them() {
+        use super::super::finality::with_is_final;
+        use super::super::testing::by_all_columns;
+        use crate::gold::all_tables;
+        use crate::gold::fixture::{at, ev, silver, DataDir};
+        use crate::storage::scan::scan_table;
+
+        // A visit from 8:50 to 12:10 (open at the end of four hours, its
+        // funnel finished hours after it started), one across 10:59-11:01,
+        // and one ending 30 minutes before an hour ends, which an event
+        // right on the next hour still continues.
+        let mut events: Vec<_> = (0..11)
+            .map(|i| ev(format!("long-{i:02}"), "page_view", at(8, 50) + i * 20 * 60_000, "long").product("p1"))
+            .collect();
+        events.extend([
+            ev("long-cart", "add_to_cart", at(11, 30), "long").product("p1").cart(1, 5.0),
+            ev("long-checkout", "begin_checkout", at(12, 0), "long"),
+            ev("long-buy", "purchase", at(12, 10), "long").product("p1").bought("o-1", 1, 5.0).user("u-1"),
+            ev("edge-1", "page_view", at(10, 59), "edge").utm("ads"),
+            ev("edge-2", "page_view", at(11, 1), "edge"),
+            ev("gap-1", "page_view", at(10, 0), "gap"),
+            ev("gap-2", "page_view", at(10, 30), "gap"),
+            ev("gap-3", "page_view", at(11, 0), "gap"),
+            ev("gap-4", "page_view", at(13, 0), "gap"),
+        ]);
+        let dir = DataDir::new("build-across-hours");
+        dir.publish(&events);
+        let config = GoldConfig::default();
+        let latest = events.iter().map(|e| e.ts).max();
+        for (table, expected) in all_tables(silver(&events), &config).unwrap() {
+            let expected = with_is_final(table, expected.collect().unwrap(), watermark(latest, &config), &config);
+            if !has_files(&dir.0, table) {
+                assert_eq!(expected.unwrap().height(), 0, "{} has rows but no files", table.name());
+                continue;
+            }
+            let written = scan_table(&dir.0, table).unwrap().collect().unwrap().drop("dt").unwrap();
+            let (written, expected) = (by_all_columns(written), by_all_columns(expected.unwrap()));
+            assert!(written.equals_missing(&expected), "{}\nwritten: {written}\nexpected: {expected}", table.name());
+        }
+        let sessions = scan_table(&dir.0, GoldTable::Sessions).unwrap().collect().unwrap();
+        assert_eq!(sessions.height(), 4, "long, edge, and gap's two: {sessions}");
     }
 
     #[test]

@@ -17,9 +17,6 @@ use crate::storage::{Commit, PipelineError};
 pub(super) struct SilverView<'a> {
     pub data_dir: &'a Path,
     pub unpublished: DataFrame,
-    /// Published hours from this one on are left out: a build from scratch
-    /// hands them in as unpublished, one hour at a time.
-    pub published_before: Option<i64>,
 }
 
 impl SilverView<'_> {
@@ -31,9 +28,8 @@ impl SilverView<'_> {
             Some(only) => lf.filter(only.clone()),
             None => lf,
         };
-        let published = hours.iter().copied().filter(|h| self.published_before.is_none_or(|before| *h < before));
         let mut frames = Vec::new();
-        if let Some(published) = scan_files(&silver_files(self.data_dir, published))? {
+        if let Some(published) = scan_files(&silver_files(self.data_dir, hours.iter().copied()))? {
             frames.push(keep(published).select(columns.clone()));
         }
         frames.push(keep(self.unpublished.clone().lazy().filter(in_hours("event_ts", hours))).select(columns));

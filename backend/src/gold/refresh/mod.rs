@@ -22,8 +22,8 @@
 //!
 //! Every file is replaced in the same atomic commit as the Silver rows:
 //! readers see the old hour or the new hour, never a mix, and a crash
-//! redoes the whole micro-batch. [`build`] runs the same refresh over all
-//! of Silver, one hour at a time.
+//! redoes the whole micro-batch. [`build`] writes every table from all of
+//! Silver in one pass, hour by hour, for when Gold is missing or rebuilt.
 
 mod bots;
 mod build;
@@ -119,7 +119,7 @@ fn refresh_with(
     let fresh = fresh.select(GOLD_INPUT.iter().copied())?;
     // Published rows are read with the rest of Silver: never twice.
     let unpublished = if published { fresh.clear() } else { fresh.clone() };
-    let view = SilverView { data_dir, unpublished, published_before: None };
+    let view = SilverView { data_dir, unpublished };
     refresh(&view, commit, manifest, &fresh, config)
 }
 
@@ -160,8 +160,9 @@ fn refresh(
     Ok(out.files)
 }
 
-/// Milliseconds per phase of a refresh, for the debug log.
-struct Phases {
+/// Milliseconds per phase of a refresh, for the log; a phase run again
+/// (once per hour of a build) adds up.
+pub(super) struct Phases {
     last: std::time::Instant,
     done: Vec<(&'static str, u128)>,
 }
@@ -173,9 +174,13 @@ impl Default for Phases {
 }
 
 impl Phases {
-    fn lap(&mut self, name: &'static str) {
+    pub fn lap(&mut self, name: &'static str) {
         let now = std::time::Instant::now();
-        self.done.push((name, (now - self.last).as_millis()));
+        let ms = (now - self.last).as_millis();
+        match self.done.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, total)) => *total += ms,
+            None => self.done.push((name, ms)),
+        }
         self.last = now;
     }
 }

@@ -14,7 +14,7 @@ use polars::prelude::*;
 
 use super::bots::BotFlags;
 use super::hours::{hours_of, ids_of, join_on_visitor, read_hour, session_keys, visitor, SilverView, Writer};
-use crate::gold::{funnel_1h, human_events, sessionize, sessions, ts_ms, GoldConfig, GoldTable, GOLD_INPUT};
+use crate::gold::{funnel_1h, human_events, sessions, ts_ms, GoldConfig, GoldTable, GOLD_INPUT};
 use crate::storage::scan::{has_files, scan_table};
 use crate::storage::{Commit, PipelineError};
 
@@ -139,7 +139,7 @@ fn added_sessions(
     )
     .filter(ts_ms("event_ts").gt_eq(col("_from")).and(ts_ms("event_ts").lt_eq(col("_to"))))
     .drop(cols(["_from", "_to"]));
-    Ok(sessions(sessionize(human_events(events, flagged.clone().lazy()), config)?)?.collect()?)
+    Ok(sessions(human_events(events, flagged.clone().lazy()).collect()?, config)?)
 }
 
 #[cfg(test)]

@@ -108,7 +108,7 @@ impl Scenario {
     }
 
     fn view(&self) -> SilverView<'_> {
-        SilverView { data_dir: self.dir(), unpublished: self.fresh.clone(), published_before: None }
+        SilverView { data_dir: self.dir(), unpublished: self.fresh.clone() }
     }
 
     /// The hours of the micro-batch's rows, and `columns` of Silver in
