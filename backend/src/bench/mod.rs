@@ -61,6 +61,14 @@ pub enum BenchWhat {
         /// same tables from the same Silver (scripts/gold_duckdb.py).
         #[arg(long)]
         duckdb: Option<PathBuf>,
+        /// Build Gold from the Silver already in this data directory (your
+        /// own data, or a bench fixture kept from before) instead of a new
+        /// day of traffic; the directory's Gold is rebuilt, its Silver
+        /// left as it is, and no micro-batch follows.
+        #[arg(long, conflicts_with_all = ["events", "increment", "dir"])]
+        silver: Option<PathBuf>,
+        /// Where the day of traffic goes; kept afterwards (default: a new
+        /// scratch directory, removed).
         #[arg(long)]
         dir: Option<PathBuf>,
     },
@@ -113,8 +121,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             ingest::ingest(events, senders, batch, scratch(dir)?).await
         }
         BenchWhat::Silver { events, dir } => tables::silver(events, scratch(dir)?).await,
-        BenchWhat::Gold { events, increment, duckdb, dir } => {
-            tables::gold(events, increment, duckdb, scratch(dir)?).await
+        BenchWhat::Gold { silver: Some(data_dir), duckdb, .. } => tables::gold_from(&data_dir, duckdb.as_deref()),
+        BenchWhat::Gold { events, increment, duckdb, dir, silver: None } => {
+            // A directory named with --dir is kept, for `--silver` later.
+            let keep = dir.is_some();
+            tables::gold(events, increment, duckdb, scratch(dir)?, keep).await
         }
         BenchWhat::Api { events, rounds, dir } => tables::api(events, rounds, scratch(dir)?).await,
         BenchWhat::Compact { events, batch, dir } => tables::compact(events, batch, scratch(dir)?).await,

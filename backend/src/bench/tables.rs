@@ -1,7 +1,7 @@
 //! The refine path: the log into Bronze and Silver, Silver into every
 //! Gold table, and the dashboard API over them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,7 +11,7 @@ use edge_worker::CollectConfig;
 use super::{current_rss_mib, peak_rss_mib, reset_peak_rss};
 use crate::aggregate::{AggregateConfig, Aggregator};
 use crate::clock::{Clock, SystemClock};
-use crate::fixtures::{browser_request, collect_into, shop_day_in_silver, synthetic_batch};
+use crate::fixtures::{browser_request, collect_into, fresh_dir, shop_day_in_silver, synthetic_batch};
 use crate::metrics::Metrics;
 use crate::serve::open_log;
 
@@ -74,24 +74,41 @@ pub(super) async fn silver(events: u64, dir: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(super) async fn gold(events: u64, increment: u64, duckdb: Option<PathBuf>, dir: PathBuf) -> anyhow::Result<()> {
+/// `bench gold --silver DIR`: Gold rebuilt from the Silver already in
+/// `dir`, timed, and DuckDB's tables from the same Silver beside it (in a
+/// scratch directory, not in `dir`).
+pub(super) fn gold_from(dir: &Path, duckdb: Option<&Path>) -> anyhow::Result<()> {
+    use crate::storage::{scan::scan_table, Table};
+    anyhow::ensure!(
+        crate::storage::scan::has_files(dir, Table::Silver),
+        "{} has no Silver to build Gold from (silver/events/dt=*/hour=*/*.parquet)",
+        dir.display()
+    );
+    let events = scan_table(dir, Table::Silver)?.select([polars::prelude::len()]).collect()?;
+    let events = events.column("len")?.u32()?.get(0).unwrap_or(0);
+    let out = std::env::temp_dir().join(format!("clickstream-bench-duckdb-{}", std::process::id()));
+    fresh_dir(&out)?;
+    let result = gold_and_duckdb(dir, u64::from(events), duckdb, &out);
+    let _ = std::fs::remove_dir_all(&out);
+    result
+}
+
+/// Every Gold table built from the whole of Silver (the build the
+/// aggregator runs when Gold is missing), timed; then, given a Python with
+/// DuckDB, the same tables by `scripts/gold_duckdb.py` into `out`, timed,
+/// and checked row for row against the Polars ones.
+fn gold_and_duckdb(dir: &Path, events: u64, duckdb: Option<&Path>, out: &Path) -> anyhow::Result<()> {
     use crate::gold::{refresh, GoldConfig, GoldTable};
     use crate::storage::Manifest;
 
-    let fill = Instant::now();
-    let (stream, now, day) = shop_day_in_silver(&dir, events, events + 1 + increment).await?;
-    println!("bench gold: {events} events in Silver after {:.1} s", fill.elapsed().as_secs_f64());
-
-    // Every Gold table from the whole of Silver: the build the aggregator
-    // runs when Gold is missing, hour by hour, written to Parquet.
     reset_peak_rss();
     let started = Instant::now();
-    let (_, files) = refresh::build(&dir, Manifest::load(&dir)?, &GoldConfig::default(), &mut |_, _| {})?;
+    let (_, files) = refresh::build(dir, Manifest::load(dir)?, &GoldConfig::default(), &mut |_, _| {})?;
     let secs = started.elapsed().as_secs_f64();
     let peak = peak_rss_mib();
     let mut rows = 0;
-    for table in GoldTable::ALL.into_iter().filter(|t| refresh::has_files(&dir, *t)) {
-        rows += refresh::scan(&dir, table)?
+    for table in GoldTable::ALL.into_iter().filter(|t| refresh::has_files(dir, *t)) {
+        rows += refresh::scan(dir, table)?
             .select([polars::prelude::len()])
             .collect()?
             .column("len")?
@@ -106,12 +123,11 @@ pub(super) async fn gold(events: u64, increment: u64, duckdb: Option<PathBuf>, d
 
     if let Some(python) = duckdb {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/gold_duckdb.py");
-        let out = dir.join("gold-duckdb");
-        std::fs::create_dir_all(&out)?;
-        let run = std::process::Command::new(&python)
+        std::fs::create_dir_all(out)?;
+        let run = std::process::Command::new(python)
             .arg(script)
-            .arg(&dir)
-            .arg(&out)
+            .arg(dir)
+            .arg(out)
             .output()
             .with_context(|| format!("running {}", python.display()))?;
         anyhow::ensure!(run.status.success(), "DuckDB run failed: {}", String::from_utf8_lossy(&run.stderr));
@@ -125,10 +141,10 @@ pub(super) async fn gold(events: u64, increment: u64, duckdb: Option<PathBuf>, d
         );
         // The same rows, not only as many: DuckDB's tables against the
         // Polars Gold of this data dir, row for row (untimed; seconds).
-        let check = std::process::Command::new(&python)
+        let check = std::process::Command::new(python)
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/gold_compare.py"))
-            .arg(&dir)
-            .arg(&out)
+            .arg(dir)
+            .arg(out)
             .output()
             .with_context(|| format!("running {}", python.display()))?;
         for line in String::from_utf8_lossy(&check.stdout).lines() {
@@ -140,6 +156,21 @@ pub(super) async fn gold(events: u64, increment: u64, duckdb: Option<PathBuf>, d
             String::from_utf8_lossy(&check.stderr)
         );
     }
+
+    Ok(())
+}
+
+pub(super) async fn gold(
+    events: u64,
+    increment: u64,
+    duckdb: Option<PathBuf>,
+    dir: PathBuf,
+    keep: bool,
+) -> anyhow::Result<()> {
+    let fill = Instant::now();
+    let (stream, now, day) = shop_day_in_silver(&dir, events, events + 1 + increment).await?;
+    println!("bench gold: {events} events in Silver after {:.1} s", fill.elapsed().as_secs_f64());
+    gold_and_duckdb(&dir, events, duckdb.as_deref(), &dir.join("gold-duckdb"))?;
 
     // One incremental micro-batch on top of that history: the aggregator
     // with Gold on (Gold is current, so it does not build again), after a
@@ -160,7 +191,9 @@ pub(super) async fn gold(events: u64, increment: u64, duckdb: Option<PathBuf>, d
         report.timings,
         peak_rss_mib()
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    if !keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     Ok(())
 }
 

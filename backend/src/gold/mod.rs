@@ -159,7 +159,7 @@ pub fn all_tables(silver: LazyFrame, config: &GoldConfig) -> PolarsResult<Vec<(G
     let silver = silver.select(GOLD_INPUT.iter().map(|c| col(*c)).collect::<Vec<_>>()).cache();
     let flagged = flagged_visitors(bot_anomalies(silver.clone(), config)).cache();
     let mut tables = window_tables(silver.clone(), flagged.clone(), config)?;
-    let session_rows = sessions(human_events(silver, flagged).collect()?, config)?.lazy().cache();
+    let session_rows = sessions(&human_events(silver, flagged).collect()?, config)?.lazy().cache();
     tables.extend([
         (GoldTable::Funnel1h, funnel_1h(session_rows.clone())),
         (GoldTable::DimUsers, dim_users(session_rows.clone())),

@@ -6,9 +6,8 @@
 //! without events. Sessions are not cut at hour or day boundaries.
 
 use polars::prelude::*;
-use polars::series::IsSorted;
 
-use super::{is_type, ts_ms, GoldConfig};
+use super::{ts_ms, GoldConfig};
 
 /// One row per session of human events: per site and visitor, a new
 /// session starts after more than `config.session_gap_ms` without events.
@@ -32,135 +31,253 @@ use super::{is_type, ts_ms, GoldConfig};
 ///   0 none, 1 product view, 2 add_to_cart, 3 begin_checkout, 4 purchase.
 ///   `funnel_1h` is computed from it, so a refresh of the funnel needs the
 ///   sessions, not their events.
-pub fn sessions(events: DataFrame, config: &GoldConfig) -> PolarsResult<DataFrame> {
-    // Sorted by visitor, then time (ties by id): a session is a run of
-    // rows, numbered by one running count of the rows that start one, and
-    // "first" and "last" within it are by time. Visitors are numbered
-    // first, so the sort compares integers rather than two strings a row.
-    let mut events = events;
-    events.with_column(visitor_numbers(&events)?)?;
-    let same_visitor = col("_visitor").eq(col("_visitor").shift(lit(1)));
-    let continues =
-        same_visitor.and((ts_ms("event_ts") - ts_ms("event_ts").shift(lit(1))).lt_eq(lit(config.session_gap_ms)));
-    let session_no = continues.fill_null(lit(false)).not().cast(DataType::UInt64).cum_sum(false);
-    let mut sorted = events
+pub fn sessions(events: &DataFrame, config: &GoldConfig) -> PolarsResult<DataFrame> {
+    sessionize(events, config)?
+        .sessions
         .lazy()
-        .sort(["_visitor", "event_ts", "event_id"], SortMultipleOptions::default())
-        .with_column(session_no.alias("_session"))
-        .drop(cols(["_visitor"]))
-        .collect()?;
-    // A running count only goes up: told so, the group-by below takes each
-    // session as a slice of rows instead of hashing the key.
-    let mut session = sorted.column("_session")?.clone();
-    session.set_sorted_flag(IsSorted::Ascending);
-    sorted.with_column(session)?;
-    sorted.with_column(funnel_steps(&sorted)?)?;
-
-    let page_paths = || col("page_path").filter(is_type("page_view"));
-    sorted
-        .lazy()
-        .group_by([col("_session")])
-        .agg([
-            col("site_id").first(),
-            col("anonymous_id").first(),
-            col("user_id").drop_nulls().last().alias("user_id"),
-            col("event_ts").min().alias("session_start"),
-            col("event_ts").max().alias("session_end"),
-            len().alias("events"),
-            is_type("page_view").sum().alias("page_views"),
-            page_paths().first().alias("entry_page"),
-            page_paths().last().alias("exit_page"),
-            is_type("purchase").any(false).alias("converted"),
-            col("revenue").filter(is_type("purchase")).sum().alias("revenue"),
-            col("utm_source").first(),
-            col("utm_medium").first(),
-            col("utm_campaign").first(),
-            col("country").first(),
-            col("device_type").first(),
-            col("browser").first(),
-            col("_funnel_step").first().alias("funnel_step"),
-        ])
-        .with_columns([
-            concat_str([col("anonymous_id"), ts_ms("session_start").cast(DataType::String)], ":", false)
-                .alias("session_id"),
-            (ts_ms("session_end") - ts_ms("session_start")).alias("duration_ms"),
-            col("page_views").eq(lit(1)).alias("bounced"),
-            col("revenue").fill_null(lit(0.0)),
-        ])
-        .select([
-            col("site_id"),
-            col("session_id"),
-            col("anonymous_id"),
-            col("user_id"),
-            col("session_start"),
-            col("session_end"),
-            col("duration_ms"),
-            col("events"),
-            col("page_views"),
-            col("entry_page"),
-            col("exit_page"),
-            col("bounced"),
-            col("converted"),
-            col("revenue"),
-            col("utm_source"),
-            col("utm_medium"),
-            col("utm_campaign"),
-            col("country"),
-            col("device_type"),
-            col("browser"),
-            col("funnel_step"),
-        ])
         .sort(["site_id", "session_start", "session_id"], SortMultipleOptions::default())
         .collect()
 }
 
-/// How far each row's session got through the funnel (`funnel_step`),
-/// on every row of it, from rows sorted by session, then time. One pass:
-/// at each instant the steps are tried in funnel order, so a step reached
-/// at the same millisecond as the one before counts, as "at or after"
-/// says, whatever the order of the rows within that millisecond.
-fn funnel_steps(sorted: &DataFrame) -> PolarsResult<Column> {
-    let session: Vec<Option<u64>> = sorted.column("_session")?.u64()?.iter().collect();
-    let ts_column = sorted.column("event_ts")?.cast(&DataType::Int64)?;
-    let ts: Vec<Option<i64>> = ts_column.i64()?.iter().collect();
-    let has_product = sorted.column("product_id")?.is_not_null();
-    // The step each row can take the session to (0 for none).
-    let step_of: Vec<u32> = sorted
-        .column("event_type")?
-        .str()?
-        .iter()
-        .zip(has_product.iter())
-        .map(|(kind, product)| match kind {
-            Some("page_view") if product == Some(true) => 1,
+/// The event columns sessions are made of.
+pub(crate) const SESSION_INPUT: [&str; 15] = [
+    "event_id",
+    "event_type",
+    "event_ts",
+    "site_id",
+    "anonymous_id",
+    "user_id",
+    "page_path",
+    "product_id",
+    "revenue",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "country",
+    "device_type",
+    "browser",
+];
+
+/// Sessions, and which session each event is in.
+pub(crate) struct Sessionized {
+    /// The [`sessions`] columns, in no particular order.
+    pub(crate) sessions: DataFrame,
+    /// Per row of the events, the row of its session in `sessions`.
+    session_of_row: Vec<IdxSize>,
+}
+
+impl Sessionized {
+    /// The rows of `events` (the frame given to [`sessionize`]) whose
+    /// session `keep` says yes to.
+    pub(crate) fn events_of(&self, events: &DataFrame, keep: &BooleanChunked) -> PolarsResult<DataFrame> {
+        let keep: Vec<bool> = keep.iter().map(|k| k == Some(true)).collect();
+        let rows: BooleanChunked = self.session_of_row.iter().map(|&s| Some(keep[s as usize])).collect();
+        events.filter(&rows)
+    }
+}
+
+/// What a row can do to its session, read once per row.
+#[derive(Clone, Copy)]
+struct Row {
+    ts: Option<i64>,
+    /// 1 page view, 2 add_to_cart, 3 begin_checkout, 4 purchase, 0 other.
+    kind: u8,
+    /// The funnel step the row can take its session to (0 none).
+    step: u8,
+    has_user: bool,
+    revenue: f64,
+}
+
+const PAGE_VIEW: u8 = 1;
+const PURCHASE: u8 = 4;
+
+/// [`sessions`] in no particular order, and the session of each event.
+///
+/// One pass in Rust over the events in session order: the sort is on
+/// (visitor number, time) pairs, looking at ids only on ties, and only
+/// the session rows' text columns are gathered; gathering every column of
+/// every event into sorted order and grouping it took most of the time.
+pub(crate) fn sessionize(events: &DataFrame, config: &GoldConfig) -> PolarsResult<Sessionized> {
+    let rows = read_rows(events)?;
+    let (order, numbers) = session_order(events, &rows, config.session_gap_ms)?;
+    let sessions = numbers.last().map_or(0, |n| *n as usize + 1);
+
+    let mut session_of_row = vec![0 as IdxSize; rows.len()];
+    let mut first = Vec::with_capacity(sessions);
+    let (mut user, mut entry, mut exit) =
+        (Vec::with_capacity(sessions), Vec::with_capacity(sessions), Vec::with_capacity(sessions));
+    let (mut start, mut end) = (Vec::with_capacity(sessions), Vec::with_capacity(sessions));
+    let (mut count, mut page_views) = (Vec::with_capacity(sessions), Vec::with_capacity(sessions));
+    let (mut converted, mut revenue, mut funnel) =
+        (Vec::with_capacity(sessions), Vec::with_capacity(sessions), Vec::with_capacity(sessions));
+    let mut at = 0;
+    while at < order.len() {
+        let until = (at..order.len()).find(|&i| numbers[i] != numbers[at]).unwrap_or(order.len());
+        let session = &order[at..until];
+        let row = |i: &IdxSize| rows[*i as usize];
+        for &i in session {
+            session_of_row[i as usize] = first.len() as IdxSize;
+        }
+        first.push(session[0]);
+        user.push(session.iter().rev().find(|i| row(i).has_user).copied());
+        entry.push(session.iter().find(|i| row(i).kind == PAGE_VIEW).copied());
+        exit.push(session.iter().rev().find(|i| row(i).kind == PAGE_VIEW).copied());
+        start.push(session.iter().find_map(|i| row(i).ts));
+        end.push(session.iter().rev().find_map(|i| row(i).ts));
+        count.push(session.len() as IdxSize);
+        page_views.push(session.iter().filter(|i| row(i).kind == PAGE_VIEW).count() as IdxSize);
+        converted.push(session.iter().any(|i| row(i).kind == PURCHASE));
+        revenue.push(session.iter().filter(|i| row(i).kind == PURCHASE).map(|i| row(i).revenue).sum::<f64>());
+        funnel.push(funnel_step(session.iter().map(row)));
+        at = until;
+    }
+
+    let ts_type = events.column("event_ts")?.dtype().clone();
+    let times = |name: &str, values: Vec<Option<i64>>| Column::new(name.into(), values).cast(&ts_type);
+    let gather = |name: &str, rows: &IdxCa| -> PolarsResult<Column> { events.column(name)?.take(rows) };
+    let at_first = IdxCa::from_vec("".into(), first);
+    let at_some = |rows: Vec<Option<IdxSize>>| IdxCa::from_iter_options("".into(), rows.into_iter());
+    let (user, entry, exit) = (at_some(user), at_some(entry), at_some(exit));
+    let table = DataFrame::new_infer_height(vec![
+        gather("site_id", &at_first)?,
+        gather("anonymous_id", &at_first)?,
+        gather("user_id", &user)?,
+        times("session_start", start)?,
+        times("session_end", end)?,
+        Column::new("events".into(), count),
+        Column::new("page_views".into(), page_views),
+        gather("page_path", &entry)?.with_name("entry_page".into()),
+        gather("page_path", &exit)?.with_name("exit_page".into()),
+        Column::new("converted".into(), converted),
+        Column::new("revenue".into(), revenue),
+        gather("utm_source", &at_first)?,
+        gather("utm_medium", &at_first)?,
+        gather("utm_campaign", &at_first)?,
+        gather("country", &at_first)?,
+        gather("device_type", &at_first)?,
+        gather("browser", &at_first)?,
+        Column::new("funnel_step".into(), funnel),
+    ])?
+    .lazy()
+    .with_columns([
+        concat_str([col("anonymous_id"), ts_ms("session_start").cast(DataType::String)], ":", false)
+            .alias("session_id"),
+        (ts_ms("session_end") - ts_ms("session_start")).alias("duration_ms"),
+        col("page_views").eq(lit(1)).alias("bounced"),
+    ])
+    .select(
+        [
+            "site_id",
+            "session_id",
+            "anonymous_id",
+            "user_id",
+            "session_start",
+            "session_end",
+            "duration_ms",
+            "events",
+            "page_views",
+            "entry_page",
+            "exit_page",
+            "bounced",
+            "converted",
+            "revenue",
+            "utm_source",
+            "utm_medium",
+            "utm_campaign",
+            "country",
+            "device_type",
+            "browser",
+            "funnel_step",
+        ]
+        .map(col),
+    )
+    .collect()?;
+    Ok(Sessionized { sessions: table, session_of_row })
+}
+
+/// The columns of each event that its session's figures depend on.
+fn read_rows(events: &DataFrame) -> PolarsResult<Vec<Row>> {
+    let ts = events.column("event_ts")?.cast(&DataType::Int64)?;
+    let has_product = events.column("product_id")?.is_not_null();
+    let has_user = events.column("user_id")?.is_not_null();
+    let revenue = events.column("revenue")?.cast(&DataType::Float64)?;
+    let kinds = events.column("event_type")?.str()?.iter().zip(has_product.iter()).map(|(kind, product)| {
+        let kind = match kind {
+            Some("page_view") => PAGE_VIEW,
             Some("add_to_cart") => 2,
             Some("begin_checkout") => 3,
-            Some("purchase") => 4,
+            Some("purchase") => PURCHASE,
             _ => 0,
+        };
+        // Only a page view that shows a product is the funnel's first step.
+        let step = if kind == PAGE_VIEW && product != Some(true) { 0 } else { kind };
+        (kind, step)
+    });
+    Ok(ts
+        .i64()?
+        .iter()
+        .zip(kinds)
+        .zip(has_user.iter())
+        .zip(revenue.f64()?.iter())
+        .map(|(((ts, (kind, step)), has_user), revenue)| Row {
+            ts,
+            kind,
+            step,
+            has_user: has_user == Some(true),
+            revenue: revenue.unwrap_or(0.0),
         })
-        .collect();
-    let rows = sorted.height();
-    let mut steps = vec![0u32; rows];
-    let mut start = 0;
-    while start < rows {
-        let end = (start..rows).find(|&i| session[i] != session[start]).unwrap_or(rows);
-        let mut reached = 0;
-        let mut instant = start;
-        while instant < end {
-            let next = (instant..end).find(|&i| ts[i] != ts[instant]).unwrap_or(end);
-            while (instant..next).any(|i| step_of[i] == reached + 1) {
-                reached += 1;
+        .collect())
+}
+
+/// The order of the rows by visitor, then event time, then `event_id`
+/// (nulls first, as Polars sorts), and the session number of each row in
+/// that order, from 0: a new session at each new visitor, or after more
+/// than `gap_ms` without events.
+fn session_order(events: &DataFrame, rows: &[Row], gap_ms: i64) -> PolarsResult<(Vec<IdxSize>, Vec<u64>)> {
+    let visitors = visitor_numbers(events)?;
+    let ids = events.column("event_id")?.str()?.rechunk();
+    let mut keys: Vec<(IdxSize, Option<i64>, IdxSize)> =
+        visitors.iter().zip(rows).enumerate().map(|(i, (&v, row))| (v, row.ts, i as IdxSize)).collect();
+    keys.sort_unstable_by(|a, b| {
+        (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| ids.get(a.2 as usize).cmp(&ids.get(b.2 as usize)))
+    });
+    let mut numbers = Vec::with_capacity(keys.len());
+    let mut number = 0u64;
+    for (i, &(visitor, ts, _)) in keys.iter().enumerate() {
+        if i > 0 {
+            let (previous_visitor, previous_ts, _) = keys[i - 1];
+            let continues =
+                previous_visitor == visitor && matches!((previous_ts, ts), (Some(p), Some(t)) if t - p <= gap_ms);
+            if !continues {
+                number += 1;
             }
-            instant = next;
         }
-        steps[start..end].fill(reached);
-        start = end;
+        numbers.push(number);
     }
-    Ok(Column::new("_funnel_step".into(), steps))
+    Ok((keys.into_iter().map(|k| k.2).collect(), numbers))
+}
+
+/// How far a session got through the funnel, from its rows in time order.
+/// At each instant the steps are tried in funnel order, so a step reached
+/// at the same millisecond as the one before counts, as "at or after"
+/// says, whatever the order of the rows within that millisecond.
+fn funnel_step(rows: impl Iterator<Item = Row>) -> u32 {
+    let rows: Vec<Row> = rows.collect();
+    let mut reached = 0;
+    let mut instant = 0;
+    while instant < rows.len() {
+        let next = (instant..rows.len()).find(|&i| rows[i].ts != rows[instant].ts).unwrap_or(rows.len());
+        while rows[instant..next].iter().any(|r| r.step == reached + 1) {
+            reached += 1;
+        }
+        instant = next;
+    }
+    u32::from(reached)
 }
 
 /// A number per (`site_id`, `anonymous_id`), the same for every row of a
-/// visitor (in no particular order), as the `_visitor` column.
-fn visitor_numbers(events: &DataFrame) -> PolarsResult<Column> {
+/// visitor (in no particular order).
+fn visitor_numbers(events: &DataFrame) -> PolarsResult<Vec<IdxSize>> {
     let mut numbers = vec![0 as IdxSize; events.height()];
     let groups = events.group_by(["site_id", "anonymous_id"])?;
     for (n, group) in groups.get_groups().iter().enumerate() {
@@ -170,5 +287,5 @@ fn visitor_numbers(events: &DataFrame) -> PolarsResult<Column> {
             GroupsIndicator::Slice([first, len]) => numbers[first as usize..(first + len) as usize].fill(n),
         }
     }
-    Ok(Column::new("_visitor".into(), numbers))
+    Ok(numbers)
 }

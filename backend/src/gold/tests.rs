@@ -166,6 +166,25 @@ fn funnel_steps_at_the_same_millisecond_count_whatever_order_the_rows_are_in() {
 }
 
 #[test]
+fn first_and_last_of_a_session_at_one_millisecond_go_by_event_id_whatever_the_input_order() {
+    // Both orders of the same rows: ties in time are broken by event id,
+    // so entry and exit page, landing utm and last user are the same.
+    let rows = [
+        ev("v2", "page_view", at(10, 0), "v").path("/b").user("u-2"),
+        ev("v1", "page_view", at(10, 0), "v").path("/a").utm("ads").user("u-1"),
+        ev("v3", "page_view", at(10, 0), "v").path("/c"),
+    ];
+    for events in [rows.to_vec(), rows.iter().rev().cloned().collect()] {
+        let df = table(&events, GoldTable::Sessions);
+        assert_eq!(strs(&df, "entry_page"), vec![Some("/a".to_string())]);
+        assert_eq!(strs(&df, "exit_page"), vec![Some("/c".to_string())]);
+        assert_eq!(strs(&df, "utm_source"), vec![Some("ads".to_string())]);
+        assert_eq!(strs(&df, "user_id"), vec![Some("u-2".to_string())]);
+        assert_eq!(u32s(&df, "page_views"), vec![Some(3)]);
+    }
+}
+
+#[test]
 fn funnel_counts_a_step_only_after_the_previous_one() {
     let events = vec![
         // In order: reaches every step.

@@ -13,10 +13,11 @@ use clickstream_schema::time::{days_from_civil, HOUR_MS};
 use polars::prelude::*;
 
 use super::finality::watermark;
-use super::hours::{hours_of, join_on_visitor, Writer};
+use super::hours::{hours_of, Writer};
 use super::Phases;
 use crate::gold::{
-    bot_anomalies, collect_tables, dim_users, flagged_visitors, funnel_1h, human_events, human_window_tables, sessions,
+    bot_anomalies, collect_tables, dim_users, flagged_visitors, funnel_1h, human_events, human_window_tables,
+    sessions::{sessionize, SESSION_INPUT},
     ts_ms, GoldConfig, GoldTable, GOLD_INPUT,
 };
 use crate::storage::layout::parquet_files;
@@ -82,7 +83,7 @@ pub fn build(
                 out.write_hours(&mut commit, table, df, &hours)?;
             }
             phases.lap("windows_write");
-            session_rows.add(human, (hour + 1) * HOUR_MS, &mut out, &mut commit)?;
+            session_rows.add(&human, (hour + 1) * HOUR_MS, &mut out, &mut commit)?;
             phases.lap("sessions");
         }
         progress(done + 1, hours.len());
@@ -135,11 +136,13 @@ impl<'a> InOrder<'a> {
     /// the hours whose sessions are all closed now.
     fn add(
         &mut self,
-        human: DataFrame,
+        human: &DataFrame,
         until: i64,
         out: &mut Writer<'_>,
         commit: &mut Commit,
     ) -> Result<(), PipelineError> {
+        // Only what sessions are made of goes on with the open ones.
+        let human = human.select(SESSION_INPUT.iter().copied())?;
         let events = match self.open_events.take() {
             Some(mut open) => {
                 open.vstack_mut(&human)?;
@@ -147,17 +150,18 @@ impl<'a> InOrder<'a> {
             }
             None => human,
         };
-        let rows = sessions(events.clone(), self.config)?;
-        let still_open = ts_ms("session_end").gt_eq(lit(until - self.config.session_gap_ms));
-        let open = rows.clone().lazy().filter(still_open.clone()).collect()?;
-        let starts = open.clone().lazy().select([col("site_id"), col("anonymous_id"), col("session_start")]);
-        self.open_events = Some(
-            join_on_visitor(events.lazy(), starts, JoinType::Inner)
-                .filter(col("event_ts").gt_eq(col("session_start")))
-                .drop(cols(["session_start"]))
-                .collect()?,
-        );
-        self.waiting.push(rows.lazy().filter(still_open.not()).collect()?);
+        let made = sessionize(&events, self.config)?;
+        // Open: a later event could still extend it.
+        let ends = made.sessions.column("session_end")?.cast(&DataType::Int64)?;
+        let still_open: BooleanChunked = ends
+            .i64()?
+            .iter()
+            .map(|end| Some(end.is_some_and(|end| end >= until - self.config.session_gap_ms)))
+            .collect();
+        self.open_events = Some(made.events_of(&events, &still_open)?);
+        let rows = made.sessions;
+        let open = rows.filter(&still_open)?;
+        self.waiting.push(rows.filter(&!still_open)?);
         let first_open = open.column("session_start")?.cast(&DataType::Int64)?.i64()?.min();
         let ready_before = first_open.map_or(i64::MAX, |t| t.div_euclid(HOUR_MS));
         self.open = Some(open);

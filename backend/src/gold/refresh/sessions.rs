@@ -139,7 +139,7 @@ fn added_sessions(
     )
     .filter(ts_ms("event_ts").gt_eq(col("_from")).and(ts_ms("event_ts").lt_eq(col("_to"))))
     .drop(cols(["_from", "_to"]));
-    Ok(sessions(human_events(events, flagged.clone().lazy()).collect()?, config)?)
+    Ok(sessions(&human_events(events, flagged.clone().lazy()).collect()?, config)?)
 }
 
 #[cfg(test)]
