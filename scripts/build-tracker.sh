@@ -38,10 +38,10 @@ env "${DEBIAN_WASM_ENV[@]}" \
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-# The glue is named NAME so that it looks for NAME_bg.wasm beside itself.
+# The glue is named NAME, and the loader fetches NAME_bg.wasm beside itself.
 wasm-bindgen "$ROOT/target/tracker/wasm32-unknown-unknown/tracker/collector_wasm.wasm" \
   --out-dir "$work" --out-name "$name" --target web --no-typescript
-sed "s|./__CORE__.js|./${name}.js|" "$ROOT/collector-wasm/js/loader.js" > "$work/entry.js"
+sed "s|__CORE__|${name}|g" "$ROOT/collector-wasm/js/loader.js" > "$work/entry.js"
 mkdir -p "$out"
 rm -f "$out/${name}.js" "$out/${name}_bg.wasm"
 npx --no-install wasm-opt -Oz --strip-debug --strip-producers \

@@ -9,7 +9,17 @@
 //
 // Calls made before the wasm is ready wait in a queue. Nothing here throws
 // into the page: a tracker that cannot load, or fails, goes quiet.
-import load, { Core } from "./__CORE__.js";
+import { initSync, Core } from "./__CORE__.js";
+
+// The wasm's bytes, compiled, then instantiated by wasm-bindgen's initSync:
+// its default loader (instantiateStreaming, with a fallback and long
+// messages for servers sending the wrong MIME type) cost about 500 bytes
+// gzipped of the budget; this works whatever type the server sends.
+const load = () =>
+  fetch(new URL("./__CORE___bg.wasm", import.meta.url))
+    .then((r) => r.arrayBuffer())
+    .then((bytes) => WebAssembly.compile(bytes))
+    .then((module) => initSync({ module }));
 
 let core = null;
 let config = []; // [endpoint, flushIntervalMs, autoPageViews, autocapture, hashPageViews]
