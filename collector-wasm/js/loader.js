@@ -13,7 +13,7 @@ import { initSync, Core } from "./__CORE__.js";
 
 // The wasm's bytes, compiled, then instantiated by wasm-bindgen's initSync:
 // its default loader (instantiateStreaming, with a fallback and long
-// messages for servers sending the wrong MIME type) cost about 500 bytes
+// messages for servers sending the wrong MIME type) cost about 380 bytes
 // gzipped of the budget; this works whatever type the server sends.
 const load = () =>
   fetch(new URL("./__CORE___bg.wasm", import.meta.url))
