@@ -9,7 +9,8 @@
 //
 // Calls made before the wasm is ready wait in a queue. Nothing here throws
 // into the page: a tracker that cannot load, or fails, goes quiet.
-import { initSync, Core } from "./__CORE__.js";
+// The wasm core's functions (src/web.rs), and wasm-bindgen's initSync.
+import * as core from "./__CORE__.js";
 
 // The wasm's bytes, compiled, then instantiated by wasm-bindgen's initSync:
 // its default loader (instantiateStreaming, with a fallback and long
@@ -19,9 +20,8 @@ const load = () =>
   fetch(new URL("./__CORE___bg.wasm", import.meta.url))
     .then((r) => r.arrayBuffer())
     .then((bytes) => WebAssembly.compile(bytes))
-    .then((module) => initSync({ module }));
+    .then((module) => core.initSync({ module }));
 
-let core = null;
 let config = []; // [endpoint, flushIntervalMs, autoPageViews, autocapture, hashPageViews]
 let state = "idle"; // idle → loading → ready | failed
 let flushTimer = 0;
@@ -146,8 +146,9 @@ function clicked(e) {
 
 function start(options) {
   const privacySignal = navigator.doNotTrack === "1" || navigator.globalPrivacyControl === true;
-  core = new Core(options || {}, privacySignal, `${screen.width}x${screen.height}`,
+  const problem = core.start(options || {}, privacySignal, `${screen.width}x${screen.height}`,
     navigator.language || "", Intl.DateTimeFormat().resolvedOptions().timeZone || "");
+  if (problem) throw problem;
   config = core.config();
   const on = (target, type, f, capture) => target.addEventListener(type, (e) => safely(() => f(e)), capture);
   if (config[3]) on(document, "click", clicked, true);

@@ -1,9 +1,11 @@
-//! The wasm side of the browser glue: the `Core` class that the JS entry
-//! point (`js/loader.js`) drives, and the device's storage and randomness
-//! (`js/device.js`). Rules live in the plain-Rust modules; this file only
+//! The wasm side of the browser glue: the functions over the page's one
+//! `Core` that the JS entry point (`js/loader.js`) drives, and the device's
+//! storage and randomness (`js/device.js`). Rules live in the plain-Rust modules; this file only
 //! translates JS values. Listeners, timers, requests and storage calls are
 //! in JS: there they are a few hundred bytes, through wasm-bindgen and
 //! web-sys several KB, and the tracker has a 25 KB budget.
+
+use std::cell::RefCell;
 
 use clickstream_schema::{Context, EventType};
 use js_sys::{Array, Object, Reflect};
@@ -137,10 +139,10 @@ fn options_from(js: &JsValue) -> Options {
     o
 }
 
-// ---------------------------------------------------------------- the class
+// ---------------------------------------------------------------- the core
 
-/// The tracker, as the JS entry point sees it. Times are JS milliseconds.
-#[wasm_bindgen]
+/// The tracker, as the JS entry point sees it (through the functions
+/// below). Times are JS milliseconds.
 pub struct Core {
     tracker: Tracker<Web>,
     /// Requests sent and not yet answered, by id.
@@ -148,22 +150,20 @@ pub struct Core {
     last_request: u32,
 }
 
-#[wasm_bindgen]
 impl Core {
-    /// `new Core(options, privacySignal, screen, lang, tz)`: throws a
-    /// readable message when the options cannot work. `privacySignal`: the
-    /// browser sends Do-Not-Track or Global Privacy Control.
-    #[wasm_bindgen(constructor)]
+    /// The tracker, or a readable message when the options cannot work.
+    /// `privacy_signal`: the browser sends Do-Not-Track or Global Privacy
+    /// Control.
     pub fn new(
-        options: JsValue,
+        options: &JsValue,
         privacy_signal: bool,
         screen: String,
         lang: String,
         tz: String,
-    ) -> Result<Core, String> {
-        let options = options_from(&options);
+    ) -> Result<Core, &'static str> {
+        let options = options_from(options);
         if let Some(problem) = options.problem() {
-            return Err(problem.into());
+            return Err(problem);
         }
         let honoured = options.respect_do_not_track && privacy_signal;
         let mut tracker = Tracker::new(options, Web::new(), honoured);
@@ -174,7 +174,6 @@ impl Core {
     /// The visitor is on this page now, coming from `referrer` (undefined:
     /// from the previous page, inside a single-page app). True when it is
     /// another page.
-    #[wasm_bindgen(js_name = setPage)]
     pub fn set_page(&mut self, url: &str, title: &str, referrer: Option<String>) -> bool {
         self.tracker.set_page(url, title, referrer.as_deref())
     }
@@ -182,12 +181,12 @@ impl Core {
     /// Records an event (`page_view`, `click`, `add_to_cart`, `custom`,
     /// ...) with its props; a click's are the element's `data-*` with its
     /// `tag`, `text` and `href`.
-    pub fn record(&mut self, event_type: &str, props: JsValue, now: f64) {
+    pub fn record(&mut self, event_type: &str, props: &JsValue, now: f64) {
         let Some(event_type) = EventType::parse(event_type) else {
             self.tracker.count_error();
             return;
         };
-        let (mut props, extra) = from_pairs(pairs(&props));
+        let (mut props, extra) = from_pairs(pairs(props));
         let o = self.tracker.options();
         match event_type {
             EventType::Click => props = click_props(props, o.keep_query),
@@ -201,8 +200,8 @@ impl Core {
         self.tracker.record(event_type, props, &extra, now as i64);
     }
 
-    pub fn identify(&mut self, user_id: JsValue, now: f64) {
-        let user_id = text(&user_id).unwrap_or_default();
+    pub fn identify(&mut self, user_id: &JsValue, now: f64) {
+        let user_id = text(user_id).unwrap_or_default();
         self.tracker.identify(&user_id, now as i64);
     }
 
@@ -220,7 +219,6 @@ impl Core {
     /// The body of the next request, if one is due; its id is then
     /// `requestId()`, to give to `settle` or `unanswered`. `leaving`: the page
     /// is being hidden or left, and the body goes by beacon.
-    #[wasm_bindgen(js_name = nextRequest)]
     pub fn next_request(&mut self, now: f64, leaving: bool) -> Option<String> {
         let mut chunk = self.tracker.next_request(now as i64, leaving)?;
         self.last_request = self.last_request.wrapping_add(1);
@@ -230,7 +228,6 @@ impl Core {
         Some(body)
     }
 
-    #[wasm_bindgen(js_name = requestId)]
     pub fn request_id(&self) -> u32 {
         self.last_request
     }
@@ -308,6 +305,102 @@ impl Core {
     }
 }
 
+// ---------------------------------------------------------------- the exports
+
+// The page's one tracker, behind free functions rather than an exported
+// class: a page has one tracker, and the class's glue (a pointer checked
+// on every call, a finalizer, `free`) cost about 600 bytes gzipped.
+thread_local! {
+    static CORE: RefCell<Option<Core>> = const { RefCell::new(None) };
+}
+
+fn with<R>(f: impl FnOnce(&mut Core) -> R) -> R {
+    // js/loader.js calls nothing else before `start` succeeded.
+    CORE.with(|core| f(core.borrow_mut().as_mut().expect("start() came first")))
+}
+
+/// `start(options, privacySignal, screen, lang, tz)`: starts the tracker,
+/// or returns why the options cannot work.
+#[wasm_bindgen]
+pub fn start(options: JsValue, privacy_signal: bool, screen: String, lang: String, tz: String) -> Option<String> {
+    match Core::new(&options, privacy_signal, screen, lang, tz) {
+        Ok(core) => {
+            CORE.with(|c| *c.borrow_mut() = Some(core));
+            None
+        }
+        Err(problem) => Some(problem.into()),
+    }
+}
+
+/// See [`Core::set_page`].
+#[wasm_bindgen(js_name = setPage)]
+pub fn set_page(url: &str, title: &str, referrer: Option<String>) -> bool {
+    with(|core| core.set_page(url, title, referrer))
+}
+
+/// See [`Core::record`].
+#[wasm_bindgen]
+pub fn record(event_type: &str, props: JsValue, now: f64) {
+    with(|core| core.record(event_type, &props, now));
+}
+
+#[wasm_bindgen]
+pub fn identify(user_id: JsValue, now: f64) {
+    with(|core| core.identify(&user_id, now));
+}
+
+/// See [`Core::consent`].
+#[wasm_bindgen]
+pub fn consent(granted: bool) -> bool {
+    with(|core| core.consent(granted))
+}
+
+/// See [`Core::pending`].
+#[wasm_bindgen]
+pub fn pending() -> u8 {
+    with(|core| core.pending())
+}
+
+/// See [`Core::next_request`].
+#[wasm_bindgen(js_name = nextRequest)]
+pub fn next_request(now: f64, leaving: bool) -> Option<String> {
+    with(|core| core.next_request(now, leaving))
+}
+
+#[wasm_bindgen(js_name = requestId)]
+pub fn request_id() -> u32 {
+    with(|core| core.request_id())
+}
+
+/// See [`Core::settle`].
+#[wasm_bindgen]
+pub fn settle(id: u32, status: u16, retry_after_ms: f64, now: f64) -> f64 {
+    with(|core| core.settle(id, status, retry_after_ms, now))
+}
+
+/// See [`Core::unanswered`].
+#[wasm_bindgen]
+pub fn unanswered(id: u32, beaconed: bool) {
+    with(|core| core.unanswered(id, beaconed));
+}
+
+#[wasm_bindgen]
+pub fn online() {
+    with(Core::online);
+}
+
+/// See [`Core::config`].
+#[wasm_bindgen]
+pub fn config() -> Array {
+    with(|core| core.config())
+}
+
+/// See [`Core::stats`].
+#[wasm_bindgen]
+pub fn stats() -> String {
+    with(|core| core.stats())
+}
+
 // The glue in a real browser (wasm-bindgen-test in headless Chromium):
 // storage is checked through web-sys, not through the functions under test.
 #[cfg(test)]
@@ -382,7 +475,7 @@ mod tests {
     #[test]
     fn options_that_cannot_work_are_refused_with_a_reason() {
         let no_site = options(&[("endpoint", "/v1/batch".into())]);
-        let refused = Core::new(no_site, false, String::new(), String::new(), String::new());
+        let refused = Core::new(&no_site, false, String::new(), String::new(), String::new());
         assert_eq!(refused.err().as_deref(), Some("init needs a siteId"));
     }
 
@@ -390,11 +483,11 @@ mod tests {
     fn a_click_from_js_values_becomes_a_safe_click_event() {
         let o =
             options(&[("endpoint", "/v1/batch".into()), ("siteId", "shop-1".into()), ("storagePrefix", "t3".into())]);
-        let mut core = Core::new(o, false, "1280x720".into(), "en-GB".into(), "Europe/Paris".into()).unwrap();
+        let mut core = Core::new(&o, false, "1280x720".into(), "en-GB".into(), "Europe/Paris".into()).unwrap();
         assert!(core.set_page("https://shop.example/c/shoes?email=x@y.z", "Shoes", Some(String::new())));
         let clicked =
             props(&[("productId", "p-1"), ("tag", "BUTTON"), ("text", "  Add \n to cart "), ("list", "grid")]);
-        core.record("click", clicked, 1_732_262_400_000.0);
+        core.record("click", &clicked, 1_732_262_400_000.0);
         assert_eq!(core.pending(), 1);
         let body = core.next_request(1_732_262_400_001.0, false).expect("a request");
         let batch: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -422,14 +515,14 @@ mod tests {
             ("storagePrefix", "t4".into()),
             ("consent", "opt-in".into()),
         ]);
-        let mut core = Core::new(o, false, String::new(), String::new(), String::new()).unwrap();
+        let mut core = Core::new(&o, false, String::new(), String::new(), String::new()).unwrap();
         core.set_page("https://shop.example/", "Home", None);
-        core.record("page_view", JsValue::UNDEFINED, 1_732_262_400_000.0);
+        core.record("page_view", &JsValue::UNDEFINED, 1_732_262_400_000.0);
         assert_eq!((core.pending(), core.next_request(1_732_262_400_001.0, false)), (0, None));
         let stored = (0..local_storage().length().unwrap()).filter_map(|i| local_storage().key(i).unwrap());
         assert_eq!(stored.filter(|k| k.starts_with("t4_")).count(), 0);
         assert!(core.consent(true));
-        core.record("page_view", JsValue::UNDEFINED, 1_732_262_400_002.0);
+        core.record("page_view", &JsValue::UNDEFINED, 1_732_262_400_002.0);
         assert!(core.next_request(1_732_262_400_003.0, false).is_some());
         assert_eq!(local_storage().get_item("t4_consent").unwrap().as_deref(), Some("granted"));
     }
