@@ -63,5 +63,5 @@ wasm=$(gz "$out/${name}_bg.wasm"); js=$(gz "$out/${name}.js")
 echo "tracker built in $out"
 printf '  %-16s %6d bytes gzipped\n' "${name}_bg.wasm" "$wasm" "${name}.js" "$js"
 total=$((wasm + js))
-if [ "$total" -le 25000 ]; then verdict="within the 25000-byte budget"; else verdict="OVER the 25000-byte budget by $((total - 25000))"; fi
+if [ "$total" -le 20000 ]; then verdict="within the 20000-byte budget"; else verdict="OVER the 20000-byte budget by $((total - 20000))"; fi
 printf '  %-16s %6d bytes gzipped, %s\n' "total" "$total" "$verdict"
