@@ -1,7 +1,7 @@
 // What the tracker keeps on the visitor's device, and its random ids, for
 // the wasm core (src/web.rs imports these). Written in JS because through
 // web-sys the same storage, cookie and crypto calls cost over a kilobyte
-// of the 25 KB budget. What to keep, and for how long, is the core's
+// of the 20 KB budget. What to keep, and for how long, is the core's
 // decision; these only read and write. None of them throws.
 
 const PROBE = "cs__probe";

@@ -9,9 +9,19 @@
 //
 // Calls made before the wasm is ready wait in a queue. Nothing here throws
 // into the page: a tracker that cannot load, or fails, goes quiet.
-import load, { Core } from "./__CORE__.js";
+// The wasm core's functions (src/web.rs), and wasm-bindgen's initSync.
+import * as core from "./__CORE__.js";
 
-let core = null;
+// The wasm's bytes, compiled, then instantiated by wasm-bindgen's initSync:
+// its default loader (instantiateStreaming, with a fallback and long
+// messages for servers sending the wrong MIME type) cost about 380 bytes
+// gzipped of the budget; this works whatever type the server sends.
+const load = () =>
+  fetch(new URL("./__CORE___bg.wasm", import.meta.url))
+    .then((r) => r.arrayBuffer())
+    .then((bytes) => WebAssembly.compile(bytes))
+    .then((module) => core.initSync({ module }));
+
 let config = []; // [endpoint, flushIntervalMs, autoPageViews, autocapture, hashPageViews]
 let state = "idle"; // idle → loading → ready | failed
 let flushTimer = 0;
@@ -102,8 +112,30 @@ function metaProps() {
   return props;
 }
 
+// Hands an object's own properties to the core for its next call, one
+// by one: a string, a number, or anything else as JSON (what has none,
+// like functions, is left out). Reading the object from wasm took several
+// times the bytes in wasm-bindgen's glue.
+function give(obj) {
+  if (!obj || typeof obj !== "object") return;
+  for (const [name, value] of Object.entries(obj)) {
+    const kind = typeof value === "string" ? 0 : typeof value === "number" ? 1 : 2;
+    let text = kind === 0 ? value : "";
+    if (kind === 2) {
+      try {
+        text = JSON.stringify(value); // BigInts and cycles throw
+      } catch {
+        continue;
+      }
+      if (text === undefined) continue;
+    }
+    core.prop(name, kind, text, kind === 1 ? value : 0);
+  }
+}
+
 function record(type, props) {
-  core.record(type, props, now());
+  give(props);
+  core.record(type, now());
   recorded();
 }
 
@@ -136,9 +168,12 @@ function clicked(e) {
 
 function start(options) {
   const privacySignal = navigator.doNotTrack === "1" || navigator.globalPrivacyControl === true;
-  core = new Core(options || {}, privacySignal, `${screen.width}x${screen.height}`,
+  give(options);
+  const problem = core.start(privacySignal, `${screen.width}x${screen.height}`,
     navigator.language || "", Intl.DateTimeFormat().resolvedOptions().timeZone || "");
-  config = core.config();
+  if (problem) throw problem;
+  const flags = core.flags();
+  config = [core.endpoint(), core.flushIntervalMs(), flags & 1, flags & 2, flags & 4];
   const on = (target, type, f, capture) => target.addEventListener(type, (e) => safely(() => f(e)), capture);
   if (config[3]) on(document, "click", clicked, true);
   on(document, "visibilitychange", () => document.hidden && send(true));
@@ -171,7 +206,8 @@ const impl = {
   track: (name, props) => record("custom", { ...props, name: String(name) }),
   page: (props) => pageView(props),
   identify: (userId) => {
-    core.identify(userId, now());
+    give({ userId });
+    core.identify(now());
     recorded();
   },
   addToCart: (item) => record("add_to_cart", item),

@@ -1,5 +1,5 @@
 //! The contract's event, written as JSON by hand, on purpose: the tracker
-//! must stay within 25 KB gzipped (wasm and loader together, measured by
+//! must stay within 20 KB gzipped (wasm and loader together, measured by
 //! scripts/build-tracker.sh and collector-wasm/e2e/size.test.mjs), and
 //! serde_json's writer and its float formatting cost more than half of
 //! that budget once compiled to wasm; this writer is a few hundred bytes.

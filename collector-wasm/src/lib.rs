@@ -4,7 +4,7 @@
 //! belongs to, what the persisted queue holds, how long to back off, what
 //! consent allows, what a click or a URL may reveal) is plain Rust in the
 //! modules below, tested natively by `cargo test` and in headless Chromium
-//! by wasm-bindgen-test. `web` is the thin wasm-bindgen class over them that
+//! by wasm-bindgen-test. `web` is the thin wasm-bindgen layer over them that
 //! the JS entry point (`js/loader.js`: listeners, timers, `fetch`/`sendBeacon`
 //! and the JS API `init`, `track`, `page`, ...) drives, with storage and ids
 //! from `js/device.js`.

@@ -3,6 +3,7 @@
 //! a default that suits a shop.
 
 use crate::consent::ConsentMode;
+use crate::props::PropValue;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Options {
@@ -71,6 +72,47 @@ impl Options {
         }
     }
 
+    /// The options given to `init({...})`, as name/value pairs (see
+    /// `js/loader.js`): values of the wrong type, negative or infinite
+    /// numbers and unknown names are ignored, so their defaults stay.
+    pub fn from_pairs(pairs: Vec<(String, PropValue)>) -> Options {
+        let mut o = Options::new("", "");
+        for (name, value) in pairs {
+            let number = match value {
+                PropValue::Number(n) if n.is_finite() && n >= 0.0 => Some(n),
+                _ => None,
+            };
+            let flag = match &value {
+                PropValue::Json(json) if json == "true" => Some(true),
+                PropValue::Json(json) if json == "false" => Some(false),
+                _ => None,
+            };
+            let text = value.into_text();
+            match name.as_str() {
+                "endpoint" => o.endpoint = text.unwrap_or_default(),
+                "siteId" => o.site_id = text.unwrap_or_default(),
+                "batchSize" => o.batch_size = number.map_or(o.batch_size, |v| (v as usize).max(1)),
+                "flushIntervalMs" => o.flush_interval_ms = number.map_or(o.flush_interval_ms, |v| v as u32),
+                "maxQueue" => o.max_queue = number.map_or(o.max_queue, |v| (v as usize).max(1)),
+                "maxRequestBytes" => o.max_request_bytes = number.map_or(o.max_request_bytes, |v| v as usize),
+                "sessionTimeoutMinutes" => {
+                    o.session_timeout_ms = number.map_or(o.session_timeout_ms, |v| (v * 60_000.0) as i64);
+                }
+                "consent" if text.as_deref() == Some("opt-in") => o.consent = ConsentMode::OptIn,
+                "cookieless" => o.cookieless = flag.unwrap_or(o.cookieless),
+                "respectDoNotTrack" => o.respect_do_not_track = flag.unwrap_or(o.respect_do_not_track),
+                "keepQuery" => o.keep_query = flag.unwrap_or(o.keep_query),
+                "hashPageViews" => o.hash_page_views = flag.unwrap_or(o.hash_page_views),
+                "autoPageViews" => o.auto_page_views = flag.unwrap_or(o.auto_page_views),
+                "autocapture" => o.autocapture = flag.unwrap_or(o.autocapture),
+                "currency" => o.currency = text.unwrap_or(o.currency),
+                "storagePrefix" => o.storage_prefix = text.unwrap_or(o.storage_prefix),
+                _ => {}
+            }
+        }
+        o
+    }
+
     /// Why these options cannot start a tracker, if they cannot.
     pub fn problem(&self) -> Option<&'static str> {
         if self.endpoint.is_empty() {
@@ -87,5 +129,52 @@ impl Options {
         key.push('_');
         key.push_str(name);
         key
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use PropValue::*;
+
+    fn pairs(items: &[(&str, PropValue)]) -> Vec<(String, PropValue)> {
+        items.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    }
+
+    crate::both! {
+        fn options_are_read_by_their_js_names() {
+            let o = Options::from_pairs(pairs(&[
+                ("endpoint", Text("/v1/batch".into())),
+                ("siteId", Number(42.0)),
+                ("batchSize", Number(0.0)),
+                ("flushIntervalMs", Number(1500.0)),
+                ("sessionTimeoutMinutes", Number(1.5)),
+                ("consent", Text("opt-in".into())),
+                ("cookieless", Json("true".into())),
+                ("autocapture", Json("false".into())),
+                ("currency", Text("USD".into())),
+                ("unknown", Text("x".into())),
+            ]));
+            assert_eq!((o.endpoint.as_str(), o.site_id.as_str()), ("/v1/batch", "42"));
+            assert_eq!((o.batch_size, o.flush_interval_ms, o.session_timeout_ms), (1, 1500, 90_000));
+            assert_eq!(o.consent, ConsentMode::OptIn);
+            assert!(o.cookieless && !o.autocapture && o.auto_page_views);
+            assert_eq!(o.currency, "USD");
+            assert_eq!(o.problem(), None);
+        }
+
+        fn wrong_types_keep_the_defaults() {
+            let o = Options::from_pairs(pairs(&[
+                ("batchSize", Number(-5.0)),
+                ("maxQueue", Number(f64::INFINITY)),
+                ("flushIntervalMs", Text("100".into())),
+                ("autoPageViews", Text("false".into())),
+                ("keepQuery", Json("1".into())),
+                ("consent", Text("opt-out".into())),
+            ]));
+            let defaults = Options::new("", "");
+            assert_eq!(o, defaults);
+            assert_eq!(o.problem(), Some("init needs an endpoint"));
+        }
     }
 }

@@ -22,6 +22,21 @@ pub enum PropValue {
     Json(String),
 }
 
+impl PropValue {
+    /// A string, or a number written as one (ids are sometimes numbers).
+    pub fn into_text(self) -> Option<String> {
+        match self {
+            PropValue::Text(s) => Some(s),
+            PropValue::Number(n) if n.is_finite() => {
+                let mut out = String::new();
+                json::number(&mut out, n);
+                Some(out)
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Extra props: the members of a JSON object, written as they come.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Extra(String);

@@ -3,8 +3,6 @@
 //! reload resends exactly the same events, ids included; the backend's
 //! deduplication on `event_id` then makes delivery exactly-once.
 
-use std::collections::VecDeque;
-
 use crate::json;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -27,7 +25,10 @@ impl Entry {
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Queue {
-    entries: VecDeque<Entry>,
+    /// Oldest first. A `Vec`, not a `VecDeque`: dropping the oldest when
+    /// full shifts at most `max` entries, and the deque's ring-buffer code
+    /// cost the tracker about a kilobyte of wasm.
+    entries: Vec<Entry>,
     next_seq: u64,
     max: usize,
     /// Events dropped because the queue was full (oldest first).
@@ -53,7 +54,8 @@ impl Queue {
     /// holds a raw newline). Lines that are not JSON objects are skipped.
     pub fn restore(stored: &str, max: usize) -> Queue {
         let mut queue = Queue::new(max);
-        for line in stored.lines().filter(|l| l.starts_with('{') && l.ends_with('}')) {
+        // Split by hand: `lines()` brings a char searcher (see `url::find`).
+        for line in crate::url::split(stored, b'\n').filter(|l| l.starts_with("{") && l.ends_with("}")) {
             queue.push(line.to_string());
         }
         queue
@@ -89,10 +91,10 @@ impl Queue {
     pub fn push(&mut self, json: String) -> bool {
         let full = self.entries.len() >= self.max;
         if full {
-            self.entries.pop_front();
+            self.entries.remove(0);
             self.dropped += 1;
         }
-        self.entries.push_back(Entry { seq: self.next_seq, json, in_flight: false, beaconed: false });
+        self.entries.push(Entry { seq: self.next_seq, json, in_flight: false, beaconed: false });
         self.next_seq += 1;
         full
     }

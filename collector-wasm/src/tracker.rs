@@ -45,6 +45,16 @@ pub struct Stats {
     pub errors: u64,
 }
 
+/// Drops `props` but for its map of extra props. The tracker keeps extra
+/// props in [`Extra`], never in that map (see [`crate::props`]), so it is
+/// empty and forgetting it leaks nothing; dropping it would bring the code
+/// that frees a `BTreeMap<String, serde_json::Value>`, a kilobyte of wasm.
+fn forget_extra(props: Props) {
+    let Props { extra, .. } = props;
+    debug_assert!(extra.is_empty());
+    std::mem::forget(extra);
+}
+
 /// See [`Tracker::pending`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pending {
@@ -171,6 +181,7 @@ impl<P: Platform> Tracker<P> {
     /// flush is due (a full batch waits).
     pub fn record(&mut self, event_type: EventType, props: Props, extra: &Extra, now: i64) -> bool {
         if !self.collecting() {
+            forget_extra(props);
             return false;
         }
         let anonymous_id = match self.anonymous_id.clone() {
@@ -198,6 +209,7 @@ impl<P: Platform> Tracker<P> {
         };
         self.session = Some(session);
         self.queue.push(crate::json::event(&event, extra));
+        forget_extra(event.props);
         self.stats.recorded += 1;
         self.save_queue();
         self.queue.waiting() >= self.options.batch_size

@@ -17,7 +17,7 @@ pub fn clean_url(url: &str, keep_query: bool, keep_hash: bool) -> String {
     let mut out = String::with_capacity(url.len());
     out.push_str(base);
     let mut first = true;
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
+    for pair in split(query, b'&').filter(|p| !p.is_empty()) {
         if keep_query || pair.starts_with("utm_") {
             out.push(if first { '?' } else { '&' });
             out.push_str(pair);
@@ -34,6 +34,25 @@ pub fn clean_url(url: &str, keep_query: bool, keep_hash: bool) -> String {
 /// char patterns brings searchers the size budget can do without.)
 pub(crate) fn find(s: &str, any: &[u8]) -> Option<usize> {
     s.bytes().position(|b| any.contains(&b))
+}
+
+/// The parts of `s` between the ASCII byte `sep`, as `str::split` gives
+/// them, without its char searcher (see [`find`]).
+pub(crate) fn split(s: &str, sep: u8) -> impl Iterator<Item = &str> {
+    let mut rest = Some(s);
+    std::iter::from_fn(move || {
+        let s = rest?;
+        match s.bytes().position(|b| b == sep) {
+            Some(i) => {
+                rest = Some(&s[i + 1..]);
+                Some(&s[..i])
+            }
+            None => {
+                rest = None;
+                Some(s)
+            }
+        }
+    })
 }
 
 /// The path of an absolute or root-relative URL (`/` when it has none).
@@ -62,6 +81,12 @@ mod tests {
             assert_eq!(clean_url(url, true, false), "https://shop.example/p/42?email=a@b.c&utm_source=news&token=x&utm_campaign=fall");
             assert_eq!(clean_url(url, false, true), "https://shop.example/p/42?utm_source=news&utm_campaign=fall#reviews");
             assert_eq!(clean_url("https://shop.example/?q=secret", false, false), "https://shop.example/");
+        }
+
+        fn split_is_str_split_on_one_byte() {
+            for s in ["", "a", "a&b", "&a&&b&", "&", "é&ü"] {
+                assert_eq!(split(s, b'&').collect::<Vec<_>>(), s.split('&').collect::<Vec<_>>(), "{s}");
+            }
         }
 
         fn the_path_of_a_url() {

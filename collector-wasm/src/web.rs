@@ -1,21 +1,23 @@
-//! The wasm side of the browser glue: the `Core` class that the JS entry
-//! point (`js/loader.js`) drives, and the device's storage and randomness
-//! (`js/device.js`). Rules live in the plain-Rust modules; this file only
+//! The wasm side of the browser glue: the functions over the page's one
+//! `Core` that the JS entry point (`js/loader.js`) drives, and the device's
+//! storage and randomness (`js/device.js`). Rules live in the plain-Rust modules; this file only
 //! translates JS values. Listeners, timers, requests and storage calls are
 //! in JS: there they are a few hundred bytes, through wasm-bindgen and
-//! web-sys several KB, and the tracker has a 25 KB budget.
+//! web-sys several KB, and the tracker has a 20 KB budget.
+
+use std::cell::RefCell;
 
 use clickstream_schema::{Context, EventType};
-use js_sys::{Array, Object, Reflect};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
 
 use crate::click::{bounded_text, click_props};
-use crate::consent::ConsentMode;
 use crate::json;
 use crate::props::{cart_line, from_pairs, purchase_line, PropValue};
 use crate::queue::Chunk;
 use crate::{Options, Platform, Tracker};
+
+/// Name/value pairs as the glue gets them from JS (`prop`).
+type Pairs = Vec<(String, PropValue)>;
 
 #[global_allocator]
 static ALLOCATOR: lol_alloc::LockedAllocator<lol_alloc::FreeListAllocator> =
@@ -72,75 +74,10 @@ impl Platform for Web {
     }
 }
 
-// ---------------------------------------------------------------- values
+// ---------------------------------------------------------------- the core
 
-fn get(obj: &JsValue, key: &str) -> JsValue {
-    Reflect::get(obj, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
-}
-
-/// A string, or a number written as one (ids are sometimes numbers).
-fn text(v: &JsValue) -> Option<String> {
-    v.as_string().or_else(|| {
-        let n = v.as_f64().filter(|n| n.is_finite())?;
-        let mut out = String::new();
-        crate::json::number(&mut out, n);
-        Some(out)
-    })
-}
-
-/// The own properties of a JS object, as the props reader takes them.
-fn pairs(obj: &JsValue) -> Vec<(String, PropValue)> {
-    let mut out = Vec::new();
-    if !obj.is_object() {
-        return out;
-    }
-    for entry in Object::entries(obj.unchecked_ref()).iter() {
-        let entry: Array = entry.unchecked_into();
-        let (Some(key), value) = (entry.get(0).as_string(), entry.get(1)) else { continue };
-        let value = if let Some(s) = value.as_string() {
-            PropValue::Text(s)
-        } else if let Some(n) = value.as_f64() {
-            PropValue::Number(n)
-        } else {
-            // Booleans, objects, arrays; undefined and functions have no JSON.
-            match js_sys::JSON::stringify(&value).ok().and_then(|s| s.as_string()) {
-                Some(json) => PropValue::Json(json),
-                None => continue,
-            }
-        };
-        out.push((key, value));
-    }
-    out
-}
-
-fn options_from(js: &JsValue) -> Options {
-    let s = |key| text(&get(js, key));
-    let n = |key| get(js, key).as_f64().filter(|n| n.is_finite() && *n >= 0.0);
-    let b = |key, default| get(js, key).as_bool().unwrap_or(default);
-    let mut o = Options::new(s("endpoint").unwrap_or_default(), s("siteId").unwrap_or_default());
-    o.batch_size = n("batchSize").map_or(o.batch_size, |v| (v as usize).max(1));
-    o.flush_interval_ms = n("flushIntervalMs").map_or(o.flush_interval_ms, |v| v as u32);
-    o.max_queue = n("maxQueue").map_or(o.max_queue, |v| (v as usize).max(1));
-    o.max_request_bytes = n("maxRequestBytes").map_or(o.max_request_bytes, |v| v as usize);
-    o.session_timeout_ms = n("sessionTimeoutMinutes").map_or(o.session_timeout_ms, |v| (v * 60_000.0) as i64);
-    o.cookieless = b("cookieless", false);
-    if s("consent").as_deref() == Some("opt-in") {
-        o.consent = ConsentMode::OptIn;
-    }
-    o.respect_do_not_track = b("respectDoNotTrack", false);
-    o.keep_query = b("keepQuery", false);
-    o.hash_page_views = b("hashPageViews", false);
-    o.auto_page_views = b("autoPageViews", true);
-    o.autocapture = b("autocapture", true);
-    o.currency = s("currency").unwrap_or(o.currency);
-    o.storage_prefix = s("storagePrefix").unwrap_or(o.storage_prefix);
-    o
-}
-
-// ---------------------------------------------------------------- the class
-
-/// The tracker, as the JS entry point sees it. Times are JS milliseconds.
-#[wasm_bindgen]
+/// The tracker, as the JS entry point sees it (through the functions
+/// below). Times are JS milliseconds.
 pub struct Core {
     tracker: Tracker<Web>,
     /// Requests sent and not yet answered, by id.
@@ -148,22 +85,20 @@ pub struct Core {
     last_request: u32,
 }
 
-#[wasm_bindgen]
 impl Core {
-    /// `new Core(options, privacySignal, screen, lang, tz)`: throws a
-    /// readable message when the options cannot work. `privacySignal`: the
-    /// browser sends Do-Not-Track or Global Privacy Control.
-    #[wasm_bindgen(constructor)]
+    /// The tracker, or a readable message when the options cannot work.
+    /// `privacy_signal`: the browser sends Do-Not-Track or Global Privacy
+    /// Control.
     pub fn new(
-        options: JsValue,
+        options: Pairs,
         privacy_signal: bool,
         screen: String,
         lang: String,
         tz: String,
-    ) -> Result<Core, String> {
-        let options = options_from(&options);
+    ) -> Result<Core, &'static str> {
+        let options = Options::from_pairs(options);
         if let Some(problem) = options.problem() {
-            return Err(problem.into());
+            return Err(problem);
         }
         let honoured = options.respect_do_not_track && privacy_signal;
         let mut tracker = Tracker::new(options, Web::new(), honoured);
@@ -174,7 +109,6 @@ impl Core {
     /// The visitor is on this page now, coming from `referrer` (undefined:
     /// from the previous page, inside a single-page app). True when it is
     /// another page.
-    #[wasm_bindgen(js_name = setPage)]
     pub fn set_page(&mut self, url: &str, title: &str, referrer: Option<String>) -> bool {
         self.tracker.set_page(url, title, referrer.as_deref())
     }
@@ -182,12 +116,12 @@ impl Core {
     /// Records an event (`page_view`, `click`, `add_to_cart`, `custom`,
     /// ...) with its props; a click's are the element's `data-*` with its
     /// `tag`, `text` and `href`.
-    pub fn record(&mut self, event_type: &str, props: JsValue, now: f64) {
+    pub fn record(&mut self, event_type: &str, props: Pairs, now: f64) {
         let Some(event_type) = EventType::parse(event_type) else {
             self.tracker.count_error();
             return;
         };
-        let (mut props, extra) = from_pairs(pairs(&props));
+        let (mut props, extra) = from_pairs(props);
         let o = self.tracker.options();
         match event_type {
             EventType::Click => props = click_props(props, o.keep_query),
@@ -201,8 +135,9 @@ impl Core {
         self.tracker.record(event_type, props, &extra, now as i64);
     }
 
-    pub fn identify(&mut self, user_id: JsValue, now: f64) {
-        let user_id = text(&user_id).unwrap_or_default();
+    /// `user_id`: a string, or a number (written as one).
+    pub fn identify(&mut self, user_id: Option<PropValue>, now: f64) {
+        let user_id = user_id.and_then(PropValue::into_text).unwrap_or_default();
         self.tracker.identify(&user_id, now as i64);
     }
 
@@ -220,7 +155,6 @@ impl Core {
     /// The body of the next request, if one is due; its id is then
     /// `requestId()`, to give to `settle` or `unanswered`. `leaving`: the page
     /// is being hidden or left, and the body goes by beacon.
-    #[wasm_bindgen(js_name = nextRequest)]
     pub fn next_request(&mut self, now: f64, leaving: bool) -> Option<String> {
         let mut chunk = self.tracker.next_request(now as i64, leaving)?;
         self.last_request = self.last_request.wrapping_add(1);
@@ -230,7 +164,6 @@ impl Core {
         Some(body)
     }
 
-    #[wasm_bindgen(js_name = requestId)]
     pub fn request_id(&self) -> u32 {
         self.last_request
     }
@@ -261,16 +194,11 @@ impl Core {
         self.tracker.online();
     }
 
-    /// What the JS side needs of the options:
-    /// `[endpoint, flushIntervalMs, autoPageViews, autocapture, hashPageViews]`.
-    pub fn config(&self) -> Array {
+    /// The options' switches the JS side needs: 1 `autoPageViews`, 2
+    /// `autocapture`, 4 `hashPageViews`.
+    pub fn flags(&self) -> u8 {
         let o = self.tracker.options();
-        let flags = [o.auto_page_views, o.autocapture, o.hash_page_views].map(JsValue::from_bool);
-        let out = Array::of2(&JsValue::from_str(&o.endpoint), &JsValue::from_f64(o.flush_interval_ms.into()));
-        for flag in flags {
-            out.push(&flag);
-        }
-        out
+        u8::from(o.auto_page_views) | u8::from(o.autocapture) << 1 | u8::from(o.hash_page_views) << 2
     }
 
     /// Counters and ids as JSON, for debugging and tests.
@@ -308,10 +236,144 @@ impl Core {
     }
 }
 
+// ---------------------------------------------------------------- the exports
+
+// The page's one tracker, behind free functions rather than an exported
+// class: a page has one tracker, and the class's glue (a pointer checked
+// on every call, a finalizer, `free`) cost about 600 bytes gzipped.
+//
+// No JS object crosses: `prop` hands over options and props one name and
+// string or number at a time (js/loader.js walks the object). Reading
+// objects from wasm (Reflect.get, Object.entries, type checks, the table
+// of JS references) cost about 1300 bytes gzipped of glue.
+thread_local! {
+    static CORE: RefCell<Option<Core>> = const { RefCell::new(None) };
+    /// The pairs given since the last `start`, `record` or `identify`.
+    static PAIRS: RefCell<Pairs> = const { RefCell::new(Vec::new()) };
+}
+
+fn take_pairs() -> Pairs {
+    PAIRS.with(|pairs| std::mem::take(&mut *pairs.borrow_mut()))
+}
+
+/// One property of the object the next call takes: `kind` 0, a string
+/// (`text`); 1, a number; 2, any other value as `JSON.stringify` wrote it
+/// (`text`).
+#[wasm_bindgen]
+pub fn prop(name: String, kind: u8, text: String, number: f64) {
+    let value = match kind {
+        0 => PropValue::Text(text),
+        1 => PropValue::Number(number),
+        _ => PropValue::Json(text),
+    };
+    PAIRS.with(|pairs| pairs.borrow_mut().push((name, value)));
+}
+
+fn with<R>(f: impl FnOnce(&mut Core) -> R) -> R {
+    // js/loader.js calls nothing else before `start` succeeded.
+    CORE.with(|core| f(core.borrow_mut().as_mut().expect("start() came first")))
+}
+
+/// `start(privacySignal, screen, lang, tz)`, the options given as `prop`s:
+/// starts the tracker, or returns why the options cannot work.
+#[wasm_bindgen]
+pub fn start(privacy_signal: bool, screen: String, lang: String, tz: String) -> Option<String> {
+    match Core::new(take_pairs(), privacy_signal, screen, lang, tz) {
+        Ok(core) => {
+            CORE.with(|c| *c.borrow_mut() = Some(core));
+            None
+        }
+        Err(problem) => Some(problem.into()),
+    }
+}
+
+/// See [`Core::set_page`].
+#[wasm_bindgen(js_name = setPage)]
+pub fn set_page(url: &str, title: &str, referrer: Option<String>) -> bool {
+    with(|core| core.set_page(url, title, referrer))
+}
+
+/// See [`Core::record`]; the props given as `prop`s.
+#[wasm_bindgen]
+pub fn record(event_type: &str, now: f64) {
+    let props = take_pairs();
+    with(|core| core.record(event_type, props, now));
+}
+
+/// See [`Core::identify`]; the user id given as a `prop`.
+#[wasm_bindgen]
+pub fn identify(now: f64) {
+    let user_id = take_pairs().pop().map(|(_, id)| id);
+    with(|core| core.identify(user_id, now));
+}
+
+/// See [`Core::consent`].
+#[wasm_bindgen]
+pub fn consent(granted: bool) -> bool {
+    with(|core| core.consent(granted))
+}
+
+/// See [`Core::pending`].
+#[wasm_bindgen]
+pub fn pending() -> u8 {
+    with(|core| core.pending())
+}
+
+/// See [`Core::next_request`].
+#[wasm_bindgen(js_name = nextRequest)]
+pub fn next_request(now: f64, leaving: bool) -> Option<String> {
+    with(|core| core.next_request(now, leaving))
+}
+
+#[wasm_bindgen(js_name = requestId)]
+pub fn request_id() -> u32 {
+    with(|core| core.request_id())
+}
+
+/// See [`Core::settle`].
+#[wasm_bindgen]
+pub fn settle(id: u32, status: u16, retry_after_ms: f64, now: f64) -> f64 {
+    with(|core| core.settle(id, status, retry_after_ms, now))
+}
+
+/// See [`Core::unanswered`].
+#[wasm_bindgen]
+pub fn unanswered(id: u32, beaconed: bool) {
+    with(|core| core.unanswered(id, beaconed));
+}
+
+#[wasm_bindgen]
+pub fn online() {
+    with(Core::online);
+}
+
+#[wasm_bindgen]
+pub fn endpoint() -> String {
+    with(|core| core.tracker.options().endpoint.clone())
+}
+
+#[wasm_bindgen(js_name = flushIntervalMs)]
+pub fn flush_interval_ms() -> u32 {
+    with(|core| core.tracker.options().flush_interval_ms)
+}
+
+/// See [`Core::flags`].
+#[wasm_bindgen]
+pub fn flags() -> u8 {
+    with(|core| core.flags())
+}
+
+/// See [`Core::stats`].
+#[wasm_bindgen]
+pub fn stats() -> String {
+    with(|core| core.stats())
+}
+
 // The glue in a real browser (wasm-bindgen-test in headless Chromium):
 // storage is checked through web-sys, not through the functions under test.
 #[cfg(test)]
 mod tests {
+    use wasm_bindgen::JsCast;
     use wasm_bindgen_test::wasm_bindgen_test as test;
     use web_sys::HtmlDocument;
 
@@ -326,16 +388,9 @@ mod tests {
         document.cookie().unwrap()
     }
 
-    fn options(pairs: &[(&str, JsValue)]) -> JsValue {
-        let o = Object::new();
-        for (key, value) in pairs {
-            Reflect::set(&o, &JsValue::from_str(key), value).unwrap();
-        }
-        o.into()
-    }
-
-    fn props(pairs: &[(&str, &str)]) -> JsValue {
-        options(&pairs.iter().map(|(k, v)| (*k, JsValue::from_str(v))).collect::<Vec<_>>())
+    /// Options or props as js/loader.js hands them over, all strings here.
+    fn pairs(pairs: &[(&str, &str)]) -> Pairs {
+        pairs.iter().map(|(k, v)| (k.to_string(), PropValue::Text(v.to_string()))).collect()
     }
 
     #[test]
@@ -381,19 +436,18 @@ mod tests {
 
     #[test]
     fn options_that_cannot_work_are_refused_with_a_reason() {
-        let no_site = options(&[("endpoint", "/v1/batch".into())]);
+        let no_site = pairs(&[("endpoint", "/v1/batch")]);
         let refused = Core::new(no_site, false, String::new(), String::new(), String::new());
         assert_eq!(refused.err().as_deref(), Some("init needs a siteId"));
     }
 
     #[test]
     fn a_click_from_js_values_becomes_a_safe_click_event() {
-        let o =
-            options(&[("endpoint", "/v1/batch".into()), ("siteId", "shop-1".into()), ("storagePrefix", "t3".into())]);
+        let o = pairs(&[("endpoint", "/v1/batch"), ("siteId", "shop-1"), ("storagePrefix", "t3")]);
         let mut core = Core::new(o, false, "1280x720".into(), "en-GB".into(), "Europe/Paris".into()).unwrap();
         assert!(core.set_page("https://shop.example/c/shoes?email=x@y.z", "Shoes", Some(String::new())));
         let clicked =
-            props(&[("productId", "p-1"), ("tag", "BUTTON"), ("text", "  Add \n to cart "), ("list", "grid")]);
+            pairs(&[("productId", "p-1"), ("tag", "BUTTON"), ("text", "  Add \n to cart "), ("list", "grid")]);
         core.record("click", clicked, 1_732_262_400_000.0);
         assert_eq!(core.pending(), 1);
         let body = core.next_request(1_732_262_400_001.0, false).expect("a request");
@@ -416,20 +470,16 @@ mod tests {
 
     #[test]
     fn in_opt_in_mode_nothing_is_stored_or_sent_before_consent() {
-        let o = options(&[
-            ("endpoint", "/v1/batch".into()),
-            ("siteId", "shop-1".into()),
-            ("storagePrefix", "t4".into()),
-            ("consent", "opt-in".into()),
-        ]);
+        let o =
+            pairs(&[("endpoint", "/v1/batch"), ("siteId", "shop-1"), ("storagePrefix", "t4"), ("consent", "opt-in")]);
         let mut core = Core::new(o, false, String::new(), String::new(), String::new()).unwrap();
         core.set_page("https://shop.example/", "Home", None);
-        core.record("page_view", JsValue::UNDEFINED, 1_732_262_400_000.0);
+        core.record("page_view", Vec::new(), 1_732_262_400_000.0);
         assert_eq!((core.pending(), core.next_request(1_732_262_400_001.0, false)), (0, None));
         let stored = (0..local_storage().length().unwrap()).filter_map(|i| local_storage().key(i).unwrap());
         assert_eq!(stored.filter(|k| k.starts_with("t4_")).count(), 0);
         assert!(core.consent(true));
-        core.record("page_view", JsValue::UNDEFINED, 1_732_262_400_002.0);
+        core.record("page_view", Vec::new(), 1_732_262_400_002.0);
         assert!(core.next_request(1_732_262_400_003.0, false).is_some());
         assert_eq!(local_storage().get_item("t4_consent").unwrap().as_deref(), Some("granted"));
     }
