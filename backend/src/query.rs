@@ -78,7 +78,7 @@ pub fn run(data_dir: &Path, sql: &str) -> Result<DataFrame, QueryError> {
         }
     }
     // Listed anew on each attempt: see `retry_on_swap`.
-    crate::storage::scan::retry_on_swap(|| {
+    crate::storage::scan::retry_on_swap(data_dir, || {
         let mut ctx = SQLContext::new();
         for name in &referenced {
             if !known.contains(&name.as_str()) {

@@ -122,7 +122,7 @@ async fn answer(
     // Polars work is CPU-bound: off the async workers.
     let result = tokio::task::spawn_blocking(move || {
         let params = Params::parse(&query, allowed, context.now)?;
-        crate::storage::scan::retry_on_swap(|| endpoint(&context, &params))
+        crate::storage::scan::retry_on_swap(&context.data_dir, || endpoint(&context, &params))
     })
     .await;
     state.metrics.observe_api(path, started.elapsed().as_secs_f64());

@@ -31,6 +31,7 @@ use polars::prelude::{DataFrame, ParquetCompression, ParquetWriter};
 use serde::{Deserialize, Serialize};
 
 use super::error::{io_err, PipelineError};
+use super::lock::SwapLock;
 use crate::stream::Topic;
 
 const MANIFEST: &str = "_state/manifest.json";
@@ -361,6 +362,10 @@ impl Commit {
         crash_if(self.crash_at, self.panic_at, CrashPoint::GoldWritten)?;
         write_manifest(&self.data_dir, &self.role, &manifest)?;
         crash_if(self.crash_at, self.panic_at, CrashPoint::ManifestWritten)?;
+        // Replacing a file a query may be reading waits for the reads in
+        // flight (see `SwapLock`); adding files never does.
+        let replaces = manifest.files.iter().any(|f| self.data_dir.join(&f.path).exists());
+        let _hold = replaces.then(|| SwapLock::replacing(&self.data_dir));
         let mut dirs = HashSet::new();
         for (i, file) in manifest.files.iter().enumerate() {
             if i == 1 {

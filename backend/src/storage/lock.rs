@@ -49,6 +49,68 @@ impl Ownership {
     }
 }
 
+/// A hold on `_state/locks/swaps.lock` that keeps a file from being
+/// replaced in place while a query reads it; dropping it releases it.
+///
+/// Polars reads a Parquet file's footer while planning and opens the file
+/// again by its path to read the row groups. A Gold hour replaced by a
+/// rename in between is then read at the old footer's offsets: an error at
+/// best, and an out-of-bounds read inside Polars at worst. So readers hold
+/// the lock shared for a whole read, and a commit that replaces files holds
+/// it exclusively for its renames only (a few milliseconds), waiting for
+/// the reads in flight. Files that are only added, and directories that
+/// compaction moves away whole, need no hold: a read of those fails
+/// cleanly and is run again ([`super::scan::retry_on_swap`]).
+#[derive(Debug)]
+pub struct SwapLock {
+    _file: Option<File>,
+}
+
+impl SwapLock {
+    /// Shared: no file is replaced until it is dropped.
+    pub fn reading(data_dir: &Path) -> SwapLock {
+        SwapLock::take(data_dir, false)
+    }
+
+    /// Exclusive: no read is in flight until it is dropped.
+    pub fn replacing(data_dir: &Path) -> SwapLock {
+        SwapLock::take(data_dir, true)
+    }
+
+    // A data directory this process may not write (an analyst's read-only
+    // copy) has no writer to wait for: reads go on without the lock.
+    fn take(data_dir: &Path, exclusive: bool) -> SwapLock {
+        let dir = data_dir.join("_state/locks");
+        let path = dir.join("swaps.lock");
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .or_else(|_| {
+                fs::create_dir_all(&dir)
+                    .and_then(|()| File::options().read(true).write(true).create(true).truncate(false).open(&path))
+            })
+            .or_else(|_| File::open(&path));
+        let file = match file {
+            Ok(file) => file,
+            Err(e) => {
+                tracing::debug!(path = %path.display(), error = %e, "no swap lock; reading without it");
+                return SwapLock { _file: None };
+            }
+        };
+        let locked = if exclusive { file.lock() } else { file.lock_shared() };
+        match locked {
+            Ok(()) => SwapLock { _file: Some(file) },
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot take the swap lock; going on without it");
+                SwapLock { _file: None }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,6 +127,29 @@ mod tests {
         drop(a);
         let _c = Ownership::claim(&dir, &[0, 2], false).unwrap();
         drop(b);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_replacing_commit_waits_for_the_reads_in_flight() {
+        let dir = std::env::temp_dir().join(format!("cs-swap-lock-{}", std::process::id()));
+        let read = SwapLock::reading(&dir);
+        let also = SwapLock::reading(&dir);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let writer = {
+            let dir = dir.clone();
+            std::thread::spawn(move || {
+                let _hold = SwapLock::replacing(&dir);
+                tx.send(()).unwrap();
+            })
+        };
+        // Two readers at once; the writer waits behind both.
+        assert!(rx.recv_timeout(std::time::Duration::from_millis(200)).is_err(), "replaced during a read");
+        drop(read);
+        assert!(rx.recv_timeout(std::time::Duration::from_millis(200)).is_err(), "replaced during a read");
+        drop(also);
+        rx.recv_timeout(std::time::Duration::from_secs(10)).expect("the writer goes on once the reads end");
+        writer.join().unwrap();
         let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -9,26 +9,43 @@ use polars::io::HiveOptions;
 use polars::prelude::*;
 
 use super::layout::{glob, parquet_files, GoldTable, Table, TableDir};
+use super::lock::SwapLock;
 
 /// How often a read is tried when files it listed vanish under it.
 const SWAP_ATTEMPTS: usize = 10;
 
-/// Runs a read again (listing the files anew) when a file it listed was
-/// swapped away meanwhile: compaction and retention replace whole partition
-/// directories in one rename, so a query that listed the old files just
-/// before finds one gone ("No such file"). Each swap can fail a read only
-/// once, so ten attempts outlast a compaction round unless the query is
-/// slower than the gaps between swaps.
-pub fn retry_on_swap<T, E: std::fmt::Display>(mut read: impl FnMut() -> Result<T, E>) -> Result<T, E> {
+/// Runs a read with the data directory's files held in place
+/// ([`SwapLock::reading`]: no Gold hour is replaced under it), and runs it
+/// again (listing the files anew) when a file it listed was moved away
+/// meanwhile: compaction and retention move whole partition directories in
+/// one rename, so a query that listed the old files just before finds one
+/// gone ("No such file"). Each move can fail a read only once, so ten
+/// attempts outlast a compaction round unless the query is slower than the
+/// gaps between moves. The other signs of a file changed under a read are
+/// retried as well, for writers that do not take the lock (an older
+/// process on the same directory); a file that is really damaged fails
+/// every attempt and its error is returned.
+pub fn retry_on_swap<T, E: std::fmt::Display>(data_dir: &Path, mut read: impl FnMut() -> Result<T, E>) -> Result<T, E> {
     for _ in 1..SWAP_ATTEMPTS {
-        match read() {
-            Err(e) if e.to_string().contains("No such file") => {
-                tracing::debug!(error = %e, "a listed file was swapped away; reading again");
+        let held = SwapLock::reading(data_dir);
+        let result = read();
+        drop(held);
+        match result {
+            Err(e) if changed_under_read(&e.to_string()) => {
+                tracing::debug!(error = %e, "a listed file was swapped meanwhile; reading again");
             }
             done => return done,
         }
     }
+    let _held = SwapLock::reading(data_dir);
     read()
+}
+
+/// Whether a read's error is what a file swapped during the read gives:
+/// gone, or its bytes not matching the footer read before.
+fn changed_under_read(error: &str) -> bool {
+    const SIGNS: [&str; 4] = ["No such file", "out of specification", "Invalid thrift", "unexpected end of file"];
+    SIGNS.iter().any(|sign| error.contains(sign))
 }
 
 /// Whether a table holds at least one published Parquet file (a scan of an
@@ -76,5 +93,17 @@ pub fn read_gold_hour(data_dir: &Path, table: GoldTable, hour: i64) -> PolarsRes
     match scan_files(&[path])? {
         Some(lf) => lf.collect().map(Some),
         None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_errors_of_a_swapped_file_are_read_again() {
+        assert!(changed_under_read("parquet: File out of specification: Invalid thrift: bad data"));
+        assert!(changed_under_read("No such file or directory (os error 2): /data/gold/x.parquet"));
+        assert!(!changed_under_read("not found: column \"revenue\" not found"));
     }
 }

@@ -9,8 +9,9 @@ use clickstream_backend::aggregate::dedup::scan_table;
 use clickstream_backend::aggregate::{AggregateConfig, Aggregator};
 use clickstream_backend::clock::FixedClock;
 use clickstream_backend::metrics::Metrics;
+use clickstream_backend::storage::commit::{Commit, Manifest};
 use clickstream_backend::storage::layout::parquet_files;
-use clickstream_backend::storage::scan::retry_on_swap;
+use clickstream_backend::storage::scan::{retry_on_swap, scan_files};
 use clickstream_backend::storage::{Table, TableDir};
 use clickstream_backend::stream::{EmbeddedLog, EventStream};
 use clickstream_schema::RequestMeta;
@@ -105,7 +106,7 @@ async fn compaction_leaves_one_file_per_final_partition_and_every_table_as_it_wa
         move || {
             let mut reads = 0;
             while !stop.load(Ordering::Relaxed) {
-                let df = retry_on_swap(|| scan_table(&dir, Table::Silver)?.collect()).unwrap();
+                let df = retry_on_swap(&dir, || scan_table(&dir, Table::Silver)?.collect()).unwrap();
                 assert_eq!(df.height(), total, "a reader saw Silver with {} rows during compaction", df.height());
                 reads += 1;
             }
@@ -420,4 +421,47 @@ async fn gold_rebuild_finds_no_difference_until_a_gold_file_is_tampered_with() {
     let empty = temp_dir("rebuild-empty");
     let err = rebuild_and_compare(empty.path(), &default_scratch(empty.path()), &gold, &mut |_, _| {}).unwrap_err();
     assert!(err.to_string().contains("no Silver files"), "{err}");
+}
+
+/// Writes `rows` rows to `path` as the Gold build replaces an hour: a whole
+/// new file renamed over the old one.
+/// Publishes a Gold-like hour file of `rows` rows in commit `seq`, the way
+/// the Gold build replaces an hour.
+fn replace_hour(data_dir: &Path, seq: u64, rows: usize) {
+    let mut df = df!("n" => (0..rows as i64).collect::<Vec<_>>(), "page" => vec!["/home"; rows]).unwrap();
+    let mut commit = Commit::new(data_dir, seq);
+    commit.write_parquet_at(Path::new("gold/t/dt=2026-11-22/part-17.parquet"), &mut df).unwrap();
+    commit.commit(Manifest::default(), 0).unwrap();
+}
+
+#[test]
+fn a_gold_hour_replaced_during_reads_is_seen_whole_by_every_read() {
+    // The dashboard once failed with "Invalid thrift: bad data": its query
+    // read an hour's footer while planning, the Gold build replaced the
+    // file, and the query read the new bytes at the old offsets (which
+    // Polars may also read out of bounds). Reads now hold the files in
+    // place, and a commit that replaces one waits for them.
+    let dir = temp_dir("replaced");
+    let data_dir = dir.path().to_path_buf();
+    let path = data_dir.join("gold/t/dt=2026-11-22/part-17.parquet");
+    replace_hour(&data_dir, 1, 10);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = std::thread::spawn({
+        let (data_dir, stop) = (data_dir.clone(), stop.clone());
+        move || {
+            let mut seq = 1;
+            while !stop.load(Ordering::Relaxed) {
+                seq += 1;
+                replace_hour(&data_dir, seq, if seq % 2 == 0 { 5000 } else { 10 });
+            }
+            seq - 1
+        }
+    });
+    for _ in 0..300 {
+        let df = retry_on_swap(&data_dir, || scan_files(std::slice::from_ref(&path))?.expect("one file").collect())
+            .expect("no read fails while its file is replaced");
+        assert!(df.height() == 10 || df.height() == 5000, "a read saw {} rows", df.height());
+    }
+    stop.store(true, Ordering::Relaxed);
+    assert!(writer.join().unwrap() > 0, "the file was replaced during the reads");
 }
