@@ -63,7 +63,7 @@ async function newVisitor(options = {}) {
   const page = await context.newPage();
   const posts = [];
   const errors = [];
-  page.on("request", (r) => r.url().endsWith("/v1/batch") && posts.push({ type: r.headers()["content-type"], body: r.postData() }));
+  page.on("request", (r) => r.url().endsWith("/v1/batch") && posts.push({ type: r.headers()["content-type"], body: r.postData(), kind: r.resourceType() }));
   page.on("pageerror", (e) => errors.push(String(e)));
   return { context, page, posts, errors };
 }
@@ -218,7 +218,10 @@ test("a whole visit reaches Silver exactly once: shop, search, cart, checkout, p
   // came), but never a third time: page hide fires two events.
   const copies = {};
   for (const r of bronze) copies[r.event_id] = (copies[r.event_id] ?? 0) + 1;
-  assert.ok(Math.max(...Object.values(copies)) <= 2, `an event arrived more than twice: ${JSON.stringify(copies)}`);
+  const thrice = rows.filter((r) => copies[r.event_id] > 2)
+    .map((r) => `${r.event_type} ${r.page_path} ${r.event_id}: ${copies[r.event_id]} copies`);
+  assert.deepEqual(thrice, [], `an event arrived more than twice; the requests seen by the browser: ${
+    JSON.stringify(posts.map((p) => `${p.kind}: ${(p.body?.match(/"event_id":"[^"]+"/g) ?? []).join(" ")}`))}`);
   console.log(`e2e visit: ${rows.length} events in Silver (${expected.length} expected), ` +
     `${bronze.length} copies received in Bronze, ${posts.length} requests seen by the browser; ` +
     `tracker stats on the last page ${JSON.stringify(final)}`);
