@@ -11,12 +11,14 @@
 //! - [`enrich`]: what the edge adds (skew-corrected time, UTM, user agent,
 //!   bots, hashed IP), giving an [`EnrichedEvent`].
 //! - [`BadRow`]: an event that failed validation, kept with its reason.
+//! - [`ingest`]: the body the edge Worker sends to the backend's `/ingest`.
 //!
 //! Dependencies stay wasm-friendly (serde, hmac, sha2): this crate compiles
 //! for `wasm32-unknown-unknown`.
 
 pub mod bad_row;
 pub mod enrich;
+pub mod ingest;
 pub mod props;
 pub mod read;
 pub mod reason;

@@ -60,7 +60,17 @@ impl RecordWriter<'_> {
     }
 
     pub fn str(&mut self, v: &str) {
-        let mut len = v.len() as u64;
+        self.bytes(v.as_bytes());
+    }
+
+    /// Bytes as text is written: varint length, then the bytes.
+    pub fn bytes(&mut self, v: &[u8]) {
+        self.len(v.len());
+        self.0.extend_from_slice(v);
+    }
+
+    fn len(&mut self, len: usize) {
+        let mut len = len as u64;
         loop {
             let byte = (len & 0x7f) as u8;
             len >>= 7;
@@ -70,7 +80,6 @@ impl RecordWriter<'_> {
             }
             self.0.push(byte | 0x80);
         }
-        self.0.extend_from_slice(v.as_bytes());
     }
 
     /// An optional value: a presence byte, then the value.
@@ -136,20 +145,25 @@ impl<'a> RecordReader<'a> {
     }
 
     pub fn str(&mut self) -> Result<Cow<'a, str>, RecordError> {
+        let bytes = self.bytes()?;
+        let at = self.at - bytes.len();
+        std::str::from_utf8(bytes)
+            .map(Cow::Borrowed)
+            .map_err(|e| RecordError(format!("text at byte {at} is not UTF-8: {e}")))
+    }
+
+    /// Bytes written by [`RecordWriter::bytes`].
+    pub fn bytes(&mut self) -> Result<&'a [u8], RecordError> {
         let mut len: u64 = 0;
         for shift in (0..64).step_by(7) {
             let byte = self.u8()?;
             len |= u64::from(byte & 0x7f) << shift;
             if byte & 0x80 == 0 {
-                let len = usize::try_from(len).map_err(|_| RecordError(format!("text of {len} bytes")))?;
-                let at = self.at;
-                let bytes = self.take(len)?;
-                return std::str::from_utf8(bytes)
-                    .map(Cow::Borrowed)
-                    .map_err(|e| RecordError(format!("text at byte {at} is not UTF-8: {e}")));
+                let len = usize::try_from(len).map_err(|_| RecordError(format!("a field of {len} bytes")))?;
+                return self.take(len);
             }
         }
-        Err(RecordError(format!("text length at byte {} runs past 64 bits", self.at)))
+        Err(RecordError(format!("a length at byte {} runs past 64 bits", self.at)))
     }
 
     pub fn opt<T>(&mut self, read: impl FnOnce(&mut Self) -> Result<T, RecordError>) -> Result<Option<T>, RecordError> {
