@@ -21,9 +21,10 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+use clickstream_schema::ingest::{encode_ingest, INGEST_RECORDS_TYPE};
 use clickstream_schema::signing::{sign, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use clickstream_schema::time::{utc_date_string, DAY_MS, MINUTE_MS};
-use clickstream_schema::{DailySalt, IngestBatch, Limits};
+use clickstream_schema::{DailySalt, Limits};
 use serde::Deserialize;
 
 use crate::{CollectConfig, Collected};
@@ -334,21 +335,22 @@ impl RateLimiter {
     }
 }
 
-/// The signed request to `/ingest`: its JSON body and headers.
+/// The signed request to `/ingest`: its body and headers.
 pub struct IngestRequest {
-    pub body: String,
+    pub body: Vec<u8>,
     pub headers: Vec<(&'static str, String)>,
 }
 
-/// `nonce`: random, different for every forward (see [`IngestBatch::nonce`]).
-pub fn ingest_request(collected: &Collected, secret: &[u8], now_ms: i64, nonce: String) -> IngestRequest {
-    let batch =
-        IngestBatch { events: collected.accepted.clone(), bad_rows: collected.bad_rows.clone(), nonce: Some(nonce) };
-    let body = serde_json::to_string(&batch).unwrap_or_default();
-    let signature = sign(secret, now_ms, body.as_bytes());
+/// `nonce`: random, different for every forward (see [`clickstream_schema::IngestBatch::nonce`]).
+/// The body is binary ([`clickstream_schema::ingest`]): each event as the
+/// stream record the backend appends as is, so neither side writes or
+/// parses the events' JSON on the way.
+pub fn ingest_request(collected: &Collected, secret: &[u8], now_ms: i64, nonce: &str) -> IngestRequest {
+    let body = encode_ingest(&collected.accepted, &collected.bad_rows, nonce);
+    let signature = sign(secret, now_ms, &body);
     IngestRequest {
         headers: vec![
-            ("content-type", "application/json".into()),
+            ("content-type", INGEST_RECORDS_TYPE.into()),
             (TIMESTAMP_HEADER, now_ms.to_string()),
             (SIGNATURE_HEADER, signature),
         ],
@@ -394,6 +396,7 @@ pub fn answer_after_ingest(collected: &Collected, backend_status: Option<u16>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clickstream_schema::ingest::decode_ingest;
     use clickstream_schema::signing::verify;
     use clickstream_schema::RequestMeta;
 
@@ -649,22 +652,21 @@ mod tests {
             {"event_type":"page_view"}]}"#;
         let meta = RequestMeta { received_at: 1_732_262_400_000, ..RequestMeta::default() };
         let collected = crate::collect(body, &meta, &CollectConfig::new("salt", "edge")).unwrap();
-        let request = ingest_request(&collected, b"s3", 1_732_262_400_000, "n-1".into());
-        let again = ingest_request(&collected, b"s3", 1_732_262_400_000, "n-2".into());
+        let request = ingest_request(&collected, b"s3", 1_732_262_400_000, "n-1");
+        let again = ingest_request(&collected, b"s3", 1_732_262_400_000, "n-2");
         assert_ne!(request.headers[2], again.headers[2], "the same body in the same ms: another signature");
         let header = |name: &str| request.headers.iter().find(|(h, _)| *h == name).map(|(_, v)| v.as_str());
         assert_eq!(
-            verify(
-                b"s3",
-                header(TIMESTAMP_HEADER),
-                header(SIGNATURE_HEADER),
-                request.body.as_bytes(),
-                1_732_262_400_500
-            ),
+            verify(b"s3", header(TIMESTAMP_HEADER), header(SIGNATURE_HEADER), &request.body, 1_732_262_400_500),
             Ok(())
         );
-        let sent: IngestBatch = serde_json::from_str(&request.body).unwrap();
-        assert_eq!((sent.events.len(), sent.bad_rows.len()), (1, 1));
+        // The backend reads back the records the collector enriched, byte for byte.
+        let sent = decode_ingest(&request.body).unwrap();
+        assert_eq!((sent.events.len(), sent.bad_rows.len(), sent.nonce.as_ref()), (1, 1, "n-1"));
+        assert_eq!(sent.events[0].anonymous_id, "a-1");
+        let event = clickstream_schema::EnrichedEvent::from_record(sent.events[0].record).unwrap();
+        assert_eq!(event, collected.accepted[0]);
+        assert_eq!(sent.bad_rows, collected.bad_rows);
         assert_eq!(sent.bad_rows[0].source, "edge");
 
         let ok = answer_after_ingest(&collected, Some(200));

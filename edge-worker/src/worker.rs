@@ -188,13 +188,15 @@ fn random_salt() -> std::result::Result<[u8; 32], String> {
 /// POSTs to the backend's `/ingest`; its status, or `None` if unreachable.
 async fn forward(collected: &crate::Collected<'_>, config: &EdgeConfig, now: i64) -> Option<u16> {
     let nonce = format!("{:016x}", (js_sys::Math::random() * 2f64.powi(53)) as u64);
-    let request = ingest_request(collected, &config.ingest_secret, now, nonce);
+    let request = ingest_request(collected, &config.ingest_secret, now, &nonce);
     let headers = Headers::new();
     for (name, value) in &request.headers {
         headers.set(name, value).ok()?;
     }
     let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_headers(headers).with_body(Some(request.body.into()));
+    init.with_method(Method::Post)
+        .with_headers(headers)
+        .with_body(Some(Uint8Array::from(request.body.as_slice()).into()));
     let outbound = Request::new_with_init(&config.ingest_url, &init).ok()?;
     Fetch::Request(outbound).send().await.ok().map(|r| r.status_code())
 }

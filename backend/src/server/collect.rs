@@ -13,7 +13,7 @@ use clickstream_schema::{BadRow, BatchError, EnrichedEvent, RequestMeta};
 use edge_worker::{collect, CollectResponse};
 
 use super::{ApiError, AppState};
-use crate::stream::records_of;
+use crate::stream::{records_of, Record};
 
 pub(super) async fn collect_batch(
     State(state): State<Arc<AppState>>,
@@ -52,7 +52,17 @@ async fn admit_and_collect(state: &AppState, request: Request) -> Result<Json<Co
 /// Appends accepted events and bad rows in one durable produce, and counts
 /// them only once the stream acknowledged.
 pub(super) async fn store(state: &AppState, events: &[EnrichedEvent<'_>], bad_rows: &[BadRow]) -> Result<(), ApiError> {
-    let records = records_of(events, bad_rows);
+    store_records(state, records_of(events, bad_rows), events.len(), bad_rows).await
+}
+
+/// [`store`] for records already encoded: `events` of them are accepted
+/// events, the rest the `bad_rows`.
+pub(super) async fn store_records(
+    state: &AppState,
+    records: Vec<Record>,
+    events: usize,
+    bad_rows: &[BadRow],
+) -> Result<(), ApiError> {
     if records.is_empty() {
         return Ok(());
     }
@@ -75,7 +85,7 @@ pub(super) async fn store(state: &AppState, events: &[EnrichedEvent<'_>], bad_ro
             return Err(ApiError::Overloaded);
         }
     }
-    state.metrics.events_accepted.fetch_add(events.len() as u64, Ordering::Relaxed);
+    state.metrics.events_accepted.fetch_add(events as u64, Ordering::Relaxed);
     for row in bad_rows {
         state.metrics.event_rejected(&row.reason, 1);
     }

@@ -12,11 +12,12 @@ use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::Json;
+use clickstream_schema::ingest::{decode_ingest, decode_ingest_json, INGEST_RECORDS_TYPE};
 use clickstream_schema::signing::{SignedHeaders, SIGNATURE_HEADER, TIMESTAMP_HEADER};
-use clickstream_schema::IngestBatch;
 
-use super::collect::{header_str, read_body, store};
+use super::collect::{header_str, read_body, store, store_records};
 use super::{ApiError, AppState, IngestAuth};
+use crate::stream::{records_of, Record, Topic};
 
 /// The Worker's batches are at most a tracker batch plus enrichment; allow
 /// generous headroom over the collect limit.
@@ -55,7 +56,23 @@ pub(super) async fn ingest(
             body
         }
     };
-    let batch: IngestBatch = serde_json::from_slice(&body).map_err(|e| ApiError::BadIngestBody(e.to_string()))?;
-    store(&state, &batch.events, &batch.bad_rows).await?;
-    Ok(Json(serde_json::json!({ "accepted": batch.events.len(), "rejected": batch.bad_rows.len() })))
+    let (accepted, rejected) = if header_str(&parts.headers, "content-type").as_deref() == Some(INGEST_RECORDS_TYPE) {
+        // Each event is the stream record the Worker wrote: checked to read
+        // as one, then appended as it came.
+        let batch = decode_ingest(&body).map_err(|e| ApiError::BadIngestBody(e.to_string()))?;
+        let records = batch
+            .events
+            .iter()
+            .map(|e| Record { topic: Topic::Events, key: e.anonymous_id.as_bytes().to_vec(), value: e.record.to_vec() })
+            .chain(records_of(&[], &batch.bad_rows))
+            .collect();
+        store_records(&state, records, batch.events.len(), &batch.bad_rows).await?;
+        (batch.events.len(), batch.bad_rows.len())
+    } else {
+        // The JSON body of Workers deployed before the binary one.
+        let batch = decode_ingest_json(&body).map_err(|e| ApiError::BadIngestBody(e.to_string()))?;
+        store(&state, &batch.events, &batch.bad_rows).await?;
+        (batch.events.len(), batch.bad_rows.len())
+    };
+    Ok(Json(serde_json::json!({ "accepted": accepted, "rejected": rejected })))
 }

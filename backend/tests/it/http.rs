@@ -168,42 +168,50 @@ async fn cors_preflight_allows_pages_of_allowed_origins_to_post_batches() {
     assert!(headers["access-control-allow-methods"].to_str().unwrap().contains("POST"));
 }
 
-fn ingest_body() -> String {
+/// What the Worker forwards for a batch of one good and one bad event: the
+/// binary body, or (`json`) the JSON body of Workers before it.
+fn ingest_body(json: bool) -> (Vec<u8>, &'static str) {
     let body = batch(vec![event("e-9"), json!({"event_type": "click"})]);
     let meta = clickstream_schema::RequestMeta { received_at: NOW, ..Default::default() };
     let collected = edge_worker::collect(body.as_bytes(), &meta, &CollectConfig::new("edge-salt", "edge")).unwrap();
-    serde_json::to_string(&clickstream_schema::IngestBatch {
-        events: collected.accepted,
-        bad_rows: collected.bad_rows,
-        nonce: None,
-    })
-    .unwrap()
+    if !json {
+        let body = clickstream_schema::ingest::encode_ingest(&collected.accepted, &collected.bad_rows, "n-1");
+        return (body, clickstream_schema::ingest::INGEST_RECORDS_TYPE);
+    }
+    let batch =
+        clickstream_schema::IngestBatch { events: collected.accepted, bad_rows: collected.bad_rows, nonce: None };
+    (serde_json::to_vec(&batch).unwrap(), "application/json")
 }
 
-async fn post_ingest(h: &Harness, body: &str, ts: Option<i64>, signature: Option<String>) -> (StatusCode, Value) {
-    let mut req = Request::post("/ingest").header("content-type", "application/json");
+async fn post_ingest(
+    h: &Harness,
+    (body, content_type): &(Vec<u8>, &str),
+    ts: Option<i64>,
+    signature: Option<String>,
+) -> (StatusCode, Value) {
+    let mut req = Request::post("/ingest").header("content-type", *content_type);
     if let Some(ts) = ts {
         req = req.header("x-clickstream-timestamp", ts.to_string());
     }
     if let Some(sig) = signature {
         req = req.header("x-clickstream-signature", sig);
     }
-    let (status, _, body) = h.send(req.body(Body::from(body.to_string())).unwrap()).await;
+    let (status, _, body) = h.send(req.body(Body::from(body.clone())).unwrap()).await;
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
 #[tokio::test]
 async fn ingest_accepts_only_fresh_correct_signatures_and_never_twice() {
     let h = harness(|s| s.ingest_auth = IngestAuth::Signed(vec![Redacted(b"shared".to_vec())]));
-    let body = ingest_body();
-    let good = sign(b"shared", NOW, body.as_bytes());
+    let body = ingest_body(false);
+    let good = sign(b"shared", NOW, &body.0);
 
     let (status, json) = post_ingest(&h, &body, Some(NOW), None).await;
     assert_eq!((status, json["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("signature_missing")));
-    let (status, json) = post_ingest(&h, &body, Some(NOW), Some(sign(b"forged", NOW, body.as_bytes()))).await;
+    let (status, json) = post_ingest(&h, &body, Some(NOW), Some(sign(b"forged", NOW, &body.0))).await;
     assert_eq!((status, json["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("signature_mismatch")));
     let stale = NOW - 5 * 60 * 1000 - 1;
-    let (status, json) = post_ingest(&h, &body, Some(stale), Some(sign(b"shared", stale, body.as_bytes()))).await;
+    let (status, json) = post_ingest(&h, &body, Some(stale), Some(sign(b"shared", stale, &body.0))).await;
     assert_eq!((status, json["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("signature_stale")));
     assert!(h.stored(Topic::Events).await.is_empty(), "nothing written before a valid signature");
 
@@ -218,12 +226,39 @@ async fn ingest_accepts_only_fresh_correct_signatures_and_never_twice() {
 }
 
 #[tokio::test]
+async fn ingest_stores_the_binary_body_as_the_json_body_of_older_workers_and_refuses_a_broken_one() {
+    let open = || harness(|s| s.ingest_auth = IngestAuth::Unsigned);
+    let (binary, json) = (open(), open());
+    let (status, answer) = post_ingest(&binary, &ingest_body(false), None, None).await;
+    assert_eq!((status, answer), (StatusCode::OK, json!({"accepted": 1, "rejected": 1})));
+    let (status, answer) = post_ingest(&json, &ingest_body(true), None, None).await;
+    assert_eq!((status, answer), (StatusCode::OK, json!({"accepted": 1, "rejected": 1})));
+    for topic in [Topic::Events, Topic::Rejects] {
+        let stored = binary.stored(topic).await;
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored, json.stored(topic).await, "{topic:?}");
+    }
+
+    // Cut short, or a record that is not an event: 400, nothing stored.
+    let broken = open();
+    let (body, content_type) = ingest_body(false);
+    let cut = (body[..body.len() - 3].to_vec(), content_type);
+    let (status, answer) = post_ingest(&broken, &cut, None, None).await;
+    assert_eq!((status, answer["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_ingest_body")), "{answer}");
+    let (status, answer) = post_ingest(&broken, &(b"{}".to_vec(), content_type), None, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(answer["message"].as_str().unwrap().contains("unknown ingest body format"), "{answer}");
+    assert!(broken.stored(Topic::Events).await.is_empty());
+    assert!(broken.stored(Topic::Rejects).await.is_empty());
+}
+
+#[tokio::test]
 async fn ingest_is_closed_without_a_secret_unless_unsigned_is_asked_for() {
     let closed = harness(|_| {});
-    let (status, json) = post_ingest(&closed, &ingest_body(), None, None).await;
+    let (status, json) = post_ingest(&closed, &ingest_body(false), None, None).await;
     assert_eq!((status, json["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("ingest_disabled")));
     let open = harness(|s| s.ingest_auth = IngestAuth::Unsigned);
-    let (status, _) = post_ingest(&open, &ingest_body(), None, None).await;
+    let (status, _) = post_ingest(&open, &ingest_body(false), None, None).await;
     assert_eq!(status, StatusCode::OK);
 }
 
