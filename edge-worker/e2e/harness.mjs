@@ -14,8 +14,8 @@ const workerd = join(root, "node_modules/@cloudflare/workerd-linux-64/bin/worker
 
 /** `clickstream serve` taking signed `/ingest` with `secret`, restartable on the same port. */
 export class Backend extends Serve {
-  constructor(bin, secret) {
-    super({ bin, args: ["--ingest-secret", secret], label: "edge" });
+  constructor(bin, secret, config = "") {
+    super({ bin, config, args: ["--ingest-secret", secret], label: "edge" });
     this.secret = secret;
   }
 }
@@ -27,7 +27,7 @@ export class Backend extends Serve {
  * IP_SALTS; services naming the same one share it, as the isolates of a
  * deployed Worker share its namespace. request.cf comes from the cf-blob
  * header, as the edge would set it. Returns { urls: {name: url}, kv: {name:
- * url}, stop }, where a namespace's URL answers KV's HTTP routes.
+ * url}, pid, stop }, where a namespace's URL answers KV's HTTP routes.
  */
 export async function startWorkerd(backend, services) {
   const dir = mkdtempSync(join(tmpdir(), "clickstream-workerd-"));
@@ -69,6 +69,7 @@ const config :Workerd.Config = (
   return {
     urls,
     kv,
+    pid: runtime.pid,
     stop() {
       runtime.kill("SIGTERM");
       rmSync(dir, { recursive: true, force: true });
