@@ -11,7 +11,7 @@ use clickstream_schema::RequestMeta;
 use edge_worker::{collect, CollectConfig};
 use tokio::sync::{oneshot, watch};
 
-use super::{peak_rss_mib, reset_peak_rss};
+use super::{bytes_written, peak_rss_mib, reset_peak_rss};
 use crate::clock::{Clock, SystemClock};
 use crate::fixtures::{synthetic_batch, CHROME};
 use crate::serve::{open_log, serve, ServeSettings};
@@ -33,34 +33,49 @@ pub(super) async fn ingest(events: u64, senders: usize, batch: usize, dir: PathB
     let accepted = Arc::new(AtomicU64::new(0));
     let now = SystemClock.now_ms();
     reset_peak_rss();
+    let written_before = bytes_written();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..senders {
         let (next, accepted, url) = (next.clone(), accepted.clone(), url.clone());
         tasks.push(tokio::spawn(async move {
             let client = reqwest::Client::new();
+            // Each request's time from send to its durable acknowledgement.
+            let mut latencies = Vec::new();
             loop {
                 let b = next.fetch_add(1, Ordering::Relaxed);
                 if b >= batches {
-                    return Ok::<_, anyhow::Error>(());
+                    return Ok::<_, anyhow::Error>(latencies);
                 }
                 let body = synthetic_batch(b, batch, now);
+                let sent = Instant::now();
                 let resp = client.post(&url).header("user-agent", CHROME).body(body).send().await?;
                 anyhow::ensure!(resp.status().is_success(), "batch refused: {}", resp.status());
                 let r: serde_json::Value = resp.json().await?;
+                latencies.push(sent.elapsed());
                 accepted.fetch_add(r["accepted"].as_u64().unwrap_or(0), Ordering::Relaxed);
             }
         }));
     }
+    let mut latencies = Vec::new();
     for t in tasks {
-        t.await??;
+        latencies.extend(t.await??);
     }
     let secs = started.elapsed().as_secs_f64();
+    let written = bytes_written().saturating_sub(written_before);
     let total = accepted.load(Ordering::Relaxed);
+    latencies.sort_unstable();
+    let ms = |q: f64| {
+        let i = ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len().max(1)) - 1;
+        latencies.get(i).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
     println!(
-        "bench ingest: {total} events in {batches} batches of {batch} from {senders} senders, durable acks: {secs:.2} s, {:.0} events/s, {:.0} requests/s, peak RSS {} MiB (server and senders in one process)",
+        "bench ingest: {total} events in {batches} batches of {batch} from {senders} senders, durable acks: {secs:.2} s, {:.0} events/s, {:.0} requests/s, latency p50 {:.1} ms p99 {:.1} ms, {:.0} bytes written per event, peak RSS {} MiB (server and senders in one process)",
         total as f64 / secs,
         batches as f64 / secs,
+        ms(0.5),
+        ms(0.99),
+        written as f64 / total.max(1) as f64,
         peak_rss_mib()
     );
     let _ = stop_tx.send(true);

@@ -167,6 +167,15 @@ fn peak_rss_mib() -> u64 {
     status_kib("VmHWM:") / 1024
 }
 
+/// Bytes this process has caused to be written to storage so far
+/// (`write_bytes` of /proc/self/io); 0 where that is not available.
+fn bytes_written() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("write_bytes:").and_then(|v| v.trim().parse().ok())))
+        .unwrap_or(0)
+}
+
 fn current_rss_mib() -> u64 {
     status_kib("VmRSS:") / 1024
 }

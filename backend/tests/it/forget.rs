@@ -63,7 +63,8 @@ fn every_file(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Every file under `dir` that holds `id`: Parquet files by their decoded
-/// text columns (their pages are compressed), others by their bytes.
+/// text columns (their pages are compressed), the embedded log by its bytes
+/// and its decoded records (its chunks are compressed), others by their bytes.
 fn files_holding(dir: &Path, id: &str) -> Vec<PathBuf> {
     every_file(dir)
         .into_iter()
@@ -76,7 +77,15 @@ fn files_holding(dir: &Path, id: &str) -> Vec<PathBuf> {
                     .any(|c| c.str().unwrap().iter().flatten().any(|v| v.contains(id)))
             } else {
                 let bytes = std::fs::read(path).unwrap();
-                bytes.windows(id.len()).any(|w| w == id.as_bytes())
+                let holds = |bytes: &[u8]| bytes.windows(id.len()).any(|w| w == id.as_bytes());
+                let mut in_records = false;
+                if path.file_name().is_some_and(|n| n == clickstream_backend::stream::LOG_FILE_NAME) {
+                    clickstream_backend::stream::visit_records(path.parent().unwrap(), &mut |_, value| {
+                        in_records |= holds(value);
+                    })
+                    .unwrap();
+                }
+                in_records || holds(&bytes)
             }
         })
         .collect()

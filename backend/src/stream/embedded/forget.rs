@@ -14,9 +14,10 @@ use std::path::Path;
 
 use redb::{Database, Durability, ReadableTable, TableDefinition, TableError};
 
-use super::framing::{encode_record, EntryBuilder, EntryReader};
+use super::framing::{encode_record, EntryBody, EntryBuilder};
 use super::{
-    storage_error, unavailable, Layout, Topic, CONSUMER_OFFSETS, LOG_FILE_NAME, META, META_PARTITIONS, PARTITION_ENDS,
+    storage_error, unavailable, Layout, Topic, CONSUMER_OFFSETS, ENTRY_VERSION, LOG_FILE_NAME, META,
+    META_ENTRY_VERSION, META_PARTITIONS, PARTITION_ENDS,
 };
 use crate::stream::StreamError;
 
@@ -44,7 +45,8 @@ pub fn visit_records(dir: &Path, visit: &mut dyn FnMut(Topic, &[u8])) -> Result<
         };
         for entry in table.iter().map_err(storage_error)? {
             let (_, bytes) = entry.map_err(storage_error)?;
-            let Ok(mut reader) = EntryReader::new(bytes.value()) else { continue };
+            let Ok(body) = EntryBody::open(bytes.value()) else { continue };
+            let mut reader = body.reader();
             while let Ok(Some(record)) = reader.next_record() {
                 if let Ok((key, value)) = record.checked() {
                     if !is_tombstone(key, value) {
@@ -88,6 +90,19 @@ pub fn forget_records(dir: &Path, forget: &mut dyn FnMut(Topic, &[u8]) -> bool) 
         for definition in [META, PARTITION_ENDS, CONSUMER_OFFSETS] {
             copy_small_table(&read, &write, definition)?;
         }
+        {
+            // Rewritten entries are in this build's format: say so, and
+            // refuse a log a newer build wrote rather than misread it.
+            let mut meta = write.open_table(META).map_err(storage_error)?;
+            let stored = meta.get(META_ENTRY_VERSION).map_err(storage_error)?.map(|v| v.value());
+            if let Some(version) = stored.filter(|v| *v > u64::from(ENTRY_VERSION)) {
+                return Err(StreamError::Corrupt(format!(
+                    "{} uses entry format {version}, this build reads formats up to {ENTRY_VERSION}",
+                    path.display()
+                )));
+            }
+            meta.insert(META_ENTRY_VERSION, u64::from(ENTRY_VERSION)).map_err(storage_error)?;
+        }
         for (slot, topic) in slots(&layout) {
             let from = match read.open_table(layout.table(slot)) {
                 Ok(table) => table,
@@ -125,7 +140,8 @@ fn without_forgotten(
     tombstone: &[u8],
     forget: &mut dyn FnMut(Topic, &[u8]) -> bool,
 ) -> Option<(Vec<u8>, u64)> {
-    let mut reader = EntryReader::new(bytes).ok()?;
+    let body = EntryBody::open(bytes).ok()?;
+    let mut reader = body.reader();
     let mut rebuilt = EntryBuilder::new(base);
     let mut forgotten = 0;
     while let Some(record) = reader.next_record().ok()? {

@@ -25,6 +25,16 @@
 //! around 1 µs per record. Offsets stay dense and per record: an entry keyed
 //! `b` holding `n` records holds offsets `b..b + n`.
 //!
+//! # Why compressed chunks
+//!
+//! Once fsyncs are shared, a commit's time is mostly the bytes it writes:
+//! redb writes each entry's pages whole, and this machine's disk syncs about
+//! 300 MB/s. Events of one visitor repeat most of their bytes, so each
+//! produce call frames its records per partition into a chunk and
+//! compresses it with LZ4 on the caller's task ([`ChunkBuilder`]); an entry
+//! is a run of such chunks. `bench ingest` measured about a quarter of the
+//! bytes written per event and 1.3–1.8× the events/s (README, Benchmarks).
+//!
 //! # Why a single writer thread (group commit)
 //!
 //! `produce` must answer only once the records are durable, and a durable redb
@@ -46,7 +56,8 @@
 //! not match is handed on marked as damaged ([`Fetched::damage`]), never as
 //! data: the aggregator quarantines it as a `corrupt_record` bad row with its
 //! position and reads on. The checksum is computed by the producing task, not
-//! the writer, so the work spreads over all cores.
+//! the writer, so the work spreads over all cores. A compressed chunk that
+//! no longer decompresses loses all its records the same way.
 //!
 //! # Why the partition count is pinned
 //!
@@ -75,8 +86,8 @@ mod tests;
 mod writer;
 
 pub use forget::{forget_records, visit_records};
-use framing::{checked_record_count, encode_record, EntryBuilder, EntryReader};
-use writer::{run_writer, EncodedRecord, WriteRequest};
+use framing::{checked_record_count, entry_count, ChunkBuilder, EntryBody, EntryBuilder, CHUNKED_ENTRY};
+use writer::{run_writer, SlotChunk, WriteRequest};
 
 /// The file name of the log inside its directory.
 pub const LOG_FILE_NAME: &str = "log.redb";
@@ -108,8 +119,9 @@ const INLINE_FETCH_LIMIT: usize = 256;
 /// modest cache is enough.
 const CACHE_BYTES: usize = 64 * 1024 * 1024;
 
-/// Version byte at the start of every entry.
-const ENTRY_VERSION: u8 = 1;
+/// The entry format this build writes (it reads format 1 too): the first
+/// byte of every entry, and `meta`'s `entry_version`.
+const ENTRY_VERSION: u8 = CHUNKED_ENTRY;
 
 /// Entry header: version (1) + record count (4).
 const ENTRY_HEADER_LEN: usize = 5;
@@ -324,9 +336,9 @@ impl EmbeddedLog {
             // Entries wholly below `offset` go.
             let mut damaged: Option<(u64, String)> = None;
             table
-                .retain_in(..offset, |base, entry| match EntryReader::new(entry) {
-                    Ok(reader) if base.saturating_add(u64::from(reader.count)) <= offset => {
-                        removed += u64::from(reader.count);
+                .retain_in(..offset, |base, entry| match entry_count(entry) {
+                    Ok(count) if base.saturating_add(u64::from(count)) <= offset => {
+                        removed += u64::from(count);
                         false
                     }
                     Ok(_) => true,
@@ -351,7 +363,8 @@ impl EmbeddedLog {
                 None => None,
             };
             if let Some((base, bytes)) = straddler {
-                let mut reader = EntryReader::new(&bytes).map_err(|p| corrupt(base, p))?;
+                let body = EntryBody::open(&bytes).map_err(|p| corrupt(base, p))?;
+                let mut reader = body.reader();
                 let mut kept = EntryBuilder::new(offset);
                 let mut position = base;
                 while let Some(record) = reader.next_record().map_err(|p| corrupt(base, p))? {
@@ -476,38 +489,41 @@ impl EmbeddedLog {
                 continue;
             }
             let mut offset = base;
-            let problem = match EntryReader::new(bytes.value()) {
+            let problem = match EntryBody::open(bytes.value()) {
                 Err(problem) => Some(problem),
-                Ok(mut reader) => loop {
-                    match reader.next_record() {
-                        Ok(None) => break None,
-                        Err(problem) => break Some(problem),
-                        Ok(Some(record)) => {
-                            if offset >= from {
-                                fetched.push(match record.checked() {
-                                    // Forgotten (`clickstream forget`): the
-                                    // offset stays, nothing is read.
-                                    Ok((key, value)) if forget::is_tombstone(key, value) => {
-                                        offset += 1;
-                                        continue;
+                Ok(body) => {
+                    let mut reader = body.reader();
+                    loop {
+                        match reader.next_record() {
+                            Ok(None) => break None,
+                            Err(problem) => break Some(problem),
+                            Ok(Some(record)) => {
+                                if offset >= from {
+                                    fetched.push(match record.checked() {
+                                        // Forgotten (`clickstream forget`): the
+                                        // offset stays, nothing is read.
+                                        Ok((key, value)) if forget::is_tombstone(key, value) => {
+                                            offset += 1;
+                                            continue;
+                                        }
+                                        Ok((key, value)) => Fetched {
+                                            partition,
+                                            offset,
+                                            key: key.to_vec(),
+                                            value: value.to_vec(),
+                                            damage: None,
+                                        },
+                                        Err(problem) => damaged(offset, record.bytes, &problem),
+                                    });
+                                    if fetched.len() >= max {
+                                        return Ok(fetched);
                                     }
-                                    Ok((key, value)) => Fetched {
-                                        partition,
-                                        offset,
-                                        key: key.to_vec(),
-                                        value: value.to_vec(),
-                                        damage: None,
-                                    },
-                                    Err(problem) => damaged(offset, record.bytes, &problem),
-                                });
-                                if fetched.len() >= max {
-                                    return Ok(fetched);
                                 }
+                                offset += 1;
                             }
-                            offset += 1;
                         }
                     }
-                },
+                }
             };
             if let Some(problem) = problem {
                 // The rest of the entry cannot be walked: each offset it
@@ -547,19 +563,30 @@ impl EventStream for EmbeddedLog {
         if records.is_empty() {
             return Ok(());
         }
-        // Encoding and checksums happen here, on the callers' threads, so the
-        // single writer only assigns offsets and copies bytes.
+        // Framing, checksums and compression happen here, on the callers'
+        // threads, so the single writer only assigns offsets and copies
+        // bytes. Each partition's records of this call become one chunk (or
+        // a few, for calls over MAX_ENTRY_BYTES), in the order given.
         let layout = &self.shared().layout;
-        let mut encoded = Vec::with_capacity(records.len());
-        let mut bytes = 0;
+        let mut open: Vec<ChunkBuilder> = Vec::new();
+        open.resize_with(layout.table_names.len(), ChunkBuilder::default);
+        let mut chunks = Vec::new();
         for record in &records {
             let partition = partition_for(&record.key, layout.partitions);
             let slot = layout.slot(record.topic, partition)?;
-            let record_bytes = encode_record(&record.key, &record.value)?;
-            bytes += record_bytes.len();
-            encoded.push(EncodedRecord { slot, bytes: record_bytes });
+            open[slot].push_record(&record.key, &record.value)?;
+            if open[slot].is_full() {
+                chunks.push(SlotChunk { slot, chunk: open[slot].finish() });
+            }
         }
-        self.send(|reply| WriteRequest::Append { records: encoded, bytes, reply }).await
+        drop(records);
+        for (slot, builder) in open.iter_mut().enumerate() {
+            if !builder.is_empty() {
+                chunks.push(SlotChunk { slot, chunk: builder.finish() });
+            }
+        }
+        let bytes = chunks.iter().map(|c| c.chunk.bytes.len()).sum();
+        self.send(|reply| WriteRequest::Append { chunks, bytes, reply }).await
     }
 
     async fn fetch(&self, topic: Topic, partition: u32, from: u64, max: usize) -> Result<Vec<Fetched>, StreamError> {
@@ -617,14 +644,17 @@ fn prepare(db: &Database, partitions: u32, path: &Path) -> Result<(Layout, Vec<u
         let mut meta = txn.open_table(META).map_err(storage_error)?;
         let stored_version = meta.get(META_ENTRY_VERSION).map_err(storage_error)?.map(|v| v.value());
         match stored_version {
-            Some(version) if version != u64::from(ENTRY_VERSION) => {
+            Some(version) if version > u64::from(ENTRY_VERSION) => {
                 return Err(StreamError::Corrupt(format!(
-                    "{} uses entry format {version}, this build reads format {ENTRY_VERSION}",
+                    "{} uses entry format {version}, this build reads formats up to {ENTRY_VERSION} (a newer clickstream wrote it)",
                     path.display()
                 )));
             }
-            Some(_) => {}
-            None => {
+            Some(version) if version == u64::from(ENTRY_VERSION) => {}
+            // New, or written by a build of format 1: its entries stay
+            // readable, new ones are written in this build's format, and
+            // the mark keeps an older build from misreading them.
+            _ => {
                 meta.insert(META_ENTRY_VERSION, u64::from(ENTRY_VERSION)).map_err(storage_error)?;
             }
         }

@@ -1,6 +1,7 @@
 //! The embedded log's tests: framing, produce and fetch, reopen, retention,
 //! damage, concurrency, and the single owner of a directory.
 
+use super::framing::{encode_record, Chunk};
 use super::*;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicUsize;
@@ -70,18 +71,21 @@ fn crc32_matches_the_standard_check_value_and_the_definition() {
     }
 }
 
-fn entry_of(records: &[(&[u8], &[u8])]) -> Vec<u8> {
-    let mut builder = EntryBuilder::new(0);
+/// A format-1 entry (what builds before chunks wrote): header, then records.
+fn plain_entry_of(records: &[(&[u8], &[u8])]) -> Vec<u8> {
+    let mut entry = vec![1u8];
+    entry.extend_from_slice(&(records.len() as u32).to_le_bytes());
     for (key, value) in records {
-        builder.push(&encode_record(key, value).unwrap());
+        entry.extend_from_slice(&encode_record(key, value).unwrap());
     }
-    builder.finish().1
+    entry
 }
 
 type KeyAndValue = (Vec<u8>, Vec<u8>);
 
 fn read_all(entry: &[u8]) -> Result<Vec<KeyAndValue>, String> {
-    let mut reader = EntryReader::new(entry)?;
+    let body = EntryBody::open(entry)?;
+    let mut reader = body.reader();
     let mut records = Vec::new();
     while let Some(record) = reader.next_record()? {
         let (key, value) = record.checked()?;
@@ -91,8 +95,8 @@ fn read_all(entry: &[u8]) -> Result<Vec<KeyAndValue>, String> {
 }
 
 #[test]
-fn entries_round_trip_and_reject_damage() {
-    let entry = entry_of(&[(b"visitor", b"{\"a\":1}"), (b"", b""), (b"v2", b"x")]);
+fn plain_entries_still_read_and_reject_damage() {
+    let entry = plain_entry_of(&[(b"visitor", b"{\"a\":1}"), (b"", b""), (b"v2", b"x")]);
     assert_eq!(
         read_all(&entry).unwrap(),
         vec![(b"visitor".to_vec(), b"{\"a\":1}".to_vec()), (Vec::new(), Vec::new()), (b"v2".to_vec(), b"x".to_vec()),]
@@ -122,6 +126,83 @@ fn entries_round_trip_and_reject_damage() {
     long_key[ENTRY_HEADER_LEN + 4] = 0xff;
     long_key[ENTRY_HEADER_LEN + 7] = 0xff;
     assert!(read_all(&long_key).is_err());
+}
+
+/// Events of one visitor: most of their bytes repeat, as real ones do.
+fn similar_records(n: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+    (0..n)
+        .map(|i| {
+            let value = format!(
+                r#"{{"event_id":"e-{i}","site_id":"shop-1","url":"https://shop.example/p/{}","ua":"Mozilla/5.0 (X11; Linux x86_64)"}}"#,
+                i % 7
+            );
+            (b"visitor-1".to_vec(), value.into_bytes())
+        })
+        .collect()
+}
+
+fn chunk_of(records: &[(Vec<u8>, Vec<u8>)]) -> Chunk {
+    let mut builder = ChunkBuilder::default();
+    for (key, value) in records {
+        builder.push_record(key, value).unwrap();
+    }
+    builder.finish()
+}
+
+#[test]
+fn chunked_entries_compress_round_trip_and_reject_damage() {
+    let similar = similar_records(50);
+    let chunk = chunk_of(&similar);
+    assert!(chunk.bytes.len() * 3 < chunk.raw_len, "{} bytes stored for {}", chunk.bytes.len(), chunk.raw_len);
+    let tiny = vec![(b"k".to_vec(), b"x".to_vec())];
+    let mut builder = EntryBuilder::new(0);
+    builder.push_chunk(&chunk);
+    builder.push_chunk(&chunk_of(&tiny));
+    builder.push(&encode_record(b"loose", b"one by one").unwrap());
+    let (_, entry) = builder.finish();
+    assert_eq!(entry[0], CHUNKED_ENTRY);
+    let mut expected = similar.clone();
+    expected.extend(tiny);
+    expected.push((b"loose".to_vec(), b"one by one".to_vec()));
+    assert_eq!(read_all(&entry).unwrap(), expected);
+    assert_eq!(checked_record_count(&entry), Ok(52));
+
+    // The first chunk is compressed: a flipped byte inside it, a cut, a
+    // count that does not add up, an unknown codec, or a wild length.
+    let first_chunk = ENTRY_HEADER_LEN;
+    let mut flipped = entry.clone();
+    flipped[first_chunk + 13 + 40] ^= 0x5a;
+    assert!(read_all(&flipped).is_err());
+    assert!(read_all(&entry[..entry.len() - 1]).is_err());
+    assert!(read_all(&entry[..first_chunk + 20]).is_err());
+    let mut padded = entry.clone();
+    padded.push(0);
+    assert!(read_all(&padded).unwrap_err().contains("chunk"));
+    let mut miscounted = entry.clone();
+    miscounted[1] = 53;
+    assert!(read_all(&miscounted).is_err());
+    let mut codec = entry.clone();
+    codec[first_chunk] = 7;
+    assert!(read_all(&codec).unwrap_err().contains("codec"));
+    let mut wild = entry.clone();
+    wild[first_chunk + 5..first_chunk + 9].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(read_all(&wild).unwrap_err().contains("more than a chunk holds"));
+
+    // Damage in the last chunk leaves the records before it readable.
+    let body = EntryBody::open(&entry[..entry.len() - 3]).unwrap();
+    let mut reader = body.reader();
+    let mut read = 0;
+    let problem = loop {
+        match reader.next_record() {
+            Ok(Some(record)) => {
+                record.checked().unwrap();
+                read += 1;
+            }
+            Ok(None) => panic!("a cut entry read to its end"),
+            Err(problem) => break problem,
+        }
+    };
+    assert_eq!(read, 51, "{problem}");
 }
 
 #[tokio::test]
@@ -323,12 +404,14 @@ async fn every_offset_of_an_entry_with_a_damaged_structure_is_handed_on_marked()
         log.produce((0..3).map(|i| event("victim", &format!("inside-{i}"))).collect()).await.unwrap();
         log.produce(vec![event("victim", "after")]).await.unwrap();
     }
-    // Cut the entry inside its second record: the third cannot be found.
-    damage_entry(dir.path(), partition, 1, |entry| entry.truncate(entry.len() - 30));
+    // Cut the entry short: its three records are one compressed chunk, and
+    // a compressed chunk reads whole or not at all.
+    damage_entry(dir.path(), partition, 1, |entry| entry.truncate(entry.len() - 5));
     let log = EmbeddedLog::open(dir.path(), 1).unwrap();
     let fetched = log.fetch(Topic::Events, partition, 0, 100).await.unwrap();
     let summary: Vec<(u64, bool)> = fetched.iter().map(|f| (f.offset, f.damage.is_some())).collect();
-    assert_eq!(summary, [(0, false), (1, false), (2, true), (3, true), (4, false)]);
+    assert_eq!(summary, [(0, false), (1, true), (2, true), (3, true), (4, false)]);
+    assert!(fetched[2].damage.as_deref().unwrap().contains("does not decompress"), "{:?}", fetched[2].damage);
     assert_eq!(fetched[4].value, b"after");
     // Reading from inside the damaged part gives the same answer.
     let from_3 = log.fetch(Topic::Events, partition, 3, 100).await.unwrap();
@@ -433,6 +516,10 @@ async fn forgotten_records_keep_their_offsets_and_leave_no_bytes_in_the_file() {
         log.produce(values.iter().map(|v| event("k", v)).collect()).await.unwrap();
         log.commit("g", Topic::Events, 0, 2).await.unwrap();
     }
+    // Compressed or not, the file held them before (LZ4 writes a string's
+    // first occurrence as it is), so the check below can fail.
+    let before = std::fs::read(dir.path().join(LOG_FILE_NAME)).unwrap();
+    assert!(before.windows(6).any(|w| w == b"secret"));
     let forgotten = forget_records(dir.path(), &mut |_, value| value.starts_with(b"secret")).unwrap();
     assert_eq!(forgotten, 2);
     let bytes = std::fs::read(dir.path().join(LOG_FILE_NAME)).unwrap();
@@ -448,4 +535,50 @@ async fn forgotten_records_keep_their_offsets_and_leave_no_bytes_in_the_file() {
     drop(log);
     visit_records(dir.path(), &mut |_, _| seen += 1).unwrap();
     assert_eq!(seen, 3, "tombstones are not records");
+}
+
+#[tokio::test]
+async fn a_log_written_in_format_1_reads_on_and_takes_new_records_in_format_2() {
+    let dir = TempDir::new("format-1");
+    {
+        let log = EmbeddedLog::open(dir.path(), 1).unwrap();
+        log.produce((0..3).map(|i| event("k", &format!("old-{i}"))).collect()).await.unwrap();
+    }
+    // Rewrite the file as a format-1 build left it.
+    {
+        let db = Database::create(dir.path().join(LOG_FILE_NAME)).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let name = format!("{}/0", Topic::Events.name());
+            let mut table = txn.open_table(PartitionTable::new(&name)).unwrap();
+            let entry = table.get(0).unwrap().unwrap().value().to_vec();
+            let records = read_all(&entry).unwrap();
+            let borrowed: Vec<(&[u8], &[u8])> = records.iter().map(|(k, v)| (k.as_slice(), v.as_slice())).collect();
+            table.insert(0, plain_entry_of(&borrowed).as_slice()).unwrap();
+            txn.open_table(META).unwrap().insert(META_ENTRY_VERSION, 1).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let log = EmbeddedLog::open(dir.path(), 1).unwrap();
+    log.produce(vec![event("k", "new")]).await.unwrap();
+    let values: Vec<Vec<u8>> = fetch_all(&log, Topic::Events, 0).await.into_iter().map(|f| f.value).collect();
+    assert_eq!(values, [&b"old-0"[..], b"old-1", b"old-2", b"new"]);
+    let txn = log.shared().begin_read().unwrap();
+    let meta = txn.open_table(META).unwrap();
+    assert_eq!(meta.get(META_ENTRY_VERSION).unwrap().unwrap().value(), 2, "marked so older builds refuse it");
+    let table = txn.open_table(log.shared().layout.table(0)).unwrap();
+    let formats: Vec<u8> = table.iter().unwrap().map(|e| e.unwrap().1.value()[0]).collect();
+    assert_eq!(formats, [1, 2]);
+    drop((table, meta, txn, log));
+
+    // A log from a newer build is refused with a clear error, not misread.
+    {
+        let db = Database::create(dir.path().join(LOG_FILE_NAME)).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META).unwrap().insert(META_ENTRY_VERSION, 3).unwrap();
+        txn.commit().unwrap();
+    }
+    let Err(refused) = EmbeddedLog::open(dir.path(), 1) else { panic!("a format-3 log was opened") };
+    let refused = refused.to_string();
+    assert!(refused.contains("entry format 3"), "{refused}");
 }

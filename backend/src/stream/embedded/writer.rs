@@ -8,12 +8,12 @@ use std::sync::atomic::Ordering;
 use redb::Durability;
 use tokio::sync::{mpsc, oneshot};
 
-use super::framing::EntryBuilder;
+use super::framing::{Chunk, EntryBuilder};
 use super::{Shared, StreamError, CONSUMER_OFFSETS, MAX_BYTES_PER_COMMIT, MAX_REQUESTS_PER_COMMIT, PARTITION_ENDS};
 
 /// A request to the writer thread.
 pub(super) enum WriteRequest {
-    Append { records: Vec<EncodedRecord>, bytes: usize, reply: oneshot::Sender<Result<(), StreamError>> },
+    Append { chunks: Vec<SlotChunk>, bytes: usize, reply: oneshot::Sender<Result<(), StreamError>> },
     CommitOffset { name: String, next_offset: u64, reply: oneshot::Sender<Result<(), StreamError>> },
 }
 
@@ -35,10 +35,11 @@ impl WriteRequest {
     }
 }
 
-/// A record already encoded (with its checksum) and routed, ready for the writer.
-pub(super) struct EncodedRecord {
+/// Records of one partition already framed, checksummed and compressed,
+/// ready for the writer. A produce call's chunks of one slot keep its order.
+pub(super) struct SlotChunk {
     pub(super) slot: usize,
-    pub(super) bytes: Vec<u8>,
+    pub(super) chunk: Chunk,
 }
 
 /// The writer thread: group commit. Runs until every handle is gone and the
@@ -117,18 +118,18 @@ pub(super) fn write_batch(shared: &Shared, batch: &[WriteRequest], next: &mut [u
     let mut consumer_offsets: Vec<(&str, u64)> = Vec::new();
     for request in batch {
         match request {
-            WriteRequest::Append { records, .. } => {
-                for record in records {
-                    let builders = entries.entry(record.slot).or_default();
+            WriteRequest::Append { chunks, .. } => {
+                for SlotChunk { slot, chunk } in chunks {
+                    let builders = entries.entry(*slot).or_default();
                     match builders.last_mut() {
-                        Some(builder) if builder.has_room() => builder.push(&record.bytes),
+                        Some(builder) if builder.has_room() => builder.push_chunk(chunk),
                         _ => {
-                            let mut builder = EntryBuilder::new(next[record.slot]);
-                            builder.push(&record.bytes);
+                            let mut builder = EntryBuilder::new(next[*slot]);
+                            builder.push_chunk(chunk);
                             builders.push(builder);
                         }
                     }
-                    next[record.slot] += 1;
+                    next[*slot] += u64::from(chunk.count);
                 }
             }
             WriteRequest::CommitOffset { name, next_offset, .. } => {
