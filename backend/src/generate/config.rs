@@ -203,6 +203,8 @@ pub struct GenerateReport {
     pub retries: u64,
     /// Sends that never got a 2xx.
     pub failed_batches: u64,
+    /// Why the latest of them failed (status and body, or the last error).
+    pub last_failure: Option<String>,
     pub elapsed: Duration,
 }
 
@@ -220,7 +222,11 @@ impl fmt::Display for GenerateReport {
             self.retries,
             self.failed_batches,
             self.elapsed.as_secs_f64()
-        )
+        )?;
+        if let Some(why) = &self.last_failure {
+            write!(f, "; last failure: {why}")?;
+        }
+        Ok(())
     }
 }
 

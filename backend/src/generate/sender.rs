@@ -46,6 +46,15 @@ struct Stats {
     duplicate_batches: AtomicU64,
     retries: AtomicU64,
     failed_batches: AtomicU64,
+    /// Why the latest failed batch failed, for the report.
+    last_failure: Mutex<Option<String>>,
+}
+
+impl Stats {
+    fn failed(&self, why: String) {
+        self.failed_batches.fetch_add(1, Ordering::Relaxed);
+        *self.last_failure.lock().expect("failure lock") = Some(why);
+    }
 }
 
 struct OutFile {
@@ -179,6 +188,7 @@ pub async fn run(opts: GenerateOptions, mut stop: watch::Receiver<bool>) -> anyh
         duplicate_batches: stats.duplicate_batches.load(Ordering::Relaxed),
         retries: stats.retries.load(Ordering::Relaxed),
         failed_batches: stats.failed_batches.load(Ordering::Relaxed),
+        last_failure: stats.last_failure.lock().expect("failure lock").take(),
         elapsed: started.elapsed(),
     };
     tracing::info!(%report, "generate done");
@@ -283,14 +293,14 @@ impl Worker {
                     let status = resp.status();
                     let text = resp.text().await.unwrap_or_default();
                     tracing::warn!(%status, body = %truncate(&text, 500), events = batch.events.len(), "batch rejected");
-                    self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+                    self.stats.failed(format!("HTTP {status}: {}", truncate(&text, 200)));
                     return None;
                 }
                 Err(e) => (e.to_string(), None),
             };
             if last_attempt(attempt) {
                 tracing::warn!(error = %why, attempts = attempt, events = batch.events.len(), "batch not delivered, giving up");
-                self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+                self.stats.failed(format!("gave up after {attempt} attempts: {why}"));
                 return None;
             }
             self.stats.retries.fetch_add(1, Ordering::Relaxed);

@@ -541,7 +541,10 @@ mod http {
     #[derive(Default)]
     struct Server {
         requests: AtomicU64,
-        /// Every 7th request answers 503 once (Retry-After: 0).
+        /// Every 7th request answers 503 (Retry-After: 0), once per batch:
+        /// senders retrying at once can fall into step with the count, and
+        /// the same batch must not be refused every time (it would give up).
+        refused: Mutex<std::collections::HashSet<String>>,
         bodies: Mutex<Vec<Value>>,
     }
 
@@ -552,14 +555,14 @@ mod http {
     ) -> (StatusCode, HeaderMap, String) {
         let n = s.requests.fetch_add(1, Ordering::SeqCst);
         let mut h = HeaderMap::new();
-        if n % 7 == 3 {
+        let v: Value = serde_json::from_str(&body).unwrap();
+        if n % 7 == 3 && s.refused.lock().unwrap().insert(v["events"].to_string()) {
             h.insert("retry-after", "0".parse().unwrap());
             return (StatusCode::SERVICE_UNAVAILABLE, h, "busy".into());
         }
         for k in ["user-agent", "cf-ipcountry", "x-forwarded-for", "content-type"] {
             assert!(headers.contains_key(k), "{k}");
         }
-        let v: Value = serde_json::from_str(&body).unwrap();
         let sent_at = v["sent_at"].as_i64().unwrap();
         assert!((wall_ms() - sent_at).abs() < 5_000, "sent_at is the wall clock");
         s.bodies.lock().unwrap().push(v);
@@ -631,7 +634,7 @@ mod http {
         tx.send(true).unwrap();
         let report = handle.await.unwrap().unwrap();
         assert!(report.events > 0);
-        assert_eq!(report.failed_batches, 0);
+        assert_eq!(report.failed_batches, 0, "{report}");
         assert_eq!(report.valid_distinct + report.malformed, report.events);
     }
 
