@@ -59,7 +59,7 @@ const LZ4: u8 = 1;
 const MAX_CHUNK_RAW_BYTES: usize = MAX_ENTRY_BYTES + RECORD_HEADER_LEN + MAX_RECORD_BYTES;
 
 /// Records of one partition framed one after another, compressed together
-/// when [`Chunk::finish`] is called. Producers build their chunks on their
+/// when [`ChunkBuilder::finish`] is called. Producers build their chunks on their
 /// own tasks, so the single writer only copies compressed bytes.
 ///
 /// Why compress: a durable commit's time is mostly the bytes it writes and
@@ -105,16 +105,25 @@ impl ChunkBuilder {
     pub(super) fn finish(&mut self) -> Chunk {
         let raw = std::mem::take(&mut self.raw);
         let count = std::mem::take(&mut self.count);
-        let compressed = lz4_flex::block::compress(&raw);
-        let (codec, stored) =
-            if compressed.len() < raw.len() { (LZ4, compressed.as_slice()) } else { (STORED, raw.as_slice()) };
-        let mut bytes = Vec::with_capacity(CHUNK_HEADER_LEN + stored.len());
-        bytes.push(codec);
-        bytes.extend_from_slice(&count.to_le_bytes());
+        // Compress straight behind the header: no second copy of the bytes.
+        let mut bytes = vec![0; CHUNK_HEADER_LEN + lz4_flex::block::get_maximum_output_size(raw.len())];
+        let codec = match lz4_flex::block::compress_into(&raw, &mut bytes[CHUNK_HEADER_LEN..]) {
+            Ok(n) if n < raw.len() => {
+                bytes.truncate(CHUNK_HEADER_LEN + n);
+                LZ4
+            }
+            _ => {
+                bytes.truncate(CHUNK_HEADER_LEN);
+                bytes.extend_from_slice(&raw);
+                STORED
+            }
+        };
+        let stored_len = bytes.len() - CHUNK_HEADER_LEN;
+        bytes[0] = codec;
+        bytes[1..5].copy_from_slice(&count.to_le_bytes());
         // Both fit in u32: a chunk holds at most MAX_CHUNK_RAW_BYTES.
-        bytes.extend_from_slice(&(raw.len() as u32).to_le_bytes());
-        bytes.extend_from_slice(&(stored.len() as u32).to_le_bytes());
-        bytes.extend_from_slice(stored);
+        bytes[5..9].copy_from_slice(&(raw.len() as u32).to_le_bytes());
+        bytes[9..13].copy_from_slice(&(stored_len as u32).to_le_bytes());
         Chunk { count, raw_len: raw.len(), bytes }
     }
 }
