@@ -112,6 +112,10 @@ pub struct FileConfig {
 pub struct AggregateFileConfig {
     /// Pause between polls when nothing is new, ms. Default 1000.
     pub poll_interval_ms: Option<u64>,
+    /// A micro-batch starts at most this often unless records are backed
+    /// up, ms: fewer, larger micro-batches under a steady load. Default
+    /// 1000; 0 starts the next one at once.
+    pub batch_interval_ms: Option<u64>,
     /// Most records per partition in one micro-batch. Default 50000.
     pub max_records_per_partition: Option<usize>,
     /// How long event ids are remembered for deduplication. Default 48.

@@ -179,6 +179,9 @@ fn aggregate_config(data_dir: &Path, file: &FileConfig) -> anyhow::Result<Aggreg
         if let Some(ms) = a.poll_interval_ms {
             c.poll_interval = std::time::Duration::from_millis(ms);
         }
+        if let Some(ms) = a.batch_interval_ms {
+            c.batch_interval = std::time::Duration::from_millis(ms);
+        }
         if let Some(n) = a.max_records_per_partition {
             c.max_records_per_partition = n;
         }
