@@ -105,7 +105,16 @@ impl OnDisk {
             std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
             std::collections::btree_map::Entry::Vacant(entry) => {
                 let path = self.dir.join(format!("{minute}{SUFFIX}"));
-                let file = File::options().read(true).write(true).create(true).truncate(false).open(path)?;
+                let open = || File::options().read(true).write(true).create(true).truncate(false).open(&path);
+                let file = match open() {
+                    // The folder was removed under a running server (by
+                    // hand, say): make it again rather than refuse all.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        std::fs::create_dir_all(&self.dir)?;
+                        open()?
+                    }
+                    opened => opened?,
+                };
                 entry.insert(Minute { file, read_to: 0, keys: HashSet::new() })
             }
         };
@@ -206,6 +215,9 @@ mod tests {
         assert!(a.first_use(&[3], now, now).unwrap());
         assert!(!b.first_use(&[3], now, now).unwrap(), "read past the torn write, which was written over");
         assert_eq!(std::fs::metadata(&file).unwrap().len(), 3 * KEY_LEN as u64);
+        // The folder removed under a running replica is made again.
+        std::fs::remove_dir_all(data.join("_state/ingest-seen")).unwrap();
+        assert!(a.first_use(&[5], now + MINUTE_MS, now).unwrap());
         // An old layout's minute directory goes at the sweep like a file.
         std::fs::create_dir_all(data.join("_state/ingest-seen/1000/")).unwrap();
         a.first_use(&[4], now + 2 * MINUTE_MS, now + 2 * MINUTE_MS).unwrap();
