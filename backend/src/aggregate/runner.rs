@@ -92,7 +92,7 @@ impl AggregateConfig {
 pub struct StepReport {
     pub events_read: usize,
     pub rejects_read: usize,
-    /// Some partition had more than one micro-batch takes.
+    /// Some partition had more records waiting than one micro-batch takes.
     pub backlog: bool,
     pub bronze_rows: usize,
     pub silver_rows: usize,
