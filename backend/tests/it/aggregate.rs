@@ -245,19 +245,23 @@ async fn a_record_damaged_on_disk_is_quarantined_and_the_other_events_arrive() {
         send(&log, vec![view("e-flip-me-7", "a-1", NOW)]).await;
         send(&log, vec![view("e-3", "a-1", NOW), view("e-4", "a-2", NOW)]).await;
     }
-    // Flip a letter of the event id wherever the file holds it.
-    let file = log_dir.join(clickstream_backend::stream::LOG_FILE_NAME);
-    let mut bytes = std::fs::read(&file).unwrap();
-    let needle = b"e-flip-me-7";
+    // Flip a letter of the event id wherever the log's files hold it.
     let mut flipped = 0;
-    for at in 0..bytes.len() - needle.len() {
-        if &bytes[at..at + needle.len()] == needle {
-            bytes[at + 2] ^= 0x20;
-            flipped += 1;
+    for file in std::fs::read_dir(&log_dir).unwrap().map(|e| e.unwrap().path()) {
+        if !clickstream_backend::stream::is_log_file(&file) {
+            continue;
         }
+        let mut bytes = std::fs::read(&file).unwrap();
+        let needle = b"e-flip-me-7";
+        for at in 0..bytes.len() - needle.len() {
+            if &bytes[at..at + needle.len()] == needle {
+                bytes[at + 2] ^= 0x20;
+                flipped += 1;
+            }
+        }
+        std::fs::write(&file, bytes).unwrap();
     }
-    assert!(flipped > 0, "the record is in the file");
-    std::fs::write(&file, bytes).unwrap();
+    assert!(flipped > 0, "the record is in the log's files");
 
     let metrics = Arc::new(Metrics::new());
     let log = Arc::new(EmbeddedLog::open(&log_dir, 2).unwrap());

@@ -79,7 +79,7 @@ fn files_holding(dir: &Path, id: &str) -> Vec<PathBuf> {
                 let bytes = std::fs::read(path).unwrap();
                 let holds = |bytes: &[u8]| bytes.windows(id.len()).any(|w| w == id.as_bytes());
                 let mut in_records = false;
-                if path.file_name().is_some_and(|n| n == clickstream_backend::stream::LOG_FILE_NAME) {
+                if clickstream_backend::stream::is_log_file(path) {
                     clickstream_backend::stream::visit_records(path.parent().unwrap(), &mut |_, value| {
                         in_records |= holds(value);
                     })

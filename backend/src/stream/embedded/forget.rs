@@ -5,20 +5,17 @@
 //! positions stay valid) and which reads skip. Real records always have a
 //! value (a JSON document), so the two never mix.
 //!
-//! Removing entries inside redb would not be enough: redb reuses freed
-//! pages but does not wipe them, so the forgotten bytes would stay in
-//! `log.redb`. The log is instead copied, record by record, into a new file
-//! that never held them, which then replaces the old one in one rename.
+//! Each segment that holds a forgotten record is copied, frame by frame,
+//! into a new file that never held it, which then replaces the old one in
+//! one rename: the forgotten bytes are not left behind in the file.
 
+use std::io::Write;
 use std::path::Path;
 
-use redb::{Database, Durability, ReadableTable, TableDefinition, TableError};
-
 use super::framing::{encode_record, EntryBody, EntryBuilder};
-use super::{
-    storage_error, unavailable, Layout, Topic, CONSUMER_OFFSETS, ENTRY_VERSION, LOG_FILE_NAME, META,
-    META_ENTRY_VERSION, META_PARTITIONS, PARTITION_ENDS,
-};
+use super::segment::{self, Frame};
+use super::writer::put_batch_frame;
+use super::{legacy, lock_directory, unavailable, Layout, Topic};
 use crate::stream::StreamError;
 
 /// Whether a checked record is a tombstone left by [`forget_records`].
@@ -26,31 +23,66 @@ pub(super) fn is_tombstone(key: &[u8], value: &[u8]) -> bool {
     key.is_empty() && value.is_empty()
 }
 
-/// Calls `visit` with the topic and value of every intact record of the log
-/// in `dir`. The log must not be open elsewhere (redb's lock says so).
-/// A directory without a log has no records.
-pub fn visit_records(dir: &Path, visit: &mut dyn FnMut(Topic, &[u8])) -> Result<(), StreamError> {
-    let path = dir.join(LOG_FILE_NAME);
-    if !path.exists() {
-        return Ok(());
+/// Every segment of the closed log in `dir`, read whole, oldest first, with
+/// the log's layout. A directory without a log has none.
+fn segments(dir: &Path) -> Result<Vec<(std::path::PathBuf, segment::Scanned)>, StreamError> {
+    let sequences =
+        segment::list_segments(dir).map_err(|e| unavailable(&format!("listing log directory {}", dir.display()), e))?;
+    let mut all = Vec::with_capacity(sequences.len());
+    let mut slots = usize::MAX;
+    for sequence in sequences {
+        let path = segment::segment_path(dir, sequence);
+        let scanned = segment::scan(&path, slots)
+            .map_err(|problem| StreamError::Corrupt(format!("log segment {}: {problem}", path.display())))?;
+        for (_, frame) in &scanned.frames {
+            if let Frame::Checkpoint(checkpoint) = frame {
+                slots = 2 * checkpoint.partitions as usize;
+            }
+        }
+        all.push((path, scanned));
     }
-    let db = open(&path)?;
-    let txn = db.begin_read().map_err(storage_error)?;
-    let layout = Layout::new(stored_partitions(&txn, &path)?);
-    for (slot, topic) in slots(&layout) {
-        let table = match txn.open_table(layout.table(slot)) {
-            Ok(table) => table,
-            Err(TableError::TableDoesNotExist(_)) => continue,
-            Err(e) => return Err(storage_error(e)),
-        };
-        for entry in table.iter().map_err(storage_error)? {
-            let (_, bytes) = entry.map_err(storage_error)?;
-            let Ok(body) = EntryBody::open(bytes.value()) else { continue };
-            let mut reader = body.reader();
-            while let Ok(Some(record)) = reader.next_record() {
-                if let Ok((key, value)) = record.checked() {
-                    if !is_tombstone(key, value) {
-                        visit(topic, value);
+    Ok(all)
+}
+
+/// The log's layout, from the first checkpoint.
+fn layout_of(segments: &[(std::path::PathBuf, segment::Scanned)]) -> Option<Layout> {
+    segments.iter().flat_map(|(_, scanned)| &scanned.frames).find_map(|(_, frame)| match frame {
+        Frame::Checkpoint(checkpoint) => Some(Layout::new(checkpoint.partitions)),
+        Frame::Batch { .. } => None,
+    })
+}
+
+/// Opens a closed log for offline work: takes its lock (so `serve` cannot
+/// be writing it) and migrates an earlier-format file first.
+fn lock_closed(dir: &Path) -> Result<Option<std::fs::File>, StreamError> {
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    let lock = lock_directory(dir)?;
+    legacy::migrate_if_present(dir)?;
+    Ok(Some(lock))
+}
+
+/// Calls `visit` with the topic and value of every intact record of the log
+/// in `dir`. The log must not be open elsewhere (its lock says so). A
+/// directory without a log has no records.
+pub fn visit_records(dir: &Path, visit: &mut dyn FnMut(Topic, &[u8])) -> Result<(), StreamError> {
+    let Some(_lock) = lock_closed(dir)? else { return Ok(()) };
+    let segments = segments(dir)?;
+    let Some(layout) = layout_of(&segments) else { return Ok(()) };
+    for (_, scanned) in &segments {
+        for (_, frame) in &scanned.frames {
+            let Frame::Batch { entries, .. } = frame else { continue };
+            for entry in entries {
+                let at = entry.position as usize;
+                let Some(bytes) = scanned.bytes.get(at..at + entry.len as usize) else { continue };
+                let Ok(body) = EntryBody::open(bytes) else { continue };
+                let mut reader = body.reader();
+                while let Ok(Some(record)) = reader.next_record() {
+                    if let Ok((key, value)) = record.checked() {
+                        if !is_tombstone(key, value) {
+                            visit(layout.topic(entry.slot), value);
+                        }
                     }
                 }
             }
@@ -62,72 +94,61 @@ pub fn visit_records(dir: &Path, visit: &mut dyn FnMut(Topic, &[u8])) -> Result<
 /// Rewrites the log in `dir` (which must not be open elsewhere) with every
 /// record `forget` says yes to replaced by a tombstone, and returns how many
 /// were. Damaged entries and records are copied as they are (the consumer
-/// quarantines them). The new file replaces the old one only once it is
-/// complete and durable: a crash leaves the old log, and running again
+/// quarantines them). Each rewritten segment replaces the old one only once
+/// it is complete and durable: a crash leaves the old one, and running again
 /// finishes the work.
 pub fn forget_records(dir: &Path, forget: &mut dyn FnMut(Topic, &[u8]) -> bool) -> Result<u64, StreamError> {
-    let path = dir.join(LOG_FILE_NAME);
-    if !path.exists() {
-        return Ok(0);
-    }
-    let tmp = dir.join(format!("{LOG_FILE_NAME}.forget.tmp"));
-    let io = |what: &str| {
-        let what = format!("{what} {}", tmp.display());
-        move |e: std::io::Error| unavailable(&what, e)
-    };
-    let _ = std::fs::remove_file(&tmp);
+    let Some(_lock) = lock_closed(dir)? else { return Ok(0) };
+    let segments = segments(dir)?;
+    let Some(layout) = layout_of(&segments) else { return Ok(0) };
     let tombstone = encode_record(&[], &[])?;
     let mut forgotten = 0;
-    {
-        let old = open(&path)?;
-        let new =
-            Database::builder().create(&tmp).map_err(|e| unavailable(&format!("creating {}", tmp.display()), e))?;
-        let read = old.begin_read().map_err(storage_error)?;
-        let layout = Layout::new(stored_partitions(&read, &path)?);
-
-        let mut write = new.begin_write().map_err(storage_error)?;
-        write.set_durability(Durability::Immediate);
-        for definition in [META, PARTITION_ENDS, CONSUMER_OFFSETS] {
-            copy_small_table(&read, &write, definition)?;
-        }
-        {
-            // Rewritten entries are in this build's format: say so, and
-            // refuse a log a newer build wrote rather than misread it.
-            let mut meta = write.open_table(META).map_err(storage_error)?;
-            let stored = meta.get(META_ENTRY_VERSION).map_err(storage_error)?.map(|v| v.value());
-            if let Some(version) = stored.filter(|v| *v > u64::from(ENTRY_VERSION)) {
-                return Err(StreamError::Corrupt(format!(
-                    "{} uses entry format {version}, this build reads formats up to {ENTRY_VERSION}",
-                    path.display()
-                )));
-            }
-            meta.insert(META_ENTRY_VERSION, u64::from(ENTRY_VERSION)).map_err(storage_error)?;
-        }
-        for (slot, topic) in slots(&layout) {
-            let from = match read.open_table(layout.table(slot)) {
-                Ok(table) => table,
-                Err(TableError::TableDoesNotExist(_)) => continue,
-                Err(e) => return Err(storage_error(e)),
-            };
-            let mut to = write.open_table(layout.table(slot)).map_err(storage_error)?;
-            for entry in from.iter().map_err(storage_error)? {
-                let (base, bytes) = entry.map_err(storage_error)?;
-                let (base, bytes) = (base.value(), bytes.value());
-                match without_forgotten(base, bytes, topic, &tombstone, forget) {
-                    Some((rewritten, n)) => {
-                        forgotten += n;
-                        to.insert(base, rewritten.as_slice()).map_err(storage_error)?;
+    for (path, scanned) in segments {
+        let mut rewritten = segment::file_header().to_vec();
+        let mut forgotten_here = 0;
+        for (_, frame) in &scanned.frames {
+            match frame {
+                Frame::Checkpoint(checkpoint) => segment::put_checkpoint(&mut rewritten, checkpoint),
+                Frame::Batch { entries, offsets, marks } => {
+                    let mut kept: Vec<(usize, u64, Vec<u8>)> = Vec::with_capacity(entries.len());
+                    for entry in entries {
+                        let at = entry.position as usize;
+                        let bytes = scanned.bytes.get(at..at + entry.len as usize).unwrap_or_default();
+                        let topic = layout.topic(entry.slot);
+                        let bytes = match without_forgotten(entry.base, bytes, topic, &tombstone, forget) {
+                            Some((rebuilt, n)) => {
+                                forgotten_here += n;
+                                rebuilt
+                            }
+                            None => bytes.to_vec(),
+                        };
+                        kept.push((entry.slot, entry.base, bytes));
                     }
-                    None => {
-                        to.insert(base, bytes).map_err(storage_error)?;
-                    }
+                    let borrowed: Vec<(usize, u64, &[u8])> =
+                        kept.iter().map(|(slot, base, bytes)| (*slot, *base, bytes.as_slice())).collect();
+                    put_batch_frame(
+                        &mut rewritten,
+                        &borrowed,
+                        offsets.iter().map(|(name, next)| (name.as_str(), *next)),
+                        marks,
+                    );
                 }
             }
         }
-        write.commit().map_err(storage_error)?;
+        if forgotten_here == 0 {
+            continue;
+        }
+        let tmp = path.with_extension("seg.tmp");
+        let io = |what: &str| {
+            let what = format!("{what} {}", tmp.display());
+            move |e: std::io::Error| unavailable(&what, e)
+        };
+        let mut file = std::fs::File::create(&tmp).map_err(io("creating"))?;
+        file.write_all(&rewritten).and_then(|()| file.sync_all()).map_err(io("writing"))?;
+        std::fs::rename(&tmp, &path).map_err(io("renaming"))?;
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io("syncing the directory of"))?;
+        forgotten += forgotten_here;
     }
-    std::fs::rename(&tmp, &path).map_err(io("renaming"))?;
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io("syncing the directory of"))?;
     Ok(forgotten)
 }
 
@@ -154,45 +175,4 @@ fn without_forgotten(
         }
     }
     (forgotten > 0).then(|| (rebuilt.finish().1, forgotten))
-}
-
-fn open(path: &Path) -> Result<Database, StreamError> {
-    Database::builder().create(path).map_err(|e| {
-        unavailable(
-            &format!("opening log {} (is `clickstream serve` or `aggregate` running on it?)", path.display()),
-            e,
-        )
-    })
-}
-
-fn stored_partitions(txn: &redb::ReadTransaction, path: &Path) -> Result<u32, StreamError> {
-    let meta = txn.open_table(META).map_err(storage_error)?;
-    let stored = meta.get(META_PARTITIONS).map_err(storage_error)?.map(|v| v.value());
-    stored
-        .and_then(|n| u32::try_from(n).ok())
-        .filter(|n| *n > 0)
-        .ok_or_else(|| StreamError::Corrupt(format!("{} records no partition count", path.display())))
-}
-
-/// Each slot of the layout with its topic.
-fn slots(layout: &Layout) -> impl Iterator<Item = (usize, Topic)> + '_ {
-    (0..layout.table_names.len()).map(|slot| (slot, Topic::ALL[slot / layout.partitions as usize]))
-}
-
-fn copy_small_table(
-    read: &redb::ReadTransaction,
-    write: &redb::WriteTransaction,
-    definition: TableDefinition<&str, u64>,
-) -> Result<(), StreamError> {
-    let from = match read.open_table(definition) {
-        Ok(table) => table,
-        Err(TableError::TableDoesNotExist(_)) => return Ok(()),
-        Err(e) => return Err(storage_error(e)),
-    };
-    let mut to = write.open_table(definition).map_err(storage_error)?;
-    for entry in from.iter().map_err(storage_error)? {
-        let (name, value) = entry.map_err(storage_error)?;
-        to.insert(name.value(), value.value()).map_err(storage_error)?;
-    }
-    Ok(())
 }

@@ -358,6 +358,7 @@ impl<'a> RawRecord<'a> {
 }
 
 /// Walks a whole entry, checking every record, and returns its record count.
+#[cfg(test)]
 pub(super) fn checked_record_count(entry: &[u8]) -> Result<u32, String> {
     let body = EntryBody::open(entry)?;
     let mut reader = body.reader();

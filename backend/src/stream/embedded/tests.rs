@@ -1,7 +1,7 @@
 //! The embedded log's tests: framing, produce and fetch, reopen, retention,
 //! damage, concurrency, and the single owner of a directory.
 
-use super::framing::{encode_record, Chunk};
+use super::framing::{checked_record_count, encode_record, Chunk, EntryBuilder};
 use super::*;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicUsize;
@@ -348,19 +348,29 @@ async fn truncate_before_removes_old_records_and_keeps_end_offsets() {
     assert_eq!(records[0].offset, 10);
 }
 
-/// Rewrites the entry stored under `base` of a partition behind the log's
-/// back, as a damaged disk or a hand edit would.
-fn damage_entry(dir: &std::path::Path, partition: u32, base: u64, damage: impl FnOnce(&mut Vec<u8>)) {
-    let db = Database::create(dir.join(LOG_FILE_NAME)).unwrap();
-    let txn = db.begin_write().unwrap();
-    {
-        let name = format!("{}/{}", Topic::Events.name(), partition);
-        let mut table = txn.open_table(PartitionTable::new(&name)).unwrap();
-        let mut entry = table.get(base).unwrap().unwrap().value().to_vec();
-        damage(&mut entry);
-        table.insert(base, entry.as_slice()).unwrap();
+/// Changes the bytes of the entry of a partition that starts at `base`,
+/// in place in its segment, behind the log's back, as a damaged disk or a
+/// hand edit would.
+fn damage_entry(dir: &std::path::Path, partition: u32, base: u64, damage: impl FnOnce(&mut [u8])) {
+    let (path, position, len) = {
+        let log = EmbeddedLog::open(dir, 1).unwrap();
+        let slot = log.shared().layout.slot(Topic::Events, partition).unwrap();
+        let index = log.shared().index().unwrap();
+        let entry = index.slots[slot].iter().find(|e| e.base == base).copied().expect("an entry at that offset");
+        (segment::segment_path(dir, entry.segment), entry.position as usize, entry.len as usize)
+    };
+    let mut bytes = std::fs::read(&path).unwrap();
+    damage(&mut bytes[position..position + len]);
+    std::fs::write(&path, bytes).unwrap();
+}
+
+/// Every segment's bytes, one after another.
+fn segment_bytes(dir: &Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for sequence in segment::list_segments(dir).unwrap() {
+        all.extend(std::fs::read(segment::segment_path(dir, sequence)).unwrap());
     }
-    txn.commit().unwrap();
+    all
 }
 
 #[tokio::test]
@@ -404,9 +414,13 @@ async fn every_offset_of_an_entry_with_a_damaged_structure_is_handed_on_marked()
         log.produce((0..3).map(|i| event("victim", &format!("inside-{i}"))).collect()).await.unwrap();
         log.produce(vec![event("victim", "after")]).await.unwrap();
     }
-    // Cut the entry short: its three records are one compressed chunk, and
-    // a compressed chunk reads whole or not at all.
-    damage_entry(dir.path(), partition, 1, |entry| entry.truncate(entry.len() - 5));
+    // Make its chunk claim one more byte of records than it holds: its three
+    // records are one compressed chunk, which reads whole or not at all.
+    damage_entry(dir.path(), partition, 1, |entry| {
+        let raw_len = ENTRY_HEADER_LEN + 5..ENTRY_HEADER_LEN + 9;
+        let claimed = u32::from_le_bytes(entry[raw_len.clone()].try_into().unwrap()) + 1;
+        entry[raw_len].copy_from_slice(&claimed.to_le_bytes());
+    });
     let log = EmbeddedLog::open(dir.path(), 1).unwrap();
     let fetched = log.fetch(Topic::Events, partition, 0, 100).await.unwrap();
     let summary: Vec<(u64, bool)> = fetched.iter().map(|f| (f.offset, f.damage.is_some())).collect();
@@ -427,9 +441,7 @@ async fn big_produces_split_into_entries_and_fetch_across_them() {
     let batch = (0..COUNT).map(|i| event("k", &format!("{i} {padding}"))).collect();
     log.produce(batch).await.unwrap();
     {
-        let txn = log.shared().begin_read().unwrap();
-        let table = txn.open_table(log.shared().layout.table(0)).unwrap();
-        let entries = table.iter().unwrap().count();
+        let entries = log.shared().index().unwrap().slots[0].len();
         assert!(entries >= 3, "{entries} entries for ~640 KB of records");
     }
     assert_eq!(log.end_offset(Topic::Events, 0).await.unwrap(), COUNT);
@@ -518,11 +530,11 @@ async fn forgotten_records_keep_their_offsets_and_leave_no_bytes_in_the_file() {
     }
     // Compressed or not, the file held them before (LZ4 writes a string's
     // first occurrence as it is), so the check below can fail.
-    let before = std::fs::read(dir.path().join(LOG_FILE_NAME)).unwrap();
+    let before = segment_bytes(dir.path());
     assert!(before.windows(6).any(|w| w == b"secret"));
     let forgotten = forget_records(dir.path(), &mut |_, value| value.starts_with(b"secret")).unwrap();
     assert_eq!(forgotten, 2);
-    let bytes = std::fs::read(dir.path().join(LOG_FILE_NAME)).unwrap();
+    let bytes = segment_bytes(dir.path());
     assert!(!bytes.windows(6).any(|w| w == b"secret"), "no forgotten byte is left in the file");
 
     let log = EmbeddedLog::open(dir.path(), 1).unwrap();
@@ -537,48 +549,144 @@ async fn forgotten_records_keep_their_offsets_and_leave_no_bytes_in_the_file() {
     assert_eq!(seen, 3, "tombstones are not records");
 }
 
+/// Writes a log as the single-file (redb) builds left it: one partition,
+/// the given entries of `clickstream-events/0`, and a consumer position.
+fn write_legacy_log(dir: &Path, entry_version: u64, entries: &[(u64, Vec<u8>)], end: u64) {
+    use redb::{Database, TableDefinition};
+    let db = Database::create(dir.join(legacy::LEGACY_FILE_NAME)).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut meta = txn.open_table(TableDefinition::<&str, u64>::new("meta")).unwrap();
+        meta.insert("partitions", 1).unwrap();
+        meta.insert("entry_version", entry_version).unwrap();
+        let mut table = txn.open_table(TableDefinition::<u64, &[u8]>::new("clickstream-events/0")).unwrap();
+        for (base, entry) in entries {
+            table.insert(*base, entry.as_slice()).unwrap();
+        }
+        let mut ends = txn.open_table(TableDefinition::<&str, u64>::new("partition_ends")).unwrap();
+        ends.insert("clickstream-events/0", end).unwrap();
+        let mut offsets = txn.open_table(TableDefinition::<&str, u64>::new("consumer_offsets")).unwrap();
+        offsets.insert("silver/clickstream-events/0", 4).unwrap();
+    }
+    txn.commit().unwrap();
+}
+
 #[tokio::test]
-async fn a_log_written_in_format_1_reads_on_and_takes_new_records_in_format_2() {
-    let dir = TempDir::new("format-1");
+async fn a_log_of_the_single_file_format_is_migrated_with_its_entries_as_they_were() {
+    let dir = TempDir::new("legacy");
+    // Retention had dropped offsets 0..2; a format-1 entry then a format-2 one.
+    let old = plain_entry_of(&[(b"k", b"old-2"), (b"k", b"old-3")]);
+    let mut newer = EntryBuilder::new(4);
+    newer.push_chunk(&chunk_of(&[(b"k".to_vec(), b"old-4".to_vec())]));
+    let (_, newer) = newer.finish();
+    write_legacy_log(dir.path(), 2, &[(2, old), (4, newer)], 5);
+
+    let log = EmbeddedLog::open(dir.path(), 3).unwrap();
+    assert!(!dir.path().join(legacy::LEGACY_FILE_NAME).exists(), "the old file is gone once migrated");
+    assert_eq!(log.partitions(Topic::Events), 1, "the stored partition count wins");
+    assert_eq!(log.end_offset(Topic::Events, 0).await.unwrap(), 5);
+    assert_eq!(log.committed("silver", Topic::Events, 0).await.unwrap(), Some(4));
+    log.produce(vec![event("k", "new")]).await.unwrap();
+    let read: Vec<(u64, Vec<u8>)> =
+        fetch_all(&log, Topic::Events, 0).await.into_iter().map(|f| (f.offset, f.value)).collect();
+    assert_eq!(read, [(2, b"old-2".to_vec()), (3, b"old-3".to_vec()), (4, b"old-4".to_vec()), (5, b"new".to_vec())]);
+    // The entries were copied as they were: format 1 stays format 1.
+    let formats: Vec<u8> = {
+        let index = log.shared().index().unwrap();
+        index.slots[0]
+            .iter()
+            .map(|e| {
+                let mut first = [0u8];
+                index.files[&e.segment].read_exact_at(&mut first, e.position).unwrap();
+                first[0]
+            })
+            .collect()
+    };
+    assert_eq!(formats, [1, 2, 2]);
+    // Retention still counts what it drops across the migrated entries.
+    assert_eq!(log.truncate_before(Topic::Events, 0, 4).unwrap(), 2);
+    drop(log);
+    let log = EmbeddedLog::open(dir.path(), 1).unwrap();
+    assert_eq!(fetch_all(&log, Topic::Events, 0).await.first().map(|f| f.offset), Some(4));
+}
+
+#[tokio::test]
+async fn a_log_from_a_newer_build_is_refused_not_misread() {
+    let dir = TempDir::new("newer");
+    write_legacy_log(dir.path(), 3, &[], 0);
+    let refused = EmbeddedLog::open(dir.path(), 1).unwrap_err().to_string();
+    assert!(refused.contains("entry format 3"), "{refused}");
+    assert!(dir.path().join(legacy::LEGACY_FILE_NAME).exists(), "a refused log is left alone");
+
+    let dir = TempDir::new("newer-segment");
+    drop(EmbeddedLog::open(dir.path(), 1).unwrap());
+    let path = segment::segment_path(dir.path(), 1);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[8..12].copy_from_slice(&(segment::SEGMENT_FORMAT + 1).to_le_bytes());
+    std::fs::write(&path, bytes).unwrap();
+    let refused = EmbeddedLog::open(dir.path(), 1).unwrap_err().to_string();
+    assert!(refused.contains("log format 2"), "{refused}");
+}
+
+#[tokio::test]
+async fn a_torn_last_write_is_cut_and_the_log_goes_on() {
+    let dir = TempDir::new("torn");
     {
         let log = EmbeddedLog::open(dir.path(), 1).unwrap();
-        log.produce((0..3).map(|i| event("k", &format!("old-{i}"))).collect()).await.unwrap();
+        log.produce(vec![event("k", "one"), event("k", "two")]).await.unwrap();
+        log.produce(vec![event("k", "three")]).await.unwrap();
     }
-    // Rewrite the file as a format-1 build left it.
-    {
-        let db = Database::create(dir.path().join(LOG_FILE_NAME)).unwrap();
-        let txn = db.begin_write().unwrap();
-        {
-            let name = format!("{}/0", Topic::Events.name());
-            let mut table = txn.open_table(PartitionTable::new(&name)).unwrap();
-            let entry = table.get(0).unwrap().unwrap().value().to_vec();
-            let records = read_all(&entry).unwrap();
-            let borrowed: Vec<(&[u8], &[u8])> = records.iter().map(|(k, v)| (k.as_slice(), v.as_slice())).collect();
-            table.insert(0, plain_entry_of(&borrowed).as_slice()).unwrap();
-            txn.open_table(META).unwrap().insert(META_ENTRY_VERSION, 1).unwrap();
-        }
-        txn.commit().unwrap();
-    }
-    let log = EmbeddedLog::open(dir.path(), 1).unwrap();
-    log.produce(vec![event("k", "new")]).await.unwrap();
-    let values: Vec<Vec<u8>> = fetch_all(&log, Topic::Events, 0).await.into_iter().map(|f| f.value).collect();
-    assert_eq!(values, [&b"old-0"[..], b"old-1", b"old-2", b"new"]);
-    let txn = log.shared().begin_read().unwrap();
-    let meta = txn.open_table(META).unwrap();
-    assert_eq!(meta.get(META_ENTRY_VERSION).unwrap().unwrap().value(), 2, "marked so older builds refuse it");
-    let table = txn.open_table(log.shared().layout.table(0)).unwrap();
-    let formats: Vec<u8> = table.iter().unwrap().map(|e| e.unwrap().1.value()[0]).collect();
-    assert_eq!(formats, [1, 2]);
-    drop((table, meta, txn, log));
+    let path = segment::segment_path(dir.path(), 1);
+    let intact = std::fs::read(&path).unwrap();
+    // The next frame as a crash would leave it: header and half the body.
+    let mut frame = Vec::new();
+    let entry = {
+        let mut builder = EntryBuilder::new(3);
+        builder.push(&encode_record(b"k", b"never acknowledged").unwrap());
+        builder.finish().1
+    };
+    writer::put_batch_frame(&mut frame, &[(0, 3, entry.as_slice())], std::iter::empty(), &[]);
+    let mut torn = intact.clone();
+    torn.extend_from_slice(&frame[..frame.len() / 2]);
+    std::fs::write(&path, &torn).unwrap();
 
-    // A log from a newer build is refused with a clear error, not misread.
+    let log = EmbeddedLog::open(dir.path(), 1).unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), intact, "the torn frame is cut off");
+    assert_eq!(log.end_offset(Topic::Events, 0).await.unwrap(), 3);
+    log.produce(vec![event("k", "four")]).await.unwrap();
+    let values: Vec<Vec<u8>> = fetch_all(&log, Topic::Events, 0).await.into_iter().map(|f| f.value).collect();
+    assert_eq!(values, [&b"one"[..], b"two", b"three", b"four"]);
+}
+
+#[tokio::test]
+async fn segments_roll_and_retention_deletes_the_ones_nothing_needs() {
+    let dir = TempDir::new("segments");
+    let padding = "p".repeat(300);
     {
-        let db = Database::create(dir.path().join(LOG_FILE_NAME)).unwrap();
-        let txn = db.begin_write().unwrap();
-        txn.open_table(META).unwrap().insert(META_ENTRY_VERSION, 3).unwrap();
-        txn.commit().unwrap();
+        let log = EmbeddedLog::open_with(dir.path(), 2, 8 * 1024).unwrap();
+        for i in 0..200 {
+            // Random-looking values, so compression keeps them large.
+            let value = format!("{i} {:x} {padding}", (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            log.produce(vec![event("a", &value), event("b", &value)]).await.unwrap();
+        }
+        log.commit("g", Topic::Events, partition_for(b"a", 2), 150).await.unwrap();
+        log.commit("g", Topic::Events, partition_for(b"b", 2), 120).await.unwrap();
+        let segments = segment::list_segments(dir.path()).unwrap();
+        assert!(segments.len() >= 4, "{} segments", segments.len());
+
+        assert!(log.trim_to_committed().unwrap() > 0);
+        let after = segment::list_segments(dir.path()).unwrap();
+        assert!(after.len() < segments.len() && after[0] > segments[0], "{segments:?} -> {after:?}");
+        let a = fetch_all(&log, Topic::Events, partition_for(b"a", 2)).await;
+        assert_eq!(a.first().map(|f| f.offset), Some(150));
+        assert_eq!(a.len(), 50);
     }
-    let Err(refused) = EmbeddedLog::open(dir.path(), 1) else { panic!("a format-3 log was opened") };
-    let refused = refused.to_string();
-    assert!(refused.contains("entry format 3"), "{refused}");
+    // Everything outside the records survives the deleted segments.
+    let log = EmbeddedLog::open(dir.path(), 2).unwrap();
+    let (pa, pb) = (partition_for(b"a", 2), partition_for(b"b", 2));
+    assert_eq!(log.end_offset(Topic::Events, pa).await.unwrap(), 200);
+    assert_eq!(log.committed("g", Topic::Events, pb).await.unwrap(), Some(120));
+    let b = fetch_all(&log, Topic::Events, pb).await;
+    assert_eq!(b.iter().map(|f| f.offset).collect::<Vec<_>>(), (120..200).collect::<Vec<_>>());
+    assert!(b[0].value.starts_with(b"120 "));
 }

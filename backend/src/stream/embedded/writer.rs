@@ -1,15 +1,21 @@
-//! The embedded log's single writer thread: the requests it takes and the
-//! group commit that makes them durable together (see the module above for
-//! why one writer).
+//! The embedded log's single writer thread: the requests it takes, the group
+//! commit that makes them durable together (see the module above for why one
+//! writer), and the appender that puts frames at the end of the newest
+//! segment.
 
 use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
-use redb::Durability;
 use tokio::sync::{mpsc, oneshot};
 
 use super::framing::{Chunk, EntryBuilder};
-use super::{Shared, StreamError, CONSUMER_OFFSETS, MAX_BYTES_PER_COMMIT, MAX_REQUESTS_PER_COMMIT, PARTITION_ENDS};
+use super::segment::{self, Checkpoint, FrameWriter, BATCH, FILE_HEADER_LEN};
+use super::{Located, Shared, StreamError, ENTRY_VERSION, MAX_BYTES_PER_COMMIT, MAX_REQUESTS_PER_COMMIT};
 
 /// A request to the writer thread.
 pub(super) enum WriteRequest {
@@ -45,11 +51,13 @@ pub(super) struct SlotChunk {
 /// The writer thread: group commit. Runs until every handle is gone and the
 /// queue is empty.
 pub(super) fn run_writer(shared: &Shared, mut queue: mpsc::Receiver<WriteRequest>) {
-    // Next offset per slot, including records of the transaction in progress.
+    // Next offset per slot, including records of the commit in progress.
     let mut next: Vec<u64> = shared.ends.iter().map(|end| end.load(Ordering::Acquire)).collect();
     // A full disk fails every write until space returns: say so once, then
     // once a minute with the count, and when writes succeed again.
     let mut failing: Option<(u64, std::time::Instant)> = None;
+    // One buffer for every frame, so a busy writer does not allocate.
+    let mut frame = Vec::new();
     while let Some(first) = queue.blocking_recv() {
         let mut bytes = first.bytes();
         let mut batch = vec![first];
@@ -62,16 +70,11 @@ pub(super) fn run_writer(shared: &Shared, mut queue: mpsc::Receiver<WriteRequest
                 Err(_) => break,
             }
         }
-        let outcome = if shared.is_open() { Ok(()) } else { shared.reopen() };
-        match outcome.and_then(|()| write_batch(shared, &batch, &mut next)) {
+        frame.clear();
+        match write_batch(shared, &batch, &mut next, &mut frame) {
             Ok(()) => {
                 if let Some((failed, _)) = failing.take() {
                     tracing::info!(failed_writes = failed, "embedded log writes succeed again");
-                }
-                // Publish before answering, so a caller whose produce returned
-                // sees its records counted in `end_offset`.
-                for (end, next) in shared.ends.iter().zip(&next) {
-                    end.store(*next, Ordering::Release);
                 }
                 for request in batch {
                     request.answer(Ok(()));
@@ -93,25 +96,26 @@ pub(super) fn run_writer(shared: &Shared, mut queue: mpsc::Receiver<WriteRequest
                         failing = Some((1, now));
                     }
                 }
-                // Nothing of this transaction was kept: hand its offsets out again.
+                // Nothing of this commit was kept: hand its offsets out again.
                 for (next, end) in next.iter_mut().zip(&shared.ends) {
                     *next = end.load(Ordering::Acquire);
                 }
                 for request in batch {
                     request.answer(Err(StreamError::Unavailable(reason.clone())));
                 }
-                if let Err(e) = shared.reopen() {
-                    tracing::warn!(error = %e, "embedded log not reopened; trying again at the next write");
-                }
             }
+        }
+        // A burst of large requests should not pin a large buffer for good.
+        if frame.capacity() > 2 * MAX_BYTES_PER_COMMIT {
+            frame = Vec::new();
         }
     }
     tracing::debug!("embedded log writer stopped");
 }
 
-/// Writes a batch of requests in one durable transaction. The error is the
-/// reason given to every waiting caller.
-pub(super) fn write_batch(shared: &Shared, batch: &[WriteRequest], next: &mut [u64]) -> Result<(), String> {
+/// Writes a batch of requests as one durable frame, then publishes it to
+/// readers. The error is the reason given to every waiting caller.
+fn write_batch(shared: &Shared, batch: &[WriteRequest], next: &mut [u64], frame: &mut Vec<u8>) -> Result<(), String> {
     // Assign offsets in arrival order and gather each partition's records
     // into as few entries as the size bound allows.
     let mut entries: BTreeMap<usize, Vec<EntryBuilder>> = BTreeMap::new();
@@ -137,33 +141,156 @@ pub(super) fn write_batch(shared: &Shared, batch: &[WriteRequest], next: &mut [u
             }
         }
     }
-
-    let mut txn = shared.begin_write()?;
-    txn.set_durability(Durability::Immediate);
-    if !entries.is_empty() {
-        let mut ends = txn.open_table(PARTITION_ENDS).map_err(describe)?;
-        for slot in entries.keys() {
-            ends.insert(shared.layout.table_names[*slot].as_str(), next[*slot]).map_err(describe)?;
-        }
-    }
-    for (slot, builders) in entries {
-        let mut table = txn.open_table(shared.layout.table(slot)).map_err(describe)?;
-        for builder in builders {
+    let finished: Vec<(usize, u32, u64, Vec<u8>)> = entries
+        .into_iter()
+        .flat_map(|(slot, builders)| builders.into_iter().map(move |b| (slot, b)))
+        .map(|(slot, builder)| {
+            let count = builder.count;
             let (base, bytes) = builder.finish();
-            table.insert(base, bytes.as_slice()).map_err(describe)?;
-        }
+            (slot, count, base, bytes)
+        })
+        .collect();
+    let borrowed: Vec<(usize, u64, &[u8])> =
+        finished.iter().map(|(slot, _, base, bytes)| (*slot, *base, bytes.as_slice())).collect();
+    let positions = put_batch_frame(frame, &borrowed, consumer_offsets.iter().copied(), &[]);
+
+    let mut appender = shared.appender.lock().map_err(|_| "embedded log lock poisoned".to_string())?;
+    let (sequence, at) = appender.append(shared, frame)?;
+    let mut index = shared.index.write().map_err(|_| "embedded log lock poisoned".to_string())?;
+    for ((slot, count, base, bytes), position) in finished.iter().zip(positions) {
+        index.slots[*slot].push(Located {
+            base: *base,
+            count: Some(*count),
+            segment: sequence,
+            position: at + position as u64,
+            len: bytes.len() as u32,
+        });
     }
-    if !consumer_offsets.is_empty() {
-        let mut table = txn.open_table(CONSUMER_OFFSETS).map_err(describe)?;
-        for (name, offset) in consumer_offsets {
-            table.insert(name, offset).map_err(describe)?;
-        }
+    for (name, offset) in consumer_offsets {
+        index.offsets.insert(name.to_string(), offset);
     }
-    txn.commit().map_err(describe)?;
+    // Published under the index lock, before answering, so a caller whose
+    // produce returned sees its records counted in `end_offset` and found
+    // by `fetch`.
+    for (end, next) in shared.ends.iter().zip(next.iter()) {
+        end.store(*next, Ordering::Release);
+    }
     Ok(())
 }
 
-/// The text of a storage error, for callers' `Unavailable`.
-pub(super) fn describe(error: impl Into<redb::Error>) -> String {
-    error.into().to_string()
+/// Appends a batch frame to `out` and returns, per entry, the position of
+/// its bytes relative to the start of `out`.
+pub(super) fn put_batch_frame<'a>(
+    out: &mut Vec<u8>,
+    entries: &[(usize, u64, &[u8])],
+    offsets: impl ExactSizeIterator<Item = (&'a str, u64)>,
+    marks: &[(usize, u64)],
+) -> Vec<usize> {
+    let frame = FrameWriter::begin(out, BATCH);
+    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    let mut positions = Vec::with_capacity(entries.len());
+    for (slot, base, bytes) in entries {
+        out.extend_from_slice(&(*slot as u32).to_le_bytes());
+        out.extend_from_slice(&base.to_le_bytes());
+        // An entry is at most MAX_ENTRY_BYTES plus one record: fits in u32.
+        out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        positions.push(out.len());
+        out.extend_from_slice(bytes);
+    }
+    segment::put_offsets(out, offsets);
+    out.extend_from_slice(&(marks.len() as u32).to_le_bytes());
+    for (slot, start) in marks {
+        out.extend_from_slice(&(*slot as u32).to_le_bytes());
+        out.extend_from_slice(&start.to_le_bytes());
+    }
+    frame.end(out);
+    positions
+}
+
+/// Writes a complete new segment (header and checkpoint) under a temporary
+/// name, syncs it, and renames it into place, so a segment that exists always
+/// starts with its checkpoint. Returns its length.
+pub(super) fn create_segment(dir: &Path, sequence: u64, checkpoint: &Checkpoint) -> std::io::Result<u64> {
+    let mut bytes = segment::file_header().to_vec();
+    segment::put_checkpoint(&mut bytes, checkpoint);
+    let path = segment::segment_path(dir, sequence);
+    let tmp = path.with_extension("seg.tmp");
+    let mut file = File::create(&tmp)?;
+    file.write_all(&bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    File::open(dir)?.sync_all()?;
+    Ok(bytes.len() as u64)
+}
+
+/// The end of the newest segment, where frames are appended.
+pub(super) struct Appender {
+    file: File,
+    pub(super) sequence: u64,
+    /// Where the next frame goes: the end of the last durable frame.
+    len: u64,
+    /// A failed write could not be cut back off the file: cut before the
+    /// next write (a frame must never follow garbage).
+    dirty: bool,
+}
+
+impl Appender {
+    pub(super) fn open(dir: &Path, sequence: u64, len: u64) -> std::io::Result<Appender> {
+        let file = std::fs::OpenOptions::new().read(true).write(true).open(segment::segment_path(dir, sequence))?;
+        Ok(Appender { file, sequence, len, dirty: false })
+    }
+
+    /// Appends one frame and syncs it; returns the segment and the position
+    /// the frame starts at. Starts a new segment first when the newest is
+    /// full. On failure nothing of the frame is kept.
+    pub(super) fn append(&mut self, shared: &Shared, frame: &[u8]) -> Result<(u64, u64), String> {
+        if self.dirty {
+            self.file.set_len(self.len).map_err(|e| format!("cutting a failed write off the log: {e}"))?;
+            self.dirty = false;
+        }
+        if self.len + frame.len() as u64 > shared.segment_bytes && self.len > FILE_HEADER_LEN as u64 {
+            self.roll(shared)?;
+        }
+        let at = self.len;
+        let written = self.file.write_all_at(frame, at).and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            // Whatever reached the file is cut off again, so the next frame
+            // follows the last durable one.
+            self.dirty = self.file.set_len(at).is_err();
+            return Err(e.to_string());
+        }
+        self.len += frame.len() as u64;
+        Ok((self.sequence, at))
+    }
+
+    /// Closes the newest segment and starts the next one with a checkpoint
+    /// of the durable state.
+    fn roll(&mut self, shared: &Shared) -> Result<(), String> {
+        let sequence = self.sequence + 1;
+        let checkpoint = {
+            let index = shared.index.read().map_err(|_| "embedded log lock poisoned".to_string())?;
+            Checkpoint {
+                partitions: shared.layout.partitions,
+                entry_format: ENTRY_VERSION,
+                starts: index.starts.clone(),
+                ends: shared.ends.iter().map(|end| end.load(Ordering::Acquire)).collect(),
+                offsets: index.offsets.clone(),
+            }
+        };
+        let len = create_segment(&shared.dir, sequence, &checkpoint)
+            .map_err(|e| format!("starting log segment {sequence}: {e}"))?;
+        let next =
+            Appender::open(&shared.dir, sequence, len).map_err(|e| format!("opening log segment {sequence}: {e}"))?;
+        let reader = File::open(segment::segment_path(&shared.dir, sequence))
+            .map_err(|e| format!("opening log segment {sequence}: {e}"))?;
+        shared
+            .index
+            .write()
+            .map_err(|_| "embedded log lock poisoned".to_string())?
+            .files
+            .insert(sequence, Arc::new(reader));
+        *self = next;
+        tracing::debug!(sequence, "log segment started");
+        Ok(())
+    }
 }
