@@ -478,14 +478,19 @@ impl Aggregator {
 
     /// The next records of every owned partition of `topic`, and whether
     /// some partition filled its share (more are waiting).
+    ///
+    /// The partitions are fetched together: a large fetch of the embedded
+    /// log decompresses on a blocking thread, so they use every core
+    /// (`bench silver`'s read phase took about half as long).
     async fn read(&self, topic: Topic) -> Result<(Vec<Fetched>, bool), StreamError> {
-        let mut out = Vec::new();
-        let mut full = false;
-        for &p in self.owned(topic) {
-            let from = self.manifest.offset(topic, p);
-            let fetched = self.stream.fetch(topic, p, from, self.config.max_records_per_partition).await?;
-            full |= fetched.len() >= self.config.max_records_per_partition;
-            out.extend(fetched);
+        let max = self.config.max_records_per_partition;
+        let fetches =
+            self.owned(topic).iter().map(|&p| self.stream.fetch(topic, p, self.manifest.offset(topic, p), max));
+        let fetched = futures_util::future::try_join_all(fetches).await?;
+        let full = fetched.iter().any(|records| records.len() >= max);
+        let mut out = Vec::with_capacity(fetched.iter().map(Vec::len).sum());
+        for records in fetched {
+            out.extend(records);
         }
         Ok((out, full))
     }
