@@ -48,7 +48,6 @@ pub enum SeenSignatures {
 /// The minutes' files this process has open, and what it has read of them.
 pub struct OnDisk {
     dir: PathBuf,
-    dir_made: bool,
     minutes: BTreeMap<i64, Minute>,
     last_sweep: i64,
 }
@@ -68,7 +67,6 @@ impl SeenSignatures {
     pub fn on_disk(data_dir: &std::path::Path) -> SeenSignatures {
         SeenSignatures::Disk(Mutex::new(OnDisk {
             dir: data_dir.join("_state/ingest-seen"),
-            dir_made: false,
             minutes: BTreeMap::new(),
             last_sweep: i64::MIN,
         }))
@@ -97,18 +95,14 @@ impl SeenSignatures {
 
 impl OnDisk {
     fn first_use(&mut self, key: [u8; KEY_LEN], minute: i64) -> std::io::Result<bool> {
-        if !self.dir_made {
-            std::fs::create_dir_all(&self.dir)?;
-            self.dir_made = true;
-        }
         let minute = match self.minutes.entry(minute) {
             std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
             std::collections::btree_map::Entry::Vacant(entry) => {
                 let path = self.dir.join(format!("{minute}{SUFFIX}"));
                 let open = || File::options().read(true).write(true).create(true).truncate(false).open(&path);
                 let file = match open() {
-                    // The folder was removed under a running server (by
-                    // hand, say): make it again rather than refuse all.
+                    // The folder is not there yet, or was removed under a
+                    // running server (by hand, say): make it and go on.
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                         std::fs::create_dir_all(&self.dir)?;
                         open()?
