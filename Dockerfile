@@ -1,11 +1,20 @@
 # The backend as one small image: `clickstream` (collect, ingest, aggregate,
-# Gold, dashboard and its API) on Debian slim, run as a non-root user.
-# Not built on the development machines (no Docker there); see the README.
+# Gold, dashboard and its API) on Debian slim, with the built tracker (so
+# `/t/` works), run as a non-root user, logging JSON lines.
 #
+# Build the tracker first (it needs the wasm toolchain, README "Setup"), then:
+#
+#   bash scripts/build-tracker.sh
 #   docker build -t clickstream .
-#   docker run -p 8080:8080 -v clickstream-data:/data clickstream serve --bind 0.0.0.0
+#   docker run -p 8080:8080 -v clickstream-data:/data \
+#     -e CLICKSTREAM_API_TOKENS=$(openssl rand -hex 32) clickstream
+#
+# Without a registry (podman here): `--target prebuilt` copies a binary built
+# on the host (build/container/clickstream) instead of compiling in a Rust
+# image, and a local Debian base tagged debian:bookworm-slim stands in for
+# the pulled one. scripts/container-test.sh does all of it and tests the image.
 
-# --- build ------------------------------------------------------------------
+# --- build: compile the backend in the official Rust image --------------------
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 # The workspace: only what the backend crate and its path dependencies need.
@@ -23,20 +32,33 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked -p clickstream-backend --bin clickstream \
  && cp target/release/clickstream /clickstream
 
-# --- run --------------------------------------------------------------------
-FROM debian:bookworm-slim
-RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates \
- && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin clickstream \
+# --- runtime: everything but the binary ----------------------------------------
+FROM debian:bookworm-slim AS runtime
+RUN (id -u clickstream >/dev/null 2>&1 \
+     || useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin clickstream) \
  && mkdir -p /data /app \
  && chown clickstream /data
-COPY --from=build /clickstream /usr/local/bin/clickstream
-COPY --from=build /src/demo-site /app/demo-site
-USER clickstream
+COPY demo-site /app/demo-site
+COPY collector-wasm/dist /app/collector-wasm/dist
 WORKDIR /app
-ENV CLICKSTREAM_DATA_DIR=/data
+# Logs as JSON lines for the log collector; data on the volume. Bound to all
+# interfaces inside the container: publish the port on loopback behind a
+# TLS proxy, or on a private network (README, "Security").
+ENV CLICKSTREAM_DATA_DIR=/data CLICKSTREAM_LOG_JSON=true CLICKSTREAM_BIND=0.0.0.0
 VOLUME ["/data"]
 EXPOSE 8080
+# `clickstream health` asks serve's /health (the image has no curl). Roles
+# without an HTTP server (aggregate, gold) turn it off (deploy/compose.yaml).
+HEALTHCHECK --interval=30s --timeout=6s --start-period=20s --retries=3 \
+  CMD ["/usr/local/bin/clickstream", "health"]
+USER clickstream
 ENTRYPOINT ["/usr/local/bin/clickstream"]
-CMD ["serve", "--bind", "0.0.0.0"]
+CMD ["serve"]
+
+# --- prebuilt: the runtime with a binary built on the host ------------------------
+FROM runtime AS prebuilt
+COPY build/container/clickstream /usr/local/bin/clickstream
+
+# --- release (the default target): the runtime with the binary built above --------
+FROM runtime AS release
+COPY --from=build /clickstream /usr/local/bin/clickstream

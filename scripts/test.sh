@@ -5,7 +5,8 @@
 # headless Chromium, drives the demo shop in Chromium against a real
 # `clickstream serve`, signs in to the dashboard of a running `clickstream
 # serve` in Chromium, and runs the built edge Worker in workerd in front of
-# serve, then the chaos suite's short form (scripts/chaos.sh). Ends with a summary: each suite's counts, and what was skipped and why.
+# serve, then the chaos suite's short form (scripts/chaos.sh) and the
+# container test (scripts/container-test.sh). Ends with a summary: each suite's counts, and what was skipped and why.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 cd "$ROOT"
@@ -86,6 +87,18 @@ suite "the edge Worker in workerd, in front of clickstream serve" node --test ed
 # then Silver exactly once, rejects complete, Gold equal to a rebuild; and a
 # disk-full run (tmpfs: needs root, else skipped and counted so).
 suite "chaos (short form): kills under traffic, exactly once, Gold = rebuild, disk full" bash scripts/chaos.sh --short
+
+# The image as users run it: built with podman from a local Debian base (no
+# registry), ingest, both partition consumers and Gold run from it on one
+# data directory; exit 3 when containers cannot run on this machine.
+container_rc=0
+suite "the container: podman build, every role run from the image, Silver and Gold checked from the host" \
+  bash scripts/container-test.sh || container_rc=$?
+if [ "$container_rc" -eq 3 ]; then
+  SKIPPED+=("the container test: containers cannot run on this machine (its SKIP line above says why)")
+elif [ "$container_rc" -ne 0 ]; then
+  exit "$container_rc"
+fi
 
 # One layout for everyone's diffs (rustfmt.toml).
 if cargo fmt --version >/dev/null 2>&1; then

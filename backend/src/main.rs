@@ -68,6 +68,19 @@ enum Command {
     /// API tokens for the dashboard, `/api/*` and `/metrics`.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Exit 0 when a running `serve` answers `/health` (the container's
+    /// HEALTHCHECK: the image has no curl).
+    Health(HealthArgs),
+}
+
+#[derive(Args)]
+struct HealthArgs {
+    /// The URL to ask [default: http://127.0.0.1:$CLICKSTREAM_PORT/health, port 8080 when unset]
+    #[arg(long)]
+    url: Option<String>,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 5)]
+    timeout_seconds: u64,
 }
 
 #[derive(Subcommand)]
@@ -229,6 +242,7 @@ fn main() -> anyhow::Result<()> {
                 println!("{}", token_hash_line(token.trim()));
                 Ok(())
             }
+            Command::Health(args) => check_health(args).await,
             Command::Fluvio(FluvioCommand::RegisterSpu { fluvio_sc, id, public, private }) => {
                 let created = clickstream_backend::stream::register_spu(
                     &fluvio_sc,
@@ -270,6 +284,23 @@ fn init_logging(json: bool) {
     } else {
         builder.init();
     }
+}
+
+async fn check_health(args: HealthArgs) -> anyhow::Result<()> {
+    let url = match args.url {
+        Some(url) => url,
+        None => {
+            let port = std::env::var("CLICKSTREAM_PORT").ok().filter(|p| !p.is_empty());
+            format!("http://127.0.0.1:{}/health", port.as_deref().unwrap_or("8080"))
+        }
+    };
+    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(args.timeout_seconds)).build()?;
+    let response = client.get(&url).send().await.with_context(|| format!("no answer from {url}"))?;
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    anyhow::ensure!(status.is_success(), "{url} answered {status}: {body}");
+    println!("{url}: {status} {body}");
+    Ok(())
 }
 
 async fn run_aggregate(settings: Settings, once: bool) -> anyhow::Result<()> {
