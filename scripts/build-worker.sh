@@ -6,7 +6,13 @@
 #   build/index_bg.wasm  the Worker, optimised by wasm-opt
 # and prints the wasm's gzipped size. worker-build would do this, but it
 # refuses Debian's toolchain and downloads its tools; these are the same
-# steps with the pinned tools of this repository (../TOOLCHAIN notes).
+# steps with the pinned tools of this repository.
+#
+# The compiler: rustup's wasm32-unknown-unknown target when it is installed
+# (a developer's laptop: `rustup target add wasm32-unknown-unknown`), else
+# Debian's rustc-web, which builds std from source (machines where rustup
+# cannot download the target). CLICKSTREAM_WASM_TOOLCHAIN=debian forces the
+# latter.
 #
 #   bash scripts/build-worker.sh [--out DIR]
 set -euo pipefail
@@ -22,14 +28,21 @@ while [ $# -gt 0 ]; do
 done
 
 ensure_rust
-ensure_debian_wasm
 ensure_wasm_bindgen
 ensure_node_tools
 
-log "building the Worker (wasm32, release)"
-env "${DEBIAN_WASM_ENV[@]}" WASM_BINDGEN_USE_JS_SYS=1 \
-  /usr/bin/cargo build --locked -q --lib --release --target wasm32-unknown-unknown \
-  -Zbuild-std=std,panic_abort --target-dir "$ROOT/target/worker" -p edge-worker
+if [ "${CLICKSTREAM_WASM_TOOLCHAIN:-}" != "debian" ] \
+   && rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+  log "building the Worker (wasm32, release, rustup's wasm32-unknown-unknown target)"
+  WASM_BINDGEN_USE_JS_SYS=1 cargo build --locked -q --lib --release --target wasm32-unknown-unknown \
+    --target-dir "$ROOT/target/worker" -p edge-worker
+else
+  ensure_debian_wasm
+  log "building the Worker (wasm32, release, Debian's rustc-web with build-std)"
+  env "${DEBIAN_WASM_ENV[@]}" WASM_BINDGEN_USE_JS_SYS=1 \
+    /usr/bin/cargo build --locked -q --lib --release --target wasm32-unknown-unknown \
+    -Zbuild-std=std,panic_abort --target-dir "$ROOT/target/worker" -p edge-worker
+fi
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

@@ -82,6 +82,8 @@ suite "the dashboard in Chromium: sign-in with a token, on a running clickstream
 log "the edge Worker: build"
 bash scripts/build-worker.sh
 suite "the edge Worker in workerd, in front of clickstream serve" node --test edge-worker/e2e/
+# What `wrangler deploy` would ship, from the same wrangler.toml (no account needed).
+suite "the edge Worker: wrangler deploy --dry-run bundles it" bash scripts/worker-dry-run.sh
 
 # serve SIGKILLed at random under generator traffic (mid-batch, mid-compaction),
 # then Silver exactly once, rejects complete, Gold equal to a rebuild; and a
