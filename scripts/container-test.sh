@@ -14,7 +14,9 @@
 #                                    checked from the host
 #
 # Also checked: the HEALTHCHECK, a non-root user, JSON logs, the tracker at
-# /t/, the token on /metrics. Prints TAP lines and "# pass/# fail" totals.
+# /t/, the token on /metrics; then deploy/compose.single.yaml brought up with
+# podman-compose (PyPI) under traffic and down again. Prints TAP lines and
+# "# pass/# fail" totals.
 # Exits 3 (with the reason) when containers cannot run on this machine.
 #
 # Usage: scripts/container-test.sh [--keep]
@@ -82,9 +84,11 @@ mkdir -p "$DATA"
 # The image's user (uid 10001) owns the data directory, as on a volume.
 $SUDO chown 10001 "$DATA"
 FAILED=0 PASSED=0 N=0
+COMPOSE=()
 cleanup() {
   local rc=$?
   podman rm -f "$NAME-serve" >/dev/null 2>&1 || true
+  if [ -n "${COMPOSE[*]:-}" ]; then "${COMPOSE[@]}" down -v >/dev/null 2>&1 || true; fi
   if [ -n "$KEEP" ] || [ "$rc" -ne 0 ] || [ "$FAILED" -ne 0 ]; then
     log "work directory kept: $WORK"
   else
@@ -172,6 +176,44 @@ if "${ROLE[@]}" --rm --no-healthcheck "$IMAGE" gold --rebuild >"$WORK/rebuild.ou
 else
   cat "$WORK/rebuild.out"; not_ok "every Gold table equals clickstream gold --rebuild"
 fi
+
+# ------------------------------------------------------------ compose
+# deploy/compose.single.yaml (serve with the embedded log, a named volume,
+# the port published on loopback) brought up with podman-compose, as a user
+# would with docker compose, against the image built above.
+ensure_python_polars
+if [ ! -x "$ROOT/.venv/bin/podman-compose" ]; then
+  log "pip install podman-compose (into .venv)"
+  "$ROOT/.venv/bin/pip" install -q --disable-pip-version-check podman-compose
+fi
+COMPOSE_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+COMPOSE=(env CLICKSTREAM_IMAGE="$IMAGE" CLICKSTREAM_PORT="$COMPOSE_PORT" CLICKSTREAM_API_TOKENS="$TOKEN"
+  CLICKSTREAM_INGEST_SECRET="$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
+  "$ROOT/.venv/bin/podman-compose" --podman-args="--runtime runc" -p "$NAME" -f deploy/compose.single.yaml)
+refused=$(env -u CLICKSTREAM_API_TOKENS "$ROOT/.venv/bin/podman-compose" -p "$NAME" -f deploy/compose.single.yaml config 2>&1 || true)
+check "compose refuses to start without CLICKSTREAM_API_TOKENS" grep -q 'CLICKSTREAM_API_TOKENS' <<<"$refused"
+log "podman-compose up: deploy/compose.single.yaml on port $COMPOSE_PORT"
+"${COMPOSE[@]}" up -d >"$WORK/compose.log" 2>&1 || { cat "$WORK/compose.log" >&2; not_ok "podman-compose up"; }
+deadline=$(($(date +%s) + 60))
+until curl -sf -o /dev/null "http://127.0.0.1:$COMPOSE_PORT/health" || [ "$(date +%s)" -gt "$deadline" ]; do sleep 0.2; done
+check "podman-compose up: serve answers on the published port" curl -sf -o /dev/null "http://127.0.0.1:$COMPOSE_PORT/health"
+# Through the bridge every request comes from one address, so the per-client
+# rate limit may answer some with 429; the generator retries them.
+"$BIN" generate --target "http://127.0.0.1:$COMPOSE_PORT" --events 600 --seed 21 --out "$WORK/compose-sent.ndjson" \
+  --retry-for 120 --malformed-share 0.03 --duplicate-share 0.05 >"$WORK/compose-generate.out" 2>>"$WORK/generate.log"
+tail -1 "$WORK/compose-generate.out"
+"${COMPOSE[@]}" stop >>"$WORK/compose.log" 2>&1
+container=$(podman ps -a --filter "label=io.podman.compose.project=$NAME" --format '{{.Names}}' | head -1)
+check "podman-compose stop: serve drained and exited 0" test "$(podman inspect --format '{{.State.ExitCode}}' "$container" 2>/dev/null)" = 0
+volume=$(podman volume inspect --format '{{.Mountpoint}}' "${NAME}_clickstream-data")
+while IFS= read -r line; do
+  case "$line" in
+    "ok - "*) ok "compose: ${line#ok - }" ;;
+    "not ok - "*) not_ok "compose: ${line#not ok - }" ;;
+    *) echo "$line" ;;
+  esac
+done < <(python3 scripts/check_acked.py "$BIN" "$volume" "$WORK/compose-sent.ndjson")
+"${COMPOSE[@]}" down -v >>"$WORK/compose.log" 2>&1 || true
 
 echo "# pass $PASSED"
 echo "# fail $FAILED"
