@@ -99,6 +99,18 @@ trap cleanup EXIT
 ok() { N=$((N + 1)); echo "ok $N - $1"; PASSED=$((PASSED + 1)); }
 not_ok() { N=$((N + 1)); echo "not ok $N - $1"; FAILED=$((FAILED + 1)); }
 check() { local what="$1"; shift; if "$@"; then ok "$what"; else not_ok "$what"; fi; }
+# relay PREFIX: counts the "ok - …" / "not ok - …" lines of check_acked.py
+# as this script's own, each prefixed; passes other lines through.
+relay() {
+  local line
+  while IFS= read -r line; do
+    case "$line" in
+      "ok - "*) ok "$1${line#ok - }" ;;
+      "not ok - "*) not_ok "$1${line#not ok - }" ;;
+      *) echo "$line" ;;
+    esac
+  done
+}
 
 # ------------------------------------------------------------ build
 log "podman build --target prebuilt (the Dockerfile as users have it; no registry)"
@@ -164,13 +176,7 @@ gold_out=$("${ROLE[@]}" --rm --no-healthcheck "$IMAGE" gold --once 2>>"$WORK/rol
 check "the Gold role folds in both consumers' Silver: $gold_out" grep -q 'Gold: folded in' <<<"$gold_out"
 
 # ------------------------------------------------------------ from the host
-while IFS= read -r line; do
-  case "$line" in
-    "ok - "*) ok "${line#ok - }" ;;
-    "not ok - "*) not_ok "${line#not ok - }" ;;
-    *) echo "$line" ;;
-  esac
-done < <(python3 scripts/check_acked.py "$BIN" "$DATA" "$WORK/sent.ndjson")
+relay "" < <(python3 scripts/check_acked.py "$BIN" "$DATA" "$WORK/sent.ndjson")
 if "${ROLE[@]}" --rm --no-healthcheck "$IMAGE" gold --rebuild >"$WORK/rebuild.out" 2>>"$WORK/roles.log"; then
   cat "$WORK/rebuild.out"; ok "every Gold table equals clickstream gold --rebuild ($(grep -c ' same' "$WORK/rebuild.out") tables)"
 else
@@ -206,13 +212,7 @@ tail -1 "$WORK/compose-generate.out"
 container=$(podman ps -a --filter "label=io.podman.compose.project=$NAME" --format '{{.Names}}' | head -1)
 check "podman-compose stop: serve drained and exited 0" test "$(podman inspect --format '{{.State.ExitCode}}' "$container" 2>/dev/null)" = 0
 volume=$(podman volume inspect --format '{{.Mountpoint}}' "${NAME}_clickstream-data")
-while IFS= read -r line; do
-  case "$line" in
-    "ok - "*) ok "compose: ${line#ok - }" ;;
-    "not ok - "*) not_ok "compose: ${line#not ok - }" ;;
-    *) echo "$line" ;;
-  esac
-done < <(python3 scripts/check_acked.py "$BIN" "$volume" "$WORK/compose-sent.ndjson")
+relay "compose: " < <(python3 scripts/check_acked.py "$BIN" "$volume" "$WORK/compose-sent.ndjson")
 "${COMPOSE[@]}" down -v >>"$WORK/compose.log" 2>&1 || true
 
 echo "# pass $PASSED"

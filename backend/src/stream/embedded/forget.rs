@@ -9,7 +9,6 @@
 //! into a new file that never held it, which then replaces the old one in
 //! one rename: the forgotten bytes are not left behind in the file.
 
-use std::io::Write;
 use std::path::Path;
 
 use super::framing::{encode_record, EntryBody, EntryBuilder};
@@ -138,15 +137,8 @@ pub fn forget_records(dir: &Path, forget: &mut dyn FnMut(Topic, &[u8]) -> bool) 
         if forgotten_here == 0 {
             continue;
         }
-        let tmp = path.with_extension("seg.tmp");
-        let io = |what: &str| {
-            let what = format!("{what} {}", tmp.display());
-            move |e: std::io::Error| unavailable(&what, e)
-        };
-        let mut file = std::fs::File::create(&tmp).map_err(io("creating"))?;
-        file.write_all(&rewritten).and_then(|()| file.sync_all()).map_err(io("writing"))?;
-        std::fs::rename(&tmp, &path).map_err(io("renaming"))?;
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io("syncing the directory of"))?;
+        segment::write_whole(&path, &rewritten)
+            .map_err(|e| unavailable(&format!("rewriting {} without the forgotten records", path.display()), e))?;
         forgotten += forgotten_here;
     }
     Ok(forgotten)

@@ -10,7 +10,6 @@
 //! complete, so the old file is removed).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 
 use redb::{Database, ReadableTable, TableDefinition, TableError};
@@ -131,15 +130,7 @@ fn migrate(dir: &Path, path: &Path) -> Result<(), StreamError> {
         put_batch_frame(&mut bytes, &batch, std::iter::empty(), &[]);
     }
     let target = segment::segment_path(dir, 1);
-    let tmp = target.with_extension("seg.tmp");
-    let io = |what: &str| {
-        let what = format!("{what} {}", tmp.display());
-        move |e: std::io::Error| unavailable(&what, e)
-    };
-    let mut file = std::fs::File::create(&tmp).map_err(io("creating"))?;
-    file.write_all(&bytes).and_then(|()| file.sync_all()).map_err(io("writing"))?;
-    std::fs::rename(&tmp, &target).map_err(io("renaming"))?;
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io("syncing the directory of"))?;
+    segment::write_whole(&target, &bytes).map_err(|e| unavailable(&format!("writing {}", target.display()), e))?;
     tracing::info!(
         from = %path.display(),
         to = %target.display(),

@@ -83,6 +83,20 @@ pub(super) fn segment_path(dir: &Path, sequence: u64) -> PathBuf {
     dir.join(segment_name(sequence))
 }
 
+/// Writes a whole segment file durably: under a temporary name, synced,
+/// then renamed over `path` and the directory synced. Readers (and a crash)
+/// see the old file or the new one, never part of it.
+pub(super) fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("seg.tmp");
+    let mut file = File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    File::open(dir)?.sync_all()
+}
+
 pub(super) fn file_header() -> [u8; FILE_HEADER_LEN] {
     let mut header = [0; FILE_HEADER_LEN];
     header[..8].copy_from_slice(MAGIC);

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -213,13 +212,7 @@ pub(super) fn put_batch_frame<'a>(
 pub(super) fn create_segment(dir: &Path, sequence: u64, checkpoint: &Checkpoint) -> std::io::Result<u64> {
     let mut bytes = segment::file_header().to_vec();
     segment::put_checkpoint(&mut bytes, checkpoint);
-    let path = segment::segment_path(dir, sequence);
-    let tmp = path.with_extension("seg.tmp");
-    let mut file = File::create(&tmp)?;
-    file.write_all(&bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
-    File::open(dir)?.sync_all()?;
+    segment::write_whole(&segment::segment_path(dir, sequence), &bytes)?;
     Ok(bytes.len() as u64)
 }
 
