@@ -524,40 +524,58 @@ impl EmbeddedLog {
     /// Blocking (one synced append, which waits for the writer's current
     /// commit); from async code, call it in `tokio::task::spawn_blocking`.
     pub fn truncate_before(&self, topic: Topic, partition: u32, offset: u64) -> Result<u64, StreamError> {
+        let slot = self.shared().layout.slot(topic, partition)?;
+        self.truncate_slots(&[(slot, offset)])
+    }
+
+    /// [`EmbeddedLog::truncate_before`] for several slots at once: one
+    /// synced frame holds every mark.
+    fn truncate_slots(&self, marks: &[(usize, u64)]) -> Result<u64, StreamError> {
         let shared = self.shared();
-        let slot = shared.layout.slot(topic, partition)?;
         let mut appender = shared.appender.lock().map_err(|_| poisoned())?;
-        // Nothing at or past the end exists yet: a mark there would hide
-        // records produced later.
-        let offset = offset.min(shared.ends[slot].load(Ordering::Acquire));
-        let removed = {
+        let mut moved = Vec::with_capacity(marks.len());
+        let mut removed = 0;
+        {
             let index = shared.index()?;
-            let start = index.starts[slot];
-            if offset <= start {
-                return Ok(0);
-            }
-            let end = shared.ends[slot].load(Ordering::Acquire);
-            let entries = &index.slots[slot];
-            let mut removed = 0;
-            for (i, entry) in entries.iter().enumerate() {
-                let first = entry.base.max(start);
-                let last = entry.base + span(entries, i, end);
-                if first >= offset {
-                    break;
+            for &(slot, offset) in marks {
+                // Nothing at or past the end exists yet: a mark there would
+                // hide records produced later.
+                let end = shared.ends[slot].load(Ordering::Acquire);
+                let offset = offset.min(end);
+                let start = index.starts[slot];
+                if offset <= start {
+                    continue;
                 }
-                removed += last.min(offset).saturating_sub(first);
+                let entries = &index.slots[slot];
+                let mut dropped = 0;
+                for (i, entry) in entries.iter().enumerate() {
+                    let first = entry.base.max(start);
+                    if first >= offset {
+                        break;
+                    }
+                    dropped += (entry.base + span(entries, i, end)).min(offset).saturating_sub(first);
+                }
+                if dropped > 0 {
+                    tracing::debug!(slot = %shared.layout.names[slot], before = offset, dropped, "log truncated");
+                }
+                removed += dropped;
+                moved.push((slot, offset));
             }
-            removed
-        };
+        }
+        if moved.is_empty() {
+            return Ok(0);
+        }
         let mut frame = Vec::new();
-        writer::put_batch_frame(&mut frame, &[], std::iter::empty(), &[(slot, offset)]);
+        writer::put_batch_frame(&mut frame, &[], std::iter::empty(), &moved);
         appender
             .append(shared, &frame)
             .map_err(|e| StreamError::Unavailable(format!("embedded log write failed: {e}")))?;
         let obsolete = {
             let mut index = shared.index.write().map_err(|_| poisoned())?;
-            index.starts[slot] = offset;
-            drop_below(&mut index.slots[slot], offset);
+            for &(slot, offset) in &moved {
+                index.starts[slot] = offset;
+                drop_below(&mut index.slots[slot], offset);
+            }
             // The oldest segment still needed: the one of the first entry
             // any slot keeps, or the newest.
             let keep_from = index.slots.iter().filter_map(|entries| entries.first().map(|e| e.segment)).min();
@@ -576,17 +594,15 @@ impl EmbeddedLog {
                 Err(e) => tracing::warn!(segment = %path.display(), error = %e, "could not delete a log segment"),
             }
         }
-        if removed > 0 {
-            tracing::debug!(topic = topic.name(), partition, before = offset, removed, "log truncated");
-        }
         Ok(removed)
     }
 
     /// [`EventStream::trim_committed`], blocking: the lowest committed
     /// position of each partition over every consumer group, then
-    /// [`EmbeddedLog::truncate_before`] it.
+    /// [`EmbeddedLog::truncate_before`] it, all marks in one synced write.
     pub fn trim_to_committed(&self) -> Result<u64, StreamError> {
-        let mut lowest: BTreeMap<(Topic, u32), u64> = BTreeMap::new();
+        let mut lowest: BTreeMap<usize, u64> = BTreeMap::new();
+        let layout = &self.shared().layout;
         for (name, next) in &self.shared().index()?.offsets {
             // `group/topic/partition`; the group may itself hold slashes.
             let mut parts = name.rsplitn(3, '/');
@@ -598,15 +614,12 @@ impl EmbeddedLog {
             else {
                 continue;
             };
-            let slot = lowest.entry((topic, partition)).or_insert(u64::MAX);
-            *slot = (*slot).min(*next);
+            let Ok(slot) = layout.slot(topic, partition) else { continue };
+            let lowest = lowest.entry(slot).or_insert(u64::MAX);
+            *lowest = (*lowest).min(*next);
         }
-        let mut removed = 0;
-        for ((topic, partition), below) in lowest {
-            if partition < self.partition_count() {
-                removed += self.truncate_before(topic, partition, below)?;
-            }
-        }
+        let marks: Vec<(usize, u64)> = lowest.into_iter().collect();
+        let removed = self.truncate_slots(&marks)?;
         if removed > 0 {
             tracing::info!(removed, "trimmed the log below every consumer's committed position");
         }
