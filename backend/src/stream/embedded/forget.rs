@@ -22,33 +22,30 @@ pub(super) fn is_tombstone(key: &[u8], value: &[u8]) -> bool {
     key.is_empty() && value.is_empty()
 }
 
-/// Every segment of the closed log in `dir`, read whole, oldest first, with
-/// the log's layout. A directory without a log has none.
-fn segments(dir: &Path) -> Result<Vec<(std::path::PathBuf, segment::Scanned)>, StreamError> {
+/// Calls `each` with every segment of the closed log in `dir`, oldest first,
+/// read whole one at a time (a large log is never all in memory), and the
+/// log's layout from the segment's own checkpoint (every segment starts
+/// with one).
+fn for_each_segment(
+    dir: &Path,
+    mut each: impl FnMut(&Path, &segment::Scanned, &Layout) -> Result<(), StreamError>,
+) -> Result<(), StreamError> {
     let sequences =
         segment::list_segments(dir).map_err(|e| unavailable(&format!("listing log directory {}", dir.display()), e))?;
-    let mut all = Vec::with_capacity(sequences.len());
-    let mut slots = usize::MAX;
     for sequence in sequences {
         let path = segment::segment_path(dir, sequence);
-        let scanned = segment::scan(&path, slots)
+        let scanned = segment::scan(&path, usize::MAX)
             .map_err(|problem| StreamError::Corrupt(format!("log segment {}: {problem}", path.display())))?;
-        for (_, frame) in &scanned.frames {
-            if let Frame::Checkpoint(checkpoint) = frame {
-                slots = 2 * checkpoint.partitions as usize;
-            }
+        let layout = scanned.frames.iter().find_map(|(_, frame)| match frame {
+            Frame::Checkpoint(checkpoint) => Some(Layout::new(checkpoint.partitions)),
+            Frame::Batch { .. } => None,
+        });
+        // A segment without a checkpoint holds nothing readable (see recovery).
+        if let Some(layout) = layout {
+            each(&path, &scanned, &layout)?;
         }
-        all.push((path, scanned));
     }
-    Ok(all)
-}
-
-/// The log's layout, from the first checkpoint.
-fn layout_of(segments: &[(std::path::PathBuf, segment::Scanned)]) -> Option<Layout> {
-    segments.iter().flat_map(|(_, scanned)| &scanned.frames).find_map(|(_, frame)| match frame {
-        Frame::Checkpoint(checkpoint) => Some(Layout::new(checkpoint.partitions)),
-        Frame::Batch { .. } => None,
-    })
+    Ok(())
 }
 
 /// Opens a closed log for offline work: takes its lock (so `serve` cannot
@@ -67,9 +64,7 @@ fn lock_closed(dir: &Path) -> Result<Option<std::fs::File>, StreamError> {
 /// directory without a log has no records.
 pub fn visit_records(dir: &Path, visit: &mut dyn FnMut(Topic, &[u8])) -> Result<(), StreamError> {
     let Some(_lock) = lock_closed(dir)? else { return Ok(()) };
-    let segments = segments(dir)?;
-    let Some(layout) = layout_of(&segments) else { return Ok(()) };
-    for (_, scanned) in &segments {
+    for_each_segment(dir, |_, scanned, layout| {
         for (_, frame) in &scanned.frames {
             let Frame::Batch { entries, .. } = frame else { continue };
             for entry in entries {
@@ -86,8 +81,8 @@ pub fn visit_records(dir: &Path, visit: &mut dyn FnMut(Topic, &[u8])) -> Result<
                 }
             }
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Rewrites the log in `dir` (which must not be open elsewhere) with every
@@ -98,11 +93,9 @@ pub fn visit_records(dir: &Path, visit: &mut dyn FnMut(Topic, &[u8])) -> Result<
 /// finishes the work.
 pub fn forget_records(dir: &Path, forget: &mut dyn FnMut(Topic, &[u8]) -> bool) -> Result<u64, StreamError> {
     let Some(_lock) = lock_closed(dir)? else { return Ok(0) };
-    let segments = segments(dir)?;
-    let Some(layout) = layout_of(&segments) else { return Ok(0) };
     let tombstone = encode_record(&[], &[])?;
     let mut forgotten = 0;
-    for (path, scanned) in segments {
+    for_each_segment(dir, |path, scanned, layout| {
         let mut rewritten = segment::file_header().to_vec();
         let mut forgotten_here = 0;
         for (_, frame) in &scanned.frames {
@@ -134,13 +127,13 @@ pub fn forget_records(dir: &Path, forget: &mut dyn FnMut(Topic, &[u8]) -> bool) 
                 }
             }
         }
-        if forgotten_here == 0 {
-            continue;
+        if forgotten_here > 0 {
+            segment::write_whole(path, &rewritten)
+                .map_err(|e| unavailable(&format!("rewriting {} without the forgotten records", path.display()), e))?;
+            forgotten += forgotten_here;
         }
-        segment::write_whole(&path, &rewritten)
-            .map_err(|e| unavailable(&format!("rewriting {} without the forgotten records", path.display()), e))?;
-        forgotten += forgotten_here;
-    }
+        Ok(())
+    })?;
     Ok(forgotten)
 }
 
