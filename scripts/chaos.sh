@@ -364,14 +364,17 @@ disk_full() {
   data="$mnt/data" port=$(free_port) config="$WORK/full.toml" slog="$WORK/full-serve.log"
   printf '[aggregate]\npoll_interval_ms = 200\nmaintenance_every_seconds = 0\n' >"$config"
   log "disk full: data directory on a 64 MB tmpfs, serve on port $port"
-  start_serve "$data" "$port" "$config" "$slog"
+  # The log keeps 1 MiB written with zeros ahead of its end here (8 by
+  # default): once the disk is full it takes that much more, then refuses.
+  CLICKSTREAM_LOG_ZERO_AHEAD_MIB=1 start_serve "$data" "$port" "$config" "$slog"
   "$BIN" generate --target "http://127.0.0.1:$port" --events 2000 --seed $((SEED + 1000)) \
     --out "$WORK/full-sent-1.ndjson" --retry-for 600 >>"$WORK/generate.out" 2>>"$WORK/generate.log"
   # A ballast file takes all but 1 MB; traffic fills the rest.
   local avail
   avail=$(df --output=avail -B1 "$mnt" | tail -1)
   fallocate -l $((avail - 1024 * 1024)) "$mnt/ballast" 2>/dev/null || dd if=/dev/zero of="$mnt/ballast" bs=1M count=$((avail / 1048576 - 1)) 2>/dev/null || true
-  "$BIN" generate --target "http://127.0.0.1:$port" --events 4000 --seed $((SEED + 1001)) \
+  # Enough to fill what is left and the log's space written ahead.
+  "$BIN" generate --target "http://127.0.0.1:$port" --events 50000 --seed $((SEED + 1001)) \
     --out "$WORK/full-sent-2.ndjson" --retry-for 600 >>"$WORK/generate.out" 2>>"$WORK/generate.log" &
   local gpid=$! code="" i refused=""
   PIDS+=("$gpid")

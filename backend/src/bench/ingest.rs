@@ -11,7 +11,7 @@ use clickstream_schema::RequestMeta;
 use edge_worker::{collect, CollectConfig};
 use tokio::sync::{oneshot, watch};
 
-use super::{bytes_written, peak_rss_mib, reset_peak_rss};
+use super::{device_bytes_written, peak_rss_mib, reset_peak_rss};
 use crate::clock::{Clock, SystemClock};
 use crate::fixtures::{synthetic_batch, CHROME};
 use crate::serve::{open_log, serve, ServeSettings};
@@ -33,7 +33,7 @@ pub(super) async fn ingest(events: u64, senders: usize, batch: usize, dir: PathB
     let accepted = Arc::new(AtomicU64::new(0));
     let now = SystemClock.now_ms();
     reset_peak_rss();
-    let written_before = bytes_written();
+    let written_before = device_bytes_written(&dir);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..senders {
@@ -62,7 +62,14 @@ pub(super) async fn ingest(events: u64, senders: usize, batch: usize, dir: PathB
         latencies.extend(t.await??);
     }
     let secs = started.elapsed().as_secs_f64();
-    let written = bytes_written().saturating_sub(written_before);
+    let written = device_bytes_written(&dir).zip(written_before).map(|(after, before)| after.saturating_sub(before));
+    let written = match written {
+        Some(bytes) => format!(
+            "{:.0} bytes per event reached the disk",
+            bytes as f64 / accepted.load(Ordering::Relaxed).max(1) as f64
+        ),
+        None => "bytes written: the data directory's device is not in /proc/diskstats".to_string(),
+    };
     let total = accepted.load(Ordering::Relaxed);
     latencies.sort_unstable();
     let ms = |q: f64| {
@@ -70,12 +77,11 @@ pub(super) async fn ingest(events: u64, senders: usize, batch: usize, dir: PathB
         latencies.get(i).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
     };
     println!(
-        "bench ingest: {total} events in {batches} batches of {batch} from {senders} senders, durable acks: {secs:.2} s, {:.0} events/s, {:.0} requests/s, latency p50 {:.1} ms p99 {:.1} ms, {:.0} bytes written per event, peak RSS {} MiB (server and senders in one process)",
+        "bench ingest: {total} events in {batches} batches of {batch} from {senders} senders, durable acks: {secs:.2} s, {:.0} events/s, {:.0} requests/s, latency p50 {:.1} ms p99 {:.1} ms, {written}, peak RSS {} MiB (server and senders in one process)",
         total as f64 / secs,
         batches as f64 / secs,
         ms(0.5),
         ms(0.99),
-        written as f64 / total.max(1) as f64,
         peak_rss_mib()
     );
     let _ = stop_tx.send(true);

@@ -7,7 +7,7 @@
 mod embedded;
 mod fluvio_stream;
 
-pub use embedded::{forget_records, is_log_file, visit_records, EmbeddedLog, LOCK_FILE_NAME};
+pub use embedded::{forget_records, is_log_file, visit_records, EmbeddedLog, LOCK_FILE_NAME, ZERO_AHEAD_VAR};
 pub use fluvio_stream::{register_spu, FluvioSettings, FluvioStream, FluvioTls};
 
 use async_trait::async_trait;

@@ -23,7 +23,10 @@
 //! produce waits for its commit, that latency capped `bench ingest`. An
 //! append-only log needs no B-tree: offsets are dense, entries arrive in
 //! order, and the index of entries fits in memory. Logs written by the redb
-//! format are migrated on first open ([`legacy`]).
+//! format are migrated on first open ([`legacy`]). The newest segment is
+//! written with zeros ahead of its end, so a frame's sync flushes only data
+//! (`Appender::zero_ahead` in [`writer`]); recovery knows a zero tail from
+//! a torn write.
 //!
 //! # Why compressed chunks
 //!
@@ -124,6 +127,29 @@ pub const MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
 /// it frees.
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 
+/// How far ahead of its last frame the newest segment is kept written with
+/// zeros, by default (writer.rs, `Appender::zero_ahead`, says why).
+pub const ZERO_AHEAD_BYTES: u64 = 8 * 1024 * 1024;
+
+/// The environment variable that sets it, in MiB (0 turns it off: frames
+/// are appended to the end of the file). When the disk fills, the log still
+/// takes up to that much into the space it wrote ahead, then answers
+/// writes with `Unavailable` (ingest: 503) until space returns.
+pub const ZERO_AHEAD_VAR: &str = "CLICKSTREAM_LOG_ZERO_AHEAD_MIB";
+
+fn zero_ahead_setting() -> u64 {
+    match std::env::var(ZERO_AHEAD_VAR) {
+        Ok(mib) => match mib.trim().parse::<u64>() {
+            Ok(mib) => mib.saturating_mul(1024 * 1024),
+            Err(_) => {
+                tracing::warn!(value = %mib, "{ZERO_AHEAD_VAR} is not a whole number of MiB; using the default");
+                ZERO_AHEAD_BYTES
+            }
+        },
+        Err(_) => ZERO_AHEAD_BYTES,
+    }
+}
+
 /// How many requests may wait for the writer before `produce` itself waits.
 /// This is the back-pressure that keeps memory bounded under overload.
 const WRITE_QUEUE_CAPACITY: usize = 1024;
@@ -181,6 +207,9 @@ struct Shared {
     appender: Mutex<Appender>,
     /// Size at which the newest segment is closed and a new one started.
     segment_bytes: u64,
+    /// How far ahead of its last frame the newest segment is written with
+    /// zeros ([`ZERO_AHEAD_VAR`]).
+    zero_ahead: u64,
     /// Holds the directory's exclusive lock while the log is open.
     _lock: File,
 }
@@ -290,8 +319,9 @@ struct Recovered {
     checkpoint: Checkpoint,
     slots: Vec<Vec<Located>>,
     files: BTreeMap<u64, Arc<File>>,
-    /// The newest segment: its sequence and where its intact frames end.
-    newest: Option<(u64, u64)>,
+    /// The newest segment: its sequence, where its intact frames end, and
+    /// where the zeros after them end.
+    newest: Option<(u64, u64, u64)>,
 }
 
 /// Reads every segment in order and rebuilds the index. Cuts a torn last
@@ -322,7 +352,10 @@ fn recover(dir: &Path, sequences: &[u64]) -> Result<Recovered, StreamError> {
                 "log frames fail their checksum; their records are checked one by one as they are read"
             );
         }
-        if scanned.valid_len < scanned.file_len {
+        // Zeros after the last frame are the appender's, written ahead of
+        // time (writer.rs, `zero_ahead`): nothing was lost there.
+        let zero_tail = scanned.bytes[scanned.valid_len as usize..].iter().all(|b| *b == 0);
+        if scanned.valid_len < scanned.file_len && !zero_tail {
             if last {
                 tracing::warn!(
                     segment = %path.display(),
@@ -392,7 +425,8 @@ fn recover(dir: &Path, sequences: &[u64]) -> Result<Recovered, StreamError> {
         }
         let file = File::open(&path).map_err(|e| unavailable(&format!("opening {}", path.display()), e))?;
         files.insert(sequence, Arc::new(file));
-        newest = Some((sequence, scanned.valid_len));
+        let zeroed = if zero_tail { scanned.file_len } else { scanned.valid_len };
+        newest = Some((sequence, scanned.valid_len, zeroed));
     }
     let checkpoint = checkpoint.unwrap_or_default();
     for (slot, entries) in slots.iter_mut().enumerate() {
@@ -466,7 +500,7 @@ impl EmbeddedLog {
                 let len = writer::create_segment(dir, 1, &checkpoint)
                     .map_err(|e| unavailable(&format!("creating the first segment in {}", dir.display()), e))?;
                 recovered = recover(dir, &list(dir)?)?;
-                (1, len)
+                (1, len, len)
             }
         };
         let checkpoint = recovered.checkpoint;
@@ -481,7 +515,7 @@ impl EmbeddedLog {
             );
         }
         let layout = Layout::new(checkpoint.partitions);
-        let appender = Appender::open(dir, newest.0, newest.1)
+        let appender = Appender::open(dir, newest.0, newest.1, newest.2)
             .map_err(|e| unavailable(&format!("opening the newest segment in {}", dir.display()), e))?;
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
@@ -495,6 +529,7 @@ impl EmbeddedLog {
             layout,
             appender: Mutex::new(appender),
             segment_bytes,
+            zero_ahead: zero_ahead_setting(),
             _lock: lock,
         });
 

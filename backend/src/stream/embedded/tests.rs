@@ -637,8 +637,16 @@ async fn a_torn_last_write_is_cut_and_the_log_goes_on() {
         log.produce(vec![event("k", "three")]).await.unwrap();
     }
     let path = segment::segment_path(dir.path(), 1);
-    let intact = std::fs::read(&path).unwrap();
-    // The next frame as a crash would leave it: header and half the body.
+    let file = std::fs::read(&path).unwrap();
+    // The frames, then the zeros the appender wrote ahead of them.
+    let frames_end = segment::scan(&path, usize::MAX).unwrap().valid_len as usize;
+    assert!(file.len() > frames_end && file[frames_end..].iter().all(|b| *b == 0), "zeros follow the frames");
+    let intact = file[..frames_end].to_vec();
+    // Reopening with only zeros after the frames cuts nothing.
+    drop(EmbeddedLog::open(dir.path(), 1).unwrap());
+    assert_eq!(std::fs::read(&path).unwrap(), file);
+    // The next frame as a crash would leave it: header and half the body,
+    // over the zeros.
     let mut frame = Vec::new();
     let entry = {
         let mut builder = EntryBuilder::new(3);
@@ -646,8 +654,8 @@ async fn a_torn_last_write_is_cut_and_the_log_goes_on() {
         builder.finish().1
     };
     writer::put_batch_frame(&mut frame, &[(0, 3, entry.as_slice())], std::iter::empty(), &[]);
-    let mut torn = intact.clone();
-    torn.extend_from_slice(&frame[..frame.len() / 2]);
+    let mut torn = file.clone();
+    torn[frames_end..frames_end + frame.len() / 2].copy_from_slice(&frame[..frame.len() / 2]);
     std::fs::write(&path, &torn).unwrap();
 
     let log = EmbeddedLog::open(dir.path(), 1).unwrap();

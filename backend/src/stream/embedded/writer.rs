@@ -222,15 +222,47 @@ pub(super) struct Appender {
     pub(super) sequence: u64,
     /// Where the next frame goes: the end of the last durable frame.
     len: u64,
+    /// The file holds durable zeros up to here (at least `len`).
+    zeroed: u64,
     /// A failed write could not be cut back off the file: cut before the
     /// next write (a frame must never follow garbage).
     dirty: bool,
 }
 
 impl Appender {
-    pub(super) fn open(dir: &Path, sequence: u64, len: u64) -> std::io::Result<Appender> {
+    /// `zeroed`: where the zeros after the last frame end (the file's length
+    /// when recovery found only zeros after its frames, else `len`).
+    pub(super) fn open(dir: &Path, sequence: u64, len: u64, zeroed: u64) -> std::io::Result<Appender> {
         let file = std::fs::OpenOptions::new().read(true).write(true).open(segment::segment_path(dir, sequence))?;
-        Ok(Appender { file, sequence, len, dirty: false })
+        Ok(Appender { file, sequence, len, zeroed: zeroed.max(len), dirty: false })
+    }
+
+    /// Makes sure the file holds durable zeros up to `through`, writing
+    /// `ahead` bytes of them at a time (never past `cap` unless `through`
+    /// is); with `ahead` 0, nothing.
+    ///
+    /// Why: a frame appended past the end of the file grows it, so its
+    /// `fdatasync` must also commit the new size and block allocation to
+    /// ext4's journal. Written over blocks that already hold zeros, the
+    /// sync flushes the data alone. Measured with `bench ingest` before this
+    /// was built in (alternating in one sitting): 274k–310k events/s against
+    /// 231k–284k appending, p99 3.1–5.9 ms against 6.6–13.1 ms, for about
+    /// 30% more bytes reaching the device (the zeros).
+    fn zero_ahead(&mut self, through: u64, ahead: u64, cap: u64) -> std::io::Result<()> {
+        if through <= self.zeroed || ahead == 0 {
+            return Ok(());
+        }
+        let target = through.max((self.zeroed + ahead).min(cap));
+        let zeros = vec![0u8; 1024 * 1024];
+        let mut at = self.zeroed.max(self.len);
+        while at < target {
+            let n = (target - at).min(zeros.len() as u64);
+            self.file.write_all_at(&zeros[..n as usize], at)?;
+            at += n;
+        }
+        self.file.sync_data()?;
+        self.zeroed = target;
+        Ok(())
     }
 
     /// Appends one frame and syncs it; returns the segment and the position
@@ -239,17 +271,23 @@ impl Appender {
     pub(super) fn append(&mut self, shared: &Shared, frame: &[u8]) -> Result<(u64, u64), String> {
         if self.dirty {
             self.file.set_len(self.len).map_err(|e| format!("cutting a failed write off the log: {e}"))?;
+            self.zeroed = self.len;
             self.dirty = false;
         }
         if self.len + frame.len() as u64 > shared.segment_bytes && self.len > FILE_HEADER_LEN as u64 {
             self.roll(shared)?;
         }
         let at = self.len;
-        let written = self.file.write_all_at(frame, at).and_then(|()| self.file.sync_data());
+        let end = at + frame.len() as u64;
+        let written = self
+            .zero_ahead(end, shared.zero_ahead, shared.segment_bytes)
+            .and_then(|()| self.file.write_all_at(frame, at))
+            .and_then(|()| self.file.sync_data());
         if let Err(e) = written {
             // Whatever reached the file is cut off again, so the next frame
-            // follows the last durable one.
+            // follows the last durable one (and the zeros are written anew).
             self.dirty = self.file.set_len(at).is_err();
+            self.zeroed = at;
             return Err(e.to_string());
         }
         self.len += frame.len() as u64;
@@ -272,8 +310,8 @@ impl Appender {
         };
         let len = create_segment(&shared.dir, sequence, &checkpoint)
             .map_err(|e| format!("starting log segment {sequence}: {e}"))?;
-        let next =
-            Appender::open(&shared.dir, sequence, len).map_err(|e| format!("opening log segment {sequence}: {e}"))?;
+        let next = Appender::open(&shared.dir, sequence, len, len)
+            .map_err(|e| format!("opening log segment {sequence}: {e}"))?;
         let reader = File::open(segment::segment_path(&shared.dir, sequence))
             .map_err(|e| format!("opening log segment {sequence}: {e}"))?;
         shared
