@@ -31,6 +31,12 @@
 //! it off. A frame that fails its checksum with intact frames after it is
 //! damage, not a torn write: it is kept, and the record checksums inside
 //! its entries tell the reader which records to quarantine.
+//!
+//! After the last frame there may be zeros: the appender writes them ahead
+//! of time (writer.rs, `zero_ahead`). A frame header never is all zeros (its
+//! checksum would not match), so the scan stops there; zeros alone are kept,
+//! anything else after the last frame is a torn write and is cut, zeros
+//! and all.
 
 use std::collections::BTreeMap;
 use std::fs::File;
