@@ -58,15 +58,16 @@ ensure_wasm_target() {
 }
 
 # ensure_python_polars: a virtual environment in .venv with Polars and
-# DuckDB, for the analysts' checks (examples/analyze.py). Exports
+# DuckDB, for the analysts' checks (examples/analyze.py), and moto's S3
+# server, for the tests of a data directory in a bucket. Exports
 # CLICKSTREAM_PYTHON.
 ensure_python_polars() {
   local venv="$ROOT/.venv"
-  if ! "$venv/bin/python" -c 'import polars, duckdb' >/dev/null 2>&1; then
+  if ! "$venv/bin/python" -c 'import polars, duckdb' >/dev/null 2>&1 || [ ! -x "$venv/bin/moto_server" ]; then
     command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
     [ -x "$venv/bin/python" ] || python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$venv"; }
-    log "pip install polars duckdb (into .venv)"
-    "$venv/bin/pip" install -q --disable-pip-version-check polars duckdb
+    log "pip install polars duckdb moto[server] (into .venv)"
+    "$venv/bin/pip" install -q --disable-pip-version-check polars duckdb 'moto[server]'
   fi
   export CLICKSTREAM_PYTHON="$venv/bin/python"
 }

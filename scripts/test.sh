@@ -52,6 +52,13 @@ suite() {
 ensure_rust
 ensure_python_polars
 
+# examples/analyze.py reads an S3 data directory with Polars always, and
+# with DuckDB when its httpfs extension loads (DuckDB downloads it from
+# extensions.duckdb.org on first use).
+if ! "$CLICKSTREAM_PYTHON" -c 'import duckdb; duckdb.connect().execute("LOAD httpfs")' >/dev/null 2>&1; then
+  SKIPPED+=("DuckDB over S3 in examples/analyze.py (lake test): DuckDB's httpfs extension is not installed and cannot be downloaded here; the Polars reads of the bucket are checked")
+fi
+
 # The tests that need a Fluvio cluster carry `fluvio_cluster` in their name:
 # without one they are filtered out, so they count as skipped, not passed.
 RUST_SKIP=()

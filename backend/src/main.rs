@@ -194,6 +194,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Serve(args) => {
                 let settings = settings(args.common, CommandFlags::Serve(args.serve))?;
+                settings.require_local("serve")?;
                 settings.create_data_dir()?;
                 serve(settings.into_server()?, stop_on_signal(), None).await
             }
@@ -202,12 +203,15 @@ fn main() -> anyhow::Result<()> {
                 run_aggregate(settings, args.once).await
             }
             Command::Gold(args) if args.rebuild => {
-                run_gold_rebuild(settings(args.common, CommandFlags::Gold)?, args.into, args.keep).await
+                let settings = settings(args.common, CommandFlags::Gold)?;
+                settings.require_local("gold --rebuild")?;
+                run_gold_rebuild(settings, args.into, args.keep).await
             }
             Command::Gold(args) => run_gold(settings(args.common, CommandFlags::Gold)?, args.once).await,
             Command::Generate(args) => run_generate(args.into()).await,
             Command::Demo(args) => {
                 let settings = settings(args.common, CommandFlags::Demo { port: args.port })?;
+                settings.require_local("demo")?;
                 settings.create_data_dir()?;
                 demo::run(settings.into_server()?, args.rate, args.seed, stop_on_signal()).await
             }
@@ -216,9 +220,21 @@ fn main() -> anyhow::Result<()> {
                 query::write(&mut df, args.format, args.output.as_deref())?;
                 Ok(())
             }
-            Command::Replay(args) => run_replay(settings(args.common, CommandFlags::Replay)?).await,
-            Command::Compact(args) => run_compact(settings(args.common, CommandFlags::Compact)?).await,
-            Command::Expire(args) => run_expire(settings(args.common, CommandFlags::Compact)?).await,
+            Command::Replay(args) => {
+                let settings = settings(args.common, CommandFlags::Replay)?;
+                settings.require_local("replay")?;
+                run_replay(settings).await
+            }
+            Command::Compact(args) => {
+                let settings = settings(args.common, CommandFlags::Compact)?;
+                settings.require_local("compact")?;
+                run_compact(settings).await
+            }
+            Command::Expire(args) => {
+                let settings = settings(args.common, CommandFlags::Compact)?;
+                settings.require_local("expire")?;
+                run_expire(settings).await
+            }
             Command::Forget(args) => {
                 use clickstream_backend::forget::{ForgetRequest, Subject};
                 let subject = match (args.visitor, args.user) {
@@ -227,7 +243,9 @@ fn main() -> anyhow::Result<()> {
                     _ => anyhow::bail!("give one of --visitor and --user"),
                 };
                 let request = ForgetRequest { site_id: args.site, subject };
-                run_forget(settings(args.common, CommandFlags::Compact)?, request).await
+                let settings = settings(args.common, CommandFlags::Compact)?;
+                settings.require_local("forget")?;
+                run_forget(settings, request).await
             }
             Command::Bench(args) => bench::run(args).await,
             Command::Token(TokenCommand::New) => {
@@ -304,6 +322,11 @@ async fn check_health(args: HealthArgs) -> anyhow::Result<()> {
 }
 
 async fn run_aggregate(settings: Settings, once: bool) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        settings.fluvio.is_some() || !clickstream_backend::storage::lake::is_remote(&settings.data_dir),
+        "an s3:// data directory needs a stream every consumer reaches (stream = \"fluvio\"): the embedded log \
+         is a file of one machine's data directory"
+    );
     settings.create_data_dir()?;
     let stream = open_stream(&settings.data_dir, settings.partitions, settings.fluvio).await?;
     let metrics = Arc::new(Metrics::new());

@@ -259,9 +259,15 @@ impl Aggregator {
     /// Merges the final partitions of Bronze, Silver and rejects into one
     /// file each, between micro-batches (see [`crate::storage::compact`]).
     /// `None` when this aggregator may not: it owns only some partitions,
-    /// or partition consumers share the data directory.
+    /// partition consumers share the data directory, or the data directory
+    /// is in a bucket (compaction swaps directories by rename, which S3
+    /// does not have; retention runs after compaction, so neither runs
+    /// there yet).
     pub async fn compact(&mut self) -> Result<Option<CompactReport>, PipelineError> {
-        if self.role != Role::Whole || !Role::consumers(&self.config.data_dir).is_empty() {
+        if self.role != Role::Whole
+            || crate::storage::lake::is_remote(&self.config.data_dir)
+            || !Role::consumers(&self.config.data_dir).is_empty()
+        {
             return Ok(None);
         }
         let lateness = self.config.gold.unwrap_or_default().allowed_lateness_ms;

@@ -48,6 +48,11 @@ pub enum BenchWhat {
         events: u64,
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Write Bronze and Silver to this data directory instead, e.g.
+        /// `s3://bucket/prefix` (the log stays in the scratch directory).
+        /// Its tables are removed at the end.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Silver → every Gold table over a day of shop traffic, then one
     /// incremental micro-batch on top of that history.
@@ -120,7 +125,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchWhat::Ingest { events, senders, batch, dir } => {
             ingest::ingest(events, senders, batch, scratch(dir)?).await
         }
-        BenchWhat::Silver { events, dir } => tables::silver(events, scratch(dir)?).await,
+        BenchWhat::Silver { events, dir, data_dir } => tables::silver(events, scratch(dir)?, data_dir).await,
         BenchWhat::Gold { silver: Some(data_dir), duckdb, .. } => tables::gold_from(&data_dir, duckdb.as_deref()),
         BenchWhat::Gold { events, increment, duckdb, dir, silver: None } => {
             // A directory named with --dir is kept, for `--silver` later.

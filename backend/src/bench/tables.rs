@@ -15,8 +15,16 @@ use crate::fixtures::{browser_request, collect_into, fresh_dir, shop_day_in_silv
 use crate::metrics::Metrics;
 use crate::serve::open_log;
 
-pub(super) async fn silver(events: u64, dir: PathBuf) -> anyhow::Result<()> {
+pub(super) async fn silver(events: u64, dir: PathBuf, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     let stream = open_log(&dir, 4)?;
+    let lake = data_dir.unwrap_or_else(|| dir.clone());
+    if crate::storage::lake::is_remote(&lake) {
+        anyhow::ensure!(
+            crate::storage::layout::parquet_files(&lake).is_empty(),
+            "{} already holds Parquet files: give the bench an empty prefix",
+            lake.display()
+        );
+    }
     let config = CollectConfig::new("bench", "backend");
     let now = SystemClock.now_ms();
     let meta = browser_request(now);
@@ -37,7 +45,7 @@ pub(super) async fn silver(events: u64, dir: PathBuf) -> anyhow::Result<()> {
     let base_rss = current_rss_mib();
     let started = Instant::now();
     // Bronze and Silver only: Gold has its own benchmark.
-    let config = AggregateConfig { gold: None, ..AggregateConfig::new(&dir) };
+    let config = AggregateConfig { gold: None, ..AggregateConfig::new(&lake) };
     let mut agg = Aggregator::open(stream, config, Arc::new(Metrics::new()), Arc::new(SystemClock)).await?;
     let report = agg.drain().await?;
     let secs = started.elapsed().as_secs_f64();
@@ -54,6 +62,17 @@ pub(super) async fn silver(events: u64, dir: PathBuf) -> anyhow::Result<()> {
         peak_rss_mib()
     );
     println!("bench silver: phases: {}", report.timings);
+    drop(agg);
+    if crate::storage::lake::is_remote(&lake) {
+        // Replay reads Bronze from a local disk only; clean the prefix up.
+        let objects = crate::storage::lake::list(&lake)?;
+        for object in &objects {
+            crate::storage::lake::remove(object)?;
+        }
+        println!("bench silver: removed the {} objects written under {}", objects.len(), lake.display());
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(());
+    }
 
     // The Bronze → Silver step on its own, as a rebuild from Bronze Parquet
     // does it: read Bronze, deduplicate, transform, write Silver.

@@ -66,7 +66,8 @@ impl GoldFollower {
             let theirs = Manifest::load_role(&self.data_dir, &role)?;
             // Files of a consumer's last commit are renamed into place just
             // after its manifest: wait for all of them.
-            let published = theirs.files.iter().all(|f| self.data_dir.join(&f.path).exists());
+            let published =
+                theirs.files.iter().all(|f| crate::storage::lake::file_exists(&self.data_dir.join(&f.path)));
             let ready = if published { theirs.seq } else { theirs.seq.saturating_sub(1) };
             let done = next.gold_inputs.get(&role.tag()).copied().unwrap_or(0);
             if ready > done {

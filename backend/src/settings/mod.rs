@@ -28,6 +28,7 @@ pub use flags::{CommonFlags, ServeFlags};
 use crate::aggregate::AggregateConfig;
 use crate::config::FileConfig;
 use crate::serve::ServeSettings;
+use crate::storage::lake;
 use crate::stream::FluvioSettings;
 
 /// Reads one environment variable: [`process_env`], or a map in tests.
@@ -137,9 +138,32 @@ impl Settings {
         Ok(Settings { data_dir, partitions, fluvio, aggregate, server })
     }
 
-    /// Creates the data directory if it does not exist yet.
+    /// Creates the data directory if it does not exist yet. A bucket's
+    /// is not created, but listed: wrong credentials, a missing bucket or
+    /// an unreachable endpoint fail here, by name, not at the first commit.
     pub fn create_data_dir(&self) -> anyhow::Result<()> {
+        if lake::is_remote(&self.data_dir) {
+            lake::list(&self.data_dir.join("_state")).with_context(|| {
+                format!(
+                    "cannot use {} (check the bucket, and the AWS_* settings: AWS_ACCESS_KEY_ID, \
+                     AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL)",
+                    self.data_dir.display()
+                )
+            })?;
+            return Ok(());
+        }
         std::fs::create_dir_all(&self.data_dir).with_context(|| format!("cannot create {}", self.data_dir.display()))
+    }
+
+    /// Refuses an S3 data directory for the commands that still need a
+    /// local one, by name, before anything is written.
+    pub fn require_local(&self, command: &str) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            !lake::is_remote(&self.data_dir),
+            "`{command}` needs a local data directory; an s3:// one works with `aggregate` (with stream = \"fluvio\"), \
+             `gold` and `query` (see the README's \"Parquet on object storage\")"
+        );
+        Ok(())
     }
 
     /// The server's settings (resolved for `serve` and `demo`).

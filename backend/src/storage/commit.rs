@@ -16,6 +16,13 @@
 //! stream, from the committed offsets). So a crash and restart neither
 //! loses nor repeats an event.
 //!
+//! In an S3 bucket ([`super::lake`]) the steps are the same, with the
+//! bucket's operations: a temporary file is an object of its own, the
+//! commit point is a conditional put of the manifest (which also stops a
+//! second writer of the same manifest), and publishing is a server-side
+//! copy and a delete. Readers' `*.parquet` globs see only published
+//! files there too.
+//!
 //! Temporary names carry the commit number because Gold files keep their
 //! name from commit to commit (`part-05.parquet` is rewritten whenever hour
 //! 5 changes): with one fixed temporary name, the uncommitted Gold of a
@@ -31,6 +38,7 @@ use polars::prelude::{DataFrame, ParquetCompression, ParquetWriter};
 use serde::{Deserialize, Serialize};
 
 use super::error::{io_err, PipelineError};
+use super::lake;
 use super::lock::SwapLock;
 use crate::stream::Topic;
 
@@ -133,11 +141,22 @@ impl Role {
 
     /// The partition consumers that have committed in this data directory.
     pub fn consumers(data_dir: &Path) -> Vec<Role> {
-        let Ok(entries) = fs::read_dir(data_dir.join("_state")) else { return Vec::new() };
-        let mut out: Vec<Role> = entries
-            .flatten()
-            .filter_map(|e| {
-                let name = e.file_name().into_string().ok()?;
+        let state = data_dir.join("_state");
+        let names: Vec<String> = if lake::is_remote(data_dir) {
+            match lake::list(&state) {
+                Ok(objects) => objects.iter().filter_map(|p| Some(p.file_name()?.to_str()?.to_string())).collect(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot list the consumers' manifests");
+                    Vec::new()
+                }
+            }
+        } else {
+            let Ok(entries) = fs::read_dir(state) else { return Vec::new() };
+            entries.flatten().filter_map(|e| e.file_name().into_string().ok()).collect()
+        };
+        let mut out: Vec<Role> = names
+            .into_iter()
+            .filter_map(|name| {
                 let tag = name.strip_prefix("manifest-p")?.strip_suffix(".json")?;
                 let owned = tag.split('_').map(|p| p.parse().ok()).collect::<Option<Vec<u32>>>()?;
                 Some(Role::Partitions(owned))
@@ -192,6 +211,15 @@ pub struct Manifest {
     /// last of its commits whose Silver files Gold has folded in.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub gold_inputs: BTreeMap<String, u64>,
+    /// In a bucket: the version of the manifest object this one was read
+    /// as (or last written as), which the next commit must replace (see
+    /// [`lake`]). Not part of the manifest's content.
+    #[serde(skip)]
+    pub base: Option<lake::Version>,
+    /// In a bucket: which process took the role over last (a random id),
+    /// so that taking over changes the manifest (see [`Manifest::recover_role`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer: Option<String>,
 }
 
 impl Manifest {
@@ -216,8 +244,15 @@ impl Manifest {
     /// Reads a role's manifest (an empty one when none exists yet).
     pub fn load_role(data_dir: &Path, role: &Role) -> Result<Manifest, PipelineError> {
         let path = data_dir.join(role.manifest_path());
-        match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
+        let read = if lake::is_remote(&path) {
+            lake::read_manifest(&path)
+                .and_then(|got| got.map(|(bytes, v)| (bytes, Some(v))).ok_or_else(|| io::ErrorKind::NotFound.into()))
+        } else {
+            fs::read(&path).map(|bytes| (bytes, None))
+        };
+        match read {
+            Ok((bytes, base)) => serde_json::from_slice(&bytes)
+                .map(|m| Manifest { base, ..m })
                 .map_err(|e| PipelineError::BadManifest { path: path.display().to_string(), reason: e.to_string() }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Manifest { version: 1, ..Manifest::default() }),
             Err(e) => Err(io_err(format!("reading {}", path.display()))(e)),
@@ -251,7 +286,7 @@ impl Manifest {
         role: &Role,
         writes_gold: bool,
     ) -> Result<(Manifest, RecoveryReport), PipelineError> {
-        let manifest = Manifest::load_role(data_dir, role)?;
+        let mut manifest = Manifest::load_role(data_dir, role)?;
         let mut report = RecoveryReport::default();
         let mut named = HashSet::new();
         for file in &manifest.files {
@@ -260,9 +295,17 @@ impl Manifest {
                 report.published += 1;
             }
         }
+        if lake::is_remote(data_dir) {
+            // Taking the role over: a manifest of new content (so a new
+            // ETag) before the orphans go. An older process still running
+            // this role then fails its next commit, and the temporary
+            // files removed below can never be published by it.
+            manifest.writer = Some(uuid::Uuid::new_v4().simple().to_string());
+            write_manifest(data_dir, role, &mut manifest)?;
+        }
         for root in ["bronze", "silver", "rejects", "gold"] {
             let dir = data_dir.join(root);
-            if dir.exists() {
+            if lake::is_remote(&dir) || dir.exists() {
                 let owned = |path: &Path| path.strip_prefix(data_dir).is_ok_and(|rel| role.owns_tmp(rel, writes_gold));
                 remove_orphans(&dir, &named, &owned, &mut report.orphans_removed)?;
             }
@@ -285,6 +328,10 @@ pub struct Commit {
     role: Role,
     files: Vec<PendingFile>,
     seq: u64,
+    /// In a bucket, part of every temporary name: two processes running
+    /// one role (the older is fenced off at its commit) never write the
+    /// same temporary object, so neither can publish the other's bytes.
+    attempt: Option<String>,
     crash_at: Option<CrashPoint>,
     panic_at: Option<CrashPoint>,
 }
@@ -297,7 +344,16 @@ impl Commit {
 
     /// Commit `seq` of a role, on its own manifest.
     pub fn of(data_dir: &Path, role: Role, seq: u64) -> Commit {
-        Commit { data_dir: data_dir.to_path_buf(), role, files: Vec::new(), seq, crash_at: None, panic_at: None }
+        let attempt = lake::is_remote(data_dir).then(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_string());
+        Commit {
+            data_dir: data_dir.to_path_buf(),
+            role,
+            files: Vec::new(),
+            seq,
+            attempt,
+            crash_at: None,
+            panic_at: None,
+        }
     }
 
     /// For crash tests: the commit stops at `crash` returning
@@ -332,18 +388,24 @@ impl Commit {
         // Named after the commit (see the module's comment).
         let tag = self.role.tag();
         let sep = if tag.is_empty() { "" } else { "-" };
-        let tmp_rel = PathBuf::from(format!("{}.{tag}{sep}{:010}{TMP_SUFFIX}", final_rel.display(), self.seq));
+        let attempt = self.attempt.as_ref().map(|a| format!("-{a}")).unwrap_or_default();
+        let tmp_rel = PathBuf::from(format!("{}.{tag}{sep}{:010}{attempt}{TMP_SUFFIX}", final_rel.display(), self.seq));
         let tmp_abs = self.data_dir.join(&tmp_rel);
-        if let Some(parent) = tmp_abs.parent() {
-            fs::create_dir_all(parent).map_err(io_err(format!("creating {}", parent.display())))?;
+        let parquet_err = |source| PipelineError::Parquet { path: tmp_abs.display().to_string(), source };
+        if lake::is_remote(&tmp_abs) {
+            // One put of the whole file: an object exists complete or not
+            // at all, so there is nothing to sync.
+            let mut bytes = Vec::new();
+            parquet_writer(&mut bytes).finish(df).map_err(parquet_err)?;
+            lake::write(&tmp_abs, bytes).map_err(io_err(format!("uploading {}", tmp_abs.display())))?;
+        } else {
+            if let Some(parent) = tmp_abs.parent() {
+                fs::create_dir_all(parent).map_err(io_err(format!("creating {}", parent.display())))?;
+            }
+            let mut file = File::create(&tmp_abs).map_err(io_err(format!("creating {}", tmp_abs.display())))?;
+            parquet_writer(&mut file).finish(df).map_err(parquet_err)?;
+            file.sync_all().map_err(io_err(format!("syncing {}", tmp_abs.display())))?;
         }
-        let mut file = File::create(&tmp_abs).map_err(io_err(format!("creating {}", tmp_abs.display())))?;
-        ParquetWriter::new(&mut file)
-            .with_compression(ParquetCompression::Zstd(None))
-            .with_statistics(polars::prelude::StatisticsOptions::full())
-            .finish(df)
-            .map_err(|source| PipelineError::Parquet { path: tmp_abs.display().to_string(), source })?;
-        file.sync_all().map_err(io_err(format!("syncing {}", tmp_abs.display())))?;
         self.files.push(PendingFile {
             tmp: tmp_rel.display().to_string(),
             path: final_rel.display().to_string(),
@@ -360,11 +422,12 @@ impl Commit {
         manifest.committed_at = now_ms;
         manifest.files = self.files;
         crash_if(self.crash_at, self.panic_at, CrashPoint::GoldWritten)?;
-        write_manifest(&self.data_dir, &self.role, &manifest)?;
+        write_manifest(&self.data_dir, &self.role, &mut manifest)?;
         crash_if(self.crash_at, self.panic_at, CrashPoint::ManifestWritten)?;
         // Replacing a file a query may be reading waits for the reads in
         // flight (see `SwapLock`); adding files never does.
-        let replaces = manifest.files.iter().any(|f| self.data_dir.join(&f.path).exists());
+        let remote = lake::is_remote(&self.data_dir);
+        let replaces = !remote && manifest.files.iter().any(|f| self.data_dir.join(&f.path).exists());
         let _hold = replaces.then(|| SwapLock::replacing(&self.data_dir));
         let mut dirs = HashSet::new();
         for (i, file) in manifest.files.iter().enumerate() {
@@ -372,7 +435,7 @@ impl Commit {
                 crash_if(self.crash_at, self.panic_at, CrashPoint::FirstFilePublished)?;
             }
             publish(&self.data_dir, file)?;
-            if let Some(parent) = self.data_dir.join(&file.path).parent() {
+            if let Some(parent) = self.data_dir.join(&file.path).parent().filter(|_| !remote) {
                 dirs.insert(parent.to_path_buf());
             }
         }
@@ -395,13 +458,27 @@ fn crash_if(
     Ok(())
 }
 
-fn write_manifest(data_dir: &Path, role: &Role, manifest: &Manifest) -> Result<(), PipelineError> {
+/// How every table file is written: zstd, with full statistics so that
+/// readers skip row groups by their min/max.
+fn parquet_writer<W: Write>(sink: W) -> ParquetWriter<W> {
+    ParquetWriter::new(sink)
+        .with_compression(ParquetCompression::Zstd(None))
+        .with_statistics(polars::prelude::StatisticsOptions::full())
+}
+
+fn write_manifest(data_dir: &Path, role: &Role, manifest: &mut Manifest) -> Result<(), PipelineError> {
     let path = data_dir.join(role.manifest_path());
+    let bytes = serde_json::to_vec_pretty(manifest)
+        .map_err(|e| PipelineError::BadManifest { path: path.display().to_string(), reason: e.to_string() })?;
+    if lake::is_remote(&path) {
+        let written = lake::write_manifest(&path, bytes, manifest.base.as_ref())
+            .map_err(io_err(format!("committing {}", path.display())))?;
+        manifest.base = Some(written);
+        return Ok(());
+    }
     let dir = path.parent().unwrap_or(data_dir);
     fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
     let tmp = path.with_extension(format!("json{TMP_SUFFIX}"));
-    let bytes = serde_json::to_vec_pretty(manifest)
-        .map_err(|e| PipelineError::BadManifest { path: path.display().to_string(), reason: e.to_string() })?;
     let mut file = File::create(&tmp).map_err(io_err(format!("creating {}", tmp.display())))?;
     file.write_all(&bytes).map_err(io_err(format!("writing {}", tmp.display())))?;
     file.sync_all().map_err(io_err(format!("syncing {}", tmp.display())))?;
@@ -413,6 +490,20 @@ fn write_manifest(data_dir: &Path, role: &Role, manifest: &Manifest) -> Result<(
 fn publish(data_dir: &Path, file: &PendingFile) -> Result<bool, PipelineError> {
     let tmp = data_dir.join(&file.tmp);
     let path = data_dir.join(&file.path);
+    if lake::is_remote(data_dir) {
+        let context = || format!("publishing {}", path.display());
+        if lake::exists(&tmp).map_err(io_err(context()))? {
+            lake::rename(&tmp, &path).map_err(io_err(context()))?;
+            return Ok(true);
+        }
+        if lake::exists(&path).map_err(io_err(context()))? {
+            return Ok(false);
+        }
+        return Err(PipelineError::Io {
+            context: format!("committed file {} is missing", path.display()),
+            source: io::Error::from(io::ErrorKind::NotFound),
+        });
+    }
     if tmp.exists() {
         fs::rename(&tmp, &path).map_err(io_err(format!("publishing {}", path.display())))?;
         return Ok(true);
@@ -432,6 +523,15 @@ fn remove_orphans(
     owned: &dyn Fn(&Path) -> bool,
     removed: &mut usize,
 ) -> Result<(), PipelineError> {
+    if lake::is_remote(dir) {
+        for path in lake::list(dir).map_err(io_err(format!("listing {}", dir.display())))? {
+            if path.to_string_lossy().ends_with(TMP_SUFFIX) && !keep.contains(&path) && owned(&path) {
+                lake::remove(&path).map_err(io_err(format!("removing {}", path.display())))?;
+                *removed += 1;
+            }
+        }
+        return Ok(());
+    }
     let entries = fs::read_dir(dir).map_err(io_err(format!("listing {}", dir.display())))?;
     for entry in entries {
         let entry = entry.map_err(io_err(format!("listing {}", dir.display())))?;

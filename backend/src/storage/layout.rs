@@ -160,6 +160,17 @@ pub fn glob(data_dir: &Path, table: impl TableDir) -> String {
 /// arrival hour, then commit number, i.e. arrival order). Missing roots
 /// have none.
 pub fn parquet_files(root: &Path) -> Vec<PathBuf> {
+    if super::lake::is_remote(root) {
+        return match super::lake::list(root) {
+            Ok(objects) => objects.into_iter().filter(|p| p.extension().is_some_and(|x| x == "parquet")).collect(),
+            Err(e) => {
+                // As a missing directory does locally: the caller's next
+                // listing (or its scan, which fails loudly) tells more.
+                tracing::warn!(root = %root.display(), error = %e, "cannot list the bucket");
+                Vec::new()
+            }
+        };
+    }
     let mut stack = vec![root.to_path_buf()];
     let mut out = Vec::new();
     while let Some(dir) = stack.pop() {

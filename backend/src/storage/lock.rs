@@ -2,7 +2,8 @@
 //! (`_state/locks/`): each partition has one consumer, and Gold has one
 //! writer. The locks go away with the process, so a crash never leaves a
 //! stale claim behind. They hold on one machine's file system (and on
-//! network file systems that support `flock`).
+//! network file systems that support `flock`). In a bucket, where there is
+//! no lock, a claim is an object (see [`Ownership::claim`]).
 
 use std::fs::{self, File, TryLockError};
 use std::path::Path;
@@ -11,12 +12,27 @@ use std::path::Path;
 #[derive(Debug)]
 pub struct Ownership {
     _files: Vec<File>,
+    /// Claim objects in a bucket, deleted again when the owner stops.
+    objects: Vec<std::path::PathBuf>,
+}
+
+impl Drop for Ownership {
+    fn drop(&mut self) {
+        for claim in &self.objects {
+            if let Err(e) = super::lake::remove(claim) {
+                tracing::warn!(claim = %claim.display(), error = %e, "could not release a claim; the same consumer takes it back when it starts again, or delete it");
+            }
+        }
+    }
 }
 
 impl Ownership {
     /// Claims the partitions (and Gold, when `gold`), or says who is in
     /// the way. Nothing is held when it fails.
     pub fn claim(data_dir: &Path, partitions: &[u32], gold: bool) -> Result<Ownership, String> {
+        if super::lake::is_remote(data_dir) {
+            return Ownership::claim_in_bucket(data_dir, partitions, gold);
+        }
         let dir = data_dir.join("_state/locks");
         fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let mut names: Vec<(String, String)> =
@@ -45,7 +61,50 @@ impl Ownership {
                 Err(TryLockError::Error(e)) => return Err(format!("cannot lock {}: {e}", path.display())),
             }
         }
-        Ok(Ownership { _files: files })
+        Ok(Ownership { _files: files, objects: Vec::new() })
+    }
+
+    /// Claims in a bucket: one object per partition (and one for Gold),
+    /// created only where none is, holding the claimer's partition set.
+    /// Consumers on different machines share nothing but the stream and
+    /// the bucket, so this is how one learns that a partition is taken.
+    /// A claim outlives a crash (no lock dies with the process): the
+    /// consumer of the same partitions takes its own claims back when it
+    /// starts again; handing partitions to a different set of consumers
+    /// after a crash means deleting the crashed one's claims. Two copies
+    /// of one consumer are stopped by the manifest's conditional put
+    /// instead (see [`super::lake`]).
+    fn claim_in_bucket(data_dir: &Path, partitions: &[u32], gold: bool) -> Result<Ownership, String> {
+        let who = if gold && partitions.is_empty() {
+            "gold".to_string()
+        } else {
+            format!("partitions {partitions:?}{}", if gold { " and gold" } else { "" })
+        };
+        let mut names: Vec<(String, String)> =
+            partitions.iter().map(|p| (format!("partition-{p}"), format!("partition {p}"))).collect();
+        if gold {
+            names.push(("gold".into(), "the Gold tables".into()));
+        }
+        let mut held = Ownership { _files: Vec::new(), objects: Vec::new() };
+        for (name, what) in names {
+            let claim = data_dir.join("_state/claims").join(name);
+            let created = super::lake::create(&claim, who.clone().into_bytes()).map_err(|e| e.to_string())?;
+            if !created {
+                let holder = super::lake::read(&claim).map_err(|e| e.to_string())?.unwrap_or_default();
+                let holder = String::from_utf8_lossy(&holder).into_owned();
+                if holder != who {
+                    // `held` releases what this call took so far.
+                    return Err(format!(
+                        "{what} of {} is claimed by the consumer of {holder} ({}); if that consumer is gone \
+                         for good, delete the claim",
+                        data_dir.display(),
+                        claim.display()
+                    ));
+                }
+            }
+            held.objects.push(claim);
+        }
+        Ok(held)
     }
 }
 
@@ -80,6 +139,12 @@ impl SwapLock {
     // A data directory this process may not write (an analyst's read-only
     // copy) has no writer to wait for: reads go on without the lock.
     fn take(data_dir: &Path, exclusive: bool) -> SwapLock {
+        // A bucket has no lock to share. An object replaced under a read
+        // fails that read (its row groups are not where the old footer
+        // said), and `retry_on_swap` reads again.
+        if super::lake::is_remote(data_dir) {
+            return SwapLock { _file: None };
+        }
         let dir = data_dir.join("_state/locks");
         let path = dir.join("swaps.lock");
         let file = File::options()

@@ -2,12 +2,14 @@
 //! table's files go, Bronze to Gold ([`layout`]), every read of them
 //! ([`scan`], and [`range`] for a time range), how a micro-batch's files
 //! and stream offsets become visible in one atomic commit ([`commit`]),
-//! who may write what ([`lock`]), how final partitions are merged into one
+//! who may write what ([`lock`]), a data directory in an S3 bucket
+//! ([`lake`]), how final partitions are merged into one
 //! file each ([`compact`]) and old days removed ([`retention`]), and the error all of it fails with ([`error`]). The aggregator and Gold ask this module; it knows neither.
 
 pub mod commit;
 pub mod compact;
 pub mod error;
+pub mod lake;
 pub mod layout;
 pub mod lock;
 pub mod range;

@@ -8,6 +8,7 @@ use clickstream_schema::time::HOUR_MS;
 use polars::io::HiveOptions;
 use polars::prelude::*;
 
+use super::lake;
 use super::layout::{glob, parquet_files, GoldTable, Table, TableDir};
 use super::lock::SwapLock;
 
@@ -63,7 +64,11 @@ pub fn scan_table(data_dir: &Path, table: impl TableDir) -> PolarsResult<LazyFra
 
 /// Lazily scans the Parquet files a glob matches, with hive partitions.
 pub fn scan_glob(glob: String) -> PolarsResult<LazyFrame> {
-    let args = ScanArgsParquet { hive_options: HiveOptions::new_enabled(), ..ScanArgsParquet::default() };
+    let args = ScanArgsParquet {
+        hive_options: HiveOptions::new_enabled(),
+        cloud_options: cloud_options(Path::new(&glob)),
+        ..ScanArgsParquet::default()
+    };
     LazyFrame::scan_parquet(PlRefPath::new(glob), args)
 }
 
@@ -75,8 +80,17 @@ pub fn scan_files(files: &[PathBuf]) -> PolarsResult<Option<LazyFrame>> {
         return Ok(None);
     }
     let paths: Vec<PlRefPath> = files.iter().map(|f| PlRefPath::new(f.display().to_string())).collect();
-    let args = ScanArgsParquet { hive_options: HiveOptions::new_disabled(), ..ScanArgsParquet::default() };
+    let args = ScanArgsParquet {
+        hive_options: HiveOptions::new_disabled(),
+        cloud_options: cloud_options(&files[0]),
+        ..ScanArgsParquet::default()
+    };
     LazyFrame::scan_parquet_files(paths.into_iter().collect(), args).map(Some)
+}
+
+/// The settings Polars reads a bucket with, for a path in one.
+fn cloud_options(path: &Path) -> Option<polars::prelude::cloud::CloudOptions> {
+    lake::is_remote(path).then(lake::cloud_options)
 }
 
 /// The published files of Silver's hours (hours since the epoch).
@@ -87,7 +101,7 @@ pub fn silver_files(data_dir: &Path, hours: impl IntoIterator<Item = i64>) -> Ve
 /// One hour's file of a Gold table as written, if there is one.
 pub fn read_gold_hour(data_dir: &Path, table: GoldTable, hour: i64) -> PolarsResult<Option<DataFrame>> {
     let path = data_dir.join(table.hour_file(hour));
-    if !path.exists() {
+    if !lake::file_exists(&path) {
         return Ok(None);
     }
     match scan_files(&[path])? {

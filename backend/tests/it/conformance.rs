@@ -31,25 +31,25 @@ use serde_json::json;
 use crate::support::{assert_same_gold, gold_tables, temp_dir, TempDir};
 
 // 2024-11-22T08:00:00Z
-const NOW: i64 = 1_732_262_400_000;
+pub(crate) const NOW: i64 = 1_732_262_400_000;
 const MIN: i64 = 60_000;
 
 type Opened = Pin<Box<dyn Future<Output = Result<Arc<dyn EventStream>, StreamError>> + Send>>;
 
 /// A stream under test: `open` gives a new handle on the same stored
 /// records each time (a process restart).
-struct Subject {
+pub(crate) struct Subject {
     open: Box<dyn Fn() -> Opened + Send + Sync>,
     _dir: Option<TempDir>,
 }
 
 impl Subject {
-    async fn open(&self) -> Arc<dyn EventStream> {
+    pub(crate) async fn open(&self) -> Arc<dyn EventStream> {
         (self.open)().await.expect("open the stream")
     }
 }
 
-fn embedded(partitions: u32) -> Subject {
+pub(crate) fn embedded(partitions: u32) -> Subject {
     let dir = temp_dir("conformance-log");
     let path = dir.path().join("log");
     Subject {
@@ -228,7 +228,7 @@ async fn resume_after_restart(subject: Subject) {
 /// Shop traffic: 24 visitors, each with a visit of views, a cart add and
 /// (every third) a purchase; one bot; a few bad rows. Produced through the
 /// collect core as the ingest does.
-async fn shop_traffic(stream: &dyn EventStream) -> usize {
+pub(crate) async fn shop_traffic(stream: &dyn EventStream) -> usize {
     let mut events = Vec::new();
     for v in 0..24 {
         let visitor = format!("a-{v}");
@@ -270,7 +270,7 @@ async fn shop_traffic(stream: &dyn EventStream) -> usize {
     sent
 }
 
-async fn aggregator(
+pub(crate) async fn aggregator(
     stream: Arc<dyn EventStream>,
     dir: &Path,
     owned: Option<Vec<u32>>,
@@ -283,7 +283,7 @@ async fn aggregator(
     Aggregator::open(stream, config, Arc::new(Metrics::new()), Arc::new(FixedClock::new(NOW))).await
 }
 
-fn silver_ids(dir: &Path) -> Vec<String> {
+pub(crate) fn silver_ids(dir: &Path) -> Vec<String> {
     let df = scan_table(dir, Table::Silver).unwrap().select([col("event_id")]).collect().unwrap();
     let mut ids: Vec<String> =
         df.column("event_id").unwrap().str().unwrap().iter().map(|s| s.unwrap().to_string()).collect();

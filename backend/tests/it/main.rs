@@ -9,6 +9,7 @@ mod embedded_log;
 mod forget;
 mod gold;
 mod http;
+mod lake;
 mod lifecycle;
 mod pipeline;
 mod security;

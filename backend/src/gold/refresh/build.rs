@@ -20,6 +20,8 @@ use crate::gold::{
     sessions::{sessionize, SESSION_INPUT},
     ts_ms, GoldConfig, GoldTable, GOLD_INPUT,
 };
+use crate::storage::error::io_err;
+use crate::storage::lake;
 use crate::storage::layout::parquet_files;
 use crate::storage::scan::{scan_files, silver_files};
 use crate::storage::{Commit, Manifest, PipelineError, Table};
@@ -34,7 +36,11 @@ pub fn build(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(Manifest, usize), PipelineError> {
     let gold = data_dir.join("gold");
-    if gold.exists() {
+    if lake::is_remote(&gold) {
+        for file in lake::list(&gold).map_err(io_err(format!("listing {} before rebuilding it", gold.display())))? {
+            lake::remove(&file).map_err(io_err(format!("removing {} before rebuilding", file.display())))?;
+        }
+    } else if gold.exists() {
         std::fs::remove_dir_all(&gold)
             .map_err(|e| PipelineError::Task(format!("removing {} before rebuilding it: {e}", gold.display())))?;
     }

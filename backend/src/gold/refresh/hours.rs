@@ -71,7 +71,7 @@ impl<'a> Writer<'a> {
         for &hour in hours {
             let rows = rows_by_hour.remove(&hour).unwrap_or_default();
             let path = table.hour_file(hour);
-            if rows.is_empty() && !self.data_dir.join(&path).exists() {
+            if rows.is_empty() && !crate::storage::lake::file_exists(&self.data_dir.join(&path)) {
                 continue;
             }
             let mut part = df.take(&IdxCa::from_vec("idx".into(), rows))?;
