@@ -65,6 +65,7 @@ RUST_SKIP=()
 if [ -z "${FLUVIO_SC_ADDR:-}" ]; then
   log "FLUVIO_SC_ADDR unset: the stream conformance suite and the pipeline run against Fluvio are skipped (their embedded-log runs still assert everything); set it to a cluster's SC, e.g. 127.0.0.1:9003, to run them"
   SKIPPED+=("the Fluvio runs of the stream conformance suite and of the multi-process pipeline test (tests named *fluvio_cluster*): FLUVIO_SC_ADDR is unset; their embedded-log runs assert the same")
+  SKIPPED+=("the Worker → ingest → Fluvio → two consumers → Gold chain (edge-worker/e2e/chain.test.mjs): FLUVIO_SC_ADDR is unset")
   RUST_SKIP=(-- --skip fluvio_cluster)
 fi
 suite "cargo test (all crates)" cargo test --locked --workspace "${RUST_SKIP[@]}"
