@@ -474,6 +474,10 @@ async fn through_fluvio_cluster_with_two_consumers_and_the_gold_role() {
         );
         std::thread::sleep(Duration::from_millis(250));
     }
-    assert_exactly_once(&data, &sent, true);
+    // Rejects are at least once here: on a busy machine ingest answers 503
+    // when Fluvio does not acknowledge within its bound, the produce may
+    // still land, and the sender's retry stores its bad rows again (bad
+    // rows carry no id to deduplicate by). Silver stays exact.
+    assert_exactly_once(&data, &sent, false);
     crate::gold::check_against_independent_computation(&data, &out);
 }
