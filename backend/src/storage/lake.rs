@@ -183,7 +183,9 @@ fn read_versioned(path: &Path) -> io::Result<Option<(Vec<u8>, UpdateVersion)>> {
 pub fn write(path: &Path, bytes: Vec<u8>) -> io::Result<()> {
     let Object { bucket, key } = object(path)?;
     let what = format!("writing {}", path.display());
-    block(async move { bucket.store.put(&key, PutPayload::from(bytes)).await.map(|_| ()).map_err(|e| to_io(&e, &what)) })
+    block(
+        async move { bucket.store.put(&key, PutPayload::from(bytes)).await.map(|_| ()).map_err(|e| to_io(&e, &what)) },
+    )
 }
 
 /// The version of a manifest a process read, which its next commit
