@@ -37,15 +37,24 @@ export async function startWorkerd(backend, services) {
   const kv = {};
   const sockets = [];
   const workers = [];
+  // Every port is free when asked for, but none is held until workerd
+  // binds them all: the kernel can hand the same one out twice meanwhile.
+  const taken = new Set();
+  const distinctPort = async () => {
+    for (;;) {
+      const port = await freePort();
+      if (!taken.has(port)) return taken.add(port), port;
+    }
+  };
   for (const { name, vars, kv: namespace } of services) {
-    const port = await freePort();
+    const port = await distinctPort();
     urls[name] = `http://127.0.0.1:${port}`;
     const all = { BACKEND_INGEST_URL: `${backend.url}/ingest`, INGEST_SECRET: backend.secret, IP_SALT_SECRET: "salt", ...vars };
     const bindings = Object.entries(all).filter(([, v]) => v !== null)
       .map(([k, v]) => `(name = "${k}", text = ${JSON.stringify(String(v))})`);
     if (namespace) {
       if (!(namespace in kv)) {
-        const kvPort = await freePort();
+        const kvPort = await distinctPort();
         kv[namespace] = `http://127.0.0.1:${kvPort}`;
         workers.push(`(name = "kv-${namespace}", worker = (
           modules = [(name = "memory-kv.js", esModule = embed "memory-kv.js")], compatibilityDate = "2025-01-01"))`);
