@@ -12,6 +12,7 @@
 //!   bots, hashed IP), giving an [`EnrichedEvent`].
 //! - [`BadRow`]: an event that failed validation, kept with its reason.
 //! - [`ingest`]: the body the edge Worker sends to the backend's `/ingest`.
+//! - [`stream`]: the topics, records and partitions every producer shares.
 //!
 //! Dependencies stay wasm-friendly (serde, hmac, sha2): this crate compiles
 //! for `wasm32-unknown-unknown`.
@@ -24,6 +25,7 @@ pub mod read;
 pub mod reason;
 pub mod record;
 pub mod signing;
+pub mod stream;
 pub mod time;
 pub mod user_agent;
 pub mod utm;

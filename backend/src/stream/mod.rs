@@ -11,6 +11,8 @@ pub use embedded::{forget_records, is_log_file, visit_records, EmbeddedLog, LOCK
 pub use fluvio_stream::{register_spu, FluvioSettings, FluvioStream, FluvioTls};
 
 use async_trait::async_trait;
+pub use clickstream_schema::stream::partition_for;
+use clickstream_schema::stream::{event_record, reject_record, EVENTS_TOPIC, REJECTS_TOPIC};
 
 /// The topics the pipeline uses. Events are keyed by `anonymous_id`, so one
 /// visitor's events (and therefore each session) live in one partition.
@@ -27,8 +29,8 @@ impl Topic {
 
     pub fn name(self) -> &'static str {
         match self {
-            Topic::Events => "clickstream-events",
-            Topic::Rejects => "clickstream-rejects",
+            Topic::Events => EVENTS_TOPIC,
+            Topic::Rejects => REJECTS_TOPIC,
         }
     }
 }
@@ -39,7 +41,7 @@ pub struct Record {
     pub topic: Topic,
     /// Partitioning key (the visitor's `anonymous_id`).
     pub key: Vec<u8>,
-    /// The payload, JSON bytes.
+    /// The payload: an event's binary record, a bad row's JSON.
     pub value: Vec<u8>,
 }
 
@@ -106,38 +108,21 @@ pub trait EventStream: Send + Sync + 'static {
     }
 }
 
-/// What one produce appends for a collected batch: each accepted event to
-/// the events topic keyed by its visitor (so a visitor's events, and so
-/// sessions, share a partition), each bad row to the rejects topic keyed by
-/// its visitor when it has one, else its site.
+/// What one produce appends for a collected batch: the records of
+/// [`clickstream_schema::stream`], each accepted event to the events topic
+/// and each bad row to the rejects topic.
 pub fn records_of(
     events: &[clickstream_schema::EnrichedEvent<'_>],
     bad_rows: &[clickstream_schema::BadRow],
 ) -> Vec<Record> {
     let mut records = Vec::with_capacity(events.len() + bad_rows.len());
     for e in events {
-        let mut value = Vec::with_capacity(e.raw.len() * 2);
-        e.to_record(&mut value);
-        records.push(Record { topic: Topic::Events, key: e.anonymous_id.as_bytes().to_vec(), value });
+        let (key, value) = event_record(e);
+        records.push(Record { topic: Topic::Events, key, value });
     }
     for row in bad_rows {
-        let key = row.anonymous_id.as_deref().unwrap_or(&row.site_id);
-        records.push(Record {
-            topic: Topic::Rejects,
-            key: key.as_bytes().to_vec(),
-            value: serde_json::to_vec(row).unwrap_or_default(),
-        });
+        let (key, value) = reject_record(row);
+        records.push(Record { topic: Topic::Rejects, key, value });
     }
     records
-}
-
-/// The partition of a key: a stable hash (FNV-1a, 64 bit) modulo the
-/// partition count, so every producer and every restart agree.
-pub fn partition_for(key: &[u8], partitions: u32) -> u32 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in key {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    (hash % u64::from(partitions.max(1))) as u32
 }
