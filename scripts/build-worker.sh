@@ -34,19 +34,19 @@ ensure_node_tools
 if [ "${CLICKSTREAM_WASM_TOOLCHAIN:-}" != "debian" ] \
    && rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
   log "building the Worker (wasm32, release, rustup's wasm32-unknown-unknown target)"
-  WASM_BINDGEN_USE_JS_SYS=1 cargo build --locked -q --lib --release --target wasm32-unknown-unknown \
+  WASM_BINDGEN_USE_JS_SYS=1 cargo build --locked -q --lib --profile worker --target wasm32-unknown-unknown \
     --target-dir "$ROOT/target/worker" -p edge-worker
 else
   ensure_debian_wasm
   log "building the Worker (wasm32, release, Debian's rustc-web with build-std)"
   env "${DEBIAN_WASM_ENV[@]}" WASM_BINDGEN_USE_JS_SYS=1 \
-    /usr/bin/cargo build --locked -q --lib --release --target wasm32-unknown-unknown \
+    /usr/bin/cargo build --locked -q --lib --profile worker --target wasm32-unknown-unknown \
     -Zbuild-std=std,panic_abort --target-dir "$ROOT/target/worker" -p edge-worker
 fi
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-wasm-bindgen "$ROOT/target/worker/wasm32-unknown-unknown/release/edge_worker.wasm" \
+wasm-bindgen "$ROOT/target/worker/wasm32-unknown-unknown/worker/edge_worker.wasm" \
   --out-dir "$work" --out-name index --target module --no-typescript \
   --experimental-reset-state-function --force-enable-abort-handler
 mkdir -p "$out"

@@ -27,6 +27,7 @@ use clickstream_schema::time::{utc_date_string, DAY_MS, MINUTE_MS};
 use clickstream_schema::{DailySalt, Limits};
 use serde::Deserialize;
 
+use crate::fluvio::{Endpoint, FluvioTarget};
 use crate::{CollectConfig, Collected};
 
 /// Seconds the tracker is told to wait when the backend cannot take a batch.
@@ -35,16 +36,66 @@ pub const BACKEND_RETRY_AFTER_S: u32 = 5;
 /// The Worker's settings.
 #[derive(Clone, Debug)]
 pub struct EdgeConfig {
-    /// The backend's `/ingest` (`BACKEND_INGEST_URL`).
-    pub ingest_url: String,
-    /// Shared with `clickstream serve --ingest-secret` (secret `INGEST_SECRET`).
-    pub ingest_secret: Vec<u8>,
+    pub delivery: Delivery,
     pub limits: Limits,
     pub ip_salts: IpSalts,
     pub origins: AllowedOrigins,
     /// Requests per minute one visitor (client IP) may make to one
     /// isolate (`RATE_LIMIT_PER_MINUTE`, 120; 0 turns it off).
     pub rate_per_minute: u32,
+}
+
+/// Where accepted batches go.
+#[derive(Clone, Debug)]
+pub enum Delivery {
+    /// Signed to the backend's `/ingest`, which appends them to its stream:
+    /// for a cluster the edge cannot reach, or the embedded log.
+    Ingest {
+        /// `BACKEND_INGEST_URL`.
+        url: String,
+        /// Shared with `clickstream serve --ingest-secret` (secret `INGEST_SECRET`).
+        secret: Vec<u8>,
+    },
+    /// Produced to the Fluvio cluster by the Worker itself (`FLUVIO_SC`).
+    Fluvio(FluvioTarget),
+}
+
+/// The longest a produce may take by default (`FLUVIO_TIMEOUT_MS`): the
+/// tracker's request waits for it.
+pub const FLUVIO_TIMEOUT_MS: u32 = 2000;
+
+impl Delivery {
+    fn from_vars(set: impl Fn(&str) -> Option<String>) -> Result<Delivery, String> {
+        let Some(sc) = set("FLUVIO_SC") else {
+            let required = |name: &str| set(name).ok_or(format!("{name} is not set"));
+            return Ok(Delivery::Ingest {
+                url: required("BACKEND_INGEST_URL")?,
+                secret: required("INGEST_SECRET")?.into_bytes(),
+            });
+        };
+        if set("BACKEND_INGEST_URL").is_some() {
+            return Err("FLUVIO_SC and BACKEND_INGEST_URL are both set: the Worker either produces to Fluvio \
+                        itself (FLUVIO_SC) or forwards to the backend's /ingest (BACKEND_INGEST_URL); remove one"
+                .into());
+        }
+        let sc = Endpoint::parse(&sc).map_err(|e| format!("FLUVIO_SC: {e}"))?;
+        let tls = match set("FLUVIO_TLS").as_deref().map(str::trim) {
+            None | Some("off") => false,
+            Some("on") => true,
+            Some(other) => return Err(format!("FLUVIO_TLS: {other:?} is neither \"on\" nor \"off\"")),
+        };
+        let timeout_ms = match set("FLUVIO_TIMEOUT_MS") {
+            None => FLUVIO_TIMEOUT_MS,
+            Some(ms) => ms
+                .trim()
+                .parse()
+                .ok()
+                .filter(|ms| (100..=30_000).contains(ms))
+                .ok_or(format!("FLUVIO_TIMEOUT_MS: {ms:?} is not a number of milliseconds from 100 to 30000"))?,
+        };
+        let topic_prefix = set("FLUVIO_TOPIC_PREFIX").unwrap_or_default();
+        Ok(Delivery::Fluvio(FluvioTarget { sc, tls, topic_prefix, timeout_ms }))
+    }
 }
 
 /// Where the salt of the IP hash comes from (see the module's docs).
@@ -63,9 +114,7 @@ impl EdgeConfig {
     /// names what is missing or wrong, for the operator's log.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>, salts_in_kv: bool) -> Result<EdgeConfig, String> {
         let set = |name: &str| var(name).filter(|v| !v.is_empty());
-        let required = |name: &str| set(name).ok_or(format!("{name} is not set"));
-        let ingest_url = required("BACKEND_INGEST_URL")?;
-        let ingest_secret = required("INGEST_SECRET")?.into_bytes();
+        let delivery = Delivery::from_vars(set)?;
         let ip_salts = match (salts_in_kv, set("IP_SALT_SECRET")) {
             (true, _) => IpSalts::Kv,
             (false, Some(secret)) => IpSalts::Derived(DailySalt::new(secret)),
@@ -88,7 +137,7 @@ impl EdgeConfig {
             Some(n) => n.trim().parse().map_err(|_| format!("RATE_LIMIT_PER_MINUTE: not a number: {n:?}"))?,
             None => 120,
         };
-        Ok(EdgeConfig { ingest_url, ingest_secret, limits, ip_salts, origins, rate_per_minute })
+        Ok(EdgeConfig { delivery, limits, ip_salts, origins, rate_per_minute })
     }
 
     /// How the collect core judges a request hashed with `ip_salt`.
@@ -377,19 +426,29 @@ impl Answer {
 /// other outcome is a 503 the tracker retries, and the backend's dedup by
 /// event id makes the retry harmless.
 pub fn answer_after_ingest(collected: &Collected, backend_status: Option<u16>) -> Answer {
-    match backend_status {
-        Some(200..=299) => Answer {
+    let outcome = match backend_status {
+        Some(200..=299) => Ok(()),
+        Some(status) => Err(format!("the backend answered {status}")),
+        None => Err("the backend could not be reached".to_string()),
+    };
+    answer_after_delivery(collected, outcome, "backend_unavailable")
+}
+
+/// What the tracker hears once the Worker produced to Fluvio: 200 only
+/// when Fluvio acknowledged every record, else 503 with `Retry-After`, as
+/// `/ingest` answers.
+pub fn answer_after_produce(collected: &Collected, outcome: Result<(), String>) -> Answer {
+    answer_after_delivery(collected, outcome, "stream_unavailable")
+}
+
+fn answer_after_delivery(collected: &Collected, outcome: Result<(), String>, code: &str) -> Answer {
+    match outcome {
+        Ok(()) => Answer {
             status: 200,
             body: serde_json::to_value(collected.response()).unwrap_or_default(),
             retry_after_s: None,
         },
-        other => {
-            let why = match other {
-                Some(status) => format!("the backend answered {status}"),
-                None => "the backend could not be reached".to_string(),
-            };
-            Answer { retry_after_s: Some(BACKEND_RETRY_AFTER_S), ..Answer::error(503, "backend_unavailable", why) }
-        }
+        Err(why) => Answer { retry_after_s: Some(BACKEND_RETRY_AFTER_S), ..Answer::error(503, code, why) },
     }
 }
 
@@ -676,5 +735,42 @@ mod tests {
             assert_eq!((answer.status, answer.retry_after_s), (503, Some(BACKEND_RETRY_AFTER_S)), "{outcome:?}");
             assert_eq!(answer.body["error"], "backend_unavailable");
         }
+        let produced = answer_after_produce(&collected, Ok(()));
+        assert_eq!(produced, ok, "the same answer whichever way the batch went");
+        let failed = answer_after_produce(&collected, Err("fluvio SPU 127.0.0.1:9010: connecting: refused".into()));
+        assert_eq!((failed.status, failed.retry_after_s), (503, Some(BACKEND_RETRY_AFTER_S)));
+        assert_eq!(failed.body["error"], "stream_unavailable");
+        assert!(failed.body["message"].as_str().unwrap().contains("connecting: refused"));
+    }
+
+    #[test]
+    fn with_fluvio_sc_the_worker_produces_itself_and_needs_no_backend() {
+        let fluvio = |extra: &[(&str, &str)]| {
+            let mut pairs = vec![("FLUVIO_SC", "sc.example:9003"), ("IP_SALT_SECRET", "salt")];
+            pairs.extend_from_slice(extra);
+            EdgeConfig::from_vars(vars(&pairs), false).map(|c| c.delivery)
+        };
+        let Ok(Delivery::Fluvio(target)) = fluvio(&[]) else { panic!("FLUVIO_SC selects Fluvio") };
+        assert_eq!((target.sc.to_string(), target.tls, target.timeout_ms), ("sc.example:9003".into(), false, 2000));
+        assert_eq!(target.events_topic(), "clickstream-events");
+        let Ok(Delivery::Fluvio(target)) =
+            fluvio(&[("FLUVIO_TLS", "on"), ("FLUVIO_TOPIC_PREFIX", "prod-"), ("FLUVIO_TIMEOUT_MS", "500")])
+        else {
+            panic!("all the vars")
+        };
+        assert_eq!(
+            (target.tls, target.rejects_topic().as_str(), target.timeout_ms),
+            (true, "prod-clickstream-rejects", 500)
+        );
+        let error = |extra: &[(&str, &str)]| fluvio(extra).unwrap_err();
+        assert!(error(&[("FLUVIO_TLS", "yes")]).starts_with("FLUVIO_TLS:"));
+        assert!(error(&[("FLUVIO_TIMEOUT_MS", "50")]).contains("from 100 to 30000"));
+        assert!(error(&[("BACKEND_INGEST_URL", "http://x/ingest")]).contains("both set"));
+        let bad_sc = EdgeConfig::from_vars(vars(&[("FLUVIO_SC", "sc"), ("IP_SALT_SECRET", "s")]), false).unwrap_err();
+        assert!(bad_sc.starts_with("FLUVIO_SC:"), "{bad_sc}");
+        let Ok(Delivery::Ingest { url, secret }) = EdgeConfig::from_vars(vars(&BASE), false).map(|c| c.delivery) else {
+            panic!("no FLUVIO_SC: /ingest")
+        };
+        assert_eq!((url.as_str(), secret.as_slice()), ("http://127.0.0.1:8080/ingest", &b"s3"[..]));
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod collect;
 pub mod edge;
+pub mod fluvio;
 #[cfg(target_arch = "wasm32")]
 mod worker;
 

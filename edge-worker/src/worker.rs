@@ -10,13 +10,17 @@ use clickstream_schema::{DailySalt, RequestMeta};
 use js_sys::{Reflect, Uint8Array};
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
-use worker::{event, Context, Env, Fetch, Headers, KvStore, Method, Request, RequestInit, Response, Result};
+use worker::{
+    event, Context, Delay, Env, Fetch, Headers, KvStore, Method, Request, RequestInit, Response, Result,
+    SecureTransport, Socket,
+};
 
 use crate::collect;
 use crate::edge::{
-    answer_after_ingest, ingest_request, salt_unavailable, todays_salt, Answer, EdgeConfig, IpSalts, RateLimiter,
-    SaltCache, SaltStore, IP_SALTS_BINDING,
+    answer_after_ingest, answer_after_produce, ingest_request, salt_unavailable, todays_salt, Answer, Delivery,
+    EdgeConfig, IpSalts, RateLimiter, SaltCache, SaltStore, IP_SALTS_BINDING,
 };
+use crate::fluvio::{self, Endpoint, FluvioTarget, ProducerCache, Transport};
 
 thread_local! {
     // One isolate's buckets; see `RateLimiter` for what that covers.
@@ -24,6 +28,8 @@ thread_local! {
     // One isolate's salt of the day from KV; see `SaltCache`. Shared by
     // reference: requests of the isolate interleave at their awaits.
     static SALTS: Rc<RefCell<SaltCache>> = Rc::default();
+    // One isolate's partition leaders and Produce versions; see `fluvio`.
+    static FLUVIO: Rc<RefCell<ProducerCache>> = Rc::default();
 }
 
 #[wasm_bindgen]
@@ -125,15 +131,60 @@ async fn collect_batch(mut req: Request, config: &EdgeConfig, salts: Option<&KvS
             format!("origin {} may not send events for site {:?}", origin.unwrap_or_default(), collected.site_id);
         return Answer::error(403, "origin_not_allowed", message);
     }
-    let status = forward(&collected, config, now).await;
-    match status {
-        Some(200..=299) => {}
-        Some(status) => {
-            worker::console_warn!("clickstream-edge: /ingest answered {status}; the tracker is told to retry")
+    match &config.delivery {
+        Delivery::Ingest { url, secret } => {
+            let status = forward(&collected, url, secret, now).await;
+            match status {
+                Some(200..=299) => {}
+                Some(status) => {
+                    worker::console_warn!("clickstream-edge: /ingest answered {status}; the tracker is told to retry")
+                }
+                None => worker::console_warn!("clickstream-edge: /ingest unreachable; the tracker is told to retry"),
+            }
+            answer_after_ingest(&collected, status)
         }
-        None => worker::console_warn!("clickstream-edge: /ingest unreachable; the tracker is told to retry"),
+        Delivery::Fluvio(target) => {
+            let produced = produce(target, &collected, now).await;
+            if let Err(problem) = &produced {
+                worker::console_warn!("clickstream-edge: {problem}; the tracker is told to retry");
+            }
+            answer_after_produce(&collected, produced)
+        }
     }
-    answer_after_ingest(&collected, status)
+}
+
+/// Produces the batch to Fluvio over Workers sockets.
+async fn produce(target: &FluvioTarget, collected: &crate::Collected<'_>, now: i64) -> std::result::Result<(), String> {
+    let cache = FLUVIO.with(Rc::clone);
+    fluvio::produce(&WorkerSockets { tls: target.tls }, target, &cache, collected, now)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// TCP (or TLS) through the Workers runtime's `connect()`, and its timer.
+struct WorkerSockets {
+    tls: bool,
+}
+
+impl Transport for WorkerSockets {
+    type Io = Socket;
+
+    async fn connect(&self, to: &Endpoint) -> std::io::Result<Socket> {
+        let transport = if self.tls { SecureTransport::On } else { SecureTransport::Off };
+        let socket = Socket::builder()
+            .secure_transport(transport)
+            .connect(to.host.clone(), to.port)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        // Resolves once connected (and the TLS handshake is done), or fails
+        // with why: a refused connection is an error here, not at the first read.
+        socket.opened().await.map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(socket)
+    }
+
+    async fn sleep_ms(&self, ms: u32) {
+        Delay::from(std::time::Duration::from_millis(ms.into())).await;
+    }
 }
 
 /// The request's `cf` object, read field by field: the `worker` crate's
@@ -186,9 +237,9 @@ fn random_salt() -> std::result::Result<[u8; 32], String> {
 }
 
 /// POSTs to the backend's `/ingest`; its status, or `None` if unreachable.
-async fn forward(collected: &crate::Collected<'_>, config: &EdgeConfig, now: i64) -> Option<u16> {
+async fn forward(collected: &crate::Collected<'_>, url: &str, secret: &[u8], now: i64) -> Option<u16> {
     let nonce = format!("{:016x}", (js_sys::Math::random() * 2f64.powi(53)) as u64);
-    let request = ingest_request(collected, &config.ingest_secret, now, &nonce);
+    let request = ingest_request(collected, secret, now, &nonce);
     let headers = Headers::new();
     for (name, value) in &request.headers {
         headers.set(name, value).ok()?;
@@ -197,7 +248,7 @@ async fn forward(collected: &crate::Collected<'_>, config: &EdgeConfig, now: i64
     init.with_method(Method::Post)
         .with_headers(headers)
         .with_body(Some(Uint8Array::from(request.body.as_slice()).into()));
-    let outbound = Request::new_with_init(&config.ingest_url, &init).ok()?;
+    let outbound = Request::new_with_init(url, &init).ok()?;
     Fetch::Request(outbound).send().await.ok().map(|r| r.status_code())
 }
 

@@ -423,3 +423,94 @@ async fn two_consumers_and_the_gold_role(subject: Subject) {
     let bots = scan(shared.path(), GoldTable::BotAnomalies).unwrap().collect().unwrap();
     assert!(bots.height() > 0, "the bot was flagged across partitions");
 }
+
+/// The Worker's own Fluvio producer (`edge_worker::fluvio`, here over tokio
+/// sockets instead of Workers ones) against `serve`'s: for the same
+/// collected batch, each record lands in the same partition with the same
+/// key and bytes, in both topics. Needs a cluster.
+mod worker_producer {
+    use super::*;
+    use edge_worker::fluvio::{produce, Endpoint, FluvioTarget, ProducerCache, Transport};
+
+    struct Tokio;
+
+    impl Transport for Tokio {
+        type Io = tokio::net::TcpStream;
+
+        async fn connect(&self, to: &Endpoint) -> std::io::Result<tokio::net::TcpStream> {
+            tokio::net::TcpStream::connect((to.host.as_str(), to.port)).await
+        }
+
+        async fn sleep_ms(&self, ms: u32) {
+            tokio::time::sleep(std::time::Duration::from_millis(ms.into())).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fluvio_cluster() {
+        let Ok(sc) = std::env::var("FLUVIO_SC_ADDR") else {
+            println!("skipped: FLUVIO_SC_ADDR unset (the Worker's producer has no cluster to produce to)");
+            return;
+        };
+        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+        let mut settings = FluvioSettings::new(sc.clone());
+        settings.partitions = 4;
+        settings.topic_prefix = format!("t{stamp}-worker-");
+        // Creates the topics, as `serve` does.
+        let stream = FluvioStream::connect(settings.clone()).await.unwrap();
+        let events: Vec<_> = (0..24)
+            .map(|i| {
+                json!({"event_id": format!("e-{i}"), "event_type": "page_view", "ts": NOW - 2000,
+                       "anonymous_id": format!("visitor-{}", i % 8), "session_id": "s",
+                       "page": {"url": "https://shop.example/", "path": "/"}})
+            })
+            .chain((0..3).map(|i| {
+                json!({"event_id": format!("b-{i}"), "event_type": "nope", "ts": NOW,
+                                        "anonymous_id": format!("visitor-{i}"), "session_id": "s"})
+            }))
+            .collect();
+        let body = json!({"v": 1, "site_id": "shop-1", "sent_at": NOW - 1000, "events": events}).to_string();
+        let meta = RequestMeta { received_at: NOW, ..Default::default() };
+        let batch = collect(body.as_bytes(), &meta, &CollectConfig::new("k", "edge")).unwrap();
+        assert_eq!((batch.accepted.len(), batch.bad_rows.len()), (24, 3));
+
+        // The Worker's path first, then serve's.
+        let target = FluvioTarget {
+            sc: Endpoint::parse(&sc).unwrap(),
+            tls: false,
+            topic_prefix: settings.topic_prefix.clone(),
+            timeout_ms: 10_000,
+        };
+        let cache = std::cell::RefCell::new(ProducerCache::default());
+        let produced = produce(&Tokio, &target, &cache, &batch, NOW).await.unwrap();
+        assert_eq!(produced.records, 27);
+        assert!(produced.read_leaders);
+        assert!(!produce(&Tokio, &target, &cache, &batch, NOW + 1).await.unwrap().read_leaders, "leaders cached");
+        stream.produce(clickstream_backend::stream::records_of(&batch.accepted, &batch.bad_rows)).await.unwrap();
+
+        for topic in Topic::ALL {
+            let n = stream.partitions(topic);
+            // Per (partition, key): the values in offset order.
+            let mut placed: BTreeMap<(u32, Vec<u8>), Vec<Vec<u8>>> = BTreeMap::new();
+            for p in 0..n {
+                for r in stream.fetch(topic, p, 0, 10_000).await.unwrap() {
+                    assert_eq!(partition_for(&r.key, n), p, "{topic:?}: key in its partition");
+                    placed.entry((p, r.key)).or_default().push(r.value);
+                }
+            }
+            let total: usize = placed.values().map(Vec::len).sum();
+            // Twice by the Worker, once by serve.
+            assert_eq!(total, 3 * if topic == Topic::Events { 24 } else { 3 }, "{topic:?}");
+            for values in placed.values() {
+                // Each key's records: the Worker's twice, then serve's: the same bytes.
+                let third = values.len() / 3;
+                assert_eq!(values[..third], values[third..2 * third]);
+                assert_eq!(
+                    values[..third],
+                    values[2 * third..],
+                    "{topic:?}: the Worker and serve wrote the same bytes"
+                );
+            }
+        }
+    }
+}
