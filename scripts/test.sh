@@ -65,8 +65,10 @@ RUST_SKIP=()
 if [ -z "${FLUVIO_SC_ADDR:-}" ]; then
   log "FLUVIO_SC_ADDR unset: the stream conformance suite and the pipeline run against Fluvio are skipped (their embedded-log runs still assert everything); set it to a cluster's SC, e.g. 127.0.0.1:9003, to run them"
   SKIPPED+=("the Fluvio runs of the stream conformance suite and of the multi-process pipeline test (tests named *fluvio_cluster*): FLUVIO_SC_ADDR is unset; their embedded-log runs assert the same")
-  SKIPPED+=("the Worker → ingest → Fluvio → two consumers → Gold chain (edge-worker/e2e/chain.test.mjs): FLUVIO_SC_ADDR is unset")
+  SKIPPED+=("the Worker → Fluvio chains (edge-worker/e2e/chain.test.mjs: through /ingest, and the Worker producing to Fluvio itself across a cluster outage): FLUVIO_SC_ADDR is unset")
   RUST_SKIP=(-- --skip fluvio_cluster)
+elif [ -z "${FLUVIO_STOP_CMD:-}" ] || [ -z "${FLUVIO_START_CMD:-}" ]; then
+  SKIPPED+=("the cluster outage in the Worker → Fluvio chain (edge-worker/e2e/chain.test.mjs): FLUVIO_STOP_CMD and FLUVIO_START_CMD (commands that stop and start the cluster) are unset; the chain runs without it")
 fi
 suite "cargo test (all crates)" cargo test --locked --workspace "${RUST_SKIP[@]}"
 

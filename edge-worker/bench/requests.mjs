@@ -1,7 +1,10 @@
 // Requests per second through the Worker in workerd, with batches of 20
 // events, each answered only after the backend's /ingest made it durable;
 // and, as the peer in the same run, the same load straight to the backend's
-// own POST /v1/batch. Load from wrk. Run by scripts/bench-worker.sh.
+// own POST /v1/batch. With FLUVIO_SC_ADDR set, the same again on that
+// Fluvio cluster: the Worker producing to it itself against the Worker
+// through `serve --no-aggregate`'s /ingest and against serve's own
+// /v1/batch. Load from wrk. Run by scripts/bench-worker.sh.
 import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -51,16 +54,21 @@ function load(url, pids) {
 // wrk is one client sending one site's traffic: without lifting the
 // backend's per-client and per-site limits the direct peer would be
 // measuring 429s (the Worker's own limit is off below too).
-const backend = new Backend(bin, "bench-secret", "rate_limit_per_minute = 0\nsite_events_per_minute = 0");
-await backend.start();
-const runtime = await startWorkerd(backend, [{ name: "edge", vars: { RATE_LIMIT_PER_MINUTE: 0 } }]);
+const limits = "rate_limit_per_minute = 0\nsite_events_per_minute = 0\n";
+const backend = new Backend(bin, "bench-secret", limits);
+const started = [backend];
+const runtimes = [];
+const line = (name, r) => `${name.padEnd(40)} ${r.rps.toFixed(0).padStart(7)} req/s  ${(r.rps * 20).toFixed(0).padStart(8)} events/s  ` +
+  `p50 ${r.p50}  p99 ${r.p99}  non-2xx ${r.errors}`;
+const ms = (x) => `${x.toFixed(3)} ms`;
 try {
+  await backend.start();
+  const runtime = await startWorkerd(backend, [{ name: "edge", vars: { RATE_LIMIT_PER_MINUTE: 0 } }]);
+  runtimes.push(runtime);
   const edge = load(`${runtime.urls.edge}/v1/batch`, [runtime.pid, backend.process.pid]);
   const direct = load(`${backend.url}/v1/batch`, [backend.process.pid]);
-  const line = (name, r) => `${name.padEnd(36)} ${r.rps.toFixed(0).padStart(7)} req/s  ${(r.rps * 20).toFixed(0).padStart(8)} events/s  ` +
-    `p50 ${r.p50}  p99 ${r.p99}  non-2xx ${r.errors}`;
-  const ms = (x) => `${x.toFixed(3)} ms`;
   console.log(`${connections} connections, ${seconds} s each, batches of 20 events (${body.length} bytes)`);
+  console.log("embedded log:");
   console.log(line("Worker in workerd → serve /ingest", edge));
   console.log(line("serve POST /v1/batch (peer)", direct));
   console.log(`Worker path / direct: ${(edge.rps / direct.rps).toFixed(2)}`);
@@ -68,8 +76,38 @@ try {
   // HTTP in and out (what Cloudflare bills as CPU time is the first part).
   console.log(`CPU per 20-event batch: workerd ${ms(edge.cpuMs[0])}, serve behind it ${ms(edge.cpuMs[1])}; ` +
     `serve direct ${ms(direct.cpuMs[0])} (wrk itself not counted)`);
+
+  const sc = process.env.FLUVIO_SC_ADDR;
+  if (!sc) {
+    console.log("Fluvio: skipped (FLUVIO_SC_ADDR is unset): no cluster for the Worker to produce to");
+  } else {
+    const prefix = `bench-${Date.now()}-`;
+    // serve creates the topics; it only takes batches here (no aggregator
+    // competing for the two cores).
+    const viaIngest = new Backend(bin, "bench-secret",
+      `${limits}stream = "fluvio"\n[fluvio]\nsc = "${sc}"\npartitions = 4\ntopic_prefix = "${prefix}"\n`);
+    viaIngest.args.push("--no-aggregate");
+    started.push(viaIngest);
+    await viaIngest.start();
+    const forwarding = await startWorkerd(viaIngest, [{ name: "edge", vars: { RATE_LIMIT_PER_MINUTE: 0 } }]);
+    runtimes.push(forwarding);
+    const producing = await startWorkerd(null, [{ name: "edge",
+      vars: { RATE_LIMIT_PER_MINUTE: 0, FLUVIO_SC: sc, FLUVIO_TOPIC_PREFIX: prefix } }]);
+    runtimes.push(producing);
+    const own = load(`${producing.urls.edge}/v1/batch`, [producing.pid]);
+    const hop = load(`${forwarding.urls.edge}/v1/batch`, [forwarding.pid, viaIngest.process.pid]);
+    const serveOnFluvio = load(`${viaIngest.url}/v1/batch`, [viaIngest.process.pid]);
+    console.log(`Fluvio at ${sc} (the cluster's own CPU not counted):`);
+    console.log(line("Worker in workerd → Fluvio", own));
+    console.log(line("Worker in workerd → serve /ingest → Fluvio", hop));
+    console.log(line("serve POST /v1/batch → Fluvio (peer)", serveOnFluvio));
+    console.log(`Worker → Fluvio / Worker → /ingest: ${(own.rps / hop.rps).toFixed(2)}; ` +
+      `Worker → Fluvio / direct: ${(own.rps / serveOnFluvio.rps).toFixed(2)}`);
+    console.log(`CPU per 20-event batch: workerd producing ${ms(own.cpuMs[0])}; workerd forwarding ${ms(hop.cpuMs[0])} ` +
+      `+ serve behind it ${ms(hop.cpuMs[1])}; serve direct ${ms(serveOnFluvio.cpuMs[0])}`);
+  }
 } finally {
-  runtime.stop();
-  await backend.remove();
+  for (const r of runtimes) r.stop();
+  for (const b of started) await b.remove();
   rmSync(dir, { recursive: true, force: true });
 }

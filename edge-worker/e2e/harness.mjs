@@ -22,7 +22,8 @@ export class Backend extends Serve {
 
 /**
  * workerd serving the build once per entry of `services` ({ name, vars, kv }),
- * each on its own port, forwarding to `backend`. A var set to null is left
+ * each on its own port, forwarding to `backend` (null: none, for a Worker
+ * that produces to Fluvio itself). A var set to null is left
  * out. `kv`: the name of an in-memory KV namespace (memory-kv.js) bound as
  * IP_SALTS; services naming the same one share it, as the isolates of a
  * deployed Worker share its namespace. request.cf comes from the cf-blob
@@ -49,7 +50,9 @@ export async function startWorkerd(backend, services) {
   for (const { name, vars, kv: namespace } of services) {
     const port = await distinctPort();
     urls[name] = `http://127.0.0.1:${port}`;
-    const all = { BACKEND_INGEST_URL: `${backend.url}/ingest`, INGEST_SECRET: backend.secret, IP_SALT_SECRET: "salt", ...vars };
+    // Without a backend the Worker produces to Fluvio itself (FLUVIO_SC in vars).
+    const ingest = backend ? { BACKEND_INGEST_URL: `${backend.url}/ingest`, INGEST_SECRET: backend.secret } : {};
+    const all = { ...ingest, IP_SALT_SECRET: "salt", ...vars };
     const bindings = Object.entries(all).filter(([, v]) => v !== null)
       .map(([k, v]) => `(name = "${k}", text = ${JSON.stringify(String(v))})`);
     if (namespace) {
