@@ -497,69 +497,66 @@ pub struct Produced {
     pub read_leaders: bool,
 }
 
-/// Produces a collected batch: leaders from the cache or the SC, then each
-/// SPU's share, all within `target.timeout_ms`. `Ok` only when Fluvio
-/// acknowledged every record.
-pub async fn produce<T: Transport>(
-    transport: &T,
-    target: &FluvioTarget,
-    cache: &std::cell::RefCell<ProducerCache>,
-    collected: &Collected<'_>,
-    now_ms: i64,
-) -> Result<Produced, ProduceError> {
-    let work = produce_unbounded(transport, target, cache, collected, now_ms);
-    let outcome = within(transport, target.timeout_ms, work).await.unwrap_or_else(|| {
-        Err(ProduceError {
-            message: format!("fluvio: no acknowledgement within {} ms", target.timeout_ms),
-            stale: true,
-        })
-    });
-    if outcome.as_ref().is_err_and(|e| e.stale) {
-        cache.borrow_mut().leaders = None;
-    }
-    outcome
+/// What producing a batch takes: the runtime, the target, and the
+/// isolate's cache.
+pub struct Producer<'a, T> {
+    pub transport: &'a T,
+    pub target: &'a FluvioTarget,
+    pub cache: &'a std::cell::RefCell<ProducerCache>,
 }
 
-async fn produce_unbounded<T: Transport>(
-    transport: &T,
-    target: &FluvioTarget,
-    cache: &std::cell::RefCell<ProducerCache>,
-    collected: &Collected<'_>,
-    now_ms: i64,
-) -> Result<Produced, ProduceError> {
-    let records = collected.accepted.len() + collected.bad_rows.len();
-    if records == 0 {
-        return Ok(Produced { records, spus: 0, read_leaders: false });
-    }
-    let cached = cache.borrow().leaders.clone().filter(|l| now_ms - l.read_at_ms < LEADERS_TTL_MS);
-    let read = cached.is_none();
-    let leaders = match cached {
-        Some(leaders) => leaders,
-        None => {
-            let io = transport
-                .connect(&target.sc)
-                .await
-                .map_err(|e| ProduceError::new(format!("fluvio SC {}: connecting: {e}", target.sc)))?;
-            let topics = [target.events_topic(), target.rejects_topic()];
-            let leaders = std::rc::Rc::new(read_leaders(io, &target.sc, &topics, now_ms).await?);
-            cache.borrow_mut().leaders = Some(leaders.clone());
-            leaders
+impl<T: Transport> Producer<'_, T> {
+    /// Produces a collected batch: leaders from the cache or the SC, then
+    /// each SPU's share, all within `target.timeout_ms`. `Ok` only when
+    /// Fluvio acknowledged every record.
+    pub async fn produce(&self, collected: &Collected<'_>, now_ms: i64) -> Result<Produced, ProduceError> {
+        let limit = self.target.timeout_ms;
+        let outcome =
+            within(self.transport, limit, self.produce_unbounded(collected, now_ms)).await.unwrap_or_else(|| {
+                Err(ProduceError { message: format!("fluvio: no acknowledgement within {limit} ms"), stale: true })
+            });
+        if outcome.as_ref().is_err_and(|e| e.stale) {
+            self.cache.borrow_mut().leaders = None;
         }
-    };
-    let plan = plan(collected, target, &leaders)?;
-    let spus = plan.len();
-    // The SPUs in turn: a deployment has few, and most batches are one
-    // visitor's, hence one partition.
-    for (spu, share) in plan {
-        let io = transport
-            .connect(&spu)
-            .await
-            .map_err(|e| ProduceError::new(format!("fluvio SPU {spu}: connecting: {e}")))?;
-        let known = cache.borrow().produce_versions.get(&spu).copied();
-        let version = produce_share(io, &spu, share, known, now_ms, target.timeout_ms).await?;
-        cache.borrow_mut().produce_versions.insert(spu, version);
+        outcome
     }
-    Ok(Produced { records, spus, read_leaders: read })
+
+    async fn produce_unbounded(&self, collected: &Collected<'_>, now_ms: i64) -> Result<Produced, ProduceError> {
+        let (transport, target, cache) = (self.transport, self.target, self.cache);
+        let records = collected.accepted.len() + collected.bad_rows.len();
+        if records == 0 {
+            return Ok(Produced { records, spus: 0, read_leaders: false });
+        }
+        let cached = cache.borrow().leaders.clone().filter(|l| now_ms - l.read_at_ms < LEADERS_TTL_MS);
+        let read = cached.is_none();
+        let leaders = match cached {
+            Some(leaders) => leaders,
+            None => {
+                let io = transport
+                    .connect(&target.sc)
+                    .await
+                    .map_err(|e| ProduceError::new(format!("fluvio SC {}: connecting: {e}", target.sc)))?;
+                let topics = [target.events_topic(), target.rejects_topic()];
+                let leaders = std::rc::Rc::new(read_leaders(io, &target.sc, &topics, now_ms).await?);
+                cache.borrow_mut().leaders = Some(leaders.clone());
+                leaders
+            }
+        };
+        let plan = plan(collected, target, &leaders)?;
+        let spus = plan.len();
+        // The SPUs in turn: a deployment has few, and most batches are one
+        // visitor's, hence one partition.
+        for (spu, share) in plan {
+            let io = transport
+                .connect(&spu)
+                .await
+                .map_err(|e| ProduceError::new(format!("fluvio SPU {spu}: connecting: {e}")))?;
+            let known = cache.borrow().produce_versions.get(&spu).copied();
+            let version = produce_share(io, &spu, share, known, now_ms, target.timeout_ms).await?;
+            cache.borrow_mut().produce_versions.insert(spu, version);
+        }
+        Ok(Produced { records, spus, read_leaders: read })
+    }
 }
 
 #[cfg(test)]
@@ -738,12 +735,17 @@ mod tests {
             leaders: Some(std::rc::Rc::new(leaders(2, &["spu:9010"]))),
             ..Default::default()
         });
-        let error = now_or_never(produce(&Stalled, &target(), &cache, &batch, NOW)).unwrap_err();
+        let error =
+            now_or_never(Producer { transport: &Stalled, target: &target(), cache: &cache }.produce(&batch, NOW))
+                .unwrap_err();
         assert_eq!(error.message, "fluvio: no acknowledgement within 2000 ms");
         assert!(cache.borrow().leaders.is_none());
         // Nothing to produce: no connection at all, acknowledged at once.
         let empty = serde_json::json!({"v": 1, "site_id": "shop-1", "sent_at": NOW, "events": []}).to_string();
-        let produced = now_or_never(produce(&Stalled, &target(), &cache, &collected(&empty), NOW)).unwrap();
+        let produced = now_or_never(
+            Producer { transport: &Stalled, target: &target(), cache: &cache }.produce(&collected(&empty), NOW),
+        )
+        .unwrap();
         assert_eq!(produced, Produced { records: 0, spus: 0, read_leaders: false });
     }
 }

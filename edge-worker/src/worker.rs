@@ -20,7 +20,7 @@ use crate::edge::{
     answer_after_ingest, answer_after_produce, ingest_request, salt_unavailable, todays_salt, Answer, Delivery,
     EdgeConfig, IpSalts, RateLimiter, SaltCache, SaltStore, IP_SALTS_BINDING,
 };
-use crate::fluvio::{self, Endpoint, FluvioTarget, ProducerCache, Transport};
+use crate::fluvio::{Endpoint, FluvioTarget, Producer, ProducerCache, Transport};
 
 thread_local! {
     // One isolate's buckets; see `RateLimiter` for what that covers.
@@ -156,10 +156,8 @@ async fn collect_batch(mut req: Request, config: &EdgeConfig, salts: Option<&KvS
 /// Produces the batch to Fluvio over Workers sockets.
 async fn produce(target: &FluvioTarget, collected: &crate::Collected<'_>, now: i64) -> std::result::Result<(), String> {
     let cache = FLUVIO.with(Rc::clone);
-    fluvio::produce(&WorkerSockets { tls: target.tls }, target, &cache, collected, now)
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    let producer = Producer { transport: &WorkerSockets { tls: target.tls }, target, cache: &cache };
+    producer.produce(collected, now).await.map(|_| ()).map_err(|e| e.to_string())
 }
 
 /// TCP (or TLS) through the Workers runtime's `connect()`, and its timer.

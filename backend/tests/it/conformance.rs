@@ -430,7 +430,7 @@ async fn two_consumers_and_the_gold_role(subject: Subject) {
 /// key and bytes, in both topics. Needs a cluster.
 mod worker_producer {
     use super::*;
-    use edge_worker::fluvio::{produce, Endpoint, FluvioTarget, ProducerCache, Transport};
+    use edge_worker::fluvio::{Endpoint, FluvioTarget, Producer, ProducerCache, Transport};
 
     struct Tokio;
 
@@ -482,10 +482,11 @@ mod worker_producer {
             timeout_ms: 10_000,
         };
         let cache = std::cell::RefCell::new(ProducerCache::default());
-        let produced = produce(&Tokio, &target, &cache, &batch, NOW).await.unwrap();
+        let producer = Producer { transport: &Tokio, target: &target, cache: &cache };
+        let produced = producer.produce(&batch, NOW).await.unwrap();
         assert_eq!(produced.records, 27);
         assert!(produced.read_leaders);
-        assert!(!produce(&Tokio, &target, &cache, &batch, NOW + 1).await.unwrap().read_leaders, "leaders cached");
+        assert!(!producer.produce(&batch, NOW + 1).await.unwrap().read_leaders, "leaders cached");
         stream.produce(clickstream_backend::stream::records_of(&batch.accepted, &batch.bad_rows)).await.unwrap();
 
         for topic in Topic::ALL {
