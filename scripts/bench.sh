@@ -80,11 +80,18 @@ while read -r line; do
   duck=$(awk -v l="$line" 'found && /DuckDB, same tables/ { print; exit } $0 == l { found = 1 }' "$out")
   duck=$(field '.*DuckDB, same tables .*: ([0-9.]+) s, peak RSS ([0-9]+) MiB; ratio Polars/DuckDB = ([0-9.]+).*' 'DuckDB \1 s, \2 MiB (ratio \3)' "$duck")
   row "Gold from Silver, $events events" "$polars" "${duck:--}" "ratio ≤ 0.75, peak < 1.5 GiB"
-done < <(grep -E '^bench gold: Silver → all 8 Gold tables' "$out" || true)
+done < <(grep -E '^bench gold: Silver → all [0-9]+ Gold tables' "$out" || true)
 line=$(last '^Worker path / direct:')
 [ -n "$line" ] && row "Worker in workerd vs serve direct" \
-  "$(field '.*/ingest +([0-9]+) req/s.*' '\1 req/s' "$(last '^Worker in workerd')")" \
-  "$(field '.*\(peer\) +([0-9]+) req/s.*' 'serve \1 req/s' "$(last '^serve POST')") ($(field 'Worker path / direct: (.*)' 'ratio \1' "$line"))" \
+  "$(field '.*/ingest +([0-9]+) req/s.*' '\1 req/s' "$(last '^Worker in workerd → serve /ingest +[0-9]')")" \
+  "$(field '.*\(peer\) +([0-9]+) req/s.*' 'serve \1 req/s' "$(last '^serve POST /v1/batch \(peer\)')") ($(field 'Worker path / direct: (.*)' 'ratio \1' "$line"))" \
+  "ratio ≥ 0.5"
+# With FLUVIO_SC_ADDR: the Worker producing to Fluvio itself, against
+# serve's own /v1/batch on the same cluster.
+line=$(last '^Worker → Fluvio / Worker → /ingest:')
+[ -n "$line" ] && row "Worker → Fluvio vs serve direct" \
+  "$(field '.*Fluvio +([0-9]+) req/s.*' '\1 req/s' "$(last '^Worker in workerd → Fluvio +[0-9]')")" \
+  "$(field '.*\(peer\) +([0-9]+) req/s.*' 'serve \1 req/s' "$(last '^serve POST /v1/batch → Fluvio \(peer\)')") ($(field '.*Worker → Fluvio / direct: (.*)' 'ratio \1' "$line"))" \
   "ratio ≥ 0.5"
 line=$(last '^  total ')
 [ -n "$line" ] && row "tracker, wasm + JS gzipped" "$(field '^  total +([0-9]+) bytes.*' '\1 bytes' "$line")" "-" "≤ 20000 bytes"

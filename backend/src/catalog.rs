@@ -266,6 +266,26 @@ const GOLD: &[(TableDoc, &[Column])] = &[
     ),
     (
         gold(
+            "conversion_10m",
+            "one site and 10-minute window with human events",
+            "The seeds' conversion window: of the sessions active in ten minutes, how many bought. A session \
+             (the tracker's session_id) counts in every window it has an event in.",
+        ),
+        &[
+            SITE,
+            WINDOW_START,
+            WINDOW_END,
+            c("sessions", U32, "Distinct sessions with an event in the window."),
+            c("cart_sessions", U32, "Of them, those with an add_to_cart in the window."),
+            c("purchase_sessions", U32, "Of them, those with a purchase in the window."),
+            c("purchases", U32, "Distinct orders purchased in the window."),
+            c("conversion_rate", F64, "purchase_sessions / sessions."),
+            IS_FINAL,
+            DT,
+        ],
+    ),
+    (
+        gold(
             "sessions",
             "one server-side session: a visitor's events with no gap over 30 minutes, on event time, across hours and days",
             "Visits. dt is the day the session started.",

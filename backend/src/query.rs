@@ -122,7 +122,7 @@ pub fn write(df: &mut DataFrame, format: Format, output: Option<&Path>) -> Resul
 #[derive(clap::Args, Clone, Debug)]
 pub struct QueryArgs {
     /// One SQL statement. Tables: silver_events, bronze_events, rejects,
-    /// traffic_1m, top_pages_1h, revenue_5m, sessions, funnel_1h,
+    /// traffic_1m, top_pages_1h, revenue_5m, conversion_10m, sessions, funnel_1h,
     /// product_performance_1h, bot_anomalies, dim_users.
     pub sql: String,
     /// Data directory (default ./data).

@@ -136,7 +136,8 @@ fn gold_and_duckdb(dir: &Path, events: u64, duckdb: Option<&Path>, out: &Path) -
             .unwrap_or(0);
     }
     println!(
-        "bench gold: Silver → all 8 Gold tables ({rows} rows, {files} files) for {events} events in {secs:.2} s: {:.0} events/s, peak RSS {peak} MiB",
+        "bench gold: Silver → all {} Gold tables ({rows} rows, {files} files) for {events} events in {secs:.2} s: {:.0} events/s, peak RSS {peak} MiB",
+        GoldTable::ALL.len(),
         events as f64 / secs,
     );
 

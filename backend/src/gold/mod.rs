@@ -10,6 +10,7 @@
 //! belongs to the window that starts there.
 
 pub mod bots;
+pub mod conversion;
 pub mod follow;
 pub mod funnel;
 pub mod products;
@@ -24,6 +25,7 @@ pub mod users;
 use polars::prelude::*;
 
 pub use bots::bot_anomalies;
+pub use conversion::conversion_10m;
 pub use funnel::funnel_1h;
 pub use products::product_performance_1h;
 pub use revenue::revenue_5m;
@@ -133,6 +135,7 @@ pub fn human_window_tables(human: LazyFrame, config: &GoldConfig) -> PolarsResul
         (GoldTable::Traffic1m, traffic_1m(human.clone(), config)?),
         (GoldTable::TopPages1h, top_pages_1h(human.clone())?),
         (GoldTable::Revenue5m, revenue_5m(human.clone())),
+        (GoldTable::Conversion10m, conversion_10m(human.clone())),
         (GoldTable::ProductPerformance1h, product_performance_1h(human)),
     ])
 }
@@ -144,6 +147,7 @@ pub const WINDOW_INPUT: &[&str] = &[
     "event_ts",
     "site_id",
     "anonymous_id",
+    "session_id",
     "page_path",
     "product_id",
     "quantity",

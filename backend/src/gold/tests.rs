@@ -15,7 +15,7 @@ fn collecting_all_tables_at_once_gives_what_collecting_each_gives() {
     ];
     let config = GoldConfig::default();
     let together = collect_tables(all_tables(silver(&events), &config).unwrap()).unwrap();
-    assert_eq!(together.len(), 8);
+    assert_eq!(together.len(), 9);
     for (t, df) in together {
         assert!(df.equals_missing(&table(&events, t)), "{}", t.name());
     }
@@ -229,6 +229,31 @@ fn revenue_5m_sums_lines_counts_orders_and_respects_the_edge() {
     assert_eq!(f64s(&df, "revenue"), vec![Some(30.0), Some(7.5), Some(30.0)]);
     assert_eq!(u32s(&df, "orders"), vec![Some(2), Some(1), Some(1)]);
     assert_eq!(i64s(&df, "units"), vec![Some(3), Some(1), Some(3)]);
+}
+
+#[test]
+fn conversion_10m_counts_sessions_active_in_each_window_and_respects_the_edge() {
+    let events = vec![
+        ev("1", "page_view", at(10, 0), "a").path("/p/1").product("p1"),
+        ev("2", "add_to_cart", at(10, 1), "a").product("p1").cart(1, 5.0),
+        ev("3", "purchase", at(10, 2), "a").product("p1").bought("o-1", 1, 5.0),
+        // A second line of the same order: one purchase.
+        ev("4", "purchase", at(10, 2), "a").product("p2").bought("o-1", 1, 2.0),
+        ev("5", "page_view", at(10, 3), "b").path("/"),
+        ev("6", "add_to_cart", at(10, 9) + 59_999, "b").product("p1").cart(1, 5.0),
+        ev("7", "page_view", at(10, 5), "c").path("/"),
+        // Exactly on the edge: the next window's.
+        ev("8", "purchase", at(10, 10), "b").product("p1").bought("o-2", 1, 5.0),
+        ev("9", "page_view", at(10, 4), "crawler").path("/").bot(),
+    ];
+    let df = table(&events, GoldTable::Conversion10m);
+    assert_eq!(i64s(&df, "window_start"), vec![Some(at(10, 0)), Some(at(10, 10))]);
+    assert_eq!(i64s(&df, "window_end"), vec![Some(at(10, 10)), Some(at(10, 20))]);
+    assert_eq!(u32s(&df, "sessions"), vec![Some(3), Some(1)], "the crawler is not counted");
+    assert_eq!(u32s(&df, "cart_sessions"), vec![Some(2), Some(0)]);
+    assert_eq!(u32s(&df, "purchase_sessions"), vec![Some(1), Some(1)]);
+    assert_eq!(u32s(&df, "purchases"), vec![Some(1), Some(1)]);
+    assert_eq!(f64s(&df, "conversion_rate"), vec![Some(1.0 / 3.0), Some(1.0)]);
 }
 
 #[test]

@@ -74,6 +74,7 @@ pub enum GoldTable {
     Traffic1m,
     TopPages1h,
     Revenue5m,
+    Conversion10m,
     Sessions,
     Funnel1h,
     ProductPerformance1h,
@@ -82,10 +83,11 @@ pub enum GoldTable {
 }
 
 impl GoldTable {
-    pub const ALL: [GoldTable; 8] = [
+    pub const ALL: [GoldTable; 9] = [
         GoldTable::Traffic1m,
         GoldTable::TopPages1h,
         GoldTable::Revenue5m,
+        GoldTable::Conversion10m,
         GoldTable::Sessions,
         GoldTable::Funnel1h,
         GoldTable::ProductPerformance1h,
@@ -98,6 +100,7 @@ impl GoldTable {
             GoldTable::Traffic1m => "traffic_1m",
             GoldTable::TopPages1h => "top_pages_1h",
             GoldTable::Revenue5m => "revenue_5m",
+            GoldTable::Conversion10m => "conversion_10m",
             GoldTable::Sessions => "sessions",
             GoldTable::Funnel1h => "funnel_1h",
             GoldTable::ProductPerformance1h => "product_performance_1h",
@@ -113,7 +116,9 @@ impl GoldTable {
     /// The time column whose UTC date names the table's `dt=` partition.
     pub fn partition_column(self) -> &'static str {
         match self {
-            GoldTable::Traffic1m | GoldTable::Revenue5m | GoldTable::BotAnomalies => "window_start",
+            GoldTable::Traffic1m | GoldTable::Revenue5m | GoldTable::Conversion10m | GoldTable::BotAnomalies => {
+                "window_start"
+            }
             GoldTable::TopPages1h | GoldTable::Funnel1h | GoldTable::ProductPerformance1h => "hour_start",
             GoldTable::Sessions => "session_start",
             GoldTable::DimUsers => "first_seen",

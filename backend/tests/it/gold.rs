@@ -27,6 +27,8 @@ struct Ev {
     kind: String,
     ts: i64,
     anon: String,
+    /// The tracker's session id.
+    session: String,
     user: Option<String>,
     path: String,
     product: Option<String>,
@@ -132,6 +134,7 @@ fn events(data: &Path, out: &Path) -> Vec<Ev> {
             kind: e["event_type"].as_str().unwrap().to_string(),
             ts: ts[n],
             anon: e["anonymous_id"].as_str().unwrap().to_string(),
+            session: e["session_id"].as_str().unwrap().to_string(),
             user: text(&e["user_id"]),
             path: paths[n].clone().unwrap_or_default(),
             product: text(&p["product_id"]),
@@ -333,6 +336,44 @@ fn expected(all: &[Ev]) -> BTreeMap<&'static str, Vec<String>> {
             .collect(),
     );
 
+    // conversion_10m: per window, the sessions active, with a cart add,
+    // with a purchase, and the orders.
+    type Window<'a> = (BTreeSet<&'a str>, BTreeSet<&'a str>, BTreeSet<&'a str>, BTreeSet<&'a str>);
+    let mut windows: BTreeMap<(String, i64), Window<'_>> = BTreeMap::new();
+    for e in &human {
+        let w = windows.entry((e.site.clone(), floor(e.ts, 10 * MIN))).or_default();
+        w.0.insert(e.session.as_str());
+        match e.kind.as_str() {
+            "add_to_cart" => {
+                w.1.insert(e.session.as_str());
+            }
+            "purchase" => {
+                w.2.insert(e.session.as_str());
+                w.3.insert(e.order.as_deref().unwrap());
+            }
+            _ => {}
+        }
+    }
+    tables.insert(
+        "conversion_10m",
+        windows
+            .iter()
+            .map(|((site, w), (all, carts, buyers, orders))| {
+                let n = |set: &BTreeSet<&str>| i(set.len() as i64);
+                row(vec![
+                    s(site),
+                    i(*w),
+                    i(w + 10 * MIN),
+                    n(all),
+                    n(carts),
+                    n(buyers),
+                    n(orders),
+                    rate(buyers.len(), all.len()),
+                ])
+            })
+            .collect(),
+    );
+
     // funnel_1h
     let mut hours: BTreeMap<(String, i64), [usize; 5]> = BTreeMap::new();
     for ss in &sessions {
@@ -481,6 +522,16 @@ fn columns(table: GoldTable) -> &'static [&'static str] {
         }
         GoldTable::TopPages1h => &["site_id", "hour_start", "page_path", "views", "unique_visitors", "rank"],
         GoldTable::Revenue5m => &["site_id", "window_start", "window_end", "product_id", "revenue", "orders", "units"],
+        GoldTable::Conversion10m => &[
+            "site_id",
+            "window_start",
+            "window_end",
+            "sessions",
+            "cart_sessions",
+            "purchase_sessions",
+            "purchases",
+            "conversion_rate",
+        ],
         GoldTable::Funnel1h => &[
             "site_id",
             "hour_start",

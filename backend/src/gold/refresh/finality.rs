@@ -45,7 +45,9 @@ impl Watermarks {
 fn settled_at(table: GoldTable, config: &GoldConfig) -> Option<Expr> {
     let gap = config.session_gap_ms;
     Some(match table {
-        GoldTable::Traffic1m | GoldTable::Revenue5m | GoldTable::BotAnomalies => ts_ms("window_end"),
+        GoldTable::Traffic1m | GoldTable::Revenue5m | GoldTable::Conversion10m | GoldTable::BotAnomalies => {
+            ts_ms("window_end")
+        }
         GoldTable::TopPages1h | GoldTable::ProductPerformance1h => ts_ms("hour_start") + lit(HOUR_MS),
         // Sessions that started in the hour can still go on for a while.
         GoldTable::Funnel1h => ts_ms("hour_start") + lit(HOUR_MS + gap),
@@ -91,6 +93,7 @@ pub(super) fn refinalize_passed(
     for (table, first, last) in [
         (GoldTable::Traffic1m, 0, HOUR_MS),
         (GoldTable::Revenue5m, 0, HOUR_MS),
+        (GoldTable::Conversion10m, 0, HOUR_MS),
         (GoldTable::BotAnomalies, 0, HOUR_MS),
         (GoldTable::TopPages1h, HOUR_MS - 1, HOUR_MS),
         (GoldTable::ProductPerformance1h, HOUR_MS - 1, HOUR_MS),

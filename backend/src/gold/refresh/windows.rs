@@ -1,5 +1,5 @@
-//! The window tables (traffic, top pages, revenue, products, bot
-//! anomalies): each a sum over windows of at most an hour, so a table's
+//! The window tables (traffic, top pages, revenue, conversion, products,
+//! bot anomalies): each a sum over windows of at most an hour, so a table's
 //! hour is computed whole from that hour of Silver. A micro-batch rewrites
 //! the hours its new rows fall in, and every hour a newly flagged bot was
 //! active in (counted again without it).
@@ -62,6 +62,7 @@ mod tests {
                 GoldTable::Traffic1m,
                 GoldTable::TopPages1h,
                 GoldTable::Revenue5m,
+                GoldTable::Conversion10m,
                 GoldTable::ProductPerformance1h,
                 GoldTable::BotAnomalies,
             ] {
