@@ -89,7 +89,25 @@ def analyze(data: str) -> dict:
         .collect()
     )
 
+    # The star schema: Silver (the facts) joined to a dimension on its key.
+    # Human page views per page title, from dim_pages.
+    try:
+        titles = (
+            events.filter((pl.col("event_type") == "page_view") & ~pl.col("is_bot"))
+            .join(scan(data, "gold/dim_pages").select("site_id", "page_path", "title"),
+                  on=["site_id", "page_path"], how="left")
+            .group_by("title")
+            .agg(pl.len().alias("views"))
+            .sort(["views", "title"], descending=[True, False], nulls_last=True)
+            .head(5)
+            .collect()
+            .rows()
+        )
+    except (FileNotFoundError, pl.exceptions.ComputeError):
+        titles = None  # a data directory from before dim_pages
+
     return {
+        "top_page_titles": titles,
         "events": overview["events"][0],
         "visitors": overview["visitors"][0],
         "bot_events": overview["bot_events"][0],
@@ -171,6 +189,10 @@ def main() -> None:
         rate = "" if previous is None else f"  {percent(n / previous if previous else None)} of the step before"
         print(f"  {step:<14} {n:>8,}{rate}")
         previous = n
+    if numbers["top_page_titles"] is not None:
+        print("\nMost viewed pages by title (Silver joined to dim_pages):")
+        for title, views in numbers["top_page_titles"]:
+            print(f"  {views:>8,}  {title or '(no title)'}")
     print(f"\nRevenue: {numbers['revenue']:,.2f}; top products:")
     for product, amount, units in numbers["top_products"]:
         print(f"  {product:<8} {amount:>12,.2f}  {units:>6,} units")

@@ -386,6 +386,23 @@ const GOLD: &[(TableDoc, &[Column])] = &[
             c("dt", Date, "Partition: the UTC day of first_seen (from the folder name)."),
         ],
     ),
+    (
+        gold(
+            "dim_pages",
+            "one site and page path seen in a page view",
+            "The pages of the star schema: join Silver's page_path to it. Bots' page views count too, so every \
+             page view in Silver finds its page. dt is the day the page was first seen.",
+        ),
+        &[
+            SITE,
+            c("page_path", Text, "The page."),
+            c("title", Text, "The title of its latest page view that had one (null if none had)."),
+            c("title_at", Time, "When that title was seen."),
+            c("first_seen", Time, "Its first page view."),
+            c("last_seen", Time, "Its last page view."),
+            c("dt", Date, "Partition: the UTC day of first_seen (from the folder name)."),
+        ],
+    ),
 ];
 
 /// The tables as Markdown, for `docs/analysts.md`.

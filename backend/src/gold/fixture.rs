@@ -30,6 +30,7 @@ pub struct Ev {
     pub ts: i64,
     pub anon: String,
     pub path: String,
+    pub title: Option<String>,
     pub product: Option<String>,
     pub price: Option<f64>,
     pub qty: Option<i64>,
@@ -48,6 +49,7 @@ pub fn ev(id: impl Into<String>, kind: &'static str, ts: i64, anon: &str) -> Ev 
         ts,
         anon: anon.into(),
         path: "/".into(),
+        title: None,
         product: None,
         price: None,
         qty: None,
@@ -62,6 +64,10 @@ pub fn ev(id: impl Into<String>, kind: &'static str, ts: i64, anon: &str) -> Ev 
 impl Ev {
     pub fn path(mut self, p: &str) -> Ev {
         self.path = p.into();
+        self
+    }
+    pub fn title(mut self, t: &str) -> Ev {
+        self.title = Some(t.into());
         self
     }
     pub fn product(mut self, p: &str) -> Ev {
@@ -111,6 +117,7 @@ pub fn silver(events: &[Ev]) -> LazyFrame {
             Column::new("user_id".into(), o(|e| e.user.clone())),
             Column::new("session_id".into(), s(|e| format!("client-{}", e.anon))),
             Column::new("page_path".into(), s(|e| e.path.clone())),
+            Column::new("page_title".into(), o(|e| e.title.clone())),
             Column::new("product_id".into(), o(|e| e.product.clone())),
             Column::new("price".into(), events.iter().map(|e| e.price).collect::<Vec<_>>()),
             Column::new("quantity".into(), events.iter().map(|e| e.qty).collect::<Vec<_>>()),

@@ -13,6 +13,7 @@ pub mod bots;
 pub mod conversion;
 pub mod follow;
 pub mod funnel;
+pub mod pages;
 pub mod products;
 pub mod rebuild;
 pub mod refresh;
@@ -27,6 +28,7 @@ use polars::prelude::*;
 pub use bots::bot_anomalies;
 pub use conversion::conversion_10m;
 pub use funnel::funnel_1h;
+pub use pages::dim_pages;
 pub use products::product_performance_1h;
 pub use revenue::revenue_5m;
 pub use sessions::sessions;
@@ -99,6 +101,7 @@ pub const GOLD_INPUT: &[&str] = &[
     "user_id",
     "session_id",
     "page_path",
+    "page_title",
     "product_id",
     "quantity",
     "revenue",
@@ -163,6 +166,7 @@ pub fn all_tables(silver: LazyFrame, config: &GoldConfig) -> PolarsResult<Vec<(G
     let silver = silver.select(GOLD_INPUT.iter().map(|c| col(*c)).collect::<Vec<_>>()).cache();
     let flagged = flagged_visitors(bot_anomalies(silver.clone(), config)).cache();
     let mut tables = window_tables(silver.clone(), flagged.clone(), config)?;
+    tables.push((GoldTable::DimPages, dim_pages(silver.clone())));
     let session_rows = sessions(&human_events(silver, flagged).collect()?, config)?.lazy().cache();
     tables.extend([
         (GoldTable::Funnel1h, funnel_1h(session_rows.clone())),

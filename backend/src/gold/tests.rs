@@ -15,7 +15,7 @@ fn collecting_all_tables_at_once_gives_what_collecting_each_gives() {
     ];
     let config = GoldConfig::default();
     let together = collect_tables(all_tables(silver(&events), &config).unwrap()).unwrap();
-    assert_eq!(together.len(), 9);
+    assert_eq!(together.len(), 10);
     for (t, df) in together {
         assert!(df.equals_missing(&table(&events, t)), "{}", t.name());
     }
@@ -254,6 +254,30 @@ fn conversion_10m_counts_sessions_active_in_each_window_and_respects_the_edge() 
     assert_eq!(u32s(&df, "purchase_sessions"), vec![Some(1), Some(1)]);
     assert_eq!(u32s(&df, "purchases"), vec![Some(1), Some(1)]);
     assert_eq!(f64s(&df, "conversion_rate"), vec![Some(1.0 / 3.0), Some(1.0)]);
+}
+
+#[test]
+fn dim_pages_keeps_the_latest_title_and_the_first_and_last_view_of_each_path() {
+    let events = vec![
+        ev("1", "page_view", at(10, 0), "a").path("/p/1").title("Old name"),
+        ev("2", "page_view", at(10, 5), "b").path("/p/1").title("New name"),
+        // Later, but without a title: the title stays, last_seen moves.
+        ev("3", "page_view", at(10, 9), "a").path("/p/1"),
+        // A crawler's view counts: a dimension covers every fact.
+        ev("4", "page_view", at(9, 0), "crawler").path("/p/1").bot(),
+        // Two titles at the same time: the greater one.
+        ev("5", "page_view", at(11, 0), "c").path("/about").title("About A"),
+        ev("6", "page_view", at(11, 0), "d").path("/about").title("About B"),
+        // Not a page view: no page.
+        ev("7", "click", at(11, 1), "d").path("/cart"),
+        ev("8", "page_view", at(12, 0), "e").path("/untitled"),
+    ];
+    let df = table(&events, GoldTable::DimPages);
+    assert_eq!(strs(&df, "page_path"), vec![Some("/p/1".into()), Some("/about".into()), Some("/untitled".into())]);
+    assert_eq!(strs(&df, "title"), vec![Some("New name".into()), Some("About B".into()), None]);
+    assert_eq!(i64s(&df, "title_at"), vec![Some(at(10, 5)), Some(at(11, 0)), None]);
+    assert_eq!(i64s(&df, "first_seen"), vec![Some(at(9, 0)), Some(at(11, 0)), Some(at(12, 0))]);
+    assert_eq!(i64s(&df, "last_seen"), vec![Some(at(10, 9)), Some(at(11, 0)), Some(at(12, 0))]);
 }
 
 #[test]

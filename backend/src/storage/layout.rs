@@ -80,10 +80,11 @@ pub enum GoldTable {
     ProductPerformance1h,
     BotAnomalies,
     DimUsers,
+    DimPages,
 }
 
 impl GoldTable {
-    pub const ALL: [GoldTable; 9] = [
+    pub const ALL: [GoldTable; 10] = [
         GoldTable::Traffic1m,
         GoldTable::TopPages1h,
         GoldTable::Revenue5m,
@@ -93,6 +94,7 @@ impl GoldTable {
         GoldTable::ProductPerformance1h,
         GoldTable::BotAnomalies,
         GoldTable::DimUsers,
+        GoldTable::DimPages,
     ];
 
     pub fn name(self) -> &'static str {
@@ -106,6 +108,7 @@ impl GoldTable {
             GoldTable::ProductPerformance1h => "product_performance_1h",
             GoldTable::BotAnomalies => "bot_anomalies",
             GoldTable::DimUsers => "dim_users",
+            GoldTable::DimPages => "dim_pages",
         }
     }
 
@@ -121,7 +124,7 @@ impl GoldTable {
             }
             GoldTable::TopPages1h | GoldTable::Funnel1h | GoldTable::ProductPerformance1h => "hour_start",
             GoldTable::Sessions => "session_start",
-            GoldTable::DimUsers => "first_seen",
+            GoldTable::DimUsers | GoldTable::DimPages => "first_seen",
         }
     }
 

@@ -31,6 +31,7 @@ struct Ev {
     session: String,
     user: Option<String>,
     path: String,
+    title: Option<String>,
     product: Option<String>,
     qty: Option<i64>,
     revenue: Option<f64>,
@@ -102,6 +103,7 @@ fn events(data: &Path, out: &Path) -> Vec<Ev> {
     let ts: Vec<i64> =
         silver.column("event_ts").unwrap().cast(&DataType::Int64).unwrap().i64().unwrap().into_no_null_iter().collect();
     let bots: Vec<bool> = silver.column("is_bot").unwrap().bool().unwrap().iter().map(|b| b.unwrap_or(false)).collect();
+    let titles = col_s("page_title");
     let (paths, src, med, camp, country, device, browser) = (
         col_s("page_path"),
         col_s("utm_source"),
@@ -137,6 +139,7 @@ fn events(data: &Path, out: &Path) -> Vec<Ev> {
             session: e["session_id"].as_str().unwrap().to_string(),
             user: text(&e["user_id"]),
             path: paths[n].clone().unwrap_or_default(),
+            title: titles[n].clone(),
             product: text(&p["product_id"]),
             qty: p["quantity"].as_i64(),
             revenue: p["revenue"].as_f64(),
@@ -487,6 +490,28 @@ fn expected(all: &[Ev]) -> BTreeMap<&'static str, Vec<String>> {
         ]));
     }
     tables.insert("dim_users", rows);
+
+    // dim_pages: every page view, bots too; the latest title (ties: the
+    // greatest), first and last view.
+    let mut pages: BTreeMap<(String, String), (i64, i64, Option<(i64, String)>)> = BTreeMap::new();
+    for e in all.iter().filter(|e| e.kind == "page_view") {
+        let p = pages.entry((e.site.clone(), e.path.clone())).or_insert((e.ts, e.ts, None));
+        p.0 = p.0.min(e.ts);
+        p.1 = p.1.max(e.ts);
+        if let Some(t) = &e.title {
+            p.2 = p.2.clone().max(Some((e.ts, t.clone())));
+        }
+    }
+    tables.insert(
+        "dim_pages",
+        pages
+            .iter()
+            .map(|((site, path), (first, last, title))| {
+                let (at, title) = title.clone().unzip();
+                row(vec![s(site), s(path), V::S(title), V::I(at), i(*first), i(*last)])
+            })
+            .collect(),
+    );
     tables
 }
 
@@ -522,6 +547,7 @@ fn columns(table: GoldTable) -> &'static [&'static str] {
         }
         GoldTable::TopPages1h => &["site_id", "hour_start", "page_path", "views", "unique_visitors", "rank"],
         GoldTable::Revenue5m => &["site_id", "window_start", "window_end", "product_id", "revenue", "orders", "units"],
+        GoldTable::DimPages => &["site_id", "page_path", "title", "title_at", "first_seen", "last_seen"],
         GoldTable::Conversion10m => &[
             "site_id",
             "window_start",
@@ -588,7 +614,7 @@ fn cell(c: &Column, n: usize) -> V {
 pub fn written(data: &Path, table: GoldTable, with_is_final: bool) -> Vec<String> {
     let df = scan(data, table).unwrap().collect().unwrap();
     let mut names: Vec<&str> = columns(table).to_vec();
-    if with_is_final && table != GoldTable::DimUsers {
+    if with_is_final && !matches!(table, GoldTable::DimUsers | GoldTable::DimPages) {
         names.push("is_final");
     }
     let cols: Vec<&Column> =

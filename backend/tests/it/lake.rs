@@ -210,7 +210,8 @@ fn the_analysts_script_reads_the_bucket(s3: &S3Server, url: &str, local: &Path, 
     };
     let (remote, disk) = (run(url), run(&local.display().to_string()));
     assert_eq!(remote["events"], sent);
-    for key in ["events", "visitors", "sessions", "funnel", "revenue", "top_products", "entry_pages"] {
+    for key in ["events", "visitors", "sessions", "funnel", "revenue", "top_products", "entry_pages", "top_page_titles"]
+    {
         assert_eq!(remote[key], disk[key], "{key} read from the bucket and from the local run");
     }
     match remote["duckdb"].get("skipped") {

@@ -277,6 +277,13 @@ fn the_analysts_script_agrees_with_query(data: &Path) {
     );
     let top = sql("SELECT product_id, sum(revenue) AS revenue FROM revenue_5m GROUP BY product_id ORDER BY revenue DESC, product_id LIMIT 1");
     assert_eq!(got["top_products"][0][0], top["product_id"]);
+    // The star-schema join: human page views per title through dim_pages.
+    let title = sql("SELECT p.title, count(*) AS views FROM silver_events s JOIN dim_pages p \
+                     ON s.site_id = p.site_id AND s.page_path = p.page_path \
+                     WHERE s.event_type = 'page_view' AND NOT s.is_bot \
+                     GROUP BY p.title ORDER BY views DESC, p.title LIMIT 1");
+    assert_eq!((&got["top_page_titles"][0][0], &got["top_page_titles"][0][1]), (&title["title"], &title["views"]));
+    assert!(title["views"].as_u64().unwrap() > 0);
     // DuckDB read the same numbers from the same files.
     let duck = &got["duckdb"];
     assert_eq!(

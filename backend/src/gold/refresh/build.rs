@@ -17,6 +17,7 @@ use super::hours::{hours_of, Writer};
 use super::Phases;
 use crate::gold::{
     bot_anomalies, collect_tables, dim_users, flagged_visitors, funnel_1h, human_events, human_window_tables,
+    pages::{merge_pages, page_rows},
     sessions::{sessionize, SESSION_INPUT},
     ts_ms, GoldConfig, GoldTable, GOLD_INPUT,
 };
@@ -77,8 +78,11 @@ pub fn build(
     // Pass 2: each hour's human events give that hour of the window
     // tables, and go on to the sessions.
     let mut session_rows = InOrder::new(config);
+    // Each hour's pages, merged once at the end (bots included).
+    let mut pages = Vec::new();
     for (done, &hour) in hours.iter().enumerate() {
         if let Some(silver) = scan_files(&silver_files(data_dir, [hour]))? {
+            pages.push(merge_pages(page_rows(silver.clone())).collect()?.lazy());
             let columns: Vec<Expr> = GOLD_INPUT.iter().map(|c| col(*c)).collect();
             let human = human_events(silver.select(columns), flagged.clone().lazy()).collect()?;
             phases.lap("read");
@@ -96,6 +100,12 @@ pub fn build(
     }
     session_rows.finish(&mut out, &mut commit)?;
     phases.lap("users");
+    if !pages.is_empty() {
+        let pages = merge_pages(concat(pages, UnionArgs::default())?).collect()?;
+        let hours = hours_of(&pages, "first_seen")?;
+        out.write_hours(&mut commit, GoldTable::DimPages, pages, &hours)?;
+    }
+    phases.lap("pages");
     let committed_at = manifest.committed_at;
     let manifest = commit.commit(manifest, committed_at)?;
     phases.lap("commit");

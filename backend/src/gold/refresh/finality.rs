@@ -41,7 +41,7 @@ impl Watermarks {
 }
 
 /// When a row of `table` has settled: once the watermark is there, the row
-/// is marked final. `None` for `dim_users`, which has no window.
+/// is marked final. `None` for the dimensions, which have no window.
 fn settled_at(table: GoldTable, config: &GoldConfig) -> Option<Expr> {
     let gap = config.session_gap_ms;
     Some(match table {
@@ -52,7 +52,7 @@ fn settled_at(table: GoldTable, config: &GoldConfig) -> Option<Expr> {
         // Sessions that started in the hour can still go on for a while.
         GoldTable::Funnel1h => ts_ms("hour_start") + lit(HOUR_MS + gap),
         GoldTable::Sessions => ts_ms("session_end") + lit(gap),
-        GoldTable::DimUsers => return None,
+        GoldTable::DimUsers | GoldTable::DimPages => return None,
     })
 }
 

@@ -29,6 +29,7 @@ mod bots;
 mod build;
 mod finality;
 mod hours;
+mod pages;
 mod sessions;
 mod users;
 mod windows;
@@ -48,6 +49,7 @@ pub use finality::watermark;
 use self::bots::BotFlags;
 use self::finality::Watermarks;
 use self::hours::{hours_of, SilverView, Writer};
+use self::pages::PagesChange;
 use self::sessions::SessionsChange;
 use self::users::UsersChange;
 use self::windows::Windows;
@@ -154,6 +156,10 @@ fn refresh(
         users.write(&mut out, commit)?;
     }
     phases.lap("users");
+    if let Some(pages) = PagesChange::compute(view.data_dir, fresh)? {
+        pages.write(&mut out, commit)?;
+    }
+    phases.lap("pages");
     finality::refinalize_passed(&mut out, commit, marks)?;
     phases.lap("refinalize");
     tracing::debug!(files = out.files, phases = %phases, "Gold refresh");
