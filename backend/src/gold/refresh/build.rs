@@ -82,9 +82,12 @@ pub fn build(
     let mut pages = Vec::new();
     for (done, &hour) in hours.iter().enumerate() {
         if let Some(silver) = scan_files(&silver_files(data_dir, [hour]))? {
-            pages.push(merge_pages(page_rows(silver.clone())).collect()?.lazy());
+            // One read of the hour: the pages (bots too) and the human
+            // events both come from it.
             let columns: Vec<Expr> = GOLD_INPUT.iter().map(|c| col(*c)).collect();
-            let human = human_events(silver.select(columns), flagged.clone().lazy()).collect()?;
+            let events = silver.select(columns).collect()?;
+            pages.push(merge_pages(page_rows(events.clone().lazy())).collect()?.lazy());
+            let human = human_events(events.lazy(), flagged.clone().lazy()).collect()?;
             phases.lap("read");
             let tables = collect_tables(human_window_tables(human.clone().lazy(), config)?)?;
             phases.lap("windows");
