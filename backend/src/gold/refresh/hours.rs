@@ -87,6 +87,36 @@ impl<'a> Writer<'a> {
     }
 }
 
+/// Rewrites the changed rows of a dimension (a table of one row per key,
+/// partitioned by `first_seen`): the hours the `changed` keys' rows leave
+/// (`old_rows`) or land in (`rows`), each keeping its other keys' rows.
+/// `key` is (`site_id`, the dimension's own key).
+pub(super) fn rewrite_dimension(
+    out: &mut Writer<'_>,
+    commit: &mut Commit,
+    table: GoldTable,
+    key: [&str; 2],
+    changed: &DataFrame,
+    rows: DataFrame,
+    old_rows: &DataFrame,
+) -> Result<(), PipelineError> {
+    let mut hours = hours_of(&rows, "first_seen")?;
+    if old_rows.height() > 0 {
+        hours.extend(hours_of(old_rows, "first_seen")?);
+    }
+    let on = || key.map(col);
+    let mut parts = vec![rows.lazy()];
+    for &hour in &hours {
+        if let Some(df) = read_hour(out.data_dir, table, hour)? {
+            parts.push(df.lazy().join(changed.clone().lazy(), on(), on(), JoinArgs::new(JoinType::Anti)));
+        }
+    }
+    let rows = concat(parts, UnionArgs::default())?
+        .sort(["site_id", "first_seen", key[1]], SortMultipleOptions::default())
+        .collect()?;
+    out.write_hours(commit, table, rows, &hours)
+}
+
 /// Reads one hour's file of a table, without `is_final` (recomputed when
 /// the hour is written again).
 pub(super) fn read_hour(data_dir: &Path, table: GoldTable, hour: i64) -> PolarsResult<Option<DataFrame>> {

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use polars::prelude::*;
 
-use super::hours::{hours_of, read_hour, Writer};
+use super::hours::{rewrite_dimension, Writer};
 use crate::gold::pages::{merge_pages, page_rows, PAGE_INPUT};
 use crate::gold::GoldTable;
 use crate::storage::scan::{has_files, scan_table};
@@ -59,18 +59,8 @@ impl PagesChange {
 
     /// Rewrites the hours the changed rows leave or land in.
     pub fn write(self, out: &mut Writer<'_>, commit: &mut Commit) -> Result<(), PipelineError> {
-        let mut hours = hours_of(&self.rows, "first_seen")?;
-        hours.extend(hours_of(&self.old_rows, "first_seen")?);
-        let mut rows = vec![self.rows.lazy()];
-        for &hour in &hours {
-            if let Some(df) = read_hour(out.data_dir, GoldTable::DimPages, hour)? {
-                rows.push(join_on_page(df.lazy(), self.changed.clone().lazy(), JoinType::Anti));
-            }
-        }
-        let rows = concat(rows, UnionArgs::default())?
-            .sort(["site_id", "first_seen", "page_path"], SortMultipleOptions::default())
-            .collect()?;
-        out.write_hours(commit, GoldTable::DimPages, rows, &hours)
+        let key = ["site_id", "page_path"];
+        rewrite_dimension(out, commit, GoldTable::DimPages, key, &self.changed, self.rows, &self.old_rows)
     }
 }
 

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use polars::prelude::*;
 
-use super::hours::{hours_of, ids_of, in_hours, join_on_visitor, read_hour, visitor, Writer};
+use super::hours::{ids_of, in_hours, join_on_visitor, rewrite_dimension, visitor, Writer};
 use super::sessions::SessionsChange;
 use crate::gold::{datetime_ms, dim_users, GoldTable};
 use crate::storage::scan::{has_files, scan_table};
@@ -63,20 +63,8 @@ impl UsersChange {
 
     /// Rewrites the hours the changed rows leave or land in.
     pub fn write(self, out: &mut Writer<'_>, commit: &mut Commit) -> Result<(), PipelineError> {
-        let mut hours = hours_of(&self.rows, "first_seen")?;
-        if self.old_rows.height() > 0 {
-            hours.extend(hours_of(&self.old_rows, "first_seen")?);
-        }
-        let mut rows = vec![self.rows.lazy()];
-        for &hour in &hours {
-            if let Some(df) = read_hour(out.data_dir, GoldTable::DimUsers, hour)? {
-                rows.push(join_on_visitor(df.lazy(), self.changed.clone().lazy(), JoinType::Anti));
-            }
-        }
-        let rows = concat(rows, UnionArgs::default())?
-            .sort(["site_id", "first_seen", "anonymous_id"], SortMultipleOptions::default())
-            .collect()?;
-        out.write_hours(commit, GoldTable::DimUsers, rows, &hours)
+        let key = ["site_id", "anonymous_id"];
+        rewrite_dimension(out, commit, GoldTable::DimUsers, key, &self.changed, self.rows, &self.old_rows)
     }
 }
 
