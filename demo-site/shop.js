@@ -65,7 +65,9 @@ function drawCartCount() {
 }
 
 // What the tracker's cart and purchase calls take for a product line.
-const item = (p, quantity) => ({ productId: p.id, category: p.category, price: p.price, quantity });
+// productName is not a contract prop: it travels as an extra prop, which
+// Gold's dim_products reads.
+const item = (p, quantity) => ({ productId: p.id, productName: p.name, category: p.category, price: p.price, quantity });
 
 function addToCart(n) {
   const lines = cart();
@@ -121,7 +123,7 @@ function productPage(n) {
   const p = product(n);
   if (!p) return notFound();
   // The tracker's page view of this page is then a product view.
-  for (const [name, content] of [["product_id", p.id], ["category", p.category]]) {
+  for (const [name, content] of [["product_id", p.id], ["product_name", p.name], ["category", p.category]]) {
     const meta = document.createElement("meta");
     meta.name = `clickstream:${name}`;
     meta.content = content;

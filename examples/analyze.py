@@ -106,6 +106,28 @@ def analyze(data: str) -> dict:
     except (FileNotFoundError, pl.exceptions.ComputeError):
         titles = None  # a data directory from before dim_pages
 
+    # Products by name (dim_products), and revenue by weekday: Gold's
+    # revenue windows joined to the calendar (dim_date) on their day.
+    try:
+        names = scan(data, "gold/dim_products").select("site_id", "product_id", "name").collect()
+        # One name per product id across sites: the first site's.
+        names = names.sort("site_id").unique("product_id", keep="first").select("product_id", "name")
+        top_products = by_product.head(5).join(names, on="product_id", how="left", maintain_order="left").rows()
+        weekdays = (
+            revenue.with_columns(pl.col("window_start").dt.date().alias("date"))
+            .join(scan(data, "gold/dim_date").select("date", "weekday", "weekday_name"), on="date")
+            .group_by("weekday", "weekday_name")
+            .agg(pl.col("revenue").sum())
+            .sort("weekday")
+            .select("weekday_name", "revenue")
+            .collect()
+            .rows()
+        )
+    except (FileNotFoundError, pl.exceptions.ComputeError):
+        # A data directory from before dim_products and dim_date.
+        top_products = [(*row, None) for row in by_product.head(5).rows()]
+        weekdays = None
+
     return {
         "top_page_titles": titles,
         "events": overview["events"][0],
@@ -120,7 +142,8 @@ def analyze(data: str) -> dict:
         "entry_pages": entry_pages.rows(),
         "funnel": {step: totals[step][0] for step in steps},
         "revenue": by_product["revenue"].sum(),
-        "top_products": by_product.head(5).rows(),
+        "top_products": top_products,
+        "revenue_by_weekday": weekdays,
     }
 
 
@@ -193,9 +216,13 @@ def main() -> None:
         print("\nMost viewed pages by title (Silver joined to dim_pages):")
         for title, views in numbers["top_page_titles"]:
             print(f"  {views:>8,}  {title or '(no title)'}")
-    print(f"\nRevenue: {numbers['revenue']:,.2f}; top products:")
-    for product, amount, units in numbers["top_products"]:
-        print(f"  {product:<8} {amount:>12,.2f}  {units:>6,} units")
+    print(f"\nRevenue: {numbers['revenue']:,.2f}; top products (names from dim_products):")
+    for product, amount, units, name in numbers["top_products"]:
+        print(f"  {product:<8} {amount:>12,.2f}  {units:>6,} units  {name or ''}")
+    if numbers["revenue_by_weekday"] is not None:
+        print("\nRevenue by weekday (revenue_5m joined to dim_date):")
+        for weekday, amount in numbers["revenue_by_weekday"]:
+            print(f"  {weekday:<10} {amount:>12,.2f}")
     d = numbers["duckdb"]
     if "skipped" in d:
         print(f"\n{d['skipped']}")

@@ -2,7 +2,7 @@
 same Silver Parquet, for `clickstream bench gold --duckdb PYTHON`.
 
 Usage: gold_duckdb.py DATA_DIR OUT_DIR
-Writes OUT_DIR/<table>.parquet for the ten Gold tables and prints one JSON
+Writes OUT_DIR/<table>.parquet for the twelve Gold tables and prints one JSON
 line: {"seconds": s, "rows": n, "peak_rss_mib": m}.
 
 Written the way DuckDB is fast, not as a transcription of the Polars code:
@@ -275,6 +275,40 @@ DIM_PAGES = """
       FROM silver WHERE event_type = 'page_view' AND page_path IS NOT NULL
       GROUP BY site_id, page_path)"""
 
+# A product name is an extra prop (`product_name`, or `productName`): a
+# string in the props_extra JSON.
+PRODUCT_NAME = " ".join("""
+    coalesce(
+      CASE WHEN json_type(props_extra, '$.product_name') = 'VARCHAR' THEN props_extra->>'$.product_name' END,
+      CASE WHEN json_type(props_extra, '$.productName') = 'VARCHAR' THEN props_extra->>'$.productName' END)""".split())
+
+DIM_PRODUCTS = f"""
+    SELECT site_id, product_id,
+           name.v AS name, name.at::TIMESTAMP_MS AS name_at,
+           category.v AS category, category.at::TIMESTAMP_MS AS category_at,
+           price.p AS price, price.c AS currency, price.at::TIMESTAMP_MS AS price_at,
+           first_seen::TIMESTAMP_MS AS first_seen, last_seen::TIMESTAMP_MS AS last_seen
+    FROM (
+      SELECT site_id, product_id,
+             max({{'at': event_ts, 'v': name}}) FILTER (WHERE name IS NOT NULL) AS name,
+             max({{'at': event_ts, 'v': category}}) FILTER (WHERE category IS NOT NULL) AS category,
+             max({{'at': event_ts, 'p': price, 'c': currency}}) FILTER (WHERE price IS NOT NULL) AS price,
+             min(event_ts) AS first_seen, max(event_ts) AS last_seen
+      FROM (SELECT site_id, product_id, event_ts, category, price, currency, {PRODUCT_NAME} AS name
+            FROM silver WHERE product_id IS NOT NULL)
+      GROUP BY site_id, product_id)"""
+
+DIM_DATE = """
+    SELECT d::DATE AS date, d::TIMESTAMP_MS AS day_start,
+           year(d)::INTEGER AS year, quarter(d)::INTEGER AS quarter, month(d)::INTEGER AS month,
+           monthname(d) AS month_name, date_trunc('month', d)::DATE AS month_start,
+           isoyear(d)::INTEGER AS iso_year, weekofyear(d)::INTEGER AS iso_week,
+           date_trunc('week', d)::DATE AS week_start, isodow(d)::INTEGER AS weekday,
+           dayname(d) AS weekday_name, isodow(d) >= 6 AS is_weekend,
+           day(d)::INTEGER AS day_of_month, dayofyear(d)::INTEGER AS day_of_year
+    FROM (SELECT unnest(generate_series(min(event_ts)::DATE, max(event_ts)::DATE, INTERVAL 1 DAY)) AS d
+          FROM silver)"""
+
 
 def main():
     data_dir, out_dir = sys.argv[1], sys.argv[2]
@@ -317,6 +351,8 @@ def main():
     write("product_performance_1h", PRODUCT_PERFORMANCE_1H)
     write("dim_users", DIM_USERS)
     write("dim_pages", DIM_PAGES)
+    write("dim_products", DIM_PRODUCTS)
+    write("dim_date", DIM_DATE)
 
     con.close()
     shutil.rmtree(tmp_dir, ignore_errors=True)

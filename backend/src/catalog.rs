@@ -16,6 +16,7 @@ pub enum Type {
     Bool,
     U32,
     U64,
+    I32,
     I64,
     F64,
 }
@@ -29,6 +30,7 @@ impl Type {
             Type::Bool => DataType::Boolean,
             Type::U32 => DataType::UInt32,
             Type::U64 => DataType::UInt64,
+            Type::I32 => DataType::Int32,
             Type::I64 => DataType::Int64,
             Type::F64 => DataType::Float64,
         }
@@ -43,6 +45,7 @@ impl Type {
             Type::Bool => "Boolean",
             Type::U32 => "UInt32",
             Type::U64 => "UInt64",
+            Type::I32 => "Int32",
             Type::I64 => "Int64",
             Type::F64 => "Float64",
         }
@@ -401,6 +404,55 @@ const GOLD: &[(TableDoc, &[Column])] = &[
             c("first_seen", Time, "Its first page view."),
             c("last_seen", Time, "Its last page view."),
             c("dt", Date, "Partition: the UTC day of first_seen (from the folder name)."),
+        ],
+    ),
+    (
+        gold(
+            "dim_products",
+            "one site and product any event names",
+            "The products of the star schema: join Silver's product_id to it. Each attribute is the latest sent \
+             on its own, so a purchase line without a name keeps the name a product view sent. Bots' events \
+             count too. dt is the day the product was first seen.",
+        ),
+        &[
+            SITE,
+            PRODUCT,
+            c("name", Text, "The latest product name sent: the product_name (or productName) prop, which reaches Silver in props_extra."),
+            c("name_at", Time, "When that name was sent."),
+            c("category", Text, "The latest category sent."),
+            c("category_at", Time, "When that category was sent."),
+            c("price", F64, "The latest unit price sent."),
+            c("currency", Text, "The currency of that price."),
+            c("price_at", Time, "When that price was sent."),
+            c("first_seen", Time, "The first event naming the product."),
+            c("last_seen", Time, "The last event naming it."),
+            c("dt", Date, "Partition: the UTC day of first_seen (from the folder name)."),
+        ],
+    ),
+    (
+        gold(
+            "dim_date",
+            "one UTC day, from Silver's first event day to its last",
+            "The calendar of the star schema: join Silver's dt (or event_ts cast to a date) to date. Days without \
+             events are listed too, so a join from the calendar shows them as zero.",
+        ),
+        &[
+            c("date", Date, "The day (UTC)."),
+            c("day_start", Time, "Its first millisecond: the day event_ts truncates to."),
+            c("year", I32, "The calendar year."),
+            c("quarter", I32, "1–4."),
+            c("month", I32, "1–12."),
+            c("month_name", Text, "January … December."),
+            c("month_start", Date, "The first day of the month."),
+            c("iso_year", I32, "The ISO 8601 week-numbering year (that of the week's Thursday)."),
+            c("iso_week", I32, "The ISO 8601 week, 1–53."),
+            c("week_start", Date, "The Monday the week starts on."),
+            c("weekday", I32, "1 = Monday … 7 = Sunday."),
+            c("weekday_name", Text, "Monday … Sunday."),
+            c("is_weekend", Bool, "Saturday or Sunday."),
+            c("day_of_month", I32, "1–31."),
+            c("day_of_year", I32, "1–366."),
+            c("dt", Date, "Partition: the day (from the folder name)."),
         ],
     ),
 ];

@@ -208,6 +208,9 @@ test("a whole visit reaches Silver exactly once: shop, search, cart, checkout, p
   const purchase = rows.find((r) => r.event_type === "purchase");
   assert.equal(purchase.revenue, 159.9, "Hiking Boot GTX, one");
   assert.match(purchase.order_id, /^o-/);
+  // The product's name, sent as an extra prop, names it in dim_products.
+  const named = query(`SELECT name, category FROM dim_products WHERE product_id = '${purchase.product_id}'`);
+  assert.deepEqual(named, [{ name: "Hiking Boot GTX", category: "shoes" }], "dim_products names the boot");
   const spa = rows.find((r) => r.event_type === "page_view" && r.page_path === "/guides/layering");
   assert.equal(spa.referrer, `${base}/guides`, "a single-page view's referrer is the page before");
   assert.ok(rows.filter((r) => r.event_type === "click").every((r) => !String(r.click_text).includes("4242")),

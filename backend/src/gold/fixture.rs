@@ -32,6 +32,9 @@ pub struct Ev {
     pub path: String,
     pub title: Option<String>,
     pub product: Option<String>,
+    /// The product's name (sent as an extra prop) and category.
+    pub product_name: Option<String>,
+    pub category: Option<String>,
     pub price: Option<f64>,
     pub qty: Option<i64>,
     pub revenue: Option<f64>,
@@ -51,6 +54,8 @@ pub fn ev(id: impl Into<String>, kind: &'static str, ts: i64, anon: &str) -> Ev 
         path: "/".into(),
         title: None,
         product: None,
+        product_name: None,
+        category: None,
         price: None,
         qty: None,
         revenue: None,
@@ -72,6 +77,12 @@ impl Ev {
     }
     pub fn product(mut self, p: &str) -> Ev {
         self.product = Some(p.into());
+        self
+    }
+    /// A product's name and category, as a product view or cart add sends them.
+    pub fn named(mut self, name: &str, category: &str) -> Ev {
+        self.product_name = Some(name.into());
+        self.category = Some(category.into());
         self
     }
     pub fn cart(mut self, qty: i64, price: f64) -> Ev {
@@ -119,6 +130,11 @@ pub fn silver(events: &[Ev]) -> LazyFrame {
             Column::new("page_path".into(), s(|e| e.path.clone())),
             Column::new("page_title".into(), o(|e| e.title.clone())),
             Column::new("product_id".into(), o(|e| e.product.clone())),
+            Column::new("category".into(), o(|e| e.category.clone())),
+            Column::new(
+                "props_extra".into(),
+                o(|e| e.product_name.as_ref().map(|n| serde_json::json!({"product_name": n}).to_string())),
+            ),
             Column::new("price".into(), events.iter().map(|e| e.price).collect::<Vec<_>>()),
             Column::new("quantity".into(), events.iter().map(|e| e.qty).collect::<Vec<_>>()),
             Column::new("revenue".into(), events.iter().map(|e| e.revenue).collect::<Vec<_>>()),

@@ -11,6 +11,8 @@
 
 pub mod bots;
 pub mod conversion;
+pub mod dates;
+pub mod dimension;
 pub mod follow;
 pub mod funnel;
 pub mod pages;
@@ -27,9 +29,10 @@ use polars::prelude::*;
 
 pub use bots::bot_anomalies;
 pub use conversion::conversion_10m;
+pub use dates::dim_date;
 pub use funnel::funnel_1h;
 pub use pages::dim_pages;
-pub use products::product_performance_1h;
+pub use products::{dim_products, product_performance_1h};
 pub use revenue::revenue_5m;
 pub use sessions::sessions;
 pub use top_pages::top_pages_1h;
@@ -103,9 +106,13 @@ pub const GOLD_INPUT: &[&str] = &[
     "page_path",
     "page_title",
     "product_id",
+    "category",
+    "price",
     "quantity",
     "revenue",
+    "currency",
     "order_id",
+    "props_extra",
     "utm_source",
     "utm_medium",
     "utm_campaign",
@@ -166,7 +173,11 @@ pub fn all_tables(silver: LazyFrame, config: &GoldConfig) -> PolarsResult<Vec<(G
     let silver = silver.select(GOLD_INPUT.iter().map(|c| col(*c)).collect::<Vec<_>>()).cache();
     let flagged = flagged_visitors(bot_anomalies(silver.clone(), config)).cache();
     let mut tables = window_tables(silver.clone(), flagged.clone(), config)?;
-    tables.push((GoldTable::DimPages, dim_pages(silver.clone())));
+    tables.extend([
+        (GoldTable::DimPages, dim_pages(silver.clone())),
+        (GoldTable::DimProducts, dim_products(silver.clone())),
+        (GoldTable::DimDate, dim_date(silver.clone())?),
+    ]);
     let session_rows = sessions(&human_events(silver, flagged).collect()?, config)?.lazy().cache();
     tables.extend([
         (GoldTable::Funnel1h, funnel_1h(session_rows.clone())),

@@ -15,7 +15,7 @@ fn collecting_all_tables_at_once_gives_what_collecting_each_gives() {
     ];
     let config = GoldConfig::default();
     let together = collect_tables(all_tables(silver(&events), &config).unwrap()).unwrap();
-    assert_eq!(together.len(), 10);
+    assert_eq!(together.len(), GoldTable::ALL.len());
     for (t, df) in together {
         assert!(df.equals_missing(&table(&events, t)), "{}", t.name());
     }
@@ -278,6 +278,86 @@ fn dim_pages_keeps_the_latest_title_and_the_first_and_last_view_of_each_path() {
     assert_eq!(i64s(&df, "title_at"), vec![Some(at(10, 5)), Some(at(11, 0)), None]);
     assert_eq!(i64s(&df, "first_seen"), vec![Some(at(9, 0)), Some(at(11, 0)), Some(at(12, 0))]);
     assert_eq!(i64s(&df, "last_seen"), vec![Some(at(10, 9)), Some(at(11, 0)), Some(at(12, 0))]);
+}
+
+#[test]
+fn dim_products_keeps_each_attribute_latest_on_its_own() {
+    let events = vec![
+        ev("1", "page_view", at(10, 0), "a").product("p1").named("Trail shoe", "shoes"),
+        // A purchase line: a price, no name; the name stays.
+        ev("2", "purchase", at(10, 5), "a").product("p1").bought("o-1", 1, 60.0).cart(1, 60.0),
+        // Renamed and recategorised later, by a crawler's view (it counts).
+        ev("3", "page_view", at(11, 0), "crawler").product("p1").named("Trail shoe II", "running").bot(),
+        // An earlier price arriving late does not replace the latest.
+        ev("4", "add_to_cart", at(9, 0), "b").product("p1").cart(1, 55.0),
+        // Two names at the same time: the greater one.
+        ev("5", "page_view", at(12, 0), "c").product("p2").named("Cap A", "hats"),
+        ev("6", "page_view", at(12, 0), "d").product("p2").named("Cap B", "hats"),
+        // No product: no row.
+        ev("7", "page_view", at(12, 1), "d").named("Not a product", "none"),
+    ];
+    let df = table(&events, GoldTable::DimProducts);
+    assert_eq!(strs(&df, "product_id"), vec![Some("p1".into()), Some("p2".into())]);
+    assert_eq!(strs(&df, "name"), vec![Some("Trail shoe II".into()), Some("Cap B".into())]);
+    assert_eq!(i64s(&df, "name_at"), vec![Some(at(11, 0)), Some(at(12, 0))]);
+    assert_eq!(strs(&df, "category"), vec![Some("running".into()), Some("hats".into())]);
+    assert_eq!(f64s(&df, "price"), vec![Some(60.0), None]);
+    assert_eq!(strs(&df, "currency"), vec![Some("EUR".into()), None]);
+    assert_eq!(i64s(&df, "price_at"), vec![Some(at(10, 5)), None]);
+    assert_eq!(i64s(&df, "first_seen"), vec![Some(at(9, 0)), Some(at(12, 0))]);
+    assert_eq!(i64s(&df, "last_seen"), vec![Some(at(11, 0)), Some(at(12, 0))]);
+}
+
+#[test]
+fn a_product_name_is_read_from_either_spelling_of_the_extra_prop() {
+    let extra = Column::new(
+        "props_extra".into(),
+        [
+            Some(r#"{"product_name":"A \"quoted\" name"}"#),
+            Some(r#"{"productName":"Camel"}"#),
+            Some(r#"{"product_name":7}"#),
+            Some("not json"),
+            None,
+        ],
+    );
+    let names = products::product_names(&extra).unwrap();
+    let names: Vec<Option<&str>> = names.str().unwrap().iter().collect();
+    assert_eq!(names, vec![Some("A \"quoted\" name"), Some("Camel"), None, None, None]);
+}
+
+#[test]
+fn dim_date_lists_every_day_from_the_first_event_to_the_last() {
+    // 2026-11-22 is a Sunday; 2026-12-31 a Thursday, whose ISO week is
+    // 2026-W53; 2027-01-01, a Friday, still in that week.
+    let dec31 = DAY + 39 * 24 * HOUR;
+    let events = vec![
+        ev("1", "page_view", at(23, 59), "a").bot(),
+        ev("2", "page_view", at(0, 0), "a"),
+        ev("3", "page_view", dec31 + 24 * HOUR + 5, "b"),
+    ];
+    let df = table(&events, GoldTable::DimDate);
+    assert_eq!(df.height(), 41, "2026-11-22 to 2027-01-01, the days between too");
+    let ints = |name: &str| i64s(&df, name);
+    let row = |name: &str, n: usize| ints(name)[n];
+    assert_eq!(row("day_start", 0), Some(DAY));
+    assert_eq!((row("year", 0), row("month", 0), row("day_of_month", 0)), (Some(2026), Some(11), Some(22)));
+    assert_eq!((row("weekday", 0), row("iso_week", 0), row("quarter", 0)), (Some(7), Some(47), Some(4)));
+    assert_eq!(bools(&df, "is_weekend")[0], Some(true));
+    assert_eq!(strs(&df, "weekday_name")[0].as_deref(), Some("Sunday"));
+    assert_eq!(strs(&df, "month_name")[0].as_deref(), Some("November"));
+    // The week of 2026-11-22 started on Monday the 16th; its month on the 1st.
+    assert_eq!(row("week_start", 0), Some(days_from_epoch(2026, 11, 16)));
+    assert_eq!(row("month_start", 0), Some(days_from_epoch(2026, 11, 1)));
+    let last = 40;
+    assert_eq!((row("year", last), row("iso_year", last), row("iso_week", last)), (Some(2027), Some(2026), Some(53)));
+    assert_eq!((row("weekday", last), row("day_of_year", last)), (Some(5), Some(1)));
+    assert_eq!(row("week_start", last), Some(days_from_epoch(2026, 12, 28)));
+    assert_eq!(row("date", 39), Some(days_from_epoch(2026, 12, 31)));
+    assert_eq!(row("day_of_year", 39), Some(365));
+}
+
+fn days_from_epoch(y: i64, m: u32, d: u32) -> i64 {
+    clickstream_schema::time::days_from_civil(y, m, d)
 }
 
 #[test]

@@ -81,10 +81,12 @@ pub enum GoldTable {
     BotAnomalies,
     DimUsers,
     DimPages,
+    DimProducts,
+    DimDate,
 }
 
 impl GoldTable {
-    pub const ALL: [GoldTable; 10] = [
+    pub const ALL: [GoldTable; 12] = [
         GoldTable::Traffic1m,
         GoldTable::TopPages1h,
         GoldTable::Revenue5m,
@@ -95,6 +97,8 @@ impl GoldTable {
         GoldTable::BotAnomalies,
         GoldTable::DimUsers,
         GoldTable::DimPages,
+        GoldTable::DimProducts,
+        GoldTable::DimDate,
     ];
 
     pub fn name(self) -> &'static str {
@@ -109,6 +113,8 @@ impl GoldTable {
             GoldTable::BotAnomalies => "bot_anomalies",
             GoldTable::DimUsers => "dim_users",
             GoldTable::DimPages => "dim_pages",
+            GoldTable::DimProducts => "dim_products",
+            GoldTable::DimDate => "dim_date",
         }
     }
 
@@ -124,7 +130,8 @@ impl GoldTable {
             }
             GoldTable::TopPages1h | GoldTable::Funnel1h | GoldTable::ProductPerformance1h => "hour_start",
             GoldTable::Sessions => "session_start",
-            GoldTable::DimUsers | GoldTable::DimPages => "first_seen",
+            GoldTable::DimUsers | GoldTable::DimPages | GoldTable::DimProducts => "first_seen",
+            GoldTable::DimDate => "day_start",
         }
     }
 
@@ -134,6 +141,14 @@ impl GoldTable {
         let ts = hour * HOUR_MS;
         self.dir().join(format!("dt={}", utc_date_string(ts))).join(format!("part-{:02}.parquet", utc_hour(ts)))
     }
+}
+
+/// The day (since the epoch) a `dt=YYYY-MM-DD` partition directory names.
+pub fn partition_day(dir: &Path) -> Option<i64> {
+    let date = dir.file_name()?.to_str()?.strip_prefix("dt=")?;
+    let mut it = date.split('-').map(|p| p.parse::<u32>().ok());
+    let (y, m, d) = (it.next()??, it.next()??, it.next()??);
+    Some(clickstream_schema::time::days_from_civil(i64::from(y), m, d))
 }
 
 /// Where a table lives, so one reader serves every table.

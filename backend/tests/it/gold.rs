@@ -33,6 +33,11 @@ struct Ev {
     path: String,
     title: Option<String>,
     product: Option<String>,
+    /// The `product_name` extra prop, the category, the price and its currency.
+    product_name: Option<String>,
+    category: Option<String>,
+    price: Option<f64>,
+    currency: Option<String>,
     qty: Option<i64>,
     revenue: Option<f64>,
     order: Option<String>,
@@ -141,6 +146,10 @@ fn events(data: &Path, out: &Path) -> Vec<Ev> {
             path: paths[n].clone().unwrap_or_default(),
             title: titles[n].clone(),
             product: text(&p["product_id"]),
+            product_name: text(&p["product_name"]),
+            category: text(&p["category"]),
+            price: p["price"].as_f64(),
+            currency: text(&p["currency"]),
             qty: p["quantity"].as_i64(),
             revenue: p["revenue"].as_f64(),
             order: text(&p["order_id"]),
@@ -512,6 +521,107 @@ fn expected(all: &[Ev]) -> BTreeMap<&'static str, Vec<String>> {
             })
             .collect(),
     );
+
+    // dim_products: every event naming a product, bots too; each attribute
+    // the latest sent (ties: the greatest), first and last event.
+    #[derive(Default)]
+    struct Product {
+        seen: Option<(i64, i64)>,
+        name: Option<(i64, String)>,
+        category: Option<(i64, String)>,
+        price: Option<(i64, OrdF64, Option<String>)>,
+    }
+    #[derive(Clone, PartialEq)]
+    struct OrdF64(f64);
+    impl Eq for OrdF64 {}
+    impl Ord for OrdF64 {
+        fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+            self.0.total_cmp(&other.0)
+        }
+    }
+    impl PartialOrd for OrdF64 {
+        fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+            Some(self.cmp(other))
+        }
+    }
+    let mut products: BTreeMap<(String, String), Product> = BTreeMap::new();
+    for e in all {
+        let Some(id) = &e.product else { continue };
+        let p = products.entry((e.site.clone(), id.clone())).or_default();
+        p.seen = Some(p.seen.map_or((e.ts, e.ts), |(a, b)| (a.min(e.ts), b.max(e.ts))));
+        if let Some(n) = &e.product_name {
+            p.name = p.name.clone().max(Some((e.ts, n.clone())));
+        }
+        if let Some(c) = &e.category {
+            p.category = p.category.clone().max(Some((e.ts, c.clone())));
+        }
+        if let Some(x) = e.price {
+            p.price = p.price.clone().max(Some((e.ts, OrdF64(x), e.currency.clone())));
+        }
+    }
+    tables.insert(
+        "dim_products",
+        products
+            .iter()
+            .map(|((site, id), p)| {
+                let (first, last) = p.seen.unwrap();
+                let (name_at, name) = p.name.clone().unzip();
+                let (category_at, category) = p.category.clone().unzip();
+                let (price_at, price, currency) = match p.price.clone() {
+                    Some((at, x, c)) => (Some(at), Some(x.0), c),
+                    None => (None, None, None),
+                };
+                row(vec![
+                    s(site),
+                    s(id),
+                    V::S(name),
+                    V::I(name_at),
+                    V::S(category),
+                    V::I(category_at),
+                    V::F(price),
+                    V::S(currency),
+                    V::I(price_at),
+                    i(first),
+                    i(last),
+                ])
+            })
+            .collect(),
+    );
+
+    // dim_date: every UTC day from the first event's (bots too) to the
+    // last's, with chrono's calendar.
+    use chrono::Datelike;
+    let day = |ts: i64| ts.div_euclid(24 * HOUR);
+    let (first, last) = (all.iter().map(|e| day(e.ts)).min().unwrap(), all.iter().map(|e| day(e.ts)).max().unwrap());
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+    let days_of = |d: chrono::NaiveDate| (d - epoch).num_days();
+    tables.insert(
+        "dim_date",
+        (first..=last)
+            .map(|n| {
+                let d = epoch + chrono::Duration::days(n);
+                let week = d.iso_week();
+                let weekday = i64::from(d.weekday().number_from_monday());
+                row(vec![
+                    i(n),
+                    i(n * 24 * HOUR),
+                    i(d.year()),
+                    i((d.month() - 1) / 3 + 1),
+                    i(d.month()),
+                    s(&d.format("%B").to_string()),
+                    i(days_of(d.with_day(1).unwrap())),
+                    i(week.year()),
+                    i(week.week()),
+                    i(n - (weekday - 1)),
+                    i(weekday),
+                    s(&d.format("%A").to_string()),
+                    V::B(Some(weekday >= 6)),
+                    i(d.day()),
+                    i(d.ordinal()),
+                ])
+            })
+            .collect(),
+    );
     tables
 }
 
@@ -548,6 +658,36 @@ fn columns(table: GoldTable) -> &'static [&'static str] {
         GoldTable::TopPages1h => &["site_id", "hour_start", "page_path", "views", "unique_visitors", "rank"],
         GoldTable::Revenue5m => &["site_id", "window_start", "window_end", "product_id", "revenue", "orders", "units"],
         GoldTable::DimPages => &["site_id", "page_path", "title", "title_at", "first_seen", "last_seen"],
+        GoldTable::DimProducts => &[
+            "site_id",
+            "product_id",
+            "name",
+            "name_at",
+            "category",
+            "category_at",
+            "price",
+            "currency",
+            "price_at",
+            "first_seen",
+            "last_seen",
+        ],
+        GoldTable::DimDate => &[
+            "date",
+            "day_start",
+            "year",
+            "quarter",
+            "month",
+            "month_name",
+            "month_start",
+            "iso_year",
+            "iso_week",
+            "week_start",
+            "weekday",
+            "weekday_name",
+            "is_weekend",
+            "day_of_month",
+            "day_of_year",
+        ],
         GoldTable::Conversion10m => &[
             "site_id",
             "window_start",
@@ -614,7 +754,9 @@ fn cell(c: &Column, n: usize) -> V {
 pub fn written(data: &Path, table: GoldTable, with_is_final: bool) -> Vec<String> {
     let df = scan(data, table).unwrap().collect().unwrap();
     let mut names: Vec<&str> = columns(table).to_vec();
-    if with_is_final && !matches!(table, GoldTable::DimUsers | GoldTable::DimPages) {
+    if with_is_final
+        && !matches!(table, GoldTable::DimUsers | GoldTable::DimPages | GoldTable::DimProducts | GoldTable::DimDate)
+    {
         names.push("is_final");
     }
     let cols: Vec<&Column> =

@@ -277,6 +277,19 @@ fn the_analysts_script_agrees_with_query(data: &Path) {
     );
     let top = sql("SELECT product_id, sum(revenue) AS revenue FROM revenue_5m GROUP BY product_id ORDER BY revenue DESC, product_id LIMIT 1");
     assert_eq!(got["top_products"][0][0], top["product_id"]);
+    // Its name through dim_products: the generator names every product.
+    let name =
+        sql(&format!("SELECT name FROM dim_products WHERE product_id = '{}'", top["product_id"].as_str().unwrap()));
+    assert_eq!(got["top_products"][0][3], name["name"]);
+    assert!(name["name"].as_str().is_some_and(|n| !n.is_empty()), "{name}");
+    // Revenue by weekday through dim_date adds up to all revenue.
+    let weekdays = got["revenue_by_weekday"].as_array().expect("revenue by weekday");
+    let by_weekday: f64 = weekdays.iter().map(|w| w[1].as_f64().unwrap()).sum();
+    assert!((by_weekday - revenue).abs() < 1e-6 * revenue.max(1.0), "{weekdays:?} vs {revenue}");
+    let busiest = sql("SELECT d.weekday_name, sum(r.revenue) AS revenue FROM revenue_5m r JOIN dim_date d \
+                       ON CAST(r.window_start AS DATE) = d.date GROUP BY d.weekday_name ORDER BY revenue DESC LIMIT 1");
+    let top_weekday = weekdays.iter().max_by(|a, b| a[1].as_f64().unwrap().total_cmp(&b[1].as_f64().unwrap())).unwrap();
+    assert_eq!(top_weekday[0], busiest["weekday_name"]);
     // The star-schema join: human page views per title through dim_pages.
     let title = sql("SELECT p.title, count(*) AS views FROM silver_events s JOIN dim_pages p \
                      ON s.site_id = p.site_id AND s.page_path = p.page_path \

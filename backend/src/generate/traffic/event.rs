@@ -25,7 +25,7 @@ impl Traffic {
                 s.page = page;
                 let props = match s.page.kind {
                     PageKind::Product(p) => {
-                        Props { product_id: Some(p.id()), category: Some(p.category.to_string()), ..Props::default() }
+                        Props { product_id: Some(p.id()), category: Some(p.category.to_string()), ..named(p) }
                     }
                     _ => Props::default(),
                 };
@@ -52,7 +52,7 @@ impl Traffic {
                     // From cents, so it equals price × quantity exactly.
                     revenue: Some((product.cents * u64::from(quantity)) as f64 / 100.0),
                     currency: Some(CURRENCY.to_string()),
-                    ..Props::default()
+                    ..named(product)
                 },
             ),
             Step::Identify => {
@@ -128,8 +128,17 @@ fn cart_props(p: &Product, quantity: u32) -> Props {
         quantity: Some(i64::from(quantity)),
         category: Some(p.category.to_string()),
         currency: Some(CURRENCY.to_string()),
-        ..Props::default()
+        ..named(p)
     }
+}
+
+/// Props naming a product as a shop's pages do: `product_name` is not one
+/// of the contract's props, so it travels as an extra prop (Gold's
+/// `dim_products` reads it from there).
+fn named(p: &Product) -> Props {
+    let mut props = Props::default();
+    props.extra.insert("product_name".to_string(), Value::String(p.name.to_string()));
+    props
 }
 
 /// The event's JSON as the generator sends it. Every page field is sent,

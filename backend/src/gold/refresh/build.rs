@@ -9,21 +9,24 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use clickstream_schema::time::{days_from_civil, HOUR_MS};
+use clickstream_schema::time::HOUR_MS;
 use polars::prelude::*;
 
 use super::finality::watermark;
 use super::hours::{hours_of, Writer};
 use super::Phases;
 use crate::gold::{
-    bot_anomalies, collect_tables, dim_users, flagged_visitors, funnel_1h, human_events, human_window_tables,
-    pages::{merge_pages, page_rows},
+    bot_anomalies, collect_tables,
+    dates::{calendar, day_of},
+    dim_users,
+    dimension::DIMENSIONS,
+    flagged_visitors, funnel_1h, human_events, human_window_tables,
     sessions::{sessionize, SESSION_INPUT},
     ts_ms, GoldConfig, GoldTable, GOLD_INPUT,
 };
 use crate::storage::error::io_err;
 use crate::storage::lake;
-use crate::storage::layout::parquet_files;
+use crate::storage::layout::{parquet_files, partition_day};
 use crate::storage::scan::{scan_files, silver_files};
 use crate::storage::{Commit, Manifest, PipelineError, Table};
 
@@ -78,15 +81,18 @@ pub fn build(
     // Pass 2: each hour's human events give that hour of the window
     // tables, and go on to the sessions.
     let mut session_rows = InOrder::new(config);
-    // Each hour's pages, merged once at the end (bots included).
-    let mut pages = Vec::new();
+    // Each hour's rows of each merged dimension, merged once at the end
+    // (bots included).
+    let mut dimensions = vec![Vec::new(); DIMENSIONS.len()];
     for (done, &hour) in hours.iter().enumerate() {
         if let Some(silver) = scan_files(&silver_files(data_dir, [hour]))? {
-            // One read of the hour: the pages (bots too) and the human
-            // events both come from it.
+            // One read of the hour: the dimensions (bots too) and the
+            // human events all come from it.
             let columns: Vec<Expr> = GOLD_INPUT.iter().map(|c| col(*c)).collect();
             let events = silver.select(columns).collect()?;
-            pages.push(merge_pages(page_rows(events.clone().lazy())).collect()?.lazy());
+            for (rows, d) in dimensions.iter_mut().zip(DIMENSIONS) {
+                rows.push((d.merge)((d.rows)(events.clone().lazy())).collect()?.lazy());
+            }
             let human = human_events(events.lazy(), flagged.clone().lazy()).collect()?;
             phases.lap("read");
             let tables = collect_tables(human_window_tables(human.clone().lazy(), config)?)?;
@@ -103,12 +109,21 @@ pub fn build(
     }
     session_rows.finish(&mut out, &mut commit)?;
     phases.lap("users");
-    if !pages.is_empty() {
-        let pages = merge_pages(concat(pages, UnionArgs::default())?).collect()?;
-        let hours = hours_of(&pages, "first_seen")?;
-        out.write_hours(&mut commit, GoldTable::DimPages, pages, &hours)?;
+    for (rows, d) in dimensions.into_iter().zip(DIMENSIONS) {
+        if rows.is_empty() {
+            continue;
+        }
+        let rows = (d.merge)(concat(rows, UnionArgs::default())?).collect()?;
+        let hours = hours_of(&rows, "first_seen")?;
+        out.write_hours(&mut commit, d.table, rows, &hours)?;
     }
-    phases.lap("pages");
+    // Every day from the first hour's to the last's.
+    if let (Some(first), Some(last)) = (hours.first(), hours.last()) {
+        let days = calendar(day_of(first * HOUR_MS), day_of(last * HOUR_MS)).collect()?;
+        let day_hours = hours_of(&days, "day_start")?;
+        out.write_hours(&mut commit, GoldTable::DimDate, days, &day_hours)?;
+    }
+    phases.lap("dimensions");
     let committed_at = manifest.committed_at;
     let manifest = commit.commit(manifest, committed_at)?;
     phases.lap("commit");
@@ -235,10 +250,7 @@ impl<'a> InOrder<'a> {
 fn silver_file_hour(path: &Path) -> Option<i64> {
     let dir = path.parent()?;
     let hour: i64 = dir.file_name()?.to_str()?.strip_prefix("hour=")?.parse().ok()?;
-    let date = dir.parent()?.file_name()?.to_str()?.strip_prefix("dt=")?;
-    let mut it = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (y, m, d) = (it.next()??, it.next()??, it.next()??);
-    Some(days_from_civil(y, m as u32, d as u32) * 24 + hour)
+    Some(partition_day(dir.parent()?)? * 24 + hour)
 }
 
 #[cfg(test)]
@@ -247,6 +259,7 @@ mod tests {
     use super::*;
     use crate::gold::GoldTable;
     use crate::storage::scan::has_files;
+    use clickstream_schema::time::days_from_civil;
 
     #[test]
     fn silver_partition_names_give_back_their_hour() {

@@ -52,7 +52,7 @@ fn settled_at(table: GoldTable, config: &GoldConfig) -> Option<Expr> {
         // Sessions that started in the hour can still go on for a while.
         GoldTable::Funnel1h => ts_ms("hour_start") + lit(HOUR_MS + gap),
         GoldTable::Sessions => ts_ms("session_end") + lit(gap),
-        GoldTable::DimUsers | GoldTable::DimPages => return None,
+        GoldTable::DimUsers | GoldTable::DimPages | GoldTable::DimProducts | GoldTable::DimDate => return None,
     })
 }
 

@@ -15,7 +15,9 @@
 //! 3. [`sessions`]: the sessions the new rows extend, merge or start, from
 //!    the events of those visitors between the edges of those sessions,
 //!    and `funnel_1h` of the hours those sessions start in;
-//! 4. [`users`]: the `dim_users` rows of those visitors;
+//! 4. [`users`]: the `dim_users` rows of those visitors; [`dimensions`]:
+//!    the `dim_pages` and `dim_products` rows of the pages and products
+//!    the new rows name; [`dates`]: the days `dim_date` did not cover;
 //! 5. [`finality`]: rows the watermark newly passed get `is_final` set, so
 //!    after every micro-batch each row's flag is what the current
 //!    watermark says, however the events were batched.
@@ -27,9 +29,10 @@
 
 mod bots;
 mod build;
+mod dates;
+mod dimensions;
 mod finality;
 mod hours;
-mod pages;
 mod sessions;
 mod users;
 mod windows;
@@ -47,13 +50,14 @@ pub use build::build;
 pub use finality::watermark;
 
 use self::bots::BotFlags;
+use self::dimensions::DimensionChange;
 use self::finality::Watermarks;
 use self::hours::{hours_of, SilverView, Writer};
-use self::pages::PagesChange;
 use self::sessions::SessionsChange;
 use self::users::UsersChange;
 use self::windows::Windows;
 use crate::aggregate::GoldStep;
+use crate::gold::dimension::DIMENSIONS;
 use crate::gold::{GoldConfig, GOLD_INPUT, WINDOW_INPUT};
 use crate::storage::{Commit, Manifest, PipelineError};
 
@@ -156,10 +160,13 @@ fn refresh(
         users.write(&mut out, commit)?;
     }
     phases.lap("users");
-    if let Some(pages) = PagesChange::compute(view.data_dir, fresh)? {
-        pages.write(&mut out, commit)?;
+    for dimension in DIMENSIONS {
+        if let Some(change) = DimensionChange::compute(view.data_dir, fresh, dimension)? {
+            change.write(&mut out, commit)?;
+        }
     }
-    phases.lap("pages");
+    dates::extend_calendar(view.data_dir, fresh, &mut out, commit)?;
+    phases.lap("dimensions");
     finality::refinalize_passed(&mut out, commit, marks)?;
     phases.lap("refinalize");
     tracing::debug!(files = out.files, phases = %phases, "Gold refresh");

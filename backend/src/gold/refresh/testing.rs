@@ -24,7 +24,12 @@ use crate::storage::{Commit, Manifest, PipelineError};
 /// visitor whose burst flags it as a bot after quiet page views.
 fn day() -> Vec<Ev> {
     let mut events = vec![
-        ev("a1", "page_view", at(10, 0), "a").path("/p/1").title("Product 1").product("p1").utm("ads"),
+        ev("a1", "page_view", at(10, 0), "a")
+            .path("/p/1")
+            .title("Product 1")
+            .product("p1")
+            .named("Shoe", "shoes")
+            .utm("ads"),
         ev("a2", "add_to_cart", at(10, 20), "a").product("p1").cart(1, 5.0),
         ev("a3", "begin_checkout", at(10, 40), "a"),
         ev("a4", "purchase", at(10, 45), "a").product("p1").bought("o-a", 1, 5.0).user("u-a"),
@@ -33,14 +38,21 @@ fn day() -> Vec<Ev> {
         ev("m2", "page_view", at(9, 25), "m").path("/late"),
         ev("m3", "page_view", at(9, 50), "m").path("/x"),
         ev("b1", "page_view", at(11, 0), "b").title("Home").utm("mail"),
-        ev("b2", "purchase", at(13, 0), "b").product("p2").bought("o-b", 2, 20.0),
+        ev("b2", "purchase", at(13, 0), "b").product("p2").bought("o-b", 2, 20.0).cart(2, 10.0),
         // c's first visit arrives late, long before the one known.
-        // Its title is older than b1's: dim_pages keeps "Home".
-        ev("c0", "page_view", at(7, 0), "c").title("Home (old)").utm("early"),
+        // Its title is older than b1's: dim_pages keeps "Home"; its product
+        // name older than a1's: dim_products keeps "Shoe".
+        ev("c0", "page_view", at(7, 0), "c")
+            .title("Home (old)")
+            .product("p1")
+            .named("Shoe (old)", "boots")
+            .utm("early"),
         ev("c1", "page_view", at(12, 0), "c").utm("later").user("u-c"),
         ev("r1", "page_view", at(10, 5), "crawler").bot(),
         ev("q1", "page_view", at(8, 0), "q"),
-        ev("q2", "page_view", at(9, 10), "q").path("/p/1").title("Product one").product("p1"),
+        ev("q2", "page_view", at(9, 10), "q").path("/p/1").title("Product one").product("p1").named("Shoe", "shoes"),
+        // Two days before: dim_date gains them and the day between.
+        ev("z0", "page_view", at(-26, 0), "z").path("/p/2").product("p2").named("Cap", "hats"),
     ];
     events.extend((0..51).map(|i| ev(format!("q-burst-{i}"), "click", at(11, 30) + i * 1000, "q")));
     events
@@ -53,7 +65,7 @@ type InBatch = fn(&Ev) -> bool;
 fn splits() -> [(&'static str, InBatch); 5] {
     [
         ("in event-time order, split at 10:30", |e: &Ev| e.ts >= at(10, 30)),
-        ("late events", |e: &Ev| ["m2", "c0", "a4"].contains(&e.id.as_str())),
+        ("late events", |e: &Ev| ["m2", "c0", "a4", "z0"].contains(&e.id.as_str())),
         ("a burst flags a quiet visitor", |e: &Ev| e.id.starts_with("q-burst")),
         ("only the watermark moves on", |e: &Ev| e.id == "b2"),
         ("the first micro-batch", |_: &Ev| true),

@@ -1,0 +1,57 @@
+//! What the star schema's merged dimensions (`dim_pages`, `dim_products`)
+//! share: one row per site and key, attributes kept as the latest value
+//! seen, and a merge that is associative, so that Gold can fold a
+//! micro-batch's rows into the rows it holds (or a build each hour's into
+//! the day's) and get what one query over all of Silver gets.
+
+use polars::prelude::*;
+
+use super::GoldTable;
+
+/// A dimension the refresh and the build merge rows into.
+pub struct Dimension {
+    pub table: GoldTable,
+    /// Its key besides `site_id` (`page_path`, `product_id`).
+    pub key: &'static str,
+    /// The Silver columns [`Dimension::rows`] reads.
+    pub input: &'static [&'static str],
+    /// Each event of Silver that has the key, as a row of its own.
+    pub rows: fn(LazyFrame) -> LazyFrame,
+    /// Rows of the same keys into one row each.
+    pub merge: fn(LazyFrame) -> LazyFrame,
+}
+
+/// Every merged dimension.
+pub const DIMENSIONS: [&Dimension; 2] = [&super::pages::PAGES, &super::products::PRODUCTS];
+
+/// `at` where `value` is not null (when an attribute was seen).
+pub(crate) fn seen_at(value: &str, at: &str) -> Expr {
+    when(col(value).is_not_null()).then(col(at)).otherwise(lit(NULL).cast(super::datetime_ms()))
+}
+
+/// The aggregations that keep the latest non-null `values` of a group of
+/// rows, seen at `at` (null where they were not seen), and that time. Ties
+/// on time go to the greatest values, so every order of merging agrees.
+/// Values seen together (a price and its currency) come from one row.
+pub(crate) fn latest(values: &[&str], at: &str) -> Vec<Expr> {
+    let mut by = vec![col(at)];
+    by.extend(values.iter().map(|v| col(*v)));
+    // Nulls sort first: the last row is the latest that saw the values.
+    let mut aggs: Vec<Expr> =
+        values.iter().map(|v| col(*v).sort_by(by.clone(), SortMultipleOptions::default()).last()).collect();
+    aggs.push(col(at).max());
+    aggs
+}
+
+/// `first_seen` and `last_seen` of a group of rows.
+pub(crate) fn first_and_last_seen() -> [Expr; 2] {
+    [col("first_seen").min(), col("last_seen").max()]
+}
+
+/// Groups rows by site and `key`, with `aggs`, in the order dimension
+/// files are written in.
+pub(crate) fn merge_by(rows: LazyFrame, key: &str, aggs: Vec<Expr>) -> LazyFrame {
+    rows.group_by([col("site_id"), col(key)])
+        .agg(aggs)
+        .sort(["site_id", "first_seen", key], SortMultipleOptions::default())
+}
