@@ -359,6 +359,45 @@ const GOLD: &[(TableDoc, &[Column])] = &[
     ),
     (
         gold(
+            "goals_1h",
+            "one site, hour and goal completed in it",
+            "The goals of the config file ([[goals]]): a page path pattern, a custom event (with prop values), or \
+             an order of at least some revenue. Human events only; a session is the tracker's session_id.",
+        ),
+        &[
+            SITE,
+            HOUR_START,
+            c("goal", Text, "The goal's name."),
+            c("completions", U32, "Matching page views or custom events, or orders reaching the revenue."),
+            c("converting_sessions", U32, "Sessions with a completion."),
+            c("sessions", U32, "All sessions of the site with an event in the hour."),
+            c("conversion_rate", F64, "converting_sessions / sessions."),
+            c("revenue", F64, "Purchase revenue of the converting sessions in the hour (0 if none)."),
+            IS_FINAL,
+            DT,
+        ],
+    ),
+    (
+        gold(
+            "custom_events_1h",
+            "one site, hour and custom event name, and one more per value of each chosen prop",
+            "Custom events (clickstream.track) by name, and by the values of the props the config file lists in \
+             custom_event_props. Human events only.",
+        ),
+        &[
+            SITE,
+            HOUR_START,
+            c("event_name", Text, "The custom event's name."),
+            c("prop", Text, "Null on the name's total row; else a prop of custom_event_props."),
+            c("value", Text, "Null on the total row; else one value of that prop (numbers and booleans as JSON text)."),
+            c("events", U32, "Events."),
+            c("visitors", U32, "Distinct visitors (anonymous_id)."),
+            IS_FINAL,
+            DT,
+        ],
+    ),
+    (
+        gold(
             "bot_anomalies",
             "one visitor and minute with more than 50 events",
             "Visitors behaving like bots whatever their user agent says; every business table leaves all their events out.",
@@ -492,7 +531,7 @@ mod tests {
     use crate::aggregate::bronze::{bronze_frame, LogEvent};
     use crate::aggregate::rejects::rejects_frame;
     use crate::aggregate::silver::{silver, IS_NEW};
-    use crate::gold::fixture::{at, ev, DataDir};
+    use crate::gold::fixture::{at, ev, with_goals, DataDir};
     use crate::storage::scan::scan_table;
     use crate::storage::GoldTable;
 
@@ -517,9 +556,11 @@ mod tests {
         let mut events = vec![
             ev("a1", "page_view", at(9, 10), "a"),
             ev("a2", "purchase", at(9, 12), "a").product("p-1").bought("o-1", 1, 9.0).user("u-1"),
+            ev("a3", "page_view", at(9, 13), "a").path("/thank-you"),
+            ev("a4", "custom", at(9, 14), "a").custom("newsletter_signup").prop("placement", serde_json::json!("home")),
         ];
         events.extend((0..60).map(|i| ev(format!("b{i}"), "page_view", at(9, 30) + i * 900, "bot")));
-        dir.publish(&events);
+        dir.publish_with(&events, &with_goals());
         for table in GoldTable::ALL {
             let written = scan_table(&dir.0, table).unwrap().collect_schema().unwrap();
             assert_eq!(schema_of(&written), listed(table.name()), "{}", table.name());

@@ -105,6 +105,15 @@ pub struct FileConfig {
     pub alerts: Vec<crate::alerts::AlertRule>,
     /// How often alerts are checked and how deliveries are retried.
     pub alerting: Option<crate::alerts::AlertingConfig>,
+    /// The props of custom events `custom_events_1h` counts by value
+    /// (`["plan", "placement"]`). Default: none, only names.
+    #[serde(default)]
+    pub custom_event_props: Vec<String>,
+    /// Goals (`[[goals]]`), per site or for every site: a page path
+    /// pattern, a custom event (with prop values), or a minimum order
+    /// revenue; see `clickstream_backend::gold::goals::Goal`.
+    #[serde(default)]
+    pub goals: Vec<crate::gold::goals::Goal>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -104,7 +104,8 @@ impl ShopDay {
     /// about 30 s apart (ten minutes on the site), as many under way at
     /// once as the event rate needs, by visitors who come back about three
     /// times a day. Each visit walks the same path: page views, clicks,
-    /// cart adds, a checkout, a purchase, searches.
+    /// cart adds, a checkout, a purchase, the thank-you page, a newsletter
+    /// signup (a custom event; the demo shop's goals count the last three).
     pub fn batch(&self, first: u64, n: usize, sent_at: i64) -> String {
         const VISIT: u64 = 20;
         let concurrent = ((30_000.0 / self.spacing).round() as u64).max(1);
@@ -133,7 +134,15 @@ impl ShopDay {
                 17 => format!(
                     r#"{{{head},"event_type":"purchase",{page},"props":{{"order_id":"o{k}","product_id":"p{product}","price":19.5,"quantity":2,"revenue":39.0,"currency":"EUR"}}}}"#
                 ),
-                _ => format!(r#"{{{head},"event_type":"search",{page},"props":{{"query":"shoes"}}}}"#),
+                18 => format!(
+                    r#"{{{head},"event_type":"page_view","page":{{"url":"https://shop.example/thank-you","path":"/thank-you"}}}}"#
+                ),
+                _ => {
+                    let placement = if visit.is_multiple_of(2) { "home" } else { "footer" };
+                    format!(
+                        r#"{{{head},"event_type":"custom",{page},"props":{{"name":"newsletter_signup","placement":"{placement}"}}}}"#
+                    )
+                }
             };
             events.push(event);
         }

@@ -13,7 +13,7 @@ use polars::prelude::DataFrame;
 use crate::storage::{Commit, Manifest, PipelineError};
 
 /// The knobs of the Gold rules.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct GoldConfig {
     /// Inactivity that ends a session (ms). A gap of exactly this long keeps
     /// the session; one millisecond more starts a new one.
@@ -25,11 +25,19 @@ pub struct GoldConfig {
     /// still update it (up to the lateness horizon); `is_final` says when
     /// a dashboard can stop expecting changes.
     pub allowed_lateness_ms: i64,
+    /// The site owners' goals and the props custom events are counted by
+    /// (`goals_1h`, `custom_events_1h`).
+    pub goals: crate::gold::goals::Goals,
 }
 
 impl Default for GoldConfig {
     fn default() -> Self {
-        GoldConfig { session_gap_ms: 30 * 60_000, bot_events_per_minute: 50, allowed_lateness_ms: 10 * 60_000 }
+        GoldConfig {
+            session_gap_ms: 30 * 60_000,
+            bot_events_per_minute: 50,
+            allowed_lateness_ms: 10 * 60_000,
+            goals: Default::default(),
+        }
     }
 }
 

@@ -270,7 +270,8 @@ impl Aggregator {
         {
             return Ok(None);
         }
-        let lateness = self.config.gold.unwrap_or_default().allowed_lateness_ms;
+        let lateness =
+            self.config.gold.as_ref().map_or(GoldConfig::default().allowed_lateness_ms, |g| g.allowed_lateness_ms);
         let finality =
             Finality { now_ms: self.clock.now_ms(), watermark_ms: self.manifest.max_event_ts.map(|t| t - lateness) };
         let data_dir = self.config.data_dir.clone();
@@ -368,7 +369,7 @@ impl Aggregator {
         let seen = self.seen.take().unwrap_or_default();
         let data_dir = self.config.data_dir.clone();
         let now = self.clock.now_ms();
-        let gold = self.config.gold;
+        let gold = self.config.gold.clone();
         let role = self.role.clone();
         let crash = self.config.crash_at;
         let panic_at = self.config.panic_once_at.filter(|_| !std::mem::replace(&mut self.panicked, true));
@@ -519,7 +520,7 @@ impl Aggregator {
 async fn load_state(config: &AggregateConfig, role: &Role, now: i64) -> Result<(Manifest, SeenEvents), PipelineError> {
     let data_dir = config.data_dir.clone();
     let retention = config.dedup_retention_ms;
-    let gold = config.gold;
+    let gold = config.gold.clone();
     let recover_role = role.clone();
     tokio::task::spawn_blocking(move || -> Result<_, PipelineError> {
         let (mut manifest, report) = Manifest::recover_role(&data_dir, &recover_role, gold.is_some())?;

@@ -117,12 +117,12 @@ pub(super) fn gold_from(dir: &Path, duckdb: Option<&Path>) -> anyhow::Result<()>
 /// DuckDB, the same tables by `scripts/gold_duckdb.py` into `out`, timed,
 /// and checked row for row against the Polars ones.
 fn gold_and_duckdb(dir: &Path, events: u64, duckdb: Option<&Path>, out: &Path) -> anyhow::Result<()> {
-    use crate::gold::{refresh, GoldConfig, GoldTable};
+    use crate::gold::{refresh, GoldTable};
     use crate::storage::Manifest;
 
     reset_peak_rss();
     let started = Instant::now();
-    let (_, files) = refresh::build(dir, Manifest::load(dir)?, &GoldConfig::default(), &mut |_, _| {})?;
+    let (_, files) = refresh::build(dir, Manifest::load(dir)?, &bench_gold_config(), &mut |_, _| {})?;
     let secs = started.elapsed().as_secs_f64();
     let peak = peak_rss_mib();
     let mut rows = 0;
@@ -144,7 +144,10 @@ fn gold_and_duckdb(dir: &Path, events: u64, duckdb: Option<&Path>, out: &Path) -
     if let Some(python) = duckdb {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/gold_duckdb.py");
         std::fs::create_dir_all(out)?;
+        let goals = bench_gold_config().goals;
+        let goals = serde_json::json!({"goals": &*goals.goals, "custom_event_props": &*goals.custom_event_props});
         let run = std::process::Command::new(python)
+            .env("CLICKSTREAM_GOALS", goals.to_string())
             .arg(script)
             .arg(dir)
             .arg(out)
@@ -195,7 +198,11 @@ pub(super) async fn gold(
     // One incremental micro-batch on top of that history: the aggregator
     // with Gold on (Gold is current, so it does not build again), after a
     // first small step that warms it up.
-    let config = AggregateConfig { max_records_per_partition: increment as usize, ..AggregateConfig::new(&dir) };
+    let config = AggregateConfig {
+        max_records_per_partition: increment as usize,
+        gold: Some(bench_gold_config()),
+        ..AggregateConfig::new(&dir)
+    };
     let mut agg = Aggregator::open(stream.clone(), config, Arc::new(Metrics::new()), Arc::new(SystemClock)).await?;
     day.fill(&stream, events, 1, now).await?;
     agg.drain().await?;
@@ -267,7 +274,7 @@ pub(super) async fn api(events: u64, rounds: usize, dir: PathBuf) -> anyhow::Res
     use axum::body::{to_bytes, Body};
     use tower::ServiceExt;
 
-    use crate::gold::{refresh, GoldConfig};
+    use crate::gold::refresh;
     use crate::server::{app, AppState};
     use crate::storage::Manifest;
 
@@ -275,7 +282,7 @@ pub(super) async fn api(events: u64, rounds: usize, dir: PathBuf) -> anyhow::Res
     let (stream, _, _) = shop_day_in_silver(&dir, events, events).await?;
     println!("bench api: {events} events in Silver after {:.1} s", fill.elapsed().as_secs_f64());
     let started = Instant::now();
-    refresh::build(&dir, Manifest::load(&dir)?, &GoldConfig::default(), &mut |_, _| {})?;
+    refresh::build(&dir, Manifest::load(&dir)?, &bench_gold_config(), &mut |_, _| {})?;
     println!("bench api: Gold built in {:.1} s", started.elapsed().as_secs_f64());
     let mut state =
         AppState::new(stream, CollectConfig::new("bench", "backend"), Arc::new(Metrics::new()), Arc::new(SystemClock));
@@ -319,4 +326,11 @@ pub(super) async fn api(events: u64, rounds: usize, dir: PathBuf) -> anyhow::Res
     );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// The Gold rules the benchmarks build with: the defaults, and the demo
+/// shop's goals, so that goals_1h and custom_events_1h cost what they do
+/// for a site that defines some.
+fn bench_gold_config() -> crate::gold::GoldConfig {
+    crate::gold::GoldConfig { goals: crate::gold::goals::shop_goals(), ..Default::default() }
 }

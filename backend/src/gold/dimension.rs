@@ -32,14 +32,21 @@ pub(crate) fn seen_at(value: &str, at: &str) -> Expr {
 /// The aggregations that keep the latest non-null `values` of a group of
 /// rows, seen at `at` (null where they were not seen), and that time. Ties
 /// on time go to the greatest values, so every order of merging agrees.
-/// Values seen together (a price and its currency) come from one row.
+/// Values seen together (a price and its currency) come from one row: each
+/// is the greatest among the rows that hold the ones before it.
+///
+/// Filters on the group's maximum rather than a sort per group: a build
+/// merges every page view and product event of an hour at once.
 pub(crate) fn latest(values: &[&str], at: &str) -> Vec<Expr> {
-    let mut by = vec![col(at)];
-    by.extend(values.iter().map(|v| col(*v)));
-    // Nulls sort first: the last row is the latest that saw the values.
-    let mut aggs: Vec<Expr> =
-        values.iter().map(|v| col(*v).sort_by(by.clone(), SortMultipleOptions::default()).last()).collect();
-    aggs.push(col(at).max());
+    let latest_at = col(at).max();
+    let mut chosen = col(at).eq(latest_at.clone());
+    let mut aggs = Vec::new();
+    for v in values {
+        let value = col(*v).filter(chosen.clone()).max();
+        chosen = chosen.and(col(*v).eq(value.clone()));
+        aggs.push(value);
+    }
+    aggs.push(latest_at);
     aggs
 }
 

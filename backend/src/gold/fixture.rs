@@ -32,9 +32,11 @@ pub struct Ev {
     pub path: String,
     pub title: Option<String>,
     pub product: Option<String>,
-    /// The product's name (sent as an extra prop) and category.
-    pub product_name: Option<String>,
     pub category: Option<String>,
+    /// A custom event's name.
+    pub custom_name: Option<String>,
+    /// Extra props (`props_extra`): a product's name, a custom event's props.
+    pub extra: serde_json::Map<String, serde_json::Value>,
     pub price: Option<f64>,
     pub qty: Option<i64>,
     pub revenue: Option<f64>,
@@ -54,8 +56,9 @@ pub fn ev(id: impl Into<String>, kind: &'static str, ts: i64, anon: &str) -> Ev 
         path: "/".into(),
         title: None,
         product: None,
-        product_name: None,
         category: None,
+        custom_name: None,
+        extra: serde_json::Map::new(),
         price: None,
         qty: None,
         revenue: None,
@@ -81,8 +84,17 @@ impl Ev {
     }
     /// A product's name and category, as a product view or cart add sends them.
     pub fn named(mut self, name: &str, category: &str) -> Ev {
-        self.product_name = Some(name.into());
         self.category = Some(category.into());
+        self.prop("product_name", serde_json::json!(name))
+    }
+    /// A custom event's name (the event's kind must be `custom`).
+    pub fn custom(mut self, name: &str) -> Ev {
+        self.custom_name = Some(name.into());
+        self
+    }
+    /// An extra prop.
+    pub fn prop(mut self, name: &str, value: serde_json::Value) -> Ev {
+        self.extra.insert(name.into(), value);
         self
     }
     pub fn cart(mut self, qty: i64, price: f64) -> Ev {
@@ -133,8 +145,9 @@ pub fn silver(events: &[Ev]) -> LazyFrame {
             Column::new("category".into(), o(|e| e.category.clone())),
             Column::new(
                 "props_extra".into(),
-                o(|e| e.product_name.as_ref().map(|n| serde_json::json!({"product_name": n}).to_string())),
+                o(|e| (!e.extra.is_empty()).then(|| serde_json::Value::Object(e.extra.clone()).to_string())),
             ),
+            Column::new("custom_name".into(), o(|e| e.custom_name.clone())),
             Column::new("price".into(), events.iter().map(|e| e.price).collect::<Vec<_>>()),
             Column::new("quantity".into(), events.iter().map(|e| e.qty).collect::<Vec<_>>()),
             Column::new("revenue".into(), events.iter().map(|e| e.revenue).collect::<Vec<_>>()),
@@ -154,6 +167,33 @@ pub fn silver(events: &[Ev]) -> LazyFrame {
     )
     .unwrap();
     df.lazy()
+}
+
+/// A config with goals of every kind and one prop custom events are
+/// counted by.
+pub fn with_goals() -> GoldConfig {
+    let goal = |name: &str| super::goals::Goal {
+        name: name.into(),
+        site: "*".into(),
+        page: None,
+        event: None,
+        props: Default::default(),
+        min_revenue: None,
+    };
+    let goals = vec![
+        super::goals::Goal { page: Some("/thank-you*".into()), ..goal("Purchase") },
+        super::goals::Goal { event: Some("newsletter_signup".into()), ..goal("Newsletter") },
+        super::goals::Goal {
+            event: Some("newsletter_signup".into()),
+            props: [("placement".to_string(), serde_json::json!("home"))].into(),
+            ..goal("Newsletter home")
+        },
+        super::goals::Goal { min_revenue: Some(100.0), ..goal("Big order") },
+        // Another site's goal: never completed here.
+        super::goals::Goal { site: "shop-2".into(), page: Some("*".into()), ..goal("Anything elsewhere") },
+    ];
+    let goals = super::goals::Goals::new(goals, vec!["placement".into()]).unwrap();
+    GoldConfig { goals, ..GoldConfig::default() }
 }
 
 pub fn u32s(df: &DataFrame, name: &str) -> Vec<Option<u32>> {
@@ -222,6 +262,11 @@ impl DataDir {
     /// Writes the events to Silver, one file per event hour, and builds
     /// Gold from them with the aggregator's own refresh.
     pub fn publish(&self, events: &[Ev]) {
+        self.publish_with(events, &GoldConfig::default());
+    }
+
+    /// [`DataDir::publish`] with the given Gold rules.
+    pub fn publish_with(&self, events: &[Ev], config: &GoldConfig) {
         let hours: BTreeSet<i64> = events.iter().map(|e| e.ts.div_euclid(HOUR)).collect();
         for hour in hours {
             let in_hour: Vec<Ev> = events.iter().filter(|e| e.ts.div_euclid(HOUR) == hour).cloned().collect();
@@ -230,7 +275,7 @@ impl DataDir {
             let n = std::fs::read_dir(&dir).map_or(0, std::iter::Iterator::count);
             write_parquet(&dir.join(format!("part-{n}.parquet")), &mut df);
         }
-        refresh::build(&self.0, Manifest::default(), &GoldConfig::default(), &mut |_, _| {}).unwrap();
+        refresh::build(&self.0, Manifest::default(), config, &mut |_, _| {}).unwrap();
     }
 }
 

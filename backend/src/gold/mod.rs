@@ -15,6 +15,7 @@ pub mod dates;
 pub mod dimension;
 pub mod follow;
 pub mod funnel;
+pub mod goals;
 pub mod pages;
 pub mod products;
 pub mod rebuild;
@@ -31,6 +32,7 @@ pub use bots::bot_anomalies;
 pub use conversion::conversion_10m;
 pub use dates::dim_date;
 pub use funnel::funnel_1h;
+pub use goals::{custom_events_1h, goals_1h};
 pub use pages::dim_pages;
 pub use products::{dim_products, product_performance_1h};
 pub use revenue::revenue_5m;
@@ -113,6 +115,7 @@ pub const GOLD_INPUT: &[&str] = &[
     "currency",
     "order_id",
     "props_extra",
+    "custom_name",
     "utm_source",
     "utm_medium",
     "utm_campaign",
@@ -146,7 +149,9 @@ pub fn human_window_tables(human: LazyFrame, config: &GoldConfig) -> PolarsResul
         (GoldTable::TopPages1h, top_pages_1h(human.clone())?),
         (GoldTable::Revenue5m, revenue_5m(human.clone())),
         (GoldTable::Conversion10m, conversion_10m(human.clone())),
-        (GoldTable::ProductPerformance1h, product_performance_1h(human)),
+        (GoldTable::ProductPerformance1h, product_performance_1h(human.clone())),
+        (GoldTable::Goals1h, goals_1h(human.clone(), &config.goals)?),
+        (GoldTable::CustomEvents1h, custom_events_1h(human, &config.goals)?),
     ])
 }
 
@@ -163,6 +168,8 @@ pub const WINDOW_INPUT: &[&str] = &[
     "quantity",
     "revenue",
     "order_id",
+    "custom_name",
+    "props_extra",
     "is_bot",
 ];
 

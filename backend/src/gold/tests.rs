@@ -361,6 +361,80 @@ fn days_from_epoch(y: i64, m: u32, d: u32) -> i64 {
 }
 
 #[test]
+fn goals_count_completions_converting_sessions_and_their_revenue_per_hour() {
+    let events = vec![
+        ev("1", "page_view", at(10, 0), "a").path("/thank-you/o-1"),
+        // One order of two lines, 110 in all: a big order.
+        ev("2", "purchase", at(10, 1), "a").product("p1").bought("o-1", 1, 60.0),
+        ev("3", "purchase", at(10, 1), "a").product("p2").bought("o-1", 1, 50.0),
+        ev("4", "custom", at(10, 5), "b").custom("newsletter_signup").prop("placement", serde_json::json!("home")),
+        ev("5", "page_view", at(10, 6), "b").path("/"),
+        ev("6", "custom", at(10, 7), "c").custom("newsletter_signup").prop("placement", serde_json::json!("footer")),
+        ev("7", "custom", at(10, 8), "c").custom("newsletter_signup").prop("placement", serde_json::json!("home")),
+        ev("8", "purchase", at(10, 9), "d").product("p1").bought("o-2", 1, 40.0),
+        ev("9", "page_view", at(11, 0), "d").path("/thank-you"),
+        // Bots complete nothing.
+        ev("10", "page_view", at(10, 10), "crawler").path("/thank-you").bot(),
+        ev("11", "custom", at(10, 11), "crawler").custom("newsletter_signup").bot(),
+    ];
+    let config = with_goals();
+    let get = |which| {
+        all_tables(silver(&events), &config)
+            .unwrap()
+            .into_iter()
+            .find(|(t, _)| *t == which)
+            .unwrap()
+            .1
+            .collect()
+            .unwrap()
+    };
+    let df = get(GoldTable::Goals1h);
+    let names: Vec<Option<String>> = ["Big order", "Newsletter", "Newsletter home", "Purchase", "Purchase"]
+        .iter()
+        .map(|n| Some(n.to_string()))
+        .collect();
+    assert_eq!(strs(&df, "goal"), names);
+    assert_eq!(i64s(&df, "hour_start"), [10, 10, 10, 10, 11].map(|h| Some(at(h, 0))).to_vec());
+    assert_eq!(u32s(&df, "completions"), vec![Some(1), Some(3), Some(2), Some(1), Some(1)]);
+    assert_eq!(u32s(&df, "converting_sessions"), vec![Some(1), Some(2), Some(2), Some(1), Some(1)]);
+    assert_eq!(u32s(&df, "sessions"), vec![Some(4), Some(4), Some(4), Some(4), Some(1)]);
+    assert_eq!(f64s(&df, "conversion_rate"), vec![Some(0.25), Some(0.5), Some(0.5), Some(0.25), Some(1.0)]);
+    assert_eq!(f64s(&df, "revenue"), vec![Some(110.0), Some(0.0), Some(0.0), Some(110.0), Some(0.0)]);
+
+    let custom = get(GoldTable::CustomEvents1h);
+    assert_eq!(strs(&custom, "event_name"), vec![Some("newsletter_signup".into()); 3]);
+    assert_eq!(strs(&custom, "prop"), vec![None, Some("placement".into()), Some("placement".into())]);
+    assert_eq!(strs(&custom, "value"), vec![None, Some("footer".into()), Some("home".into())]);
+    assert_eq!(u32s(&custom, "events"), vec![Some(3), Some(1), Some(2)]);
+    assert_eq!(u32s(&custom, "visitors"), vec![Some(2), Some(1), Some(2)]);
+    // Without goals or custom events, the tables are empty, not missing.
+    assert_eq!(table(&events, GoldTable::Goals1h).height(), 0);
+}
+
+#[test]
+fn goal_props_match_by_value_and_numbers_show_as_json() {
+    let events = vec![
+        ev("1", "custom", at(10, 0), "a").custom("newsletter_signup").prop("placement", serde_json::json!(2)),
+        ev("2", "custom", at(10, 1), "b").custom("newsletter_signup").prop("placement", serde_json::json!(true)),
+        ev("3", "custom", at(10, 2), "c").custom("newsletter_signup"),
+    ];
+    let mut config = with_goals();
+    let two = goals::Goal {
+        name: "Two".into(),
+        site: "*".into(),
+        page: None,
+        event: Some("newsletter_signup".into()),
+        props: [("placement".to_string(), serde_json::json!(2.0))].into(),
+        min_revenue: None,
+    };
+    config.goals = goals::Goals::new(vec![two], vec!["placement".into()]).unwrap();
+    let tables = collect_tables(all_tables(silver(&events), &config).unwrap()).unwrap();
+    let get = |which: GoldTable| tables.iter().find(|(t, _)| *t == which).unwrap().1.clone();
+    assert_eq!(u32s(&get(GoldTable::Goals1h), "completions"), vec![Some(1)], "2 equals 2.0");
+    assert_eq!(strs(&get(GoldTable::CustomEvents1h), "value"), vec![None, Some("2".into()), Some("true".into())]);
+}
+
+#[test]
 fn top_pages_and_product_performance_per_hour() {
     let events = vec![
         ev("1", "page_view", at(10, 0), "a").path("/p/1").product("p1"),

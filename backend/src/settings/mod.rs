@@ -111,6 +111,13 @@ impl Settings {
             _ => stream::fluvio(&flags.common, env, file, partitions)?,
         };
         let mut aggregate = aggregate_config(&data_dir, file)?;
+        if matches!(flags.command, CommandFlags::Demo { .. })
+            && file.goals.is_empty()
+            && file.custom_event_props.is_empty()
+        {
+            // The demo shop's goals, so its goal panels have something to show.
+            aggregate.gold.get_or_insert_with(Default::default).goals = crate::gold::goals::shop_goals();
+        }
         if let CommandFlags::Aggregate { partitions: Some(owned) } = &flags.command {
             aggregate.partitions = Some(owned.clone());
         }
@@ -190,6 +197,11 @@ where
 /// `[aggregate]` keys over them.
 fn aggregate_config(data_dir: &Path, file: &FileConfig) -> anyhow::Result<AggregateConfig> {
     let mut c = AggregateConfig::new(data_dir);
+    if !file.goals.is_empty() || !file.custom_event_props.is_empty() {
+        let goals = crate::gold::goals::Goals::new(file.goals.clone(), file.custom_event_props.clone())
+            .map_err(|e| anyhow::anyhow!("config file: {e}"))?;
+        c.gold.get_or_insert_with(Default::default).goals = goals;
+    }
     if let Some(r) = &file.retention {
         c.retention = crate::storage::retention::Retention {
             bronze_days: r.bronze_days,

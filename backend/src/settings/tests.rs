@@ -258,3 +258,19 @@ fn the_config_file_is_the_flag_else_the_environment() {
     assert!(err.starts_with("cannot read config file"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn goals_come_from_the_file_and_the_demo_has_the_shops() {
+    let goals = |command: CommandFlags, toml: &str| -> anyhow::Result<Vec<String>> {
+        let settings = resolve(command, CommonFlags::default(), &[], toml)?;
+        Ok(settings.aggregate.gold.map(|g| g.goals.goals.iter().map(|g| g.name.clone()).collect()).unwrap_or_default())
+    };
+    let one = "[[goals]]\nname = \"Signup\"\nevent = \"signup\"\n";
+    assert_eq!(goals(CommandFlags::Gold, one).unwrap(), ["Signup"]);
+    assert_eq!(goals(CommandFlags::Demo { port: None }, one).unwrap(), ["Signup"], "the file's, not the shop's");
+    let shop = goals(CommandFlags::Demo { port: None }, "").unwrap();
+    assert!(shop.len() >= 3, "{shop:?}");
+    assert!(goals(CommandFlags::Gold, "").unwrap().is_empty());
+    let err = error(goals(CommandFlags::Gold, "[[goals]]\nname = \"Both\"\npage = \"/a\"\nevent = \"b\"\n"));
+    assert!(err.contains("goal \"Both\" needs exactly one of page, event or min_revenue"), "{err}");
+}

@@ -78,6 +78,8 @@ pub enum GoldTable {
     Sessions,
     Funnel1h,
     ProductPerformance1h,
+    Goals1h,
+    CustomEvents1h,
     BotAnomalies,
     DimUsers,
     DimPages,
@@ -86,7 +88,7 @@ pub enum GoldTable {
 }
 
 impl GoldTable {
-    pub const ALL: [GoldTable; 12] = [
+    pub const ALL: [GoldTable; 14] = [
         GoldTable::Traffic1m,
         GoldTable::TopPages1h,
         GoldTable::Revenue5m,
@@ -94,6 +96,8 @@ impl GoldTable {
         GoldTable::Sessions,
         GoldTable::Funnel1h,
         GoldTable::ProductPerformance1h,
+        GoldTable::Goals1h,
+        GoldTable::CustomEvents1h,
         GoldTable::BotAnomalies,
         GoldTable::DimUsers,
         GoldTable::DimPages,
@@ -110,6 +114,8 @@ impl GoldTable {
             GoldTable::Sessions => "sessions",
             GoldTable::Funnel1h => "funnel_1h",
             GoldTable::ProductPerformance1h => "product_performance_1h",
+            GoldTable::Goals1h => "goals_1h",
+            GoldTable::CustomEvents1h => "custom_events_1h",
             GoldTable::BotAnomalies => "bot_anomalies",
             GoldTable::DimUsers => "dim_users",
             GoldTable::DimPages => "dim_pages",
@@ -128,7 +134,11 @@ impl GoldTable {
             GoldTable::Traffic1m | GoldTable::Revenue5m | GoldTable::Conversion10m | GoldTable::BotAnomalies => {
                 "window_start"
             }
-            GoldTable::TopPages1h | GoldTable::Funnel1h | GoldTable::ProductPerformance1h => "hour_start",
+            GoldTable::TopPages1h
+            | GoldTable::Funnel1h
+            | GoldTable::ProductPerformance1h
+            | GoldTable::Goals1h
+            | GoldTable::CustomEvents1h => "hour_start",
             GoldTable::Sessions => "session_start",
             GoldTable::DimUsers | GoldTable::DimPages | GoldTable::DimProducts => "first_seen",
             GoldTable::DimDate => "day_start",

@@ -38,6 +38,8 @@ struct Ev {
     category: Option<String>,
     price: Option<f64>,
     currency: Option<String>,
+    /// The event's props as sent (contract and extra ones together).
+    props: serde_json::Value,
     qty: Option<i64>,
     revenue: Option<f64>,
     order: Option<String>,
@@ -150,6 +152,7 @@ fn events(data: &Path, out: &Path) -> Vec<Ev> {
             category: text(&p["category"]),
             price: p["price"].as_f64(),
             currency: text(&p["currency"]),
+            props: p.clone(),
             qty: p["quantity"].as_i64(),
             revenue: p["revenue"].as_f64(),
             order: text(&p["order_id"]),
@@ -522,6 +525,107 @@ fn expected(all: &[Ev]) -> BTreeMap<&'static str, Vec<String>> {
             .collect(),
     );
 
+    // goals_1h: the demo shop's goals (examples/shop.toml) over human
+    // events; a session is the tracker's session id.
+    let shop = clickstream_backend::gold::goals::shop_goals();
+    let hour_of = |e: &Ev| floor(e.ts, HOUR);
+    let mut hour_sessions: BTreeMap<(String, i64), BTreeSet<&str>> = BTreeMap::new();
+    let mut spent: BTreeMap<(String, i64, &str), f64> = BTreeMap::new();
+    for e in &human {
+        hour_sessions.entry((e.site.clone(), hour_of(e))).or_default().insert(&e.session);
+        if e.kind == "purchase" {
+            *spent.entry((e.site.clone(), hour_of(e), &e.session)).or_default() += e.revenue.unwrap_or(0.0);
+        }
+    }
+    let mut rows = Vec::new();
+    for goal in shop.goals.iter() {
+        let on_site = |e: &Ev| goal.site == "*" || goal.site == e.site;
+        // (site, hour) → the sessions of each completion.
+        let mut done: BTreeMap<(String, i64), Vec<&str>> = BTreeMap::new();
+        if let Some(min) = goal.min_revenue {
+            let mut orders: BTreeMap<(String, i64, &str), (f64, &str)> = BTreeMap::new();
+            for e in human.iter().filter(|e| e.kind == "purchase" && on_site(e)) {
+                let Some(order) = &e.order else { continue };
+                let o = orders.entry((e.site.clone(), hour_of(e), order)).or_insert((0.0, &e.session));
+                o.0 += e.revenue.unwrap_or(0.0);
+                o.1 = o.1.min(&e.session);
+            }
+            for ((site, hour, _), (revenue, session)) in orders {
+                if revenue >= min {
+                    done.entry((site, hour)).or_default().push(session);
+                }
+            }
+        } else {
+            for e in human.iter().filter(|e| on_site(e)) {
+                let hit = match (&goal.page, &goal.event) {
+                    (Some(page), _) => e.kind == "page_view" && glob(page.as_bytes(), e.path.as_bytes()),
+                    (None, Some(event)) => {
+                        e.kind == "custom"
+                            && e.props["name"].as_str() == Some(event)
+                            && goal.props.iter().all(|(k, v)| match (&e.props[k.as_str()], v) {
+                                (serde_json::Value::Number(a), serde_json::Value::Number(b)) => {
+                                    a.as_f64() == b.as_f64()
+                                }
+                                (sent, v) => sent == v,
+                            })
+                    }
+                    (None, None) => false,
+                };
+                if hit {
+                    done.entry((e.site.clone(), hour_of(e))).or_default().push(&e.session);
+                }
+            }
+        }
+        for ((site, hour), sessions) in done {
+            let converting: BTreeSet<&str> = sessions.iter().copied().collect();
+            let all = hour_sessions[&(site.clone(), hour)].len();
+            let revenue: f64 =
+                converting.iter().map(|c| spent.get(&(site.clone(), hour, *c)).copied().unwrap_or(0.0)).sum();
+            rows.push(row(vec![
+                s(&site),
+                i(hour),
+                s(&goal.name),
+                i(sessions.len() as i64),
+                i(converting.len() as i64),
+                i(all as i64),
+                rate(converting.len(), all),
+                f(revenue),
+            ]));
+        }
+    }
+    tables.insert("goals_1h", rows);
+
+    // custom_events_1h: human custom events by name, and by each value of
+    // the shop's custom_event_props (strings as sent, others as JSON).
+    let mut counts: BTreeMap<(String, i64, String, Option<String>, Option<String>), (i64, BTreeSet<&str>)> =
+        BTreeMap::new();
+    for e in human.iter().filter(|e| e.kind == "custom") {
+        let Some(name) = e.props["name"].as_str() else { continue };
+        let mut keys = vec![(None, None)];
+        for prop in shop.custom_event_props.iter() {
+            let value = match &e.props[prop.as_str()] {
+                serde_json::Value::Null => continue,
+                serde_json::Value::String(v) => v.clone(),
+                other => other.to_string(),
+            };
+            keys.push((Some(prop.clone()), Some(value)));
+        }
+        for (prop, value) in keys {
+            let c = counts.entry((e.site.clone(), hour_of(e), name.to_string(), prop, value)).or_default();
+            c.0 += 1;
+            c.1.insert(&e.anon);
+        }
+    }
+    tables.insert(
+        "custom_events_1h",
+        counts
+            .into_iter()
+            .map(|((site, hour, name, prop, value), (n, visitors))| {
+                row(vec![s(&site), i(hour), s(&name), V::S(prop), V::S(value), i(n), i(visitors.len() as i64)])
+            })
+            .collect(),
+    );
+
     // dim_products: every event naming a product, bots too; each attribute
     // the latest sent (ties: the greatest), first and last event.
     #[derive(Default)]
@@ -625,6 +729,16 @@ fn expected(all: &[Ev]) -> BTreeMap<&'static str, Vec<String>> {
     tables
 }
 
+/// `*` in `pattern` matches any run of bytes; the rest matches itself
+/// (by backtracking, unlike the pipeline's own matcher).
+fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => text.is_empty(),
+        Some((b'*', rest)) => (0..=text.len()).any(|skip| glob(rest, &text[skip..])),
+        Some((c, rest)) => text.first() == Some(c) && glob(rest, &text[1..]),
+    }
+}
+
 /// The columns each table is compared on, in order.
 fn columns(table: GoldTable) -> &'static [&'static str] {
     match table {
@@ -658,6 +772,17 @@ fn columns(table: GoldTable) -> &'static [&'static str] {
         GoldTable::TopPages1h => &["site_id", "hour_start", "page_path", "views", "unique_visitors", "rank"],
         GoldTable::Revenue5m => &["site_id", "window_start", "window_end", "product_id", "revenue", "orders", "units"],
         GoldTable::DimPages => &["site_id", "page_path", "title", "title_at", "first_seen", "last_seen"],
+        GoldTable::Goals1h => &[
+            "site_id",
+            "hour_start",
+            "goal",
+            "completions",
+            "converting_sessions",
+            "sessions",
+            "conversion_rate",
+            "revenue",
+        ],
+        GoldTable::CustomEvents1h => &["site_id", "hour_start", "event_name", "prop", "value", "events", "visitors"],
         GoldTable::DimProducts => &[
             "site_id",
             "product_id",

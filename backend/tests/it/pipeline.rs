@@ -37,6 +37,9 @@ fn start_server(data_dir: &Path, port: u16) -> Server {
     let child = Command::new(env!("CARGO_BIN_EXE_clickstream"))
         .args(["serve", "--data-dir"])
         .arg(data_dir)
+        // The demo shop's goals, which the Gold check computes too.
+        .arg("--config")
+        .arg(shop_config())
         .args(["--port", &port.to_string(), "--client-ip-header", "x-forwarded-for"])
         .env("RUST_LOG", "warn")
         .env("CLICKSTREAM_API_TOKENS", API_TOKEN)
@@ -52,6 +55,12 @@ fn start_server(data_dir: &Path, port: u16) -> Server {
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("clickstream serve did not listen on {port} within 30 s");
+}
+
+/// The demo shop's goals (`examples/shop.toml`), as a config file: the
+/// independent Gold check computes `goals_1h` with them.
+fn shop_config() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/shop.toml")
 }
 
 /// What the generator says it delivered.
@@ -210,6 +219,8 @@ async fn generator_traffic_reaches_silver_exactly_once() {
     let replay = Command::new(env!("CARGO_BIN_EXE_clickstream"))
         .args(["replay", "--data-dir"])
         .arg(&data)
+        .arg("--config")
+        .arg(shop_config())
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .output()
@@ -229,7 +240,10 @@ async fn generator_traffic_reaches_silver_exactly_once() {
     // Building Gold from Silver hour by hour (how the aggregator catches up
     // when Silver was written with Gold off) gives the same tables again.
     let manifest = clickstream_backend::storage::Manifest::load(&data).unwrap();
-    let config = clickstream_backend::gold::GoldConfig::default();
+    let config = clickstream_backend::gold::GoldConfig {
+        goals: clickstream_backend::gold::goals::shop_goals(),
+        ..Default::default()
+    };
     let (built, files) = clickstream_backend::gold::refresh::build(&data, manifest, &config, &mut |_, _| {}).unwrap();
     assert!(built.gold_current && files > 0);
     for (table, before) in GoldTable::ALL.iter().zip(&before) {
@@ -453,7 +467,7 @@ async fn through_fluvio_cluster_with_two_consumers_and_the_gold_role() {
     let config = dir.path().join("clickstream.toml");
     std::fs::write(
         &config,
-        format!("stream = \"fluvio\"\nclient_ip_header = \"x-forwarded-for\"\n[fluvio]\nsc = \"{sc}\"\npartitions = 4\ntopic_prefix = \"e2e-{stamp}-\"\n\n[aggregate]\npoll_interval_ms = 200\n"),
+        format!("stream = \"fluvio\"\nclient_ip_header = \"x-forwarded-for\"\n{shop}\n[fluvio]\nsc = \"{sc}\"\npartitions = 4\ntopic_prefix = \"e2e-{stamp}-\"\n\n[aggregate]\npoll_interval_ms = 200\n", shop = std::fs::read_to_string(shop_config()).unwrap()),
     )
     .unwrap();
     let port = free_port();

@@ -66,7 +66,16 @@ impl Traffic {
                 }
                 (EventType::Identify, Props::default())
             }
-            Step::Custom(name) => (EventType::Custom, Props { name: Some(name.to_string()), ..Props::default() }),
+            Step::Custom(name) => {
+                let mut props = Props { name: Some(name.to_string()), ..Props::default() };
+                if name == "newsletter_signup" {
+                    // Where the form was: the shop's goals and custom-event
+                    // breakdowns (examples/shop.toml) use it.
+                    let placement = if s.page.path == "/" { "home" } else { "footer" };
+                    props.extra.insert("placement".to_string(), Value::String(placement.to_string()));
+                }
+                (EventType::Custom, props)
+            }
         };
         s.events += 1;
         if ts < self.start_ms {

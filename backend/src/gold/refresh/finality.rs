@@ -48,7 +48,9 @@ fn settled_at(table: GoldTable, config: &GoldConfig) -> Option<Expr> {
         GoldTable::Traffic1m | GoldTable::Revenue5m | GoldTable::Conversion10m | GoldTable::BotAnomalies => {
             ts_ms("window_end")
         }
-        GoldTable::TopPages1h | GoldTable::ProductPerformance1h => ts_ms("hour_start") + lit(HOUR_MS),
+        GoldTable::TopPages1h | GoldTable::ProductPerformance1h | GoldTable::Goals1h | GoldTable::CustomEvents1h => {
+            ts_ms("hour_start") + lit(HOUR_MS)
+        }
         // Sessions that started in the hour can still go on for a while.
         GoldTable::Funnel1h => ts_ms("hour_start") + lit(HOUR_MS + gap),
         GoldTable::Sessions => ts_ms("session_end") + lit(gap),

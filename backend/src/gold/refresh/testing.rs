@@ -14,7 +14,7 @@ use polars::prelude::*;
 
 use super::finality::{watermark, with_is_final, Watermarks};
 use super::hours::{hours_of, SilverView, Writer};
-use crate::gold::fixture::{at, ev, silver, DataDir, Ev};
+use crate::gold::fixture::{at, ev, silver, with_goals, DataDir, Ev};
 use crate::gold::{all_tables, GoldConfig, GoldTable, GOLD_INPUT, WINDOW_INPUT};
 use crate::storage::scan::{has_files, scan_table};
 use crate::storage::{Commit, Manifest, PipelineError};
@@ -38,7 +38,9 @@ fn day() -> Vec<Ev> {
         ev("m2", "page_view", at(9, 25), "m").path("/late"),
         ev("m3", "page_view", at(9, 50), "m").path("/x"),
         ev("b1", "page_view", at(11, 0), "b").title("Home").utm("mail"),
-        ev("b2", "purchase", at(13, 0), "b").product("p2").bought("o-b", 2, 20.0).cart(2, 10.0),
+        ev("b1s", "custom", at(11, 5), "b").custom("newsletter_signup").prop("placement", serde_json::json!("home")),
+        ev("b1t", "page_view", at(13, 1), "b").path("/thank-you/o-b"),
+        ev("b2", "purchase", at(13, 0), "b").product("p2").bought("o-b", 2, 120.0).cart(2, 60.0),
         // c's first visit arrives late, long before the one known.
         // Its title is older than b1's: dim_pages keeps "Home"; its product
         // name older than a1's: dim_products keeps "Shoe".
@@ -48,6 +50,7 @@ fn day() -> Vec<Ev> {
             .named("Shoe (old)", "boots")
             .utm("early"),
         ev("c1", "page_view", at(12, 0), "c").utm("later").user("u-c"),
+        ev("c1s", "custom", at(12, 5), "c").custom("newsletter_signup").prop("placement", serde_json::json!("footer")),
         ev("r1", "page_view", at(10, 5), "crawler").bot(),
         ev("q1", "page_view", at(8, 0), "q"),
         ev("q2", "page_view", at(9, 10), "q").path("/p/1").title("Product one").product("p1").named("Shoe", "shoes"),
@@ -107,9 +110,10 @@ impl Scenario {
     pub fn new(label: &str, name: &'static str, in_batch: impl Fn(&Ev) -> bool) -> Scenario {
         let (batch, history): (Vec<Ev>, Vec<Ev>) = day().into_iter().partition(|e| in_batch(e));
         let dir = DataDir::new(&format!("refresh-{label}"));
-        dir.publish(&history);
+        let config = with_goals();
+        dir.publish_with(&history, &config);
         let fresh = silver(&batch).select(GOLD_INPUT.iter().map(|c| col(*c)).collect::<Vec<_>>()).collect().unwrap();
-        Scenario { name, history, batch, config: GoldConfig::default(), dir, fresh }
+        Scenario { name, history, batch, config, dir, fresh }
     }
 
     pub fn dir(&self) -> &Path {

@@ -64,6 +64,8 @@ mod tests {
                 GoldTable::Revenue5m,
                 GoldTable::Conversion10m,
                 GoldTable::ProductPerformance1h,
+                GoldTable::Goals1h,
+                GoldTable::CustomEvents1h,
                 GoldTable::BotAnomalies,
             ] {
                 scenario.assert_as_rebuilt(table);
