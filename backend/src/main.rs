@@ -148,6 +148,12 @@ struct GoldArgs {
     /// Keep the rebuilt data directory instead of removing it.
     #[arg(long, requires = "rebuild")]
     keep: bool,
+    /// Compute these window tables again from all of Silver with the
+    /// config's goals and props, e.g. `goals_1h,custom_events_1h` after
+    /// adding a goal; other tables are left alone. Stop `serve`/`aggregate`
+    /// first.
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["once", "rebuild"])]
+    recompute: Vec<String>,
 }
 
 #[derive(Args, Clone)]
@@ -206,6 +212,9 @@ fn main() -> anyhow::Result<()> {
                 let settings = settings(args.common, CommandFlags::Gold)?;
                 settings.require_local("gold --rebuild")?;
                 run_gold_rebuild(settings, args.into, args.keep).await
+            }
+            Command::Gold(args) if !args.recompute.is_empty() => {
+                run_gold_recompute(settings(args.common, CommandFlags::Gold)?, &args.recompute).await
             }
             Command::Gold(args) => run_gold(settings(args.common, CommandFlags::Gold)?, args.once).await,
             Command::Generate(args) => run_generate(args.into()).await,
@@ -421,6 +430,62 @@ async fn run_gold_rebuild(settings: Settings, into: Option<std::path::PathBuf>, 
     let differing = report.differing_tables();
     anyhow::ensure!(differing == 0, "{differing} Gold tables differ from a rebuild from Silver");
     println!("every Gold table equals its rebuild from Silver");
+    Ok(())
+}
+
+async fn run_gold_recompute(settings: Settings, names: &[String]) -> anyhow::Result<()> {
+    use clickstream_backend::gold::refresh::{recompute, RECOMPUTABLE};
+    use clickstream_backend::gold::GoldTable;
+    use clickstream_backend::storage::lock::Ownership;
+    use clickstream_backend::storage::{Manifest, Role};
+
+    let data_dir = settings.data_dir.clone();
+    anyhow::ensure!(data_dir.exists(), "no data directory at {}", data_dir.display());
+    let tables = names
+        .iter()
+        .map(|name| {
+            let known = || RECOMPUTABLE.iter().map(|t| t.name()).collect::<Vec<_>>().join(", ");
+            match GoldTable::from_name(name.trim()) {
+                Some(t) if RECOMPUTABLE.contains(&t) => Ok(t),
+                Some(_) => Err(anyhow::anyhow!(
+                    "--recompute: {name} depends on sessions or on all of Silver, so it cannot be recomputed alone \
+                     (`clickstream replay` rebuilds every table); these can: {}",
+                    known()
+                )),
+                None => Err(anyhow::anyhow!("--recompute: no Gold table {name:?}; these can be recomputed: {}", known())),
+            }
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let consumers = Role::consumers(&data_dir);
+    anyhow::ensure!(
+        consumers.is_empty(),
+        "{} is written by partition consumers; --recompute updates the layout of one aggregator only",
+        data_dir.display()
+    );
+    let partitions: Vec<u32> = (0..settings.partitions).collect();
+    let _claim = Ownership::claim(&data_dir, &partitions, true)
+        .map_err(|e| anyhow::anyhow!("{e}; stop `clickstream serve` / `aggregate` before recomputing Gold tables"))?;
+    let (manifest, _) = Manifest::recover(&data_dir)?;
+    let config = settings.aggregate.gold.unwrap_or_default();
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template("recompute {bar:40} {pos}/{len} Silver hours, {elapsed} elapsed, ETA {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let (result, bar) = tokio::task::spawn_blocking({
+        let tables = tables.clone();
+        move || {
+            let result = recompute(&data_dir, manifest, &config, &tables, &mut |done, all| {
+                bar.set_length(all as u64);
+                bar.set_position(done as u64);
+            });
+            (result, bar)
+        }
+    })
+    .await?;
+    bar.finish_and_clear();
+    let (manifest, files) = result?;
+    let names: Vec<&str> = tables.iter().map(|t| t.name()).collect();
+    println!("recomputed {} from Silver: {files} Gold files in commit #{}", names.join(", "), manifest.seq);
     Ok(())
 }
 

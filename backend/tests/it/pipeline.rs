@@ -257,6 +257,44 @@ async fn generator_traffic_reaches_silver_exactly_once() {
 
     query_answers_sql_over_every_table(&data, sent.valid_ids.len());
     the_analysts_script_agrees_with_query(&data);
+    a_goal_added_later_is_computed_back(&data);
+}
+
+/// `gold --recompute goals_1h` with one goal more: its rows appear over
+/// the whole history, the other goals' rows stay, and Gold then equals a
+/// rebuild with the new config.
+fn a_goal_added_later_is_computed_back(data: &Path) {
+    let config = data.join("more-goals.toml");
+    let shop = std::fs::read_to_string(shop_config()).unwrap();
+    std::fs::write(&config, format!("{shop}\n[[goals]]\nname = \"Saw a product\"\npage = \"/p/*\"\n")).unwrap();
+    let goal_rows = |want: bool| -> Vec<String> {
+        crate::gold::written(data, GoldTable::Goals1h, true)
+            .into_iter()
+            .filter(|r| r.contains("Saw a product") == want)
+            .collect()
+    };
+    let before = goal_rows(false);
+    assert!(goal_rows(true).is_empty());
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_clickstream"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(data)
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let said = run(&["gold", "--recompute", "goals_1h"]);
+    assert!(said.contains("recomputed goals_1h"), "{said}");
+    assert!(!goal_rows(true).is_empty(), "the new goal has rows");
+    assert_eq!(goal_rows(false), before, "the other goals' rows are the same");
+    let said = run(&["gold", "--rebuild"]);
+    assert!(said.contains("every Gold table equals its rebuild"), "{said}");
 }
 
 /// `examples/analyze.py` (Python Polars, and DuckDB over the same files)

@@ -247,7 +247,7 @@ impl<'a> InOrder<'a> {
 }
 
 /// The hour of a `silver/events/dt=YYYY-MM-DD/hour=HH/part-*.parquet` path.
-fn silver_file_hour(path: &Path) -> Option<i64> {
+pub(super) fn silver_file_hour(path: &Path) -> Option<i64> {
     let dir = path.parent()?;
     let hour: i64 = dir.file_name()?.to_str()?.strip_prefix("hour=")?.parse().ok()?;
     Some(partition_day(dir.parent()?)? * 24 + hour)

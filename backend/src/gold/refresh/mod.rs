@@ -33,6 +33,7 @@ mod dates;
 mod dimensions;
 mod finality;
 mod hours;
+mod recompute;
 mod sessions;
 mod users;
 mod windows;
@@ -48,6 +49,7 @@ use polars::prelude::*;
 pub use crate::storage::scan::{has_files, scan_table as scan};
 pub use build::build;
 pub use finality::watermark;
+pub use recompute::{recompute, RECOMPUTABLE};
 
 use self::bots::BotFlags;
 use self::dimensions::DimensionChange;
