@@ -8,16 +8,19 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { clickstreamBin, launchChromium, root, Serve } from "./serve.mjs";
 
 const bin = clickstreamBin();
 const CHARTS = ["traffic", "revenue", "top_pages", "funnel", "sessions_by_source", "sessions_by_country",
-  "sessions_by_device", "bots", "rejects"];
+  "sessions_by_device", "goals", "custom_events", "bots", "rejects"];
 const METRICS = ["active_visitors", "events_per_minute", "revenue_today", "conversion_rate", "bounce_rate"];
 const TOKEN = "dashboard-e2e-token-0123456789";
 const auth = { headers: { Authorization: `Bearer ${TOKEN}` } };
-const server = new Serve({ bin, env: { CLICKSTREAM_API_TOKENS: TOKEN }, label: "dashboard" });
+// The demo shop's goals, so the goal and custom-event panels have rows.
+const shopGoals = readFileSync(join(root, "examples/shop.toml"), "utf8");
+const server = new Serve({ bin, config: shopGoals, env: { CLICKSTREAM_API_TOKENS: TOKEN }, label: "dashboard" });
 let generator;
 let browser;
 let base;
@@ -109,6 +112,17 @@ test("the dashboard draws every chart from the API, live, and its numbers are th
   // The traffic chart has drawn points, the funnel its five steps.
   assert.ok(await page.locator('[data-chart="traffic"] svg path').count() > 0);
   assert.equal(await page.locator('[data-chart="funnel"] svg g > title').count(), 5);
+
+  // The goals and custom events panels list what the API says.
+  await page.waitForSelector('[data-chart="goals"] tbody tr', { timeout: 20000 });
+  await page.waitForSelector('[data-chart="custom_events"] tbody tr', { timeout: 20000 });
+  const goals = await (await fetch(`${base}/api/goals`, auth)).json();
+  const goalNames = await page.locator('[data-chart="goals"] tbody tr td:first-child').allTextContents();
+  assert.ok(goalNames.length > 0 && goalNames.every((n) => goals.goals.some((g) => g.goal === n)),
+    `${JSON.stringify(goalNames)} vs ${JSON.stringify(goals.goals)}`);
+  assert.ok(goalNames.includes("Purchase (thank-you page)"), JSON.stringify(goalNames));
+  const customText = await page.textContent('[data-chart="custom_events"]');
+  assert.match(customText, /newsletter_signup/);
 
   // It refreshes by itself within about 5 seconds.
   const before = answers.length;

@@ -452,7 +452,9 @@ async fn run_gold_recompute(settings: Settings, names: &[String]) -> anyhow::Res
                      (`clickstream replay` rebuilds every table); these can: {}",
                     known()
                 )),
-                None => Err(anyhow::anyhow!("--recompute: no Gold table {name:?}; these can be recomputed: {}", known())),
+                None => {
+                    Err(anyhow::anyhow!("--recompute: no Gold table {name:?}; these can be recomputed: {}", known()))
+                }
             }
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -468,8 +470,10 @@ async fn run_gold_recompute(settings: Settings, names: &[String]) -> anyhow::Res
     let (manifest, _) = Manifest::recover(&data_dir)?;
     let config = settings.aggregate.gold.unwrap_or_default();
     let bar = indicatif::ProgressBar::new(0).with_style(
-        indicatif::ProgressStyle::with_template("recompute {bar:40} {pos}/{len} Silver hours, {elapsed} elapsed, ETA {eta}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "recompute {bar:40} {pos}/{len} Silver hours, {elapsed} elapsed, ETA {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let (result, bar) = tokio::task::spawn_blocking({
         let tables = tables.clone();

@@ -6,6 +6,7 @@
 //! listed in `docs/api.md`.
 
 mod charts;
+mod goals;
 mod range;
 mod summary;
 #[cfg(test)]
@@ -82,6 +83,8 @@ const ENDPOINTS: &[(&str, &[&str], Endpoint)] = &[
     ("/api/top_pages", &["limit"], charts::top_pages),
     ("/api/funnel", &[], charts::funnel),
     ("/api/sessions/breakdown", &["by"], charts::sessions_breakdown),
+    ("/api/goals", &[], goals::goals),
+    ("/api/custom_events", &["limit"], goals::custom_events),
     ("/api/bots", &["limit"], charts::bots),
     ("/api/rejects", &[], charts::rejects),
     ("/api/sites", &[], charts::sites),

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 
 use crate::clock::FixedClock;
-use crate::gold::fixture::{at, ev, DataDir, Ev, DAY, MIN};
+use crate::gold::fixture::{at, ev, with_goals, DataDir, Ev, DAY, MIN};
 use crate::metrics::Metrics;
 use crate::server::{app, AppState};
 use crate::stream::{EmbeddedLog, EventStream};
@@ -192,6 +192,44 @@ async fn top_pages_funnel_and_sessions() {
     );
     let (_, device) = get(&f.0, "/api/sessions/breakdown?by=device").await;
     assert_eq!(device["rows"], json!([{"key": "desktop", "sessions": 4, "converted": 2, "revenue": 70.0}]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn goals_and_custom_events_of_the_range() {
+    let dir = DataDir::new("api-goals");
+    let mut events = visits();
+    events.extend([
+        ev("a6", "page_view", at(9, 15), "a").path("/thank-you"),
+        ev("c3", "custom", at(9, 56), "c").custom("newsletter_signup").prop("placement", json!("home")),
+        ev("d3", "custom", at(9, 59) + 40_000, "d").custom("newsletter_signup").prop("placement", json!("footer")),
+    ]);
+    dir.publish_with(&events, &with_goals());
+    let (status, goals) = get(&dir.0, "/api/goals").await;
+    assert_eq!(status, StatusCode::OK, "{goals}");
+    // Four sessions started in the last hour (a, b, c, d; not the bot's).
+    assert_eq!(
+        goals,
+        json!({"range": "1h", "sessions": 4, "currency": "EUR", "goals": [
+            {"goal": "Newsletter", "completions": 2, "converting_sessions": 2, "conversion_rate": 0.5, "revenue": 50.0},
+            {"goal": "Newsletter home", "completions": 1, "converting_sessions": 1, "conversion_rate": 0.25, "revenue": 0.0},
+            {"goal": "Purchase", "completions": 1, "converting_sessions": 1, "conversion_rate": 0.25, "revenue": 20.0},
+        ]})
+    );
+    let (_, custom) = get(&dir.0, "/api/custom_events").await;
+    assert_eq!(
+        custom,
+        json!({"range": "1h", "events": [
+            {"event_name": "newsletter_signup", "events": 2, "visitors": 2, "props": {"placement": [
+                {"value": "footer", "events": 1, "visitors": 1},
+                {"value": "home", "events": 1, "visitors": 1},
+            ]}},
+        ]})
+    );
+    // Without goals defined, the panels are empty, not errors.
+    let plain = fixture("no-goals");
+    assert_eq!(get(&plain.0, "/api/goals").await.1["goals"], json!([]));
+    assert_eq!(get(&plain.0, "/api/custom_events").await.1["events"], json!([]));
+    assert_eq!(get(&plain.0, "/api/custom_events?limit=0").await.0, StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,9 @@ use polars::prelude::*;
 use super::build::silver_file_hour;
 use super::finality::watermark;
 use super::hours::Writer;
-use crate::gold::{collect_tables, flagged_visitors, human_events, human_window_tables, GoldConfig, GoldTable, WINDOW_INPUT};
+use crate::gold::{
+    collect_tables, flagged_visitors, human_events, human_window_tables, GoldConfig, GoldTable, WINDOW_INPUT,
+};
 use crate::storage::layout::parquet_files;
 use crate::storage::scan::{has_files, scan_files, scan_table, silver_files};
 use crate::storage::{Commit, Manifest, PipelineError, Table};
@@ -95,7 +97,8 @@ mod tests {
 
     #[test]
     fn the_recomputable_tables_are_the_human_window_tables() {
-        let tables = human_window_tables(silver(&[ev("1", "page_view", at(9, 0), "a")]), &GoldConfig::default()).unwrap();
+        let tables =
+            human_window_tables(silver(&[ev("1", "page_view", at(9, 0), "a")]), &GoldConfig::default()).unwrap();
         assert_eq!(tables.iter().map(|(t, _)| *t).collect::<Vec<_>>(), RECOMPUTABLE);
     }
 
