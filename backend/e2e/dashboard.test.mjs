@@ -129,13 +129,37 @@ test("the dashboard draws every chart from the API, live, and its numbers are th
   await page.waitForFunction((n) => window.performance.getEntriesByType("resource").filter((e) => e.name.includes("/api/summary")).length > n,
     before, { timeout: 12000 });
 
-  // The range selector: the last day, then the last week.
-  for (const [label, range] of [["Last day", "24h"], ["Last 7 days", "7d"]]) {
+  // A card's data as CSV: the top pages, as the API lists them.
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click('[data-csv="top_pages"]')]);
+  const csv = readFileSync(await download.path(), "utf8").trim().split(/\r\n/);
+  const pages = await (await fetch(`${base}/api/top_pages?limit=10`, auth)).json();
+  assert.equal(csv[0], "page_path,views,unique_visitors");
+  assert.ok(csv.length > 1 && Math.abs(csv.length - 1 - pages.pages.length) <= 1, `${csv.length - 1} CSV rows, ${pages.pages.length} pages`);
+  assert.match(download.suggestedFilename(), /^top_pages-1h\.csv$/);
+
+  // The range selector: presets, then a custom range of today's date.
+  for (const [label, range] of [["Last day", "24h"], ["Last 30 days", "30d"], ["Today", "today"], ["Last 7 days", "7d"]]) {
     await page.getByRole("button", { name: label }).click();
     await page.waitForSelector(`body[data-range="${range}"]`, { timeout: 15000 });
     await headlineMatchesApi(page, answers, range);
   }
   assert.match(page.url(), /#range=7d/);
+  // The comparison with the period before: the rate's change in points, when both exist.
+  const delta = await page.getAttribute('[data-delta="bounce_rate"]', "data-value");
+  const last7 = answers.filter((a) => a.range === "7d").at(-1);
+  if (last7.bounce_rate !== null && last7.previous.bounce_rate !== null) {
+    assert.ok(Math.abs(Number(delta) - (last7.bounce_rate - last7.previous.bounce_rate)) < 1e-9, `${delta} vs ${JSON.stringify(last7)}`);
+  } else {
+    assert.equal(delta, null, "no delta without a previous rate");
+  }
+  const today = new Date().toISOString().slice(0, 10);
+  await page.fill("#from", today);
+  await page.fill("#to", today);
+  await page.click('#custom button[type="submit"]');
+  await page.waitForSelector('body[data-range="custom"]', { timeout: 15000 });
+  const custom = await headlineMatchesApi(page, answers, "custom");
+  assert.match(page.url(), new RegExp(`from=${today}&to=${today}`));
+  assert.ok(custom.answer.active_visitors > 0);
   await page.getByRole("button", { name: "Last hour" }).click();
   await page.waitForSelector('body[data-range="1h"]', { timeout: 15000 });
   await headlineMatchesApi(page, answers, "1h");

@@ -92,6 +92,12 @@ pub struct FileConfig {
     /// ISO 4217 code the dashboard shows revenue in (Gold sums amounts as
     /// sent, without converting). Default `EUR`.
     pub currency: Option<String>,
+    /// The time zone the dashboard's days start in (an IANA name such as
+    /// `Europe/Berlin`), for sites without their own. Default `UTC`.
+    pub time_zone: Option<String>,
+    /// Per site, its own time zone: `{ "shop-1" = "America/New_York" }`.
+    #[serde(default)]
+    pub site_time_zones: std::collections::HashMap<String, String>,
     pub aggregate: Option<AggregateFileConfig>,
     /// How long each layer keeps its days (`[retention]`).
     pub retention: Option<RetentionFileConfig>,

@@ -56,6 +56,8 @@ pub struct ServeSettings {
     pub aggregate: Option<AggregateConfig>,
     /// The currency the dashboard shows revenue in.
     pub currency: String,
+    /// The time zones the dashboard's days start in.
+    pub zones: crate::api::Zones,
     pub alerts: Vec<AlertRule>,
     pub alerting: AlertingConfig,
 }
@@ -85,6 +87,7 @@ impl ServeSettings {
             tracker: None,
             collect_path: None,
             currency: defaults::CURRENCY.into(),
+            zones: crate::api::Zones::default(),
             alerts: Vec::new(),
             alerting: AlertingConfig::default(),
         }
@@ -166,6 +169,7 @@ pub async fn serve(
     state.collect_path = settings.collect_path.clone();
     state.data_dir = Some(settings.data_dir.clone());
     state.currency = settings.currency.clone();
+    state.zones = std::sync::Arc::new(settings.zones.clone());
     let state = Arc::new(state);
     let router = app(state.clone());
 

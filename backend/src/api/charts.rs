@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use clickstream_schema::time::{HOUR_MS, MINUTE_MS};
+use clickstream_schema::time::{DAY_MS, HOUR_MS, MINUTE_MS};
 use polars::prelude::*;
 use serde_json::{json, Map, Value};
 
@@ -13,9 +13,11 @@ use super::{iso, Context, DashboardError, Params};
 use crate::gold::GoldTable;
 use crate::storage::range::{floats, gold, ints, rejects as read_rejects, texts};
 
-/// Milliseconds of a time column, floored to `bucket`.
-fn bucket_of(column: &str, bucket: i64) -> Expr {
-    col(column).cast(DataType::Int64).floor_div(lit(bucket)) * lit(bucket)
+/// Milliseconds of a time column, floored to `bucket` on the range's time
+/// zone's boundaries (an hour or a day starts on its own hours).
+fn bucket_of(column: &str, bucket: i64, p: &Params) -> Expr {
+    let off = p.range.offset_ms();
+    (col(column).cast(DataType::Int64) + lit(off)).floor_div(lit(bucket)) * lit(bucket) - lit(off)
 }
 
 fn floor(ms: i64, unit: i64) -> i64 {
@@ -31,12 +33,14 @@ pub fn traffic(cx: &Context, p: &Params) -> Result<Value, DashboardError> {
     require_gold(&cx.data_dir)?;
     let bucket = p.range.traffic_bucket_ms();
     let mut points = Vec::new();
-    if let Some(lf) = gold(&cx.data_dir, GoldTable::Traffic1m, p.site.as_deref(), floor(p.from, bucket), p.to)? {
+    if let Some(lf) =
+        gold(&cx.data_dir, GoldTable::Traffic1m, p.site.as_deref(), p.range.bucket_start(p.from, bucket), p.to)?
+    {
         let counts = ["events", "page_views", "active_users", "sessions"];
         let df = lf
             .group_by([col("window_start")])
             .agg(counts.map(|c| col(c).cast(DataType::Int64).sum()))
-            .group_by([bucket_of("window_start", bucket).alias("t")])
+            .group_by([bucket_of("window_start", bucket, p).alias("t")])
             .agg([col("events").sum(), col("page_views").sum(), col("active_users").max(), col("sessions").max()])
             .sort(["t"], SortMultipleOptions::default())
             .collect()?;
@@ -65,7 +69,9 @@ pub fn revenue(cx: &Context, p: &Params) -> Result<Value, DashboardError> {
     let top = p.count("top", 5, 20)?;
     let bucket = p.range.revenue_bucket_ms();
     let (mut products, mut points, mut totals) = (Vec::new(), Vec::new(), Vec::new());
-    if let Some(lf) = gold(&cx.data_dir, GoldTable::Revenue5m, p.site.as_deref(), floor(p.from, bucket), p.to)? {
+    if let Some(lf) =
+        gold(&cx.data_dir, GoldTable::Revenue5m, p.site.as_deref(), p.range.bucket_start(p.from, bucket), p.to)?
+    {
         let lf = lf.cache();
         let by_product = lf
             .clone()
@@ -95,7 +101,7 @@ pub fn revenue(cx: &Context, p: &Params) -> Result<Value, DashboardError> {
         }
 
         let per_bucket = lf
-            .group_by([bucket_of("window_start", bucket).alias("t"), col("product_id")])
+            .group_by([bucket_of("window_start", bucket, p).alias("t"), col("product_id")])
             .agg([col("revenue").sum()])
             .collect()?;
         let (t, id, amount) =
@@ -274,7 +280,9 @@ pub fn sites(cx: &Context, _: &Params) -> Result<Value, DashboardError> {
 }
 
 fn bucket_name(ms: i64) -> String {
-    if ms % HOUR_MS == 0 {
+    if ms % DAY_MS == 0 {
+        format!("{}d", ms / DAY_MS)
+    } else if ms % HOUR_MS == 0 {
         format!("{}h", ms / HOUR_MS)
     } else {
         format!("{}m", ms / MINUTE_MS)

@@ -25,7 +25,7 @@ use axum::{Json, Router};
 use polars::prelude::PolarsError;
 use serde_json::Value;
 
-pub use range::{iso, Params, Range};
+pub use range::{iso, Params, Range, Zones};
 
 use crate::server::AppState;
 
@@ -37,6 +37,8 @@ pub struct Context {
     pub now: i64,
     /// The currency revenue is shown in (Gold does not convert).
     pub currency: String,
+    /// Where days start, per site.
+    pub zones: Arc<Zones>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -120,11 +122,12 @@ async fn answer(
     let Some(data_dir) = state.data_dir.clone() else {
         return DashboardError::NoData("Gold").into_response();
     };
-    let context = Context { data_dir, now: state.clock.now_ms(), currency: state.currency.clone() };
+    let context =
+        Context { data_dir, now: state.clock.now_ms(), currency: state.currency.clone(), zones: state.zones.clone() };
     let started = Instant::now();
     // Polars work is CPU-bound: off the async workers.
     let result = tokio::task::spawn_blocking(move || {
-        let params = Params::parse(&query, allowed, context.now)?;
+        let params = Params::parse(&query, allowed, context.now, &context.zones)?;
         crate::storage::scan::retry_on_swap(&context.data_dir, || endpoint(&context, &params))
     })
     .await;

@@ -59,6 +59,11 @@ fn fixture(label: &str) -> DataDir {
 }
 
 async fn get(data_dir: &Path, uri: &str) -> (StatusCode, Value) {
+    get_in(data_dir, uri, crate::api::Zones::default()).await
+}
+
+/// [`get`] with day boundaries in `zones`.
+async fn get_in(data_dir: &Path, uri: &str, zones: crate::api::Zones) -> (StatusCode, Value) {
     let log_dir = data_dir.join("log");
     let stream: Arc<dyn EventStream> = Arc::new(EmbeddedLog::open(&log_dir, 1).unwrap());
     let mut state = AppState::new(
@@ -68,6 +73,7 @@ async fn get(data_dir: &Path, uri: &str) -> (StatusCode, Value) {
         Arc::new(FixedClock::new(NOW)),
     );
     state.data_dir = Some(data_dir.to_path_buf());
+    state.zones = Arc::new(zones);
     // Who may call the API is the security tests' subject; these read it.
     state.access = crate::server::Access::Open;
     let response = app(Arc::new(state)).oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
@@ -92,9 +98,16 @@ async fn summary_of_the_last_hour() {
             "revenue_today": 70.0, "currency": "EUR",
             // a, b, c and d started in the hour; a and d bought; b and d saw one page.
             "sessions": 4, "converted_sessions": 2, "conversion_rate": 0.5, "bounce_rate": 0.5,
-            "events": 10,
+            "events": 10, "revenue": 70.0, "time_zone": "UTC",
+            // The hour before: nothing (e came at 07:30).
+            "previous": {"sessions": 0, "converted_sessions": 0, "conversion_rate": null, "bounce_rate": null,
+                         "events": 0, "revenue": 0.0},
         })
     );
+    // Two hours from 08:00:30; the two before hold e's page view.
+    let (_, two) = get(&f.0, "/api/summary?from=2026-11-22T08:00:30Z&to=2026-11-22T10:00:30Z").await;
+    assert_eq!((two["range"].clone(), two["sessions"].clone()), (json!("custom"), json!(4)));
+    assert_eq!((two["previous"]["sessions"].clone(), two["previous"]["events"].clone()), (json!(1), json!(1)));
     let (_, day) = get(&f.0, "/api/summary?range=24h").await;
     assert_eq!(
         (day["sessions"].clone(), day["events"].clone(), day["active_visitors"].clone()),
@@ -257,11 +270,34 @@ async fn bots_rejects_and_sites() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn today_starts_at_the_sites_midnight_and_days_are_its_days() {
+    let f = fixture("zones");
+    let sites = std::collections::HashMap::from([("shop-1".to_string(), "Asia/Tokyo".to_string())]);
+    let tokyo = || crate::api::Zones::new(None, &sites).unwrap();
+    // 10:00:30 UTC is 19:00:30 in Tokyo: its day began at 15:00 UTC the day before.
+    let (_, today) = get_in(&f.0, "/api/summary?range=today&site=shop-1", tokyo()).await;
+    assert_eq!(
+        (today["from"].clone(), today["time_zone"].clone()),
+        (json!("2026-11-21T15:00:00Z"), json!("Asia/Tokyo"))
+    );
+    assert_eq!((today["sessions"].clone(), today["revenue_today"].clone()), (json!(5), json!(70.0)));
+    // The same query in UTC starts at midnight UTC; other sites keep UTC.
+    let (_, utc) = get_in(&f.0, "/api/summary?range=today&site=other", tokyo()).await;
+    assert_eq!(utc["from"], json!("2026-11-22T00:00:00Z"));
+    // Daily traffic buckets over a month start at Tokyo's midnights.
+    let (_, month) = get_in(&f.0, "/api/traffic?range=30d&site=shop-1", tokyo()).await;
+    assert_eq!(month["bucket"], json!("1d"));
+    assert_eq!(month["points"][0]["t"], json!("2026-11-21T15:00:00Z"), "{month}");
+    assert_eq!(month["points"][0]["events"], json!(11));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_parameters_are_400_and_no_data_is_503() {
     let f = fixture("errors");
     for (uri, message) in [
-        ("/api/summary?range=2h", "range must be one of 1h, 24h, 7d (got '2h')"),
-        ("/api/traffic?rnage=1h", "unknown parameter 'rnage'; this endpoint takes range, site"),
+        ("/api/summary?range=2h", "range must be one of 1h, 24h, 7d, 30d, today, yesterday, this_month (got '2h')"),
+        ("/api/traffic?rnage=1h", "unknown parameter 'rnage'; this endpoint takes range, site, from, to"),
+        ("/api/traffic?from=2026-11-22", "from and to go together"),
         ("/api/revenue?top=abc", "top must be a whole number from 1 to 20 (got 'abc')"),
         ("/api/sessions/breakdown", "by must be one of source, country, device (got '')"),
     ] {

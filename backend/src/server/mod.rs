@@ -73,6 +73,8 @@ pub struct AppState {
     pub data_dir: Option<PathBuf>,
     /// The currency the dashboard shows revenue in.
     pub currency: String,
+    /// The time zones the dashboard's days start in.
+    pub zones: std::sync::Arc<crate::api::Zones>,
 }
 
 impl AppState {
@@ -99,6 +101,7 @@ impl AppState {
             seen_signatures: SeenSignatures::in_memory(),
             data_dir: None,
             currency: "EUR".into(),
+            zones: Default::default(),
         }
     }
 

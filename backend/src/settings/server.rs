@@ -77,6 +77,7 @@ pub(super) fn resolve(
     }
     s.alerts = file.alerts.clone();
     s.alerting = file.alerting.clone().unwrap_or_default();
+    s.zones = crate::api::Zones::new(file.time_zone.as_deref(), &file.site_time_zones).map_err(anyhow::Error::msg)?;
     if let Some(currency) = file.currency.clone() {
         if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
             anyhow::bail!("currency must be an ISO 4217 code like \"EUR\", got {currency:?}");

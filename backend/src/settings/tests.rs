@@ -274,3 +274,17 @@ fn goals_come_from_the_file_and_the_demo_has_the_shops() {
     let err = error(goals(CommandFlags::Gold, "[[goals]]\nname = \"Both\"\npage = \"/a\"\nevent = \"b\"\n"));
     assert!(err.contains("goal \"Both\" needs exactly one of page, event or min_revenue"), "{err}");
 }
+
+#[test]
+fn time_zones_are_iana_names_checked_at_start() {
+    let s = serve(
+        ServeFlags::default(),
+        &[],
+        "time_zone = \"Europe/Berlin\"\n[site_time_zones]\n\"shop-ny\" = \"America/New_York\"\n",
+    )
+    .unwrap();
+    assert_eq!(s.zones.of(Some("shop-ny")).name(), "America/New_York");
+    assert_eq!(s.zones.of(Some("other")).name(), "Europe/Berlin");
+    let err = error(serve(ServeFlags::default(), &[], "[site_time_zones]\n\"shop-ny\" = \"New York\"\n"));
+    assert!(err.contains("site_time_zones.shop-ny: unknown time zone 'New York'"), "{err}");
+}
