@@ -5,7 +5,7 @@ Usage: gold_duckdb.py DATA_DIR OUT_DIR
 The goals and custom-event props come as JSON in CLICKSTREAM_GOALS
 ({"goals": [...], "custom_event_props": [...]}, as in the config file);
 without it both tables are empty.
-Writes OUT_DIR/<table>.parquet for the fourteen Gold tables and prints one JSON
+Writes OUT_DIR/<table>.parquet for the sixteen Gold tables and prints one JSON
 line: {"seconds": s, "rows": n, "peak_rss_mib": m}.
 
 Written the way DuckDB is fast, not as a transcription of the Polars code:
@@ -312,6 +312,19 @@ DIM_DATE = """
     FROM (SELECT unnest(generate_series(min(event_ts)::DATE, max(event_ts)::DATE, INTERVAL 1 DAY)) AS d
           FROM silver)"""
 
+# Where sessions start and end, per hour of session start.
+ENTRY_PAGES_1H = """
+    SELECT site_id, date_trunc('hour', session_start)::TIMESTAMP_MS AS hour_start, entry_page AS page_path,
+           count(*)::UINTEGER AS sessions, count(*) FILTER (WHERE bounced)::UINTEGER AS bounces,
+           count(*) FILTER (WHERE bounced) / count(*) AS bounce_rate,
+           count(*) FILTER (WHERE converted)::UINTEGER AS converted, sum(revenue)::DOUBLE AS revenue
+    FROM sessions WHERE entry_page IS NOT NULL GROUP BY ALL"""
+
+EXIT_PAGES_1H = """
+    SELECT site_id, date_trunc('hour', session_start)::TIMESTAMP_MS AS hour_start, exit_page AS page_path,
+           count(*)::UINTEGER AS exits, count(*) FILTER (WHERE bounced)::UINTEGER AS bounces
+    FROM sessions WHERE exit_page IS NOT NULL GROUP BY ALL"""
+
 
 def quote(text):
     return "'" + str(text).replace("'", "''") + "'"
@@ -428,6 +441,8 @@ def main():
     write("conversion_10m", CONVERSION_10M)
     write("sessions", "FROM sessions")
     write("funnel_1h", FUNNEL_1H)
+    write("entry_pages_1h", ENTRY_PAGES_1H)
+    write("exit_pages_1h", EXIT_PAGES_1H)
     write("product_performance_1h", PRODUCT_PERFORMANCE_1H)
     write("dim_users", DIM_USERS)
     write("dim_pages", DIM_PAGES)

@@ -14,7 +14,7 @@ import { clickstreamBin, launchChromium, root, Serve } from "./serve.mjs";
 
 const bin = clickstreamBin();
 const CHARTS = ["traffic", "revenue", "top_pages", "funnel", "sessions_by_source", "sessions_by_country",
-  "sessions_by_device", "goals", "custom_events", "bots", "rejects"];
+  "sessions_by_device", "pages", "goals", "custom_events", "bots", "rejects"];
 const METRICS = ["active_visitors", "events_per_minute", "revenue_today", "conversion_rate", "bounce_rate"];
 const TOKEN = "dashboard-e2e-token-0123456789";
 const auth = { headers: { Authorization: `Bearer ${TOKEN}` } };
@@ -112,6 +112,12 @@ test("the dashboard draws every chart from the API, live, and its numbers are th
   // The traffic chart has drawn points, the funnel its five steps.
   assert.ok(await page.locator('[data-chart="traffic"] svg path').count() > 0);
   assert.equal(await page.locator('[data-chart="funnel"] svg g > title').count(), 5);
+
+  // Entry and exit pages: the first entry page is the API's.
+  await page.waitForSelector('[data-chart="pages"] tbody tr', { timeout: 20000 });
+  const paths = await (await fetch(`${base}/api/pages?limit=10`, auth)).json();
+  const firstEntry = await page.textContent('[data-chart="pages"] table:first-child tbody tr td');
+  assert.ok(paths.entry.some((r) => r.page_path === firstEntry), `${firstEntry} vs ${JSON.stringify(paths.entry)}`);
 
   // The goals and custom events panels list what the API says.
   await page.waitForSelector('[data-chart="goals"] tbody tr', { timeout: 20000 });

@@ -339,6 +339,43 @@ const GOLD: &[(TableDoc, &[Column])] = &[
         ],
     ),
     (
+        gold(
+            "entry_pages_1h",
+            "one site, hour of session start and entry page",
+            "Where sessions start (sessions.entry_page), with their bounces and purchases. Sessions without a \
+             page view are left out.",
+        ),
+        &[
+            SITE,
+            c("hour_start", Time, "The hour the sessions started in (UTC)."),
+            c("page_path", Text, "The entry page: the session's first page view."),
+            c("sessions", U32, "Sessions that started on it."),
+            c("bounces", U32, "Of them, sessions with a single page view."),
+            c("bounce_rate", F64, "bounces / sessions."),
+            c("converted", U32, "Of them, sessions with a purchase."),
+            c("revenue", F64, "Their revenue."),
+            IS_FINAL,
+            DT,
+        ],
+    ),
+    (
+        gold(
+            "exit_pages_1h",
+            "one site, hour of session start and exit page",
+            "Where sessions end (sessions.exit_page). An exit rate divides exits by the page's views \
+             (top_pages_1h) over the same hours.",
+        ),
+        &[
+            SITE,
+            c("hour_start", Time, "The hour the sessions started in (UTC)."),
+            c("page_path", Text, "The exit page: the session's last page view."),
+            c("exits", U32, "Sessions that ended on it."),
+            c("bounces", U32, "Of them, sessions with a single page view."),
+            IS_FINAL,
+            DT,
+        ],
+    ),
+    (
         gold("product_performance_1h", "one site, hour and product with a view, cart add or purchase", "How each product sells."),
         &[
             SITE,

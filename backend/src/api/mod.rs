@@ -7,6 +7,7 @@
 
 mod charts;
 mod goals;
+mod paths;
 mod range;
 mod summary;
 #[cfg(test)]
@@ -85,6 +86,7 @@ const ENDPOINTS: &[(&str, &[&str], Endpoint)] = &[
     ("/api/top_pages", &["limit"], charts::top_pages),
     ("/api/funnel", &[], charts::funnel),
     ("/api/sessions/breakdown", &["by"], charts::sessions_breakdown),
+    ("/api/pages", &["limit"], paths::pages),
     ("/api/goals", &[], goals::goals),
     ("/api/custom_events", &["limit"], goals::custom_events),
     ("/api/bots", &["limit"], charts::bots),

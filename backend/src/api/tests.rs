@@ -195,6 +195,24 @@ async fn top_pages_funnel_and_sessions() {
         ]})
     );
 
+    let (_, paths) = get(&f.0, "/api/pages").await;
+    assert_eq!(
+        paths,
+        json!({"range": "1h",
+        // a and b landed on /, b bounced, a bought; d bounced on /p/2 and bought.
+        "entry": [
+            {"page_path": "/", "sessions": 2, "bounces": 1, "bounce_rate": 0.5, "converted": 1},
+            {"page_path": "/c/shoes", "sessions": 1, "bounces": 0, "bounce_rate": 0.0, "converted": 0},
+            {"page_path": "/p/2", "sessions": 1, "bounces": 1, "bounce_rate": 1.0, "converted": 1},
+        ],
+        // Exits over the page's views in those hours.
+        "exit": [
+            {"page_path": "/p/2", "exits": 2, "views": 2, "exit_rate": 1.0},
+            {"page_path": "/", "exits": 1, "views": 2, "exit_rate": 0.5},
+            {"page_path": "/p/1", "exits": 1, "views": 1, "exit_rate": 1.0},
+        ]})
+    );
+
     let (_, source) = get(&f.0, "/api/sessions/breakdown?by=source").await;
     assert_eq!(
         source["rows"],

@@ -296,6 +296,7 @@ pub(super) async fn api(events: u64, rounds: usize, dir: PathBuf) -> anyhow::Res
         "/api/top_pages",
         "/api/funnel",
         "/api/sessions/breakdown?by=source",
+        "/api/pages",
         "/api/goals",
         "/api/custom_events",
         "/api/bots",

@@ -17,6 +17,7 @@ pub mod follow;
 pub mod funnel;
 pub mod goals;
 pub mod pages;
+pub mod paths;
 pub mod products;
 pub mod rebuild;
 pub mod refresh;
@@ -34,6 +35,7 @@ pub use dates::dim_date;
 pub use funnel::funnel_1h;
 pub use goals::{custom_events_1h, goals_1h};
 pub use pages::dim_pages;
+pub use paths::{entry_pages_1h, exit_pages_1h};
 pub use products::{dim_products, product_performance_1h};
 pub use revenue::revenue_5m;
 pub use sessions::sessions;
@@ -188,6 +190,8 @@ pub fn all_tables(silver: LazyFrame, config: &GoldConfig) -> PolarsResult<Vec<(G
     let session_rows = sessions(&human_events(silver, flagged).collect()?, config)?.lazy().cache();
     tables.extend([
         (GoldTable::Funnel1h, funnel_1h(session_rows.clone())),
+        (GoldTable::EntryPages1h, entry_pages_1h(session_rows.clone())),
+        (GoldTable::ExitPages1h, exit_pages_1h(session_rows.clone())),
         (GoldTable::DimUsers, dim_users(session_rows.clone())),
         (GoldTable::Sessions, session_rows),
     ]);

@@ -435,6 +435,34 @@ fn goal_props_match_by_value_and_numbers_show_as_json() {
 }
 
 #[test]
+fn entry_and_exit_pages_per_hour_of_session_start() {
+    let events = vec![
+        // a: lands on /, ends on /p/1 and buys; b bounces on /; c lands on
+        // /p/1 and leaves from /; d has no page view at all.
+        ev("1", "page_view", at(10, 0), "a").path("/"),
+        ev("2", "page_view", at(10, 5), "a").path("/p/1"),
+        ev("3", "purchase", at(10, 6), "a").product("p1").bought("o-1", 1, 30.0),
+        ev("4", "page_view", at(10, 10), "b").path("/"),
+        ev("5", "page_view", at(10, 50), "c").path("/p/1"),
+        // Past the hour, the same session: it counts in its start's hour.
+        ev("6", "page_view", at(11, 5), "c").path("/"),
+        ev("7", "click", at(10, 20), "d"),
+    ];
+    let entry = table(&events, GoldTable::EntryPages1h);
+    assert_eq!(strs(&entry, "page_path"), vec![Some("/".into()), Some("/p/1".into())]);
+    assert_eq!(u32s(&entry, "sessions"), vec![Some(2), Some(1)]);
+    assert_eq!(u32s(&entry, "bounces"), vec![Some(1), Some(0)]);
+    assert_eq!(f64s(&entry, "bounce_rate"), vec![Some(0.5), Some(0.0)]);
+    assert_eq!(u32s(&entry, "converted"), vec![Some(1), Some(0)]);
+    assert_eq!(f64s(&entry, "revenue"), vec![Some(30.0), Some(0.0)]);
+    assert_eq!(i64s(&entry, "hour_start"), vec![Some(at(10, 0)); 2]);
+    let exit = table(&events, GoldTable::ExitPages1h);
+    assert_eq!(strs(&exit, "page_path"), vec![Some("/".into()), Some("/p/1".into())]);
+    assert_eq!(u32s(&exit, "exits"), vec![Some(2), Some(1)], "b and c left from /, a from /p/1");
+    assert_eq!(u32s(&exit, "bounces"), vec![Some(1), Some(0)]);
+}
+
+#[test]
 fn top_pages_and_product_performance_per_hour() {
     let events = vec![
         ev("1", "page_view", at(10, 0), "a").path("/p/1").product("p1"),

@@ -77,6 +77,8 @@ pub enum GoldTable {
     Conversion10m,
     Sessions,
     Funnel1h,
+    EntryPages1h,
+    ExitPages1h,
     ProductPerformance1h,
     Goals1h,
     CustomEvents1h,
@@ -88,13 +90,15 @@ pub enum GoldTable {
 }
 
 impl GoldTable {
-    pub const ALL: [GoldTable; 14] = [
+    pub const ALL: [GoldTable; 16] = [
         GoldTable::Traffic1m,
         GoldTable::TopPages1h,
         GoldTable::Revenue5m,
         GoldTable::Conversion10m,
         GoldTable::Sessions,
         GoldTable::Funnel1h,
+        GoldTable::EntryPages1h,
+        GoldTable::ExitPages1h,
         GoldTable::ProductPerformance1h,
         GoldTable::Goals1h,
         GoldTable::CustomEvents1h,
@@ -113,6 +117,8 @@ impl GoldTable {
             GoldTable::Conversion10m => "conversion_10m",
             GoldTable::Sessions => "sessions",
             GoldTable::Funnel1h => "funnel_1h",
+            GoldTable::EntryPages1h => "entry_pages_1h",
+            GoldTable::ExitPages1h => "exit_pages_1h",
             GoldTable::ProductPerformance1h => "product_performance_1h",
             GoldTable::Goals1h => "goals_1h",
             GoldTable::CustomEvents1h => "custom_events_1h",
@@ -136,6 +142,8 @@ impl GoldTable {
             }
             GoldTable::TopPages1h
             | GoldTable::Funnel1h
+            | GoldTable::EntryPages1h
+            | GoldTable::ExitPages1h
             | GoldTable::ProductPerformance1h
             | GoldTable::Goals1h
             | GoldTable::CustomEvents1h => "hour_start",

@@ -389,6 +389,51 @@ fn expected(all: &[Ev]) -> BTreeMap<&'static str, Vec<String>> {
             .collect(),
     );
 
+    // entry_pages_1h and exit_pages_1h: per hour of session start, the
+    // first and last page view's path.
+    let mut entries: BTreeMap<(String, i64, String), (i64, i64, i64, f64)> = BTreeMap::new();
+    let mut exits: BTreeMap<(String, i64, String), (i64, i64)> = BTreeMap::new();
+    for ss in &sessions {
+        let views = ss.page_views();
+        let (Some(first), Some(last)) = (views.first(), views.last()) else { continue };
+        let bounced = i64::from(views.len() == 1);
+        let bought: Vec<&&Ev> = ss.events.iter().filter(|e| e.kind == "purchase").collect();
+        let hour = floor(ss.start(), HOUR);
+        let e = entries.entry((ss.site.clone(), hour, first.path.clone())).or_default();
+        e.0 += 1;
+        e.1 += bounced;
+        e.2 += i64::from(!bought.is_empty());
+        e.3 += bought.iter().map(|e| e.revenue.unwrap_or(0.0)).sum::<f64>();
+        let x = exits.entry((ss.site.clone(), hour, last.path.clone())).or_default();
+        x.0 += 1;
+        x.1 += bounced;
+    }
+    tables.insert(
+        "entry_pages_1h",
+        entries
+            .iter()
+            .map(|((site, hour, page), (n, bounces, converted, revenue))| {
+                row(vec![
+                    s(site),
+                    i(*hour),
+                    s(page),
+                    i(*n),
+                    i(*bounces),
+                    rate(*bounces as usize, *n as usize),
+                    i(*converted),
+                    f(*revenue),
+                ])
+            })
+            .collect(),
+    );
+    tables.insert(
+        "exit_pages_1h",
+        exits
+            .iter()
+            .map(|((site, hour, page), (n, bounces))| row(vec![s(site), i(*hour), s(page), i(*n), i(*bounces)]))
+            .collect(),
+    );
+
     // funnel_1h
     let mut hours: BTreeMap<(String, i64), [usize; 5]> = BTreeMap::new();
     for ss in &sessions {
@@ -772,6 +817,10 @@ fn columns(table: GoldTable) -> &'static [&'static str] {
         GoldTable::TopPages1h => &["site_id", "hour_start", "page_path", "views", "unique_visitors", "rank"],
         GoldTable::Revenue5m => &["site_id", "window_start", "window_end", "product_id", "revenue", "orders", "units"],
         GoldTable::DimPages => &["site_id", "page_path", "title", "title_at", "first_seen", "last_seen"],
+        GoldTable::EntryPages1h => {
+            &["site_id", "hour_start", "page_path", "sessions", "bounces", "bounce_rate", "converted", "revenue"]
+        }
+        GoldTable::ExitPages1h => &["site_id", "hour_start", "page_path", "exits", "bounces"],
         GoldTable::Goals1h => &[
             "site_id",
             "hour_start",

@@ -20,7 +20,7 @@ use crate::gold::{
     dates::{calendar, day_of},
     dim_users,
     dimension::DIMENSIONS,
-    flagged_visitors, funnel_1h, human_events, human_window_tables,
+    entry_pages_1h, exit_pages_1h, flagged_visitors, funnel_1h, human_events, human_window_tables,
     sessions::{sessionize, SESSION_INPUT},
     ts_ms, GoldConfig, GoldTable, GOLD_INPUT,
 };
@@ -226,8 +226,12 @@ impl<'a> InOrder<'a> {
         let hours = hours_of(&ready, "session_start")?;
         let funnel = funnel_1h(ready.clone().lazy()).collect()?;
         self.for_users.push(ready.select(USER_INPUT)?.lazy());
+        let entry = entry_pages_1h(ready.clone().lazy()).collect()?;
+        let exit = exit_pages_1h(ready.clone().lazy()).collect()?;
         out.write_hours(commit, GoldTable::Sessions, ready, &hours)?;
-        out.write_hours(commit, GoldTable::Funnel1h, funnel, &hours)
+        out.write_hours(commit, GoldTable::Funnel1h, funnel, &hours)?;
+        out.write_hours(commit, GoldTable::EntryPages1h, entry, &hours)?;
+        out.write_hours(commit, GoldTable::ExitPages1h, exit, &hours)
     }
 
     /// Closes the sessions still open, writes the rest of `sessions` and

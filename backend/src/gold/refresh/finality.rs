@@ -52,7 +52,9 @@ fn settled_at(table: GoldTable, config: &GoldConfig) -> Option<Expr> {
             ts_ms("hour_start") + lit(HOUR_MS)
         }
         // Sessions that started in the hour can still go on for a while.
-        GoldTable::Funnel1h => ts_ms("hour_start") + lit(HOUR_MS + gap),
+        GoldTable::Funnel1h | GoldTable::EntryPages1h | GoldTable::ExitPages1h => {
+            ts_ms("hour_start") + lit(HOUR_MS + gap)
+        }
         GoldTable::Sessions => ts_ms("session_end") + lit(gap),
         GoldTable::DimUsers | GoldTable::DimPages | GoldTable::DimProducts | GoldTable::DimDate => return None,
     })
@@ -99,7 +101,11 @@ pub(super) fn refinalize_passed(
         (GoldTable::BotAnomalies, 0, HOUR_MS),
         (GoldTable::TopPages1h, HOUR_MS - 1, HOUR_MS),
         (GoldTable::ProductPerformance1h, HOUR_MS - 1, HOUR_MS),
+        (GoldTable::Goals1h, HOUR_MS - 1, HOUR_MS),
+        (GoldTable::CustomEvents1h, HOUR_MS - 1, HOUR_MS),
         (GoldTable::Funnel1h, HOUR_MS + gap - 1, HOUR_MS + gap),
+        (GoldTable::EntryPages1h, HOUR_MS + gap - 1, HOUR_MS + gap),
+        (GoldTable::ExitPages1h, HOUR_MS + gap - 1, HOUR_MS + gap),
     ] {
         let hours = (old - last).div_euclid(HOUR_MS)..=(new - first - 1).div_euclid(HOUR_MS);
         for hour in hours.filter(|h| h * HOUR_MS + last > old && h * HOUR_MS + first < new) {

@@ -14,7 +14,9 @@ use polars::prelude::*;
 
 use super::bots::BotFlags;
 use super::hours::{hours_of, ids_of, join_on_visitor, read_hour, session_keys, visitor, SilverView, Writer};
-use crate::gold::{funnel_1h, human_events, sessions, ts_ms, GoldConfig, GoldTable, GOLD_INPUT};
+use crate::gold::{
+    entry_pages_1h, exit_pages_1h, funnel_1h, human_events, sessions, ts_ms, GoldConfig, GoldTable, GOLD_INPUT,
+};
 use crate::storage::scan::{has_files, scan_table};
 use crate::storage::{Commit, PipelineError};
 
@@ -103,7 +105,11 @@ impl SessionsChange {
     pub fn write(&self, out: &mut Writer<'_>, commit: &mut Commit) -> Result<(), PipelineError> {
         out.write_hours(commit, GoldTable::Sessions, self.hour_sessions.clone(), &self.hours)?;
         let funnel = funnel_1h(self.hour_sessions.clone().lazy()).collect()?;
-        out.write_hours(commit, GoldTable::Funnel1h, funnel, &self.hours)
+        out.write_hours(commit, GoldTable::Funnel1h, funnel, &self.hours)?;
+        let entry = entry_pages_1h(self.hour_sessions.clone().lazy()).collect()?;
+        out.write_hours(commit, GoldTable::EntryPages1h, entry, &self.hours)?;
+        let exit = exit_pages_1h(self.hour_sessions.clone().lazy()).collect()?;
+        out.write_hours(commit, GoldTable::ExitPages1h, exit, &self.hours)
     }
 }
 
@@ -157,6 +163,8 @@ mod tests {
             });
             scenario.assert_as_rebuilt(GoldTable::Sessions);
             scenario.assert_as_rebuilt(GoldTable::Funnel1h);
+            scenario.assert_as_rebuilt(GoldTable::EntryPages1h);
+            scenario.assert_as_rebuilt(GoldTable::ExitPages1h);
         }
     }
 }

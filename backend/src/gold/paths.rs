@@ -1,0 +1,68 @@
+//! `entry_pages_1h` and `exit_pages_1h`: where sessions start and where they
+//! end, from the `sessions` table (its `entry_page` and `exit_page`), per
+//! hour of session start like `funnel_1h`. The refresh rewrites them with
+//! the funnel: an hour's rows are those of the sessions that started in it,
+//! all of which are at hand.
+
+use polars::prelude::*;
+
+use super::rate;
+
+fn hour_of_start() -> Expr {
+    col("session_start").dt().truncate(lit("1h")).alias("hour_start")
+}
+
+/// One row per site, hour of session start and entry page (the first page
+/// view's path; sessions without a page view are left out).
+///
+/// Columns:
+/// - `site_id`, `hour_start`, `page_path`;
+/// - `sessions`: sessions that started on it (u32);
+/// - `bounces`: of them, those with a single page view (u32);
+/// - `bounce_rate` = bounces / sessions (f64);
+/// - `converted`: those with a purchase (u32); `revenue`: theirs (f64).
+pub fn entry_pages_1h(sessions: LazyFrame) -> LazyFrame {
+    sessions
+        .filter(col("entry_page").is_not_null())
+        .with_column(hour_of_start())
+        .group_by([col("site_id"), col("hour_start"), col("entry_page").alias("page_path")])
+        .agg([
+            len().cast(DataType::UInt32).alias("sessions"),
+            col("bounced").sum().cast(DataType::UInt32).alias("bounces"),
+            col("converted").sum().cast(DataType::UInt32).alias("converted"),
+            col("revenue").sum().alias("revenue"),
+        ])
+        .select([
+            col("site_id"),
+            col("hour_start"),
+            col("page_path"),
+            col("sessions"),
+            col("bounces"),
+            rate(col("bounces"), col("sessions")).alias("bounce_rate"),
+            col("converted"),
+            col("revenue"),
+        ])
+        .sort(["site_id", "hour_start", "page_path"], SortMultipleOptions::default())
+}
+
+/// One row per site, hour of session start and exit page (the last page
+/// view's path).
+///
+/// Columns:
+/// - `site_id`, `hour_start`, `page_path`;
+/// - `exits`: sessions that ended on it (u32);
+/// - `bounces`: of them, single-page sessions (u32).
+///
+/// An exit rate divides exits by the page's views (`top_pages_1h`) over
+/// the same hours, as `/api/pages` does.
+pub fn exit_pages_1h(sessions: LazyFrame) -> LazyFrame {
+    sessions
+        .filter(col("exit_page").is_not_null())
+        .with_column(hour_of_start())
+        .group_by([col("site_id"), col("hour_start"), col("exit_page").alias("page_path")])
+        .agg([
+            len().cast(DataType::UInt32).alias("exits"),
+            col("bounced").sum().cast(DataType::UInt32).alias("bounces"),
+        ])
+        .sort(["site_id", "hour_start", "page_path"], SortMultipleOptions::default())
+}
