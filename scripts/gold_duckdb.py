@@ -5,7 +5,7 @@ Usage: gold_duckdb.py DATA_DIR OUT_DIR
 The goals and custom-event props come as JSON in CLICKSTREAM_GOALS
 ({"goals": [...], "custom_event_props": [...]}, as in the config file);
 without it both tables are empty.
-Writes OUT_DIR/<table>.parquet for the sixteen Gold tables and prints one JSON
+Writes OUT_DIR/<table>.parquet for the seventeen Gold tables and prints one JSON
 line: {"seconds": s, "rows": n, "peak_rss_mib": m}.
 
 Written the way DuckDB is fast, not as a transcription of the Polars code:
@@ -312,6 +312,17 @@ DIM_DATE = """
     FROM (SELECT unnest(generate_series(min(event_ts)::DATE, max(event_ts)::DATE, INTERVAL 1 DAY)) AS d
           FROM silver)"""
 
+# Consecutive page views of a tracker session within an hour.
+PAGE_TRANSITIONS_1H = """
+    SELECT site_id, hour_start::TIMESTAMP_MS AS hour_start, page_path, next_page,
+           count(*)::UINTEGER AS transitions, count(DISTINCT session_id)::UINTEGER AS sessions
+    FROM (
+      SELECT site_id, session_id, date_trunc('hour', event_ts) AS hour_start, page_path,
+             lead(page_path) OVER (PARTITION BY site_id, session_id, date_trunc('hour', event_ts)
+                                   ORDER BY event_ts, page_path) AS next_page
+      FROM human WHERE event_type = 'page_view' AND page_path IS NOT NULL)
+    WHERE next_page IS NOT NULL GROUP BY ALL"""
+
 # Where sessions start and end, per hour of session start.
 ENTRY_PAGES_1H = """
     SELECT site_id, date_trunc('hour', session_start)::TIMESTAMP_MS AS hour_start, entry_page AS page_path,
@@ -437,6 +448,7 @@ def main():
     write("bot_anomalies", "FROM bot_anomalies")
     write("traffic_1m", TRAFFIC_1M)
     write("top_pages_1h", TOP_PAGES_1H)
+    write("page_transitions_1h", PAGE_TRANSITIONS_1H)
     write("revenue_5m", REVENUE_5M)
     write("conversion_10m", CONVERSION_10M)
     write("sessions", "FROM sessions")

@@ -14,7 +14,7 @@ import { clickstreamBin, launchChromium, root, Serve } from "./serve.mjs";
 
 const bin = clickstreamBin();
 const CHARTS = ["traffic", "revenue", "top_pages", "funnel", "sessions_by_source", "sessions_by_country",
-  "sessions_by_device", "pages", "goals", "custom_events", "bots", "rejects"];
+  "sessions_by_device", "pages", "next_pages", "goals", "custom_events", "bots", "rejects"];
 const METRICS = ["active_visitors", "events_per_minute", "revenue_today", "conversion_rate", "bounce_rate"];
 const TOKEN = "dashboard-e2e-token-0123456789";
 const auth = { headers: { Authorization: `Bearer ${TOKEN}` } };
@@ -118,6 +118,24 @@ test("the dashboard draws every chart from the API, live, and its numbers are th
   const paths = await (await fetch(`${base}/api/pages?limit=10`, auth)).json();
   const firstEntry = await page.textContent('[data-chart="pages"] table:first-child tbody tr td');
   assert.ok(paths.entry.some((r) => r.page_path === firstEntry), `${firstEntry} vs ${JSON.stringify(paths.entry)}`);
+
+  // Next pages: choosing another page shows the API's next pages of it.
+  await page.waitForSelector('#next-from option', { state: "attached", timeout: 20000 });
+  const options = await page.locator("#next-from option").evaluateAll((os) => os.map((o) => o.value));
+  const chosen = options.at(-1);
+  // The round the choice starts: its answer is what the card must show.
+  const [answer] = await Promise.all([
+    page.waitForResponse((r) => r.url().includes("/api/next_pages?") && new URL(r.url()).searchParams.get("page") === chosen,
+      { timeout: 15000 }),
+    page.selectOption("#next-from", chosen),
+  ]);
+  const wanted = await answer.json();
+  assert.equal(wanted.page, chosen);
+  if (wanted.next.length) {
+    await page.waitForFunction((v) => document.querySelector('[data-chart="next_pages"]').textContent.includes(v),
+      wanted.next[0].next_page, { timeout: 15000 });
+  }
+  assert.equal(await page.inputValue("#next-from"), chosen);
 
   // The goals and custom events panels list what the API says.
   await page.waitForSelector('[data-chart="goals"] tbody tr', { timeout: 20000 });

@@ -254,6 +254,24 @@ const GOLD: &[(TableDoc, &[Column])] = &[
         ],
     ),
     (
+        gold(
+            "page_transitions_1h",
+            "one site, hour, page and the page viewed right after it",
+            "Which page follows which: consecutive human page views of a tracker session within the hour (a step \
+             across the hour's end is left out).",
+        ),
+        &[
+            SITE,
+            HOUR_START,
+            c("page_path", Text, "The page viewed first."),
+            c("next_page", Text, "The page viewed right after it, in the same session and hour."),
+            c("transitions", U32, "How many times."),
+            c("sessions", U32, "In how many sessions (the tracker's session_id)."),
+            IS_FINAL,
+            DT,
+        ],
+    ),
+    (
         gold("revenue_5m", "one site, 5-minute window and product with purchases", "Money, as it comes in."),
         &[
             SITE,

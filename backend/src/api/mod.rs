@@ -87,6 +87,7 @@ const ENDPOINTS: &[(&str, &[&str], Endpoint)] = &[
     ("/api/funnel", &[], charts::funnel),
     ("/api/sessions/breakdown", &["by"], charts::sessions_breakdown),
     ("/api/pages", &["limit"], paths::pages),
+    ("/api/next_pages", &["page", "limit"], paths::next_pages),
     ("/api/goals", &[], goals::goals),
     ("/api/custom_events", &["limit"], goals::custom_events),
     ("/api/bots", &["limit"], charts::bots),

@@ -70,3 +70,44 @@ pub fn pages(cx: &Context, p: &Params) -> Result<Value, DashboardError> {
     }
     Ok(json!({ "range": p.range.name(), "entry": entry, "exit": exit }))
 }
+
+/// `GET /api/next_pages?page=/p/1&limit=10`: the pages viewed right after
+/// `page` (`page_transitions_1h` over the hours the range touches), most
+/// often first, each with its share of the steps from `page`; without
+/// `page`, from the page most steps start on. `pages` lists the pages steps
+/// start on, most first (what the dashboard offers to choose from).
+pub fn next_pages(cx: &Context, p: &Params) -> Result<Value, DashboardError> {
+    require_gold(&cx.data_dir)?;
+    let limit = p.count("limit", 10, 100)?;
+    let asked = p.text("page", 2048)?;
+    let (site, from) = (p.site.as_deref(), p.from.div_euclid(HOUR_MS) * HOUR_MS);
+    let descending = SortMultipleOptions::default().with_order_descending_multi([true, false]);
+    let (mut starts, mut next, mut total) = (Vec::new(), Vec::new(), 0i64);
+    let mut page = asked.clone();
+    if let Some(lf) = gold(&cx.data_dir, GoldTable::PageTransitions1h, site, from, p.to)? {
+        let lf = lf.cache();
+        let from_pages = lf
+            .clone()
+            .group_by([col("page_path")])
+            .agg([col("transitions").cast(DataType::Int64).sum()])
+            .sort_by_exprs([col("transitions"), col("page_path")], descending.clone())
+            .limit(100)
+            .collect()?;
+        let (paths, counts) = (texts(&from_pages, "page_path", "")?, ints(&from_pages, "transitions")?);
+        starts = paths.iter().zip(&counts).map(|(p, n)| json!({ "page_path": p, "transitions": n })).collect();
+        let page_path = page.get_or_insert_with(|| paths.first().cloned().unwrap_or_default()).clone();
+        let df = lf
+            .filter(col("page_path").eq(lit(page_path)))
+            .group_by([col("next_page")])
+            .agg([col("transitions").cast(DataType::Int64).sum(), col("sessions").cast(DataType::Int64).sum()])
+            .sort_by_exprs([col("transitions"), col("next_page")], descending)
+            .collect()?;
+        let (to, n, sessions) = (texts(&df, "next_page", "")?, ints(&df, "transitions")?, ints(&df, "sessions")?);
+        total = n.iter().sum();
+        for i in 0..to.len().min(limit) {
+            let share = (total > 0).then(|| n[i] as f64 / total as f64);
+            next.push(json!({ "next_page": to[i], "transitions": n[i], "sessions": sessions[i], "share": share }));
+        }
+    }
+    Ok(json!({ "range": p.range.name(), "page": page, "total": total, "next": next, "pages": starts }))
+}

@@ -206,6 +206,14 @@ impl Params {
         }
     }
 
+    /// A text parameter of at most `max` bytes, if given and not empty.
+    pub fn text(&self, name: &str, max: usize) -> Result<Option<String>, DashboardError> {
+        match self.extra.get(name).filter(|v| !v.is_empty()) {
+            Some(v) if v.len() > max => Err(bad(format!("{name} is at most {max} bytes (got {})", v.len()))),
+            other => Ok(other.cloned()),
+        }
+    }
+
     /// One of `choices`; required.
     pub fn choice<'c>(&self, name: &str, choices: &[&'c str]) -> Result<&'c str, DashboardError> {
         let got = self.extra.get(name).map_or("", String::as_str);

@@ -213,6 +213,22 @@ async fn top_pages_funnel_and_sessions() {
         ]})
     );
 
+    // a went / → /p/1, c /c/shoes → /p/2: from / by default (ties by path).
+    let (_, next) = get(&f.0, "/api/next_pages").await;
+    assert_eq!(
+        next,
+        json!({"range": "1h", "page": "/", "total": 1,
+            "next": [{"next_page": "/p/1", "transitions": 1, "sessions": 1, "share": 1.0}],
+            "pages": [{"page_path": "/", "transitions": 1}, {"page_path": "/c/shoes", "transitions": 1}]})
+    );
+    let (_, from_shoes) = get(&f.0, "/api/next_pages?page=/c/shoes").await;
+    assert_eq!(
+        (from_shoes["page"].clone(), from_shoes["next"][0]["next_page"].clone()),
+        (json!("/c/shoes"), json!("/p/2"))
+    );
+    let (_, nowhere) = get(&f.0, "/api/next_pages?page=/nowhere").await;
+    assert_eq!((nowhere["total"].clone(), nowhere["next"].clone()), (json!(0), json!([])));
+
     let (_, source) = get(&f.0, "/api/sessions/breakdown?by=source").await;
     assert_eq!(
         source["rows"],

@@ -35,7 +35,7 @@ pub use dates::dim_date;
 pub use funnel::funnel_1h;
 pub use goals::{custom_events_1h, goals_1h};
 pub use pages::dim_pages;
-pub use paths::{entry_pages_1h, exit_pages_1h};
+pub use paths::{entry_pages_1h, exit_pages_1h, page_transitions_1h};
 pub use products::{dim_products, product_performance_1h};
 pub use revenue::revenue_5m;
 pub use sessions::sessions;
@@ -149,6 +149,7 @@ pub fn human_window_tables(human: LazyFrame, config: &GoldConfig) -> PolarsResul
     Ok(vec![
         (GoldTable::Traffic1m, traffic_1m(human.clone(), config)?),
         (GoldTable::TopPages1h, top_pages_1h(human.clone())?),
+        (GoldTable::PageTransitions1h, page_transitions_1h(human.clone())),
         (GoldTable::Revenue5m, revenue_5m(human.clone())),
         (GoldTable::Conversion10m, conversion_10m(human.clone())),
         (GoldTable::ProductPerformance1h, product_performance_1h(human.clone())),

@@ -1,12 +1,13 @@
-//! `entry_pages_1h` and `exit_pages_1h`: where sessions start and where they
-//! end, from the `sessions` table (its `entry_page` and `exit_page`), per
-//! hour of session start like `funnel_1h`. The refresh rewrites them with
-//! the funnel: an hour's rows are those of the sessions that started in it,
-//! all of which are at hand.
+//! Paths through the site. `entry_pages_1h` and `exit_pages_1h`: where
+//! sessions start and where they end, from the `sessions` table (its
+//! `entry_page` and `exit_page`), per hour of session start like
+//! `funnel_1h`; the refresh rewrites them with the funnel (an hour's rows
+//! are those of the sessions that started in it, all of which are at hand).
+//! `page_transitions_1h`: which page follows which, a window table.
 
 use polars::prelude::*;
 
-use super::rate;
+use super::{is_type, rate, window_of};
 
 fn hour_of_start() -> Expr {
     col("session_start").dt().truncate(lit("1h")).alias("hour_start")
@@ -65,4 +66,40 @@ pub fn exit_pages_1h(sessions: LazyFrame) -> LazyFrame {
             col("bounced").sum().cast(DataType::UInt32).alias("bounces"),
         ])
         .sort(["site_id", "hour_start", "page_path"], SortMultipleOptions::default())
+}
+
+/// One row per site, hour, page and the page viewed right after it in the
+/// same tracker session (`session_id`) within the hour, from human page
+/// views. A step across the hour's end is left out, so an hour of Silver
+/// computes its rows whole (like the other window tables); sessions last
+/// minutes, so few are.
+///
+/// Page views of a session at the same millisecond are ordered by path.
+///
+/// Columns:
+/// - `site_id`, `hour_start`, `page_path` (from), `next_page` (to);
+/// - `transitions`: how many times (u32); `sessions`: in how many
+///   sessions (u32).
+pub fn page_transitions_1h(human: LazyFrame) -> LazyFrame {
+    let next = |c: &str| col(c).shift(lit(-1));
+    human
+        .filter(is_type("page_view").and(col("page_path").is_not_null()))
+        .with_column(window_of("event_ts", "1h").alias("hour_start"))
+        .select([col("site_id"), col("session_id"), col("hour_start"), col("event_ts"), col("page_path")])
+        .sort(["site_id", "session_id", "event_ts", "page_path"], SortMultipleOptions::default())
+        // The next row is the next page view when it is of the same
+        // session and hour.
+        .with_columns([
+            next("page_path").alias("next_page"),
+            next("site_id").eq(col("site_id")).alias("_same_site"),
+            next("session_id").eq(col("session_id")).alias("_same_session"),
+            next("hour_start").eq(col("hour_start")).alias("_same_hour"),
+        ])
+        .filter(col("_same_site").and(col("_same_session")).and(col("_same_hour")))
+        .group_by([col("site_id"), col("hour_start"), col("page_path"), col("next_page")])
+        .agg([
+            len().cast(DataType::UInt32).alias("transitions"),
+            col("session_id").n_unique().cast(DataType::UInt32).alias("sessions"),
+        ])
+        .sort(["site_id", "hour_start", "page_path", "next_page"], SortMultipleOptions::default())
 }

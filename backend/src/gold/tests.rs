@@ -435,6 +435,31 @@ fn goal_props_match_by_value_and_numbers_show_as_json() {
 }
 
 #[test]
+fn page_transitions_are_consecutive_page_views_of_a_session_within_the_hour() {
+    let events = vec![
+        ev("1", "page_view", at(10, 0), "a").path("/"),
+        // Not a page view: skipped over.
+        ev("2", "click", at(10, 1), "a").path("/"),
+        ev("3", "page_view", at(10, 2), "a").path("/p/1"),
+        ev("4", "page_view", at(10, 3), "a").path("/"),
+        ev("5", "page_view", at(10, 4), "b").path("/"),
+        ev("6", "page_view", at(10, 9), "b").path("/p/1"),
+        // Across the hour's end: not a step of either hour.
+        ev("7", "page_view", at(11, 1), "b").path("/cart"),
+        // Another session (visitor c) and a bot: no steps.
+        ev("8", "page_view", at(10, 30), "c").path("/p/1"),
+        ev("9", "page_view", at(10, 31), "crawler").path("/").bot(),
+        ev("10", "page_view", at(10, 32), "crawler").path("/p/1").bot(),
+    ];
+    let df = table(&events, GoldTable::PageTransitions1h);
+    assert_eq!(strs(&df, "page_path"), vec![Some("/".into()), Some("/p/1".into())]);
+    assert_eq!(strs(&df, "next_page"), vec![Some("/p/1".into()), Some("/".into())]);
+    assert_eq!(u32s(&df, "transitions"), vec![Some(2), Some(1)]);
+    assert_eq!(u32s(&df, "sessions"), vec![Some(2), Some(1)]);
+    assert_eq!(i64s(&df, "hour_start"), vec![Some(at(10, 0)); 2]);
+}
+
+#[test]
 fn entry_and_exit_pages_per_hour_of_session_start() {
     let events = vec![
         // a: lands on /, ends on /p/1 and buys; b bounces on /; c lands on

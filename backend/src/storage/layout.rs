@@ -73,6 +73,7 @@ impl Table {
 pub enum GoldTable {
     Traffic1m,
     TopPages1h,
+    PageTransitions1h,
     Revenue5m,
     Conversion10m,
     Sessions,
@@ -90,9 +91,10 @@ pub enum GoldTable {
 }
 
 impl GoldTable {
-    pub const ALL: [GoldTable; 16] = [
+    pub const ALL: [GoldTable; 17] = [
         GoldTable::Traffic1m,
         GoldTable::TopPages1h,
+        GoldTable::PageTransitions1h,
         GoldTable::Revenue5m,
         GoldTable::Conversion10m,
         GoldTable::Sessions,
@@ -113,6 +115,7 @@ impl GoldTable {
         match self {
             GoldTable::Traffic1m => "traffic_1m",
             GoldTable::TopPages1h => "top_pages_1h",
+            GoldTable::PageTransitions1h => "page_transitions_1h",
             GoldTable::Revenue5m => "revenue_5m",
             GoldTable::Conversion10m => "conversion_10m",
             GoldTable::Sessions => "sessions",
@@ -141,6 +144,7 @@ impl GoldTable {
                 "window_start"
             }
             GoldTable::TopPages1h
+            | GoldTable::PageTransitions1h
             | GoldTable::Funnel1h
             | GoldTable::EntryPages1h
             | GoldTable::ExitPages1h

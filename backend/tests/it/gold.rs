@@ -333,6 +333,31 @@ fn expected(all: &[Ev]) -> BTreeMap<&'static str, Vec<String>> {
     }
     tables.insert("top_pages_1h", rows);
 
+    // page_transitions_1h: consecutive page views of a tracker session
+    // within an hour (ties in time by path).
+    let mut views: BTreeMap<(String, &str, i64), Vec<(i64, &str)>> = BTreeMap::new();
+    for e in human.iter().filter(|e| e.kind == "page_view") {
+        views.entry((e.site.clone(), e.session.as_str(), floor(e.ts, HOUR))).or_default().push((e.ts, e.path.as_str()));
+    }
+    let mut steps: BTreeMap<(String, i64, &str, &str), (i64, BTreeSet<&str>)> = BTreeMap::new();
+    for ((site, session, hour), mut pages) in views {
+        pages.sort();
+        for pair in pages.windows(2) {
+            let t = steps.entry((site.clone(), hour, pair[0].1, pair[1].1)).or_default();
+            t.0 += 1;
+            t.1.insert(session);
+        }
+    }
+    tables.insert(
+        "page_transitions_1h",
+        steps
+            .iter()
+            .map(|((site, hour, from, to), (n, sessions))| {
+                row(vec![s(site), i(*hour), s(from), s(to), i(*n), i(sessions.len() as i64)])
+            })
+            .collect(),
+    );
+
     // revenue_5m
     let mut windows: BTreeMap<(String, i64, String), (f64, BTreeSet<String>, i64)> = BTreeMap::new();
     for e in human.iter().filter(|e| e.kind == "purchase") {
@@ -817,6 +842,7 @@ fn columns(table: GoldTable) -> &'static [&'static str] {
         GoldTable::TopPages1h => &["site_id", "hour_start", "page_path", "views", "unique_visitors", "rank"],
         GoldTable::Revenue5m => &["site_id", "window_start", "window_end", "product_id", "revenue", "orders", "units"],
         GoldTable::DimPages => &["site_id", "page_path", "title", "title_at", "first_seen", "last_seen"],
+        GoldTable::PageTransitions1h => &["site_id", "hour_start", "page_path", "next_page", "transitions", "sessions"],
         GoldTable::EntryPages1h => {
             &["site_id", "hour_start", "page_path", "sessions", "bounces", "bounce_rate", "converted", "revenue"]
         }

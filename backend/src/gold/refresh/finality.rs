@@ -48,9 +48,11 @@ fn settled_at(table: GoldTable, config: &GoldConfig) -> Option<Expr> {
         GoldTable::Traffic1m | GoldTable::Revenue5m | GoldTable::Conversion10m | GoldTable::BotAnomalies => {
             ts_ms("window_end")
         }
-        GoldTable::TopPages1h | GoldTable::ProductPerformance1h | GoldTable::Goals1h | GoldTable::CustomEvents1h => {
-            ts_ms("hour_start") + lit(HOUR_MS)
-        }
+        GoldTable::TopPages1h
+        | GoldTable::PageTransitions1h
+        | GoldTable::ProductPerformance1h
+        | GoldTable::Goals1h
+        | GoldTable::CustomEvents1h => ts_ms("hour_start") + lit(HOUR_MS),
         // Sessions that started in the hour can still go on for a while.
         GoldTable::Funnel1h | GoldTable::EntryPages1h | GoldTable::ExitPages1h => {
             ts_ms("hour_start") + lit(HOUR_MS + gap)
@@ -100,6 +102,7 @@ pub(super) fn refinalize_passed(
         (GoldTable::Conversion10m, 0, HOUR_MS),
         (GoldTable::BotAnomalies, 0, HOUR_MS),
         (GoldTable::TopPages1h, HOUR_MS - 1, HOUR_MS),
+        (GoldTable::PageTransitions1h, HOUR_MS - 1, HOUR_MS),
         (GoldTable::ProductPerformance1h, HOUR_MS - 1, HOUR_MS),
         (GoldTable::Goals1h, HOUR_MS - 1, HOUR_MS),
         (GoldTable::CustomEvents1h, HOUR_MS - 1, HOUR_MS),

@@ -22,9 +22,10 @@ use crate::storage::{Commit, Manifest, PipelineError, Table};
 
 /// The tables `recompute` can compute alone: those of human events whose
 /// hour is a function of that hour of Silver.
-pub const RECOMPUTABLE: [GoldTable; 7] = [
+pub const RECOMPUTABLE: [GoldTable; 8] = [
     GoldTable::Traffic1m,
     GoldTable::TopPages1h,
+    GoldTable::PageTransitions1h,
     GoldTable::Revenue5m,
     GoldTable::Conversion10m,
     GoldTable::ProductPerformance1h,

@@ -61,6 +61,7 @@ mod tests {
             for table in [
                 GoldTable::Traffic1m,
                 GoldTable::TopPages1h,
+                GoldTable::PageTransitions1h,
                 GoldTable::Revenue5m,
                 GoldTable::Conversion10m,
                 GoldTable::ProductPerformance1h,
