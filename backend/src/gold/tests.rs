@@ -488,6 +488,52 @@ fn entry_and_exit_pages_per_hour_of_session_start() {
 }
 
 #[test]
+fn sessions_get_their_source_and_sources_1h_counts_them() {
+    let events = vec![
+        // a: from Google, two sessions (the second one direct, an hour
+        // later, moving within the site); b: a Google Ads click (gclid) that
+        // buys; c: Facebook, tagged; d: a blog, bounces.
+        ev("1", "page_view", at(10, 0), "a").path("/").referred_by("https://www.google.com/"),
+        ev("2", "page_view", at(10, 3), "a").path("/p/1").referred_by("https://shop.example/"),
+        ev("3", "page_view", at(11, 30), "a").path("/p/2").referred_by("https://shop.example/p/1"),
+        ev("4", "page_view", at(10, 5), "b").path("/p/1").query("gclid=abc").referred_by("https://www.google.com/"),
+        ev("5", "page_view", at(10, 6), "b").path("/cart"),
+        ev("6", "purchase", at(10, 7), "b").product("p1").bought("o-1", 1, 30.0),
+        ev("7", "page_view", at(10, 8), "c").path("/").utm("facebook").referred_by("https://l.facebook.com/"),
+        ev("8", "page_view", at(10, 9), "c").path("/p/3"),
+        ev("9", "page_view", at(10, 10), "d").path("/").referred_by("https://blog.example.org/post"),
+    ];
+    let sessions = table(&events, GoldTable::Sessions);
+    let by_visitor = |anon: &str, column: &str| -> Vec<Option<String>> {
+        let rows = sessions.clone().lazy().filter(col("anonymous_id").eq(lit(anon))).collect().unwrap();
+        strs(&rows, column)
+    };
+    assert_eq!(by_visitor("a", "channel"), vec![Some("Organic Search".into()), Some("Direct".into())]);
+    assert_eq!(by_visitor("a", "referrer_domain"), vec![Some("google.com".into()), None]);
+    assert_eq!(by_visitor("b", "channel"), vec![Some("Paid Search".into())]);
+    assert_eq!(by_visitor("b", "medium"), vec![Some("cpc".into())]);
+    assert_eq!(by_visitor("c", "source"), vec![Some("facebook".into())]);
+    assert_eq!(by_visitor("c", "channel"), vec![Some("Organic Social".into())]);
+    assert_eq!(by_visitor("d", "source"), vec![Some("blog.example.org".into())]);
+    assert_eq!(by_visitor("d", "channel"), vec![Some("Referral".into())]);
+
+    let sources = table(&events, GoldTable::Sources1h);
+    let row = |source: &str| sources.clone().lazy().filter(col("source").eq(lit(source))).collect().unwrap();
+    assert_eq!(sources.height(), 5);
+    let google = row("Google");
+    // Sorted by medium: cpc, then organic.
+    assert_eq!(strs(&google, "channel"), vec![Some("Paid Search".into()), Some("Organic Search".into())]);
+    assert_eq!(u32s(&google, "sessions"), vec![Some(1), Some(1)]);
+    assert_eq!(u32s(&google, "conversions"), vec![Some(1), Some(0)]);
+    assert_eq!(f64s(&google, "revenue"), vec![Some(30.0), Some(0.0)]);
+    let blog = row("blog.example.org");
+    assert_eq!((u32s(&blog, "bounces"), f64s(&blog, "bounce_rate")), (vec![Some(1)], vec![Some(1.0)]));
+    let direct = row("(direct)");
+    assert_eq!(i64s(&direct, "hour_start"), vec![Some(at(11, 0))]);
+    assert_eq!(u32s(&direct, "visitors"), vec![Some(1)]);
+}
+
+#[test]
 fn top_pages_and_product_performance_per_hour() {
     let events = vec![
         ev("1", "page_view", at(10, 0), "a").path("/p/1").product("p1"),

@@ -207,6 +207,12 @@ pub struct Manifest {
     /// aggregator then builds Gold from Silver before it goes on.
     #[serde(default)]
     pub gold_current: bool,
+    /// The layout of Gold's tables the files were written with
+    /// ([`GOLD_LAYOUT`]). Gold of an older layout (a column added to an
+    /// existing table) is built again from Silver once, since one table's
+    /// files must share their columns for a scan to read them together.
+    #[serde(default)]
+    pub gold_layout: u32,
     /// The Gold role's progress: per partition consumer (its tag), the
     /// last of its commits whose Silver files Gold has folded in.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -222,7 +228,16 @@ pub struct Manifest {
     pub writer: Option<String>,
 }
 
+/// Gold's table layout: 0 before it was recorded; 1 adds `sessions`'
+/// acquisition columns (`referrer_domain`, `source`, `medium`, `channel`).
+pub const GOLD_LAYOUT: u32 = 1;
+
 impl Manifest {
+    /// Whether Gold reflects every Silver row, in the current layout.
+    pub fn gold_is_current(&self) -> bool {
+        self.gold_current && self.gold_layout >= GOLD_LAYOUT
+    }
+
     /// The next offset to read of a topic partition.
     pub fn offset(&self, topic: Topic, partition: u32) -> u64 {
         self.offsets.get(topic.name()).and_then(|parts| parts.get(partition as usize)).copied().unwrap_or(0)

@@ -80,6 +80,7 @@ pub enum GoldTable {
     Funnel1h,
     EntryPages1h,
     ExitPages1h,
+    Sources1h,
     ProductPerformance1h,
     Goals1h,
     CustomEvents1h,
@@ -91,7 +92,7 @@ pub enum GoldTable {
 }
 
 impl GoldTable {
-    pub const ALL: [GoldTable; 17] = [
+    pub const ALL: [GoldTable; 18] = [
         GoldTable::Traffic1m,
         GoldTable::TopPages1h,
         GoldTable::PageTransitions1h,
@@ -101,6 +102,7 @@ impl GoldTable {
         GoldTable::Funnel1h,
         GoldTable::EntryPages1h,
         GoldTable::ExitPages1h,
+        GoldTable::Sources1h,
         GoldTable::ProductPerformance1h,
         GoldTable::Goals1h,
         GoldTable::CustomEvents1h,
@@ -122,6 +124,7 @@ impl GoldTable {
             GoldTable::Funnel1h => "funnel_1h",
             GoldTable::EntryPages1h => "entry_pages_1h",
             GoldTable::ExitPages1h => "exit_pages_1h",
+            GoldTable::Sources1h => "sources_1h",
             GoldTable::ProductPerformance1h => "product_performance_1h",
             GoldTable::Goals1h => "goals_1h",
             GoldTable::CustomEvents1h => "custom_events_1h",
@@ -148,6 +151,7 @@ impl GoldTable {
             | GoldTable::Funnel1h
             | GoldTable::EntryPages1h
             | GoldTable::ExitPages1h
+            | GoldTable::Sources1h
             | GoldTable::ProductPerformance1h
             | GoldTable::Goals1h
             | GoldTable::CustomEvents1h => "hour_start",

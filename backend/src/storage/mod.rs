@@ -16,6 +16,6 @@ pub mod range;
 pub mod retention;
 pub mod scan;
 
-pub use commit::{Commit, CrashPoint, Manifest, PendingFile, Role};
+pub use commit::{Commit, CrashPoint, Manifest, PendingFile, Role, GOLD_LAYOUT};
 pub use error::PipelineError;
 pub use layout::{GoldTable, Table, TableDir};

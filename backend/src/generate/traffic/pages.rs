@@ -53,6 +53,10 @@ impl Traffic {
             p.url.push(if p.url.contains('?') { '&' } else { '?' });
             p.url.push_str(&q);
         }
+        if let Some(id) = source.click_id {
+            p.url.push(if p.url.contains('?') { '&' } else { '?' });
+            p.url.push_str(&format!("{id}={:016x}", self.rng.gen::<u64>()));
+        }
         p
     }
 

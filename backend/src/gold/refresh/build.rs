@@ -20,7 +20,7 @@ use crate::gold::{
     dates::{calendar, day_of},
     dim_users,
     dimension::DIMENSIONS,
-    entry_pages_1h, exit_pages_1h, flagged_visitors, funnel_1h, human_events, human_window_tables,
+    flagged_visitors, human_events, human_window_tables, session_hour_tables,
     sessions::{sessionize, SESSION_INPUT},
     ts_ms, GoldConfig, GoldTable, GOLD_INPUT,
 };
@@ -28,7 +28,7 @@ use crate::storage::error::io_err;
 use crate::storage::lake;
 use crate::storage::layout::{parquet_files, partition_day};
 use crate::storage::scan::{scan_files, silver_files};
-use crate::storage::{Commit, Manifest, PipelineError, Table};
+use crate::storage::{Commit, Manifest, PipelineError, Table, GOLD_LAYOUT};
 
 /// Builds Gold from the whole of Silver. Gold written before is removed
 /// first. Calls `progress` with (hours done, hours in all). Returns the
@@ -39,19 +39,12 @@ pub fn build(
     config: &GoldConfig,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(Manifest, usize), PipelineError> {
-    let gold = data_dir.join("gold");
-    if lake::is_remote(&gold) {
-        for file in lake::list(&gold).map_err(io_err(format!("listing {} before rebuilding it", gold.display())))? {
-            lake::remove(&file).map_err(io_err(format!("removing {} before rebuilding", file.display())))?;
-        }
-    } else if gold.exists() {
-        std::fs::remove_dir_all(&gold)
-            .map_err(|e| PipelineError::Task(format!("removing {} before rebuilding it: {e}", gold.display())))?;
-    }
+    remove_gold(data_dir)?;
     let hours: BTreeSet<i64> =
         parquet_files(&data_dir.join(Table::Silver.root())).iter().filter_map(|f| silver_file_hour(f)).collect();
     manifest.max_event_ts = None;
     manifest.gold_current = true;
+    manifest.gold_layout = GOLD_LAYOUT;
     progress(0, hours.len());
     if hours.is_empty() {
         return Ok((manifest, 0));
@@ -224,14 +217,11 @@ impl<'a> InOrder<'a> {
             return Ok(());
         }
         let hours = hours_of(&ready, "session_start")?;
-        let funnel = funnel_1h(ready.clone().lazy()).collect()?;
         self.for_users.push(ready.select(USER_INPUT)?.lazy());
-        let entry = entry_pages_1h(ready.clone().lazy()).collect()?;
-        let exit = exit_pages_1h(ready.clone().lazy()).collect()?;
-        out.write_hours(commit, GoldTable::Sessions, ready, &hours)?;
-        out.write_hours(commit, GoldTable::Funnel1h, funnel, &hours)?;
-        out.write_hours(commit, GoldTable::EntryPages1h, entry, &hours)?;
-        out.write_hours(commit, GoldTable::ExitPages1h, exit, &hours)
+        for (table, rows) in collect_tables(session_hour_tables(ready.clone().lazy()))? {
+            out.write_hours(commit, table, rows, &hours)?;
+        }
+        out.write_hours(commit, GoldTable::Sessions, ready, &hours)
     }
 
     /// Closes the sessions still open, writes the rest of `sessions` and
@@ -248,6 +238,20 @@ impl<'a> InOrder<'a> {
         let hours = hours_of(&users, "first_seen")?;
         out.write_hours(commit, GoldTable::DimUsers, users, &hours)
     }
+}
+
+/// Removes every Gold file, before Gold is built again.
+pub(crate) fn remove_gold(data_dir: &Path) -> Result<(), PipelineError> {
+    let gold = data_dir.join("gold");
+    if lake::is_remote(&gold) {
+        for file in lake::list(&gold).map_err(io_err(format!("listing {} before rebuilding it", gold.display())))? {
+            lake::remove(&file).map_err(io_err(format!("removing {} before rebuilding", file.display())))?;
+        }
+    } else if gold.exists() {
+        std::fs::remove_dir_all(&gold)
+            .map_err(|e| PipelineError::Task(format!("removing {} before rebuilding it: {e}", gold.display())))?;
+    }
+    Ok(())
 }
 
 /// The hour of a `silver/events/dt=YYYY-MM-DD/hour=HH/part-*.parquet` path.

@@ -54,7 +54,7 @@ fn settled_at(table: GoldTable, config: &GoldConfig) -> Option<Expr> {
         | GoldTable::Goals1h
         | GoldTable::CustomEvents1h => ts_ms("hour_start") + lit(HOUR_MS),
         // Sessions that started in the hour can still go on for a while.
-        GoldTable::Funnel1h | GoldTable::EntryPages1h | GoldTable::ExitPages1h => {
+        GoldTable::Funnel1h | GoldTable::EntryPages1h | GoldTable::ExitPages1h | GoldTable::Sources1h => {
             ts_ms("hour_start") + lit(HOUR_MS + gap)
         }
         GoldTable::Sessions => ts_ms("session_end") + lit(gap),
@@ -109,6 +109,7 @@ pub(super) fn refinalize_passed(
         (GoldTable::Funnel1h, HOUR_MS + gap - 1, HOUR_MS + gap),
         (GoldTable::EntryPages1h, HOUR_MS + gap - 1, HOUR_MS + gap),
         (GoldTable::ExitPages1h, HOUR_MS + gap - 1, HOUR_MS + gap),
+        (GoldTable::Sources1h, HOUR_MS + gap - 1, HOUR_MS + gap),
     ] {
         let hours = (old - last).div_euclid(HOUR_MS)..=(new - first - 1).div_euclid(HOUR_MS);
         for hour in hours.filter(|h| h * HOUR_MS + last > old && h * HOUR_MS + first < new) {

@@ -48,6 +48,7 @@ use polars::prelude::*;
 /// Gold's reads are storage's; these are the names its callers know.
 pub use crate::storage::scan::{has_files, scan_table as scan};
 pub use build::build;
+pub(crate) use build::remove_gold;
 pub use finality::watermark;
 pub use recompute::{recompute, RECOMPUTABLE};
 

@@ -15,7 +15,7 @@ use polars::prelude::*;
 use super::bots::BotFlags;
 use super::hours::{hours_of, ids_of, join_on_visitor, read_hour, session_keys, visitor, SilverView, Writer};
 use crate::gold::{
-    entry_pages_1h, exit_pages_1h, funnel_1h, human_events, sessions, ts_ms, GoldConfig, GoldTable, GOLD_INPUT,
+    collect_tables, human_events, session_hour_tables, sessions, ts_ms, GoldConfig, GoldTable, GOLD_INPUT,
 };
 use crate::storage::scan::{has_files, scan_table};
 use crate::storage::{Commit, PipelineError};
@@ -100,16 +100,14 @@ impl SessionsChange {
         Ok(SessionsChange { visitors, replaced, added, hour_sessions, hours })
     }
 
-    /// Writes the rewritten hours of `sessions`, and of `funnel_1h`: the
-    /// funnel of an hour is its sessions', all of which are at hand.
+    /// Writes the rewritten hours of `sessions`, and of the tables made of
+    /// an hour's sessions (`funnel_1h`, ...), all of which are at hand.
     pub fn write(&self, out: &mut Writer<'_>, commit: &mut Commit) -> Result<(), PipelineError> {
         out.write_hours(commit, GoldTable::Sessions, self.hour_sessions.clone(), &self.hours)?;
-        let funnel = funnel_1h(self.hour_sessions.clone().lazy()).collect()?;
-        out.write_hours(commit, GoldTable::Funnel1h, funnel, &self.hours)?;
-        let entry = entry_pages_1h(self.hour_sessions.clone().lazy()).collect()?;
-        out.write_hours(commit, GoldTable::EntryPages1h, entry, &self.hours)?;
-        let exit = exit_pages_1h(self.hour_sessions.clone().lazy()).collect()?;
-        out.write_hours(commit, GoldTable::ExitPages1h, exit, &self.hours)
+        for (table, rows) in collect_tables(session_hour_tables(self.hour_sessions.clone().lazy()))? {
+            out.write_hours(commit, table, rows, &self.hours)?;
+        }
+        Ok(())
     }
 }
 
@@ -162,9 +160,9 @@ mod tests {
                 SessionsChange::compute(view, fresh, &bots, out.config)?.write(out, commit)
             });
             scenario.assert_as_rebuilt(GoldTable::Sessions);
-            scenario.assert_as_rebuilt(GoldTable::Funnel1h);
-            scenario.assert_as_rebuilt(GoldTable::EntryPages1h);
-            scenario.assert_as_rebuilt(GoldTable::ExitPages1h);
+            for (table, _) in session_hour_tables(LazyFrame::default()) {
+                scenario.assert_as_rebuilt(table);
+            }
         }
     }
 }
