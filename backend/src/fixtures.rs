@@ -119,8 +119,22 @@ impl ShopDay {
             let visitor = (visit * 7919) % visitors;
             let product = (visit * 31) % 200;
             let head = format!(r#""event_id":"g{k}","ts":{ts},"anonymous_id":"v{visitor}","session_id":"s{visit}""#);
+            // Visits come from every kind of source (sources_1h): search,
+            // social, webmail, a blog, direct, a newsletter, a paid click.
+            const REFERRERS: [&str; 7] = [
+                "https://www.google.com/",
+                "",
+                "https://t.co/",
+                "https://mail.google.com/",
+                "https://blog.example.org/",
+                "https://www.bing.com/",
+                "https://l.facebook.com/",
+            ];
+            let referrer = REFERRERS[(visit % 7) as usize];
+            let query = ["?utm_source=search", "?utm_source=newsletter&utm_medium=email", "?gclid=x", "", ""]
+                [(visit % 5) as usize];
             let page = format!(
-                r#""page":{{"url":"https://shop.example/p/{product}?utm_source=search","path":"/p/{product}"}}"#
+                r#""page":{{"url":"https://shop.example/p/{product}{query}","path":"/p/{product}","referrer":"{referrer}"}}"#
             );
             let event = match round % VISIT {
                 0..=9 => format!(r#"{{{head},"event_type":"page_view",{page},"props":{{"product_id":"p{product}"}}}}"#),

@@ -575,6 +575,66 @@ mod tests {
     use edge_worker::CollectConfig;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn gold_of_an_older_layout_is_built_again_at_start() {
+        use crate::gold::GoldConfig;
+        use crate::storage::layout::parquet_files;
+        use crate::storage::{GoldTable, TableDir, GOLD_LAYOUT};
+        use polars::prelude::{cols, LazyFrame, ParquetWriter, PlRefPath};
+
+        let dir = std::env::temp_dir().join(format!("clickstream-layout-{}", std::process::id()));
+        fresh_dir(&dir).unwrap();
+        let stream = open_log(&dir, 1).unwrap();
+        let now = SystemClock.now_ms();
+        for b in 0..3 {
+            collect_into(&stream, &synthetic_batch(b, 20, now), &browser_request(now), &CollectConfig::new("t", "t"))
+                .await
+                .unwrap();
+        }
+        let config = || AggregateConfig {
+            gold: Some(GoldConfig::default()),
+            poll_interval: Duration::from_millis(20),
+            batch_interval: Duration::from_millis(20),
+            ..AggregateConfig::new(&dir)
+        };
+        let run = |stream: Arc<dyn crate::stream::EventStream>| async {
+            let agg = Aggregator::open(stream, config(), Arc::new(Metrics::new()), Arc::new(SystemClock)).await.unwrap();
+            let (stop_tx, stop) = watch::channel(false);
+            stop_tx.send(true).unwrap();
+            agg.run(stop).await.unwrap();
+        };
+        run(stream.clone()).await;
+
+        // What an older version left: sessions without the acquisition
+        // columns, and a manifest without a layout.
+        let sessions = parquet_files(&dir.join(GoldTable::Sessions.dir()));
+        assert!(!sessions.is_empty());
+        let before = crate::storage::scan::scan_table(&dir, GoldTable::Sessions).unwrap().collect().unwrap().height();
+        for file in &sessions {
+            let mut old = LazyFrame::scan_parquet(PlRefPath::new(file.display().to_string()), Default::default())
+                .unwrap()
+                .drop(cols(["referrer_domain", "source", "medium", "channel"]))
+                .collect()
+                .unwrap();
+            ParquetWriter::new(std::fs::File::create(file).unwrap()).finish(&mut old).unwrap();
+        }
+        let path = dir.join(Role::Whole.manifest_path());
+        let mut manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        manifest.as_object_mut().unwrap().remove("gold_layout");
+        std::fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+        assert!(!Manifest::load(&dir).unwrap().gold_is_current());
+
+        run(stream).await;
+        let manifest = Manifest::load(&dir).unwrap();
+        assert_eq!(manifest.gold_layout, GOLD_LAYOUT);
+        assert!(manifest.gold_is_current());
+        let rebuilt = crate::storage::scan::scan_table(&dir, GoldTable::Sessions).unwrap().collect().unwrap();
+        assert_eq!(rebuilt.height(), before, "the same sessions, rebuilt from Silver");
+        let channels = rebuilt.column("channel").unwrap();
+        assert_eq!(channels.null_count(), 0, "every session of the rebuilt Gold has its channel");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_steady_trickle_is_taken_in_paced_micro_batches_and_nothing_is_left() {
         let dir = std::env::temp_dir().join(format!("clickstream-paced-{}", std::process::id()));
         fresh_dir(&dir).unwrap();

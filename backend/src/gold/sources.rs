@@ -188,13 +188,12 @@ fn bare(host: &str) -> &str {
     host.strip_prefix("www.").unwrap_or(host)
 }
 
-/// The list's entry for a host: the host as it is, without `www.`, or its
-/// parent domain (`news.google.com` → `google.com`), the first listed.
-fn lookup(host: &str) -> Option<&'static (String, Kind)> {
+/// The list's entry for a referrer domain (a host without `www.`): the
+/// domain itself, else its parent (`xyz.duckduckgo.com` → `duckduckgo.com`).
+fn lookup(domain: &str) -> Option<&'static (String, Kind)> {
     let list = &referrers().by_domain;
-    let bare = bare(host);
-    let parent = bare.split_once('.').map(|(_, p)| p).filter(|p| p.contains('.'));
-    [Some(host), Some(bare), parent].into_iter().flatten().find_map(|h| list.get(h))
+    let parent = domain.split_once('.').map(|(_, p)| p).filter(|p| p.contains('.'));
+    list.get(domain).or_else(|| parent.and_then(|p| list.get(p)))
 }
 
 /// The kind of a `utm_source` value the list knows (a name such as

