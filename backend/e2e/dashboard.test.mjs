@@ -14,7 +14,7 @@ import { clickstreamBin, launchChromium, root, Serve } from "./serve.mjs";
 
 const bin = clickstreamBin();
 const CHARTS = ["traffic", "revenue", "top_pages", "funnel", "sessions_by_source", "sessions_by_country",
-  "sessions_by_device", "pages", "next_pages", "goals", "custom_events", "bots", "rejects"];
+  "sessions_by_device", "pages", "sources", "next_pages", "goals", "custom_events", "bots", "rejects"];
 const METRICS = ["active_visitors", "events_per_minute", "revenue_today", "conversion_rate", "bounce_rate"];
 const TOKEN = "dashboard-e2e-token-0123456789";
 const auth = { headers: { Authorization: `Bearer ${TOKEN}` } };
@@ -35,8 +35,10 @@ before(async () => {
   base = server.url;
   generator = spawn(bin, ["generate", "--target", base, "--rate", "150"], {
     stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, RUST_LOG: "warn" } });
-  // Until the traffic has reached Gold, with a purchase in it.
-  const deadline = Date.now() + 120000;
+  // Until the traffic has reached Gold, with a purchase in it. A first
+  // purchase takes a checkout and a form filled in (20 s to 4 min of the
+  // generator's time): with the default seed it comes about two minutes in.
+  const deadline = Date.now() + 240000;
   for (;;) {
     let s = null;
     try {
@@ -118,6 +120,17 @@ test("the dashboard draws every chart from the API, live, and its numbers are th
   const paths = await (await fetch(`${base}/api/pages?limit=10`, auth)).json();
   const firstEntry = await page.textContent('[data-chart="pages"] table:first-child tbody tr td');
   assert.ok(paths.entry.some((r) => r.page_path === firstEntry), `${firstEntry} vs ${JSON.stringify(paths.entry)}`);
+
+  // Sources and channels: every channel row is one the API lists, with its sessions.
+  await page.waitForSelector('[data-chart="sources"] tbody tr', { timeout: 20000 });
+  const sources = await (await fetch(`${base}/api/sources?limit=10`, auth)).json();
+  const channelRows = await page.locator('[data-chart="sources"] table:first-child tbody tr').evaluateAll((rows) =>
+    rows.map((r) => Array.from(r.cells).map((c) => c.textContent)));
+  assert.ok(channelRows.length > 0 && sources.channels.length > 0);
+  for (const [channel] of channelRows) {
+    assert.ok(sources.channels.some((c) => c.channel === channel), `${channel} vs ${JSON.stringify(sources.channels)}`);
+  }
+  assert.ok(sources.sources.length > 0, JSON.stringify(sources));
 
   // Next pages: choosing another page shows the API's next pages of it.
   await page.waitForSelector('#next-from option', { state: "attached", timeout: 20000 });

@@ -111,7 +111,7 @@ macro_rules! event_columns {
             c("anonymous_id", Text, "The visitor: kept by the tracker in first-party storage (per page load in cookieless mode)."),
             c("user_id", Text, "The signed-in user, once the visitor identified; null before."),
             c("session_id", Text, "The tracker's session (new after 30 minutes idle). Gold rebuilds sessions on the server: see `sessions`."),
-            c("page_url", Text, "The page's URL; the tracker keeps only utm_* query parameters unless configured otherwise."),
+            c("page_url", Text, "The page's URL; the tracker keeps only utm_* query parameters and the names (not values) of ad click ids such as gclid, unless configured otherwise."),
             c("page_path", Text, "The URL's path."),
             c("page_title", Text, "The document title."),
             c("referrer", Text, "The referring URL, empty when direct."),

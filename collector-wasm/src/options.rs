@@ -35,7 +35,8 @@ pub struct Options {
     /// (`respectDoNotTrack`, false).
     pub respect_do_not_track: bool,
     /// Keep every query parameter of URLs (`keepQuery`, false): by default
-    /// only `utm_*` survive, since queries often carry emails and tokens.
+    /// only `utm_*` survive (and ad click ids' names, without their
+    /// values), since queries often carry emails and tokens.
     pub keep_query: bool,
     /// Count a change of `#hash` as a page view (`hashPageViews`, false).
     pub hash_page_views: bool,

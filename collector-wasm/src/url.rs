@@ -7,7 +7,8 @@
 
 /// Click ids whose presence the backend reads as a paid visit
 /// (`gold::sources::CLICK_IDS` in the backend).
-const CLICK_IDS: [&str; 9] = ["gclid", "gbraid", "wbraid", "dclid", "msclkid", "fbclid", "ttclid", "twclid", "li_fat_id"];
+const CLICK_IDS: [&str; 9] =
+    ["gclid", "gbraid", "wbraid", "dclid", "msclkid", "fbclid", "ttclid", "twclid", "li_fat_id"];
 
 /// `url` with its query reduced to `utm_*` parameters and the names of
 /// click ids (all of it with `keep_query`), and its fragment dropped

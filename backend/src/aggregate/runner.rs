@@ -597,7 +597,8 @@ mod tests {
             ..AggregateConfig::new(&dir)
         };
         let run = |stream: Arc<dyn crate::stream::EventStream>| async {
-            let agg = Aggregator::open(stream, config(), Arc::new(Metrics::new()), Arc::new(SystemClock)).await.unwrap();
+            let agg =
+                Aggregator::open(stream, config(), Arc::new(Metrics::new()), Arc::new(SystemClock)).await.unwrap();
             let (stop_tx, stop) = watch::channel(false);
             stop_tx.send(true).unwrap();
             agg.run(stop).await.unwrap();

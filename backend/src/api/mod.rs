@@ -9,6 +9,7 @@ mod charts;
 mod goals;
 mod paths;
 mod range;
+mod sources;
 mod summary;
 #[cfg(test)]
 mod tests;
@@ -88,6 +89,7 @@ const ENDPOINTS: &[(&str, &[&str], Endpoint)] = &[
     ("/api/sessions/breakdown", &["by"], charts::sessions_breakdown),
     ("/api/pages", &["limit"], paths::pages),
     ("/api/next_pages", &["page", "limit"], paths::next_pages),
+    ("/api/sources", &["limit", "channel"], sources::sources),
     ("/api/goals", &[], goals::goals),
     ("/api/custom_events", &["limit"], goals::custom_events),
     ("/api/bots", &["limit"], charts::bots),

@@ -28,11 +28,11 @@ fn visits() -> Vec<Ev> {
         ev("a3", "add_to_cart", at(9, 12), "a").path("/p/1").product("p-1").cart(1, 20.0),
         ev("a4", "begin_checkout", at(9, 13), "a").path("/checkout"),
         ev("a5", "purchase", at(9, 14), "a").path("/thanks").product("p-1").bought("o-1", 1, 20.0),
-        // b: one page, gone (a bounce).
-        ev("b1", "page_view", at(9, 40), "b"),
+        // b: from Bing, one page, gone (a bounce).
+        ev("b1", "page_view", at(9, 40), "b").referred_by("https://www.bing.com/"),
         // c: two pages in the last five minutes; the first exactly on the
         // edge of the events-per-minute window.
-        ev("c1", "page_view", at(9, 55), "c").path("/c/shoes"),
+        ev("c1", "page_view", at(9, 55), "c").path("/c/shoes").referred_by("https://t.co/x"),
         ev("c2", "page_view", at(9, 58), "c").path("/p/2").product("p-2"),
         // d: a product page and a purchase, without a cart in between.
         ev("d1", "page_view", at(9, 59), "d").path("/p/2").product("p-2"),
@@ -228,6 +228,38 @@ async fn top_pages_funnel_and_sessions() {
     );
     let (_, nowhere) = get(&f.0, "/api/next_pages?page=/nowhere").await;
     assert_eq!((nowhere["total"].clone(), nowhere["next"].clone()), (json!(0), json!([])));
+
+    // a: utm_source=google; b from Bing and c from Twitter, untagged; d direct.
+    let (_, sources) = get(&f.0, "/api/sources").await;
+    let figures = |sessions: i64, bounces: i64, conversions: i64, revenue: f64| {
+        json!({"sessions": sessions, "visitors": sessions, "bounces": bounces,
+               "bounce_rate": bounces as f64 / sessions as f64, "conversions": conversions,
+               "conversion_rate": conversions as f64 / sessions as f64, "revenue": revenue})
+    };
+    let with = |keys: Value, figures: Value| {
+        let mut row = keys.as_object().unwrap().clone();
+        row.extend(figures.as_object().unwrap().clone());
+        Value::Object(row)
+    };
+    assert_eq!(
+        sources,
+        json!({"range": "1h", "channel": null,
+        "channels": [
+            with(json!({"channel": "Organic Search"}), figures(2, 1, 1, 20.0)),
+            with(json!({"channel": "Direct"}), figures(1, 1, 1, 50.0)),
+            with(json!({"channel": "Organic Social"}), figures(1, 0, 0, 0.0)),
+        ],
+        "sources": [
+            with(json!({"source": "(direct)", "medium": "(none)", "channel": "Direct"}), figures(1, 1, 1, 50.0)),
+            with(json!({"source": "Bing", "medium": "organic", "channel": "Organic Search"}), figures(1, 1, 0, 0.0)),
+            with(json!({"source": "Twitter", "medium": "social", "channel": "Organic Social"}), figures(1, 0, 0, 0.0)),
+            with(json!({"source": "google", "medium": "(none)", "channel": "Organic Search"}), figures(1, 0, 1, 20.0)),
+        ]})
+    );
+    let (_, search) = get(&f.0, "/api/sources?channel=Organic%20Search&limit=1").await;
+    assert_eq!(search["sources"].as_array().unwrap().len(), 1);
+    assert_eq!(search["sources"][0]["source"], json!("Bing"));
+    assert_eq!(search["channels"].as_array().unwrap().len(), 3, "the channels stay whole");
 
     let (_, source) = get(&f.0, "/api/sessions/breakdown?by=source").await;
     assert_eq!(

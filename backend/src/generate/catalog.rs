@@ -148,7 +148,10 @@ pub fn pick_source<R: Rng>(rng: &mut R) -> Source {
     let roll = rng.gen_range(0..100);
     match roll {
         // Organic search.
-        0..=24 => plain(*pick(rng, &["https://www.google.com/", "https://www.google.com/", "https://www.bing.com/", "https://duckduckgo.com/"])),
+        0..=24 => plain(*pick(
+            rng,
+            &["https://www.google.com/", "https://www.google.com/", "https://www.bing.com/", "https://duckduckgo.com/"],
+        )),
         // Social links without tags.
         25..=29 => plain(*pick(rng, &["https://t.co/", "https://www.reddit.com/", "https://news.ycombinator.com/"])),
         // Social, tagged by the shop's social posts.
@@ -182,9 +185,15 @@ pub fn pick_source<R: Rng>(rng: &mut R) -> Source {
         60..=62 => Source { referrer: "https://www.google.com/", utm: None, click_id: Some("gclid") },
         63..=64 => Source { referrer: "https://l.facebook.com/", utm: None, click_id: Some("fbclid") },
         // Other sites linking to the shop.
-        65..=67 => plain(*pick(rng, &["https://blog.example.org/best-running-shoes", "https://forum.example.net/t/42"])),
+        65..=67 => {
+            plain(*pick(rng, &["https://blog.example.org/best-running-shoes", "https://forum.example.net/t/42"]))
+        }
         // An affiliate partner.
-        68 => Source { referrer: "https://deals.example.com/", utm: Some(("deals_site", "affiliate", "")), click_id: None },
+        68 => Source {
+            referrer: "https://deals.example.com/",
+            utm: Some(("deals_site", "affiliate", "")),
+            click_id: None,
+        },
         // Direct / bookmarks.
         _ => plain(""),
     }

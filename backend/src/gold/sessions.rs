@@ -145,7 +145,10 @@ pub(crate) fn sessionize(events: &DataFrame, config: &GoldConfig) -> PolarsResul
     let at_some = |rows: Vec<Option<IdxSize>>| IdxCa::from_iter_options("".into(), rows.into_iter());
     let (user, entry, exit) = (at_some(user), at_some(entry), at_some(exit));
     let landing = DataFrame::new_infer_height(
-        ["page_url", "referrer", "utm_source", "utm_medium"].into_iter().map(|c| gather(c, &at_first)).collect::<PolarsResult<_>>()?,
+        ["page_url", "referrer", "utm_source", "utm_medium"]
+            .into_iter()
+            .map(|c| gather(c, &at_first))
+            .collect::<PolarsResult<_>>()?,
     )?;
     let [referrer_domain, source, medium, channel] = acquisition_columns(&landing)?;
     let table = DataFrame::new_infer_height(vec![

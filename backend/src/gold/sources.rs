@@ -257,7 +257,8 @@ pub fn channel(source: &str, medium: &str, kind: Option<Kind>) -> Channel {
         Channel::PaidSearch
     } else if paid && kind == Some(Kind::Social) {
         Channel::PaidSocial
-    } else if matches!(medium, "display" | "banner" | "expandable" | "interstitial" | "cpm") || kind == Some(Kind::Ads) {
+    } else if matches!(medium, "display" | "banner" | "expandable" | "interstitial" | "cpm") || kind == Some(Kind::Ads)
+    {
         Channel::Display
     } else if paid {
         Channel::Other
@@ -350,12 +351,21 @@ mod tests {
 
     const SHOP: &str = "https://shop.example/p/42";
 
-    fn of(landing: &str, referrer: &str, utm: (Option<&str>, Option<&str>)) -> (Option<String>, String, String, &'static str) {
+    fn of(
+        landing: &str,
+        referrer: &str,
+        utm: (Option<&str>, Option<&str>),
+    ) -> (Option<String>, String, String, &'static str) {
         let a = classify(Some(landing), Some(referrer), utm.0, utm.1);
         (a.referrer_domain, a.source, a.medium, a.channel.name())
     }
 
-    fn owned(domain: Option<&str>, source: &str, medium: &str, channel: &'static str) -> (Option<String>, String, String, &'static str) {
+    fn owned(
+        domain: Option<&str>,
+        source: &str,
+        medium: &str,
+        channel: &'static str,
+    ) -> (Option<String>, String, String, &'static str) {
         (domain.map(str::to_string), source.to_string(), medium.to_string(), channel)
     }
 
@@ -372,12 +382,27 @@ mod tests {
     fn referrers_are_classified_by_the_list() {
         let none = (None, None);
         assert_eq!(of(SHOP, "", none), owned(None, "(direct)", "(none)", "Direct"));
-        assert_eq!(of(SHOP, "https://www.google.com/", none), owned(Some("google.com"), "Google", "organic", "Organic Search"));
-        assert_eq!(of(SHOP, "https://www.bing.com/search?q=x", none), owned(Some("bing.com"), "Bing", "organic", "Organic Search"));
+        assert_eq!(
+            of(SHOP, "https://www.google.com/", none),
+            owned(Some("google.com"), "Google", "organic", "Organic Search")
+        );
+        assert_eq!(
+            of(SHOP, "https://www.bing.com/search?q=x", none),
+            owned(Some("bing.com"), "Bing", "organic", "Organic Search")
+        );
         assert_eq!(of(SHOP, "https://t.co/abc", none), owned(Some("t.co"), "Twitter", "social", "Organic Social"));
-        assert_eq!(of(SHOP, "https://l.facebook.com/", none), owned(Some("l.facebook.com"), "Facebook", "social", "Organic Social"));
-        assert_eq!(of(SHOP, "https://mail.google.com/mail/u/0/", none), owned(Some("mail.google.com"), "Gmail", "email", "Email"));
-        assert_eq!(of(SHOP, "https://blog.example.org/post", none), owned(Some("blog.example.org"), "blog.example.org", "referral", "Referral"));
+        assert_eq!(
+            of(SHOP, "https://l.facebook.com/", none),
+            owned(Some("l.facebook.com"), "Facebook", "social", "Organic Social")
+        );
+        assert_eq!(
+            of(SHOP, "https://mail.google.com/mail/u/0/", none),
+            owned(Some("mail.google.com"), "Gmail", "email", "Email")
+        );
+        assert_eq!(
+            of(SHOP, "https://blog.example.org/post", none),
+            owned(Some("blog.example.org"), "blog.example.org", "referral", "Referral")
+        );
         // A subdomain the list does not name falls back to its parent.
         assert_eq!(of(SHOP, "https://xyz.duckduckgo.com/", none).1, "DuckDuckGo");
     }
@@ -392,7 +417,10 @@ mod tests {
     fn click_ids_make_a_visit_paid_and_utm_tags_win() {
         let none = (None, None);
         let landing = "https://shop.example/p/42?gclid";
-        assert_eq!(of(landing, "https://www.google.com/", none), owned(Some("google.com"), "Google", "cpc", "Paid Search"));
+        assert_eq!(
+            of(landing, "https://www.google.com/", none),
+            owned(Some("google.com"), "Google", "cpc", "Paid Search")
+        );
         assert_eq!(of(landing, "", none), owned(None, "Google", "cpc", "Paid Search"));
         assert_eq!(of("https://shop.example/?fbclid=", "", none), owned(None, "Facebook", "cpc", "Paid Social"));
         assert_eq!(of("https://shop.example/?msclkid", "https://www.bing.com/", none).3, "Paid Search");

@@ -286,7 +286,8 @@ fn source_of(first: &Ev, list: &ReferrerList) -> (Option<String>, String, String
     let filled = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
     let (utm_source, utm_medium) = (filled(&first.utm[0]), filled(&first.utm[1]));
     let own = host(&first.url);
-    let domain = if first.referrer.trim().is_empty() { None } else { host(&first.referrer) }.filter(|d| Some(d) != own.as_ref());
+    let domain =
+        if first.referrer.trim().is_empty() { None } else { host(&first.referrer) }.filter(|d| Some(d) != own.as_ref());
     let listed = domain.as_deref().and_then(|d| list.find(d)).cloned();
     let query = first.url.split('#').next().unwrap().split_once('?').map(|(_, q)| q.to_string()).unwrap_or_default();
     let keys: Vec<&str> = query.split('&').map(|pair| pair.split('=').next().unwrap()).collect();
