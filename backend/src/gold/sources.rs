@@ -111,8 +111,9 @@ impl Kind {
 }
 
 /// Click ids ad platforms append to the landing URL, with the network they
-/// belong to: a click id makes the visit paid. The tracker keeps these
-/// parameters' names (not their values) in the page URL.
+/// belong to: a click id makes the visit paid. The tracker keeps the
+/// names (not the values) of parameters ending in `clid` or `clkid` in the
+/// page URL; the rest arrive when a site keeps whole queries.
 pub const CLICK_IDS: [(&str, &str, Kind); 9] = [
     ("gclid", "Google", Kind::Search),
     ("gbraid", "Google", Kind::Search),
