@@ -123,7 +123,7 @@ pub fn write(df: &mut DataFrame, format: Format, output: Option<&Path>) -> Resul
 pub struct QueryArgs {
     /// One SQL statement. Tables: silver_events, bronze_events, rejects,
     /// traffic_1m, top_pages_1h, page_transitions_1h, revenue_5m, conversion_10m, sessions, funnel_1h,
-    /// entry_pages_1h, exit_pages_1h,
+    /// entry_pages_1h, exit_pages_1h, sources_1h,
     /// product_performance_1h, goals_1h, custom_events_1h, bot_anomalies,
     /// dim_users, dim_pages, dim_products, dim_date.
     pub sql: String,

@@ -93,9 +93,15 @@ fn read_out(path: &Path) -> Sent {
 }
 
 async fn generate(port: u16, events: u64, seed: u64, out: PathBuf) -> generate::GenerateReport {
+    generate_at(port, events, seed, out, None).await
+}
+
+/// [`generate`] at `rate` events per second (as fast as it can without).
+async fn generate_at(port: u16, events: u64, seed: u64, out: PathBuf, rate: Option<f64>) -> generate::GenerateReport {
     let (_stop_tx, stop) = watch::channel(false);
     let options = GenerateOptions {
         target: format!("http://127.0.0.1:{port}"),
+        rate,
         events: Some(events),
         seed,
         out: Some(out),
@@ -449,7 +455,9 @@ async fn a_server_killed_mid_traffic_loses_and_repeats_nothing() {
     let port = free_port();
     let mut server = start_server(&data, port);
     let out = dir.path().join("sent.ndjson");
-    let traffic = tokio::spawn(generate(port, 4000, 11, out.clone()));
+    // Paced, so that the traffic still flows when the first commits are
+    // in, however long they take on the machine.
+    let traffic = tokio::spawn(generate_at(port, 4000, 11, out.clone(), Some(800.0)));
 
     // Let some traffic land and some commits happen, then kill -9.
     let deadline = Instant::now() + Duration::from_secs(60);
