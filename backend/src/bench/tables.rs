@@ -297,6 +297,7 @@ pub(super) async fn api(events: u64, rounds: usize, dir: PathBuf) -> anyhow::Res
         "/api/funnel",
         "/api/sessions/breakdown?by=source",
         "/api/pages",
+        "/api/sources",
         "/api/next_pages",
         "/api/goals",
         "/api/custom_events",
