@@ -5,7 +5,7 @@ Usage: gold_duckdb.py DATA_DIR OUT_DIR
 The goals and custom-event props come as JSON in CLICKSTREAM_GOALS
 ({"goals": [...], "custom_event_props": [...]}, as in the config file);
 without it both tables are empty.
-Writes OUT_DIR/<table>.parquet for the eighteen Gold tables and prints one JSON
+Writes OUT_DIR/<table>.parquet for the nineteen Gold tables and prints one JSON
 line: {"seconds": s, "rows": n, "peak_rss_mib": m}.
 
 Written the way DuckDB is fast, not as a transcription of the Polars code:
@@ -357,6 +357,15 @@ DIM_PAGES = """
       FROM silver WHERE event_type = 'page_view' AND page_path IS NOT NULL
       GROUP BY site_id, page_path)"""
 
+IDENTITY_MAP = """
+    SELECT site_id, anonymous_id, latest.u AS user_id, first_seen::TIMESTAMP_MS AS first_seen,
+           last_seen::TIMESTAMP_MS AS last_seen
+    FROM (
+      SELECT site_id, anonymous_id, max({'at': event_ts, 'u': user_id}) AS latest,
+             min(event_ts) AS first_seen, max(event_ts) AS last_seen
+      FROM silver WHERE user_id IS NOT NULL AND anonymous_id IS NOT NULL
+      GROUP BY site_id, anonymous_id)"""
+
 # A product name is an extra prop (`product_name`, or `productName`): a
 # string in the props_extra JSON.
 PRODUCT_NAME = " ".join("""
@@ -579,6 +588,7 @@ def main():
     write("dim_users", DIM_USERS)
     write("dim_pages", DIM_PAGES)
     write("dim_products", DIM_PRODUCTS)
+    write("identity_map", IDENTITY_MAP)
     write("dim_date", DIM_DATE)
     goals = json.loads(os.environ.get("CLICKSTREAM_GOALS") or '{"goals": [], "custom_event_props": []}')
     write("goals_1h", goals_1h(goals["goals"]))

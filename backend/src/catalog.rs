@@ -572,6 +572,23 @@ const GOLD: &[(TableDoc, &[Column])] = &[
     ),
     (
         gold(
+            "identity_map",
+            "one site and anonymous_id that ever sent a user_id",
+            "Which user each browser identified as: join Silver's anonymous_id to it to count a person who \
+             signed in on several devices once (coalesce(user_id, anonymous_id)). Bots' events count too. dt is \
+             the day of first_seen.",
+        ),
+        &[
+            SITE,
+            c("anonymous_id", Text, "The browser's id."),
+            c("user_id", Text, "The user of its latest identified event: a shared browser maps to whoever signed in last."),
+            c("first_seen", Time, "Its first event with a user_id."),
+            c("last_seen", Time, "Its last event with a user_id."),
+            c("dt", Date, "Partition: the UTC day of first_seen (from the folder name)."),
+        ],
+    ),
+    (
+        gold(
             "dim_date",
             "one UTC day, from Silver's first event day to its last",
             "The calendar of the star schema: join Silver's dt (or event_ts cast to a date) to date. Days without \

@@ -118,7 +118,15 @@ impl ShopDay {
             let visit = slot + concurrent * (round / VISIT);
             let visitor = (visit * 7919) % visitors;
             let product = (visit * 31) % 200;
-            let head = format!(r#""event_id":"g{k}","ts":{ts},"anonymous_id":"v{visitor}","session_id":"s{visit}""#);
+            // A third of the visitors sign in at checkout (identity_map,
+            // sessions.user_id).
+            let user = if visitor % 3 == 0 && round % VISIT >= 16 {
+                format!(r#","user_id":"u{visitor}""#)
+            } else {
+                String::new()
+            };
+            let head =
+                format!(r#""event_id":"g{k}","ts":{ts},"anonymous_id":"v{visitor}","session_id":"s{visit}"{user}"#);
             // Visits come from every kind of source (sources_1h): search,
             // social, webmail, a blog, direct, a newsletter, a paid click.
             const REFERRERS: [&str; 7] = [

@@ -1,4 +1,5 @@
-//! What the star schema's merged dimensions (`dim_pages`, `dim_products`)
+//! What the star schema's merged dimensions (`dim_pages`, `dim_products`,
+//! `identity_map`)
 //! share: one row per site and key, attributes kept as the latest value
 //! seen, and a merge that is associative, so that Gold can fold a
 //! micro-batch's rows into the rows it holds (or a build each hour's into
@@ -22,7 +23,8 @@ pub struct Dimension {
 }
 
 /// Every merged dimension.
-pub const DIMENSIONS: [&Dimension; 2] = [&super::pages::PAGES, &super::products::PRODUCTS];
+pub const DIMENSIONS: [&Dimension; 3] =
+    [&super::pages::PAGES, &super::products::PRODUCTS, &super::identities::IDENTITIES];
 
 /// `at` where `value` is not null (when an attribute was seen).
 pub(crate) fn seen_at(value: &str, at: &str) -> Expr {

@@ -16,6 +16,7 @@ pub mod dimension;
 pub mod follow;
 pub mod funnel;
 pub mod goals;
+pub mod identities;
 pub mod pages;
 pub mod paths;
 pub mod products;
@@ -190,6 +191,7 @@ pub fn all_tables(silver: LazyFrame, config: &GoldConfig) -> PolarsResult<Vec<(G
     tables.extend([
         (GoldTable::DimPages, dim_pages(silver.clone())),
         (GoldTable::DimProducts, dim_products(silver.clone())),
+        (GoldTable::IdentityMap, identities::identity_map(silver.clone())),
         (GoldTable::DimDate, dim_date(silver.clone())?),
     ]);
     let session_rows = sessions(&human_events(silver, flagged).collect()?, config)?.lazy().cache();

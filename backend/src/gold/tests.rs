@@ -281,6 +281,29 @@ fn dim_pages_keeps_the_latest_title_and_the_first_and_last_view_of_each_path() {
 }
 
 #[test]
+fn identity_map_keeps_the_latest_user_of_each_browser() {
+    let events = vec![
+        ev("1", "page_view", at(10, 0), "a"),
+        ev("2", "identify", at(10, 5), "a").user("u-1"),
+        ev("3", "page_view", at(10, 6), "a").user("u-1"),
+        // A shared browser: someone else signs in later.
+        ev("4", "identify", at(11, 0), "a").user("u-2"),
+        // An earlier identification arriving late does not replace it.
+        ev("5", "page_view", at(9, 0), "a").user("u-0"),
+        // The same user on a second device, a crawler that sent one too.
+        ev("6", "identify", at(12, 0), "b").user("u-1"),
+        ev("7", "page_view", at(12, 1), "crawler").user("u-9").bot(),
+        // Never identified: no row.
+        ev("8", "page_view", at(12, 2), "c"),
+    ];
+    let df = table(&events, GoldTable::IdentityMap);
+    assert_eq!(strs(&df, "anonymous_id"), vec![Some("a".into()), Some("b".into()), Some("crawler".into())]);
+    assert_eq!(strs(&df, "user_id"), vec![Some("u-2".into()), Some("u-1".into()), Some("u-9".into())]);
+    assert_eq!(i64s(&df, "first_seen"), vec![Some(at(9, 0)), Some(at(12, 0)), Some(at(12, 1))]);
+    assert_eq!(i64s(&df, "last_seen"), vec![Some(at(11, 0)), Some(at(12, 0)), Some(at(12, 1))]);
+}
+
+#[test]
 fn dim_products_keeps_each_attribute_latest_on_its_own() {
     let events = vec![
         ev("1", "page_view", at(10, 0), "a").product("p1").named("Trail shoe", "shoes"),

@@ -88,11 +88,12 @@ pub enum GoldTable {
     DimUsers,
     DimPages,
     DimProducts,
+    IdentityMap,
     DimDate,
 }
 
 impl GoldTable {
-    pub const ALL: [GoldTable; 18] = [
+    pub const ALL: [GoldTable; 19] = [
         GoldTable::Traffic1m,
         GoldTable::TopPages1h,
         GoldTable::PageTransitions1h,
@@ -110,6 +111,7 @@ impl GoldTable {
         GoldTable::DimUsers,
         GoldTable::DimPages,
         GoldTable::DimProducts,
+        GoldTable::IdentityMap,
         GoldTable::DimDate,
     ];
 
@@ -132,6 +134,7 @@ impl GoldTable {
             GoldTable::DimUsers => "dim_users",
             GoldTable::DimPages => "dim_pages",
             GoldTable::DimProducts => "dim_products",
+            GoldTable::IdentityMap => "identity_map",
             GoldTable::DimDate => "dim_date",
         }
     }
@@ -156,7 +159,7 @@ impl GoldTable {
             | GoldTable::Goals1h
             | GoldTable::CustomEvents1h => "hour_start",
             GoldTable::Sessions => "session_start",
-            GoldTable::DimUsers | GoldTable::DimPages | GoldTable::DimProducts => "first_seen",
+            GoldTable::DimUsers | GoldTable::DimPages | GoldTable::DimProducts | GoldTable::IdentityMap => "first_seen",
             GoldTable::DimDate => "day_start",
         }
     }

@@ -789,6 +789,24 @@ fn expected(all: &[Ev]) -> BTreeMap<&'static str, Vec<String>> {
             .collect(),
     );
 
+    // identity_map: per browser that sent a user id (bots too), the user of
+    // its latest identified event (ties: the greatest), first and last.
+    let mut identities: BTreeMap<(String, String), (i64, i64, (i64, String))> = BTreeMap::new();
+    for e in all {
+        let Some(user) = &e.user else { continue };
+        let m = identities.entry((e.site.clone(), e.anon.clone())).or_insert((e.ts, e.ts, (e.ts, user.clone())));
+        m.0 = m.0.min(e.ts);
+        m.1 = m.1.max(e.ts);
+        m.2 = m.2.clone().max((e.ts, user.clone()));
+    }
+    tables.insert(
+        "identity_map",
+        identities
+            .iter()
+            .map(|((site, anon), (first, last, (_, user)))| row(vec![s(site), s(anon), s(user), i(*first), i(*last)]))
+            .collect(),
+    );
+
     // goals_1h: the demo shop's goals (examples/shop.toml) over human
     // events; a session is the tracker's session id.
     let shop = clickstream_backend::gold::goals::shop_goals();
@@ -1070,6 +1088,7 @@ fn columns(table: GoldTable) -> &'static [&'static str] {
             "revenue",
         ],
         GoldTable::CustomEvents1h => &["site_id", "hour_start", "event_name", "prop", "value", "events", "visitors"],
+        GoldTable::IdentityMap => &["site_id", "anonymous_id", "user_id", "first_seen", "last_seen"],
         GoldTable::DimProducts => &[
             "site_id",
             "product_id",
@@ -1167,7 +1186,14 @@ pub fn written(data: &Path, table: GoldTable, with_is_final: bool) -> Vec<String
     let df = scan(data, table).unwrap().collect().unwrap();
     let mut names: Vec<&str> = columns(table).to_vec();
     if with_is_final
-        && !matches!(table, GoldTable::DimUsers | GoldTable::DimPages | GoldTable::DimProducts | GoldTable::DimDate)
+        && !matches!(
+            table,
+            GoldTable::DimUsers
+                | GoldTable::DimPages
+                | GoldTable::DimProducts
+                | GoldTable::IdentityMap
+                | GoldTable::DimDate
+        )
     {
         names.push("is_final");
     }

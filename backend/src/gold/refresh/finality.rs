@@ -58,7 +58,11 @@ fn settled_at(table: GoldTable, config: &GoldConfig) -> Option<Expr> {
             ts_ms("hour_start") + lit(HOUR_MS + gap)
         }
         GoldTable::Sessions => ts_ms("session_end") + lit(gap),
-        GoldTable::DimUsers | GoldTable::DimPages | GoldTable::DimProducts | GoldTable::DimDate => return None,
+        GoldTable::DimUsers
+        | GoldTable::DimPages
+        | GoldTable::DimProducts
+        | GoldTable::IdentityMap
+        | GoldTable::DimDate => return None,
     })
 }
 
