@@ -229,7 +229,9 @@ pub struct Manifest {
 }
 
 /// Gold's table layout: 0 before it was recorded; 1 adds `sessions`'
-/// acquisition columns (`referrer_domain`, `source`, `medium`, `channel`).
+/// acquisition columns (`referrer_domain`, `source`, `medium`, `channel`)
+/// and the tables `sources_1h` and `identity_map`, whose history a
+/// rebuild fills in.
 pub const GOLD_LAYOUT: u32 = 1;
 
 impl Manifest {
