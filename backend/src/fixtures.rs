@@ -120,7 +120,7 @@ impl ShopDay {
             let product = (visit * 31) % 200;
             // A third of the visitors sign in at checkout (identity_map,
             // sessions.user_id).
-            let user = if visitor % 3 == 0 && round % VISIT >= 16 {
+            let user = if visitor.is_multiple_of(3) && round % VISIT >= 16 {
                 format!(r#","user_id":"u{visitor}""#)
             } else {
                 String::new()
