@@ -613,6 +613,45 @@ const GOLD: &[(TableDoc, &[Column])] = &[
             c("dt", Date, "Partition: the day (from the folder name)."),
         ],
     ),
+    (
+        gold(
+            "retention_weekly",
+            "one site, cohort week and week after it that any of the cohort came back in",
+            "Of the people first active in a week (the cohort), how many were active in each week after. A person \
+             is a signed-in user across every browser identity_map ties to them, else a browser: signing in moves \
+             a browser's whole history to its user. Active means a human session started that week; weeks start \
+             on Monday in the site's time zone (time_zone, site_time_zones). Weeks nobody came back in have no \
+             row. dt is the day of cohort_start.",
+        ),
+        &[
+            SITE,
+            c("cohort_week", Date, "The Monday of the week the cohort's people were first active in (the site's zone)."),
+            c("cohort_start", Time, "That day as a timestamp (its midnight, wall clock)."),
+            c("week_offset", I32, "Weeks after the cohort's: 0 is its own week."),
+            c("cohort_size", U32, "People in the cohort."),
+            c("active", U32, "Of them, people active in that week."),
+            c("retention_rate", F64, "active / cohort_size."),
+            c("dt", Date, "Partition: the day of cohort_start (from the folder name)."),
+        ],
+    ),
+    (
+        gold(
+            "retention_daily",
+            "one site, cohort day and day after it that any of the cohort came back on",
+            "retention_weekly by days: of the people first active on a day (in the site's time zone), how many \
+             were active on each day after.",
+        ),
+        &[
+            SITE,
+            c("cohort_day", Date, "The day the cohort's people were first active on (the site's zone)."),
+            c("cohort_start", Time, "That day as a timestamp (its midnight, wall clock)."),
+            c("day_offset", I32, "Days after the cohort's: 0 is its own day."),
+            c("cohort_size", U32, "People in the cohort."),
+            c("active", U32, "Of them, people active on that day."),
+            c("retention_rate", F64, "active / cohort_size."),
+            c("dt", Date, "Partition: the day of cohort_start (from the folder name)."),
+        ],
+    ),
 ];
 
 /// The tables as Markdown, for `docs/analysts.md`.

@@ -24,3 +24,4 @@ pub mod server;
 pub mod settings;
 pub mod storage;
 pub mod stream;
+pub mod zones;

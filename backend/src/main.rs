@@ -434,7 +434,7 @@ async fn run_gold_rebuild(settings: Settings, into: Option<std::path::PathBuf>, 
 }
 
 async fn run_gold_recompute(settings: Settings, names: &[String]) -> anyhow::Result<()> {
-    use clickstream_backend::gold::refresh::{recompute, RECOMPUTABLE};
+    use clickstream_backend::gold::refresh::{recompute, FROM_SESSIONS, RECOMPUTABLE};
     use clickstream_backend::gold::GoldTable;
     use clickstream_backend::storage::lock::Ownership;
     use clickstream_backend::storage::{Manifest, Role};
@@ -444,11 +444,11 @@ async fn run_gold_recompute(settings: Settings, names: &[String]) -> anyhow::Res
     let tables = names
         .iter()
         .map(|name| {
-            let known = || RECOMPUTABLE.iter().map(|t| t.name()).collect::<Vec<_>>().join(", ");
+            let known = || RECOMPUTABLE.iter().chain(&FROM_SESSIONS).map(|t| t.name()).collect::<Vec<_>>().join(", ");
             match GoldTable::from_name(name.trim()) {
-                Some(t) if RECOMPUTABLE.contains(&t) => Ok(t),
+                Some(t) if RECOMPUTABLE.contains(&t) || FROM_SESSIONS.contains(&t) => Ok(t),
                 Some(_) => Err(anyhow::anyhow!(
-                    "--recompute: {name} depends on sessions or on all of Silver, so it cannot be recomputed alone \
+                    "--recompute: {name} depends on all of Silver, so it cannot be recomputed alone \
                      (`clickstream replay` rebuilds every table); these can: {}",
                     known()
                 )),

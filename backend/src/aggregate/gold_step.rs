@@ -28,6 +28,9 @@ pub struct GoldConfig {
     /// The site owners' goals and the props custom events are counted by
     /// (`goals_1h`, `custom_events_1h`).
     pub goals: crate::gold::goals::Goals,
+    /// Each site's time zone: the days and weeks of `retention_daily` and
+    /// `retention_weekly` are the site's.
+    pub zones: crate::zones::Zones,
 }
 
 impl Default for GoldConfig {
@@ -37,6 +40,7 @@ impl Default for GoldConfig {
             bot_events_per_minute: 50,
             allowed_lateness_ms: 10 * 60_000,
             goals: Default::default(),
+            zones: Default::default(),
         }
     }
 }

@@ -15,51 +15,13 @@ use chrono_tz::Tz;
 use clickstream_schema::time::{DAY_MS, HOUR_MS, MINUTE_MS};
 
 use super::DashboardError;
+pub use crate::zones::Zones;
 
 /// The presets, by the name the API and the dashboard use.
 pub const PRESETS: [&str; 7] = ["1h", "24h", "7d", "30d", "today", "yesterday", "this_month"];
 
 /// The longest range asked for with `from` and `to`.
 pub const MAX_RANGE_DAYS: i64 = 400;
-
-/// The time zones day boundaries are drawn in: each site's, else the
-/// default one (UTC unless configured).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Zones {
-    pub default: Tz,
-    pub sites: HashMap<String, Tz>,
-}
-
-impl Default for Zones {
-    fn default() -> Self {
-        Zones { default: Tz::UTC, sites: HashMap::new() }
-    }
-}
-
-impl Zones {
-    /// From the config's names (IANA, e.g. `Europe/Berlin`); an unknown
-    /// name is an error naming it.
-    pub fn new(default: Option<&str>, sites: &HashMap<String, String>) -> Result<Zones, String> {
-        let parse = |what: &str, name: &str| {
-            name.parse::<Tz>()
-                .map_err(|_| format!("{what}: unknown time zone '{name}' (an IANA name such as Europe/Berlin)"))
-        };
-        let default = match default {
-            Some(name) => parse("time_zone", name)?,
-            None => Tz::UTC,
-        };
-        let sites = sites
-            .iter()
-            .map(|(site, name)| Ok((site.clone(), parse(&format!("site_time_zones.{site}"), name)?)))
-            .collect::<Result<_, String>>()?;
-        Ok(Zones { default, sites })
-    }
-
-    /// The zone of a site (or of all sites: the default).
-    pub fn of(&self, site: Option<&str>) -> Tz {
-        site.and_then(|s| self.sites.get(s)).copied().unwrap_or(self.default)
-    }
-}
 
 /// The range a request asked for, resolved to `[from, to)` in ms.
 #[derive(Clone, Debug, PartialEq)]

@@ -39,6 +39,10 @@ pub struct GenerateOptions {
     /// Start of the simulated clock (ms since the epoch). Default: now in
     /// real-time mode; in fast mode far enough back for the run to end now.
     pub start_ms: Option<i64>,
+    /// The server's lateness horizon (its `horizon_hours`, a week unless
+    /// configured): no event is generated older than a day less, so a
+    /// history reaching further back needs a server that accepts it.
+    pub horizon_ms: i64,
     /// Retry a send for this long instead of giving up after a few
     /// attempts: a sender that must not lose anything while the server is
     /// restarted or its disk is full (the chaos suite).
@@ -61,6 +65,7 @@ impl Default for GenerateOptions {
             late_share: 0.01,
             bot_share: 0.03,
             start_ms: None,
+            horizon_ms: 7 * 24 * 3_600_000,
             retry_for: None,
         }
     }
@@ -102,6 +107,14 @@ pub struct GenerateArgs {
     /// up after 8 attempts, about 20 seconds).
     #[arg(long)]
     pub retry_for: Option<u64>,
+    /// Spread the events over this many days ending now (retention needs
+    /// weeks); more than 6 needs the server's horizon_hours, given here
+    /// too with --horizon-hours.
+    #[arg(long)]
+    pub history_days: Option<f64>,
+    /// The server's horizon_hours (default 168): events are never older.
+    #[arg(long, default_value_t = 168)]
+    pub horizon_hours: i64,
 }
 
 impl From<GenerateArgs> for GenerateOptions {
@@ -118,9 +131,16 @@ impl From<GenerateArgs> for GenerateOptions {
             malformed_share: args.malformed_share,
             duplicate_share: args.duplicate_share,
             retry_for: args.retry_for.map(Duration::from_secs),
+            start_ms: args.history_days.map(|days| now_ms() - (days * 86_400_000.0) as i64),
+            horizon_ms: args.horizon_hours * 3_600_000,
             ..GenerateOptions::default()
         }
     }
+}
+
+fn now_ms() -> i64 {
+    use crate::clock::Clock;
+    crate::clock::SystemClock.now_ms()
 }
 
 /// Options that cannot produce sensible traffic.

@@ -215,7 +215,10 @@ pub fn with_goals() -> GoldConfig {
         super::goals::Goal { site: "shop-2".into(), page: Some("*".into()), ..goal("Anything elsewhere") },
     ];
     let goals = super::goals::Goals::new(goals, vec!["placement".into()]).unwrap();
-    GoldConfig { goals, ..GoldConfig::default() }
+    // Days and weeks in New York (UTC-5 in November): the retention
+    // tables' days are not UTC days.
+    let zones = crate::zones::Zones::new(Some("America/New_York"), &Default::default()).unwrap();
+    GoldConfig { goals, zones, ..GoldConfig::default() }
 }
 
 pub fn u32s(df: &DataFrame, name: &str) -> Vec<Option<u32>> {

@@ -10,6 +10,7 @@
 //! belongs to the window that starts there.
 
 pub mod bots;
+pub mod cohorts;
 pub mod conversion;
 pub mod dates;
 pub mod dimension;
@@ -194,8 +195,9 @@ pub fn all_tables(silver: LazyFrame, config: &GoldConfig) -> PolarsResult<Vec<(G
         (GoldTable::IdentityMap, identities::identity_map(silver.clone())),
         (GoldTable::DimDate, dim_date(silver.clone())?),
     ]);
-    let session_rows = sessions(&human_events(silver, flagged).collect()?, config)?.lazy().cache();
+    let session_rows = sessions(&human_events(silver.clone(), flagged).collect()?, config)?.lazy().cache();
     tables.extend(session_hour_tables(session_rows.clone()));
+    tables.extend(cohorts::retention(session_rows.clone(), identities::identity_map(silver), &config.zones)?);
     tables.extend([(GoldTable::DimUsers, dim_users(session_rows.clone())), (GoldTable::Sessions, session_rows)]);
     Ok(tables)
 }

@@ -304,6 +304,64 @@ fn identity_map_keeps_the_latest_user_of_each_browser() {
 }
 
 #[test]
+fn retention_counts_people_by_the_week_and_day_they_were_first_seen() {
+    let day = |d: i64| at(d * 24 + 10, 0);
+    // 2026-11-22 (day 0) is a Sunday: its week starts Monday the 16th.
+    let events = vec![
+        ev("a0", "page_view", day(0), "a"),
+        ev("a1", "page_view", day(1), "a"),
+        ev("a8", "page_view", day(8), "a"),
+        ev("b1", "page_view", day(1), "b"),
+        // c and d are one person: u1 signed in on both.
+        ev("c1", "page_view", day(1), "c"),
+        ev("c9", "page_view", day(9), "c").user("u1"),
+        ev("d15", "page_view", day(15), "d").user("u1"),
+        // Bots are nobody's cohort.
+        ev("r1", "page_view", day(1), "crawler").bot(),
+    ];
+    let dates = |df: &DataFrame, name: &str| -> Vec<Option<i32>> {
+        df.column(name).unwrap().cast(&DataType::Int32).unwrap().i32().unwrap().iter().collect()
+    };
+    let d0 = (DAY / 86_400_000) as i32;
+    let weekly = table(&events, GoldTable::RetentionWeekly);
+    let (w16, w23) = (Some(d0 - 6), Some(d0 + 1));
+    assert_eq!(dates(&weekly, "cohort_week"), vec![w16, w16, w16, w23, w23, w23]);
+    assert_eq!(dates(&weekly, "week_offset"), vec![Some(0), Some(1), Some(2), Some(0), Some(1), Some(2)]);
+    assert_eq!(u32s(&weekly, "cohort_size"), vec![Some(1), Some(1), Some(1), Some(2), Some(2), Some(2)]);
+    assert_eq!(u32s(&weekly, "active"), vec![Some(1), Some(1), Some(1), Some(2), Some(1), Some(1)]);
+    assert_eq!(f64s(&weekly, "retention_rate"), vec![Some(1.0), Some(1.0), Some(1.0), Some(1.0), Some(0.5), Some(0.5)]);
+    assert_eq!(i64s(&weekly, "cohort_start")[0], Some(i64::from(d0 - 6) * 86_400_000));
+
+    let daily = table(&events, GoldTable::RetentionDaily);
+    let (c0, c1) = (Some(d0), Some(d0 + 1));
+    assert_eq!(dates(&daily, "cohort_day"), vec![c0, c0, c0, c1, c1, c1]);
+    assert_eq!(dates(&daily, "day_offset"), vec![Some(0), Some(1), Some(8), Some(0), Some(8), Some(14)]);
+    assert_eq!(u32s(&daily, "cohort_size"), vec![Some(1), Some(1), Some(1), Some(2), Some(2), Some(2)]);
+    assert_eq!(u32s(&daily, "active"), vec![Some(1), Some(1), Some(1), Some(2), Some(1), Some(1)]);
+}
+
+#[test]
+fn retention_days_are_the_sites_days() {
+    // 04:30 and 05:10 UTC on the 23rd: 23:30 on the 22nd and 00:10 on the
+    // 23rd in New York.
+    let events = vec![ev("1", "page_view", at(28, 30), "n"), ev("2", "page_view", at(29, 10), "n")];
+    let daily_in = |zone: Option<&str>| {
+        let config =
+            GoldConfig { zones: crate::zones::Zones::new(zone, &Default::default()).unwrap(), ..GoldConfig::default() };
+        let tables = all_tables(silver(&events), &config).unwrap();
+        let (_, daily) = tables.into_iter().find(|(t, _)| *t == GoldTable::RetentionDaily).unwrap();
+        let daily = daily.collect().unwrap();
+        (i64s(&daily, "cohort_start"), u32s(&daily, "active"))
+    };
+    assert_eq!(daily_in(None), (vec![Some(at(24, 0))], vec![Some(1)]), "one UTC day");
+    assert_eq!(
+        daily_in(Some("America/New_York")),
+        (vec![Some(at(0, 0)), Some(at(0, 0))], vec![Some(1), Some(1)]),
+        "two New York days: the cohort of the 22nd, back on the 23rd"
+    );
+}
+
+#[test]
 fn dim_products_keeps_each_attribute_latest_on_its_own() {
     let events = vec![
         ev("1", "page_view", at(10, 0), "a").product("p1").named("Trail shoe", "shoes"),

@@ -202,6 +202,11 @@ fn aggregate_config(data_dir: &Path, file: &FileConfig) -> anyhow::Result<Aggreg
             .map_err(|e| anyhow::anyhow!("config file: {e}"))?;
         c.gold.get_or_insert_with(Default::default).goals = goals;
     }
+    if file.time_zone.is_some() || !file.site_time_zones.is_empty() {
+        let zones = crate::zones::Zones::new(file.time_zone.as_deref(), &file.site_time_zones)
+            .map_err(|e| anyhow::anyhow!("config file: {e}"))?;
+        c.gold.get_or_insert_with(Default::default).zones = zones;
+    }
     if let Some(r) = &file.retention {
         c.retention = crate::storage::retention::Retention {
             bronze_days: r.bronze_days,

@@ -90,10 +90,12 @@ pub enum GoldTable {
     DimProducts,
     IdentityMap,
     DimDate,
+    RetentionWeekly,
+    RetentionDaily,
 }
 
 impl GoldTable {
-    pub const ALL: [GoldTable; 19] = [
+    pub const ALL: [GoldTable; 21] = [
         GoldTable::Traffic1m,
         GoldTable::TopPages1h,
         GoldTable::PageTransitions1h,
@@ -113,6 +115,8 @@ impl GoldTable {
         GoldTable::DimProducts,
         GoldTable::IdentityMap,
         GoldTable::DimDate,
+        GoldTable::RetentionWeekly,
+        GoldTable::RetentionDaily,
     ];
 
     pub fn name(self) -> &'static str {
@@ -136,6 +140,8 @@ impl GoldTable {
             GoldTable::DimProducts => "dim_products",
             GoldTable::IdentityMap => "identity_map",
             GoldTable::DimDate => "dim_date",
+            GoldTable::RetentionWeekly => "retention_weekly",
+            GoldTable::RetentionDaily => "retention_daily",
         }
     }
 
@@ -161,6 +167,7 @@ impl GoldTable {
             GoldTable::Sessions => "session_start",
             GoldTable::DimUsers | GoldTable::DimPages | GoldTable::DimProducts | GoldTable::IdentityMap => "first_seen",
             GoldTable::DimDate => "day_start",
+            GoldTable::RetentionWeekly | GoldTable::RetentionDaily => "cohort_start",
         }
     }
 

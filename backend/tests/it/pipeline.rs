@@ -9,9 +9,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clickstream_backend::aggregate::dedup::scan_table;
+use clickstream_backend::clock::{Clock, SystemClock};
 use clickstream_backend::generate::{self, GenerateOptions};
 use clickstream_backend::gold::GoldTable;
 use clickstream_backend::storage::{Manifest, Role, Table};
+use clickstream_schema::time::HOUR_MS;
 use polars::prelude::*;
 use tokio::sync::watch;
 
@@ -57,10 +59,20 @@ fn start_server(data_dir: &Path, port: u16) -> Server {
     panic!("clickstream serve did not listen on {port} within 30 s");
 }
 
-/// The demo shop's goals (`examples/shop.toml`), as a config file: the
-/// independent Gold check computes `goals_1h` with them.
+/// The days the generator's history spans: retention has weeks to count
+/// returning visitors in.
+const HISTORY_DAYS: i64 = 16;
+
+/// The demo shop's goals (`examples/shop.toml`) in a config file, with
+/// days in [`crate::gold::ZONE`] and a horizon that accepts
+/// [`HISTORY_DAYS`]: the independent Gold check computes `goals_1h` and
+/// the retention tables with them.
 fn shop_config() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/shop.toml")
+    let shop = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/shop.toml")).unwrap();
+    let path = std::env::temp_dir().join(format!("clickstream-it-shop-{}.toml", std::process::id()));
+    let head = format!("time_zone = \"{}\"\nhorizon_hours = {}\n", crate::gold::ZONE, (HISTORY_DAYS + 2) * 24);
+    std::fs::write(&path, head + &shop).unwrap();
+    path
 }
 
 /// What the generator says it delivered.
@@ -92,24 +104,35 @@ fn read_out(path: &Path) -> Sent {
     Sent { valid_ids, malformed }
 }
 
+/// `events` as fast as the server takes them, over [`HISTORY_DAYS`].
 async fn generate(port: u16, events: u64, seed: u64, out: PathBuf) -> generate::GenerateReport {
-    generate_at(port, events, seed, out, None).await
+    let day = 24 * HOUR_MS;
+    let start = SystemClock.now_ms() - HISTORY_DAYS * day;
+    let history = GenerateOptions {
+        start_ms: Some(start),
+        horizon_ms: (HISTORY_DAYS + 2) * day,
+        ..options(port, events, seed, out)
+    };
+    let (_stop_tx, stop) = watch::channel(false);
+    generate::run(history, stop).await.expect("generator")
 }
 
-/// [`generate`] at `rate` events per second (as fast as it can without).
+/// `events` at `rate` events per second, from now.
 async fn generate_at(port: u16, events: u64, seed: u64, out: PathBuf, rate: Option<f64>) -> generate::GenerateReport {
     let (_stop_tx, stop) = watch::channel(false);
-    let options = GenerateOptions {
+    generate::run(GenerateOptions { rate, ..options(port, events, seed, out) }, stop).await.expect("generator")
+}
+
+fn options(port: u16, events: u64, seed: u64, out: PathBuf) -> GenerateOptions {
+    GenerateOptions {
         target: format!("http://127.0.0.1:{port}"),
-        rate,
         events: Some(events),
         seed,
         out: Some(out),
         malformed_share: 0.03,
         duplicate_share: 0.05,
         ..GenerateOptions::default()
-    };
-    generate::run(options, stop).await.expect("generator")
+    }
 }
 
 /// Waits until the committed totals reach the expected counts.
@@ -248,6 +271,7 @@ async fn generator_traffic_reaches_silver_exactly_once() {
     let manifest = clickstream_backend::storage::Manifest::load(&data).unwrap();
     let config = clickstream_backend::gold::GoldConfig {
         goals: clickstream_backend::gold::goals::shop_goals(),
+        zones: clickstream_backend::zones::Zones::new(Some(crate::gold::ZONE), &Default::default()).unwrap(),
         ..Default::default()
     };
     let (built, files) = clickstream_backend::gold::refresh::build(&data, manifest, &config, &mut |_, _| {}).unwrap();

@@ -58,9 +58,9 @@ const FAST_EVENTS_PER_MIN: f64 = 40.0;
 const FAST_MAX_HISTORY_MS: i64 = 3 * DAY;
 /// History replayed by an open-ended fast run before it goes live.
 const FAST_OPEN_ENDED_HISTORY_MS: i64 = HOUR;
-/// No valid event is older than this relative to `now_ms` (the server's
-/// horizon is a week); explicit `start_ms` values are clamped to respect it.
-const MAX_AGE_MS: i64 = 6 * DAY;
+/// No valid event is older than the server's horizon less this; explicit
+/// `start_ms` values are clamped to respect it.
+const HORIZON_MARGIN_MS: i64 = DAY;
 /// Held-back (late) events are sent at most this long after their time.
 const LATE_MAX_MS: i64 = 3 * HOUR;
 /// Hidden warm-up before `start_ms`: at most this long / this many events.
@@ -181,7 +181,7 @@ impl Traffic {
         };
         let realtime = opts.rate.is_some_and(|r| r.is_finite() && r > 0.0);
         // Leave room for late events (≤ 3 h after their ts) inside the age limit.
-        let earliest = now_ms - MAX_AGE_MS + LATE_MAX_MS + HOUR;
+        let earliest = now_ms - (opts.horizon_ms - HORIZON_MARGIN_MS) + LATE_MAX_MS + HOUR;
         let start_ms = match (opts.start_ms, opts.events) {
             (Some(s), _) => s.clamp(earliest, now_ms),
             (None, _) if realtime => now_ms,
@@ -198,7 +198,9 @@ impl Traffic {
             // reaches the wall clock (where the run would have to wait).
             (_, Some(n)) if now_ms - start_ms >= MINUTE => {
                 let margin = 1.03 + 1.0 / (n as f64).sqrt();
-                (n as f64 / (now_ms - start_ms) as f64 * margin).max(default_rate / 10.0)
+                // A history asked for is spread over, however thin.
+                let floor = if opts.start_ms.is_some() { 0.0 } else { default_rate / 10.0 };
+                (n as f64 / (now_ms - start_ms) as f64 * margin).max(floor)
             }
             _ => default_rate,
         };

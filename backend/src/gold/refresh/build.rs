@@ -16,7 +16,9 @@ use super::finality::watermark;
 use super::hours::{hours_of, Writer};
 use super::Phases;
 use crate::gold::{
-    bot_anomalies, collect_tables,
+    bot_anomalies,
+    cohorts::{no_identities, retention},
+    collect_tables,
     dates::{calendar, day_of},
     dim_users,
     dimension::DIMENSIONS,
@@ -100,13 +102,17 @@ pub fn build(
         }
         progress(done + 1, hours.len());
     }
-    session_rows.finish(&mut out, &mut commit)?;
+    let all_sessions = session_rows.finish(&mut out, &mut commit)?;
     phases.lap("users");
+    let mut identities = None;
     for (rows, d) in dimensions.into_iter().zip(DIMENSIONS) {
         if rows.is_empty() {
             continue;
         }
         let rows = (d.merge)(concat(rows, UnionArgs::default())?).collect()?;
+        if d.table == GoldTable::IdentityMap {
+            identities = Some(rows.clone());
+        }
         let hours = hours_of(&rows, "first_seen")?;
         out.write_hours(&mut commit, d.table, rows, &hours)?;
     }
@@ -117,6 +123,14 @@ pub fn build(
         out.write_hours(&mut commit, GoldTable::DimDate, days, &day_hours)?;
     }
     phases.lap("dimensions");
+    if let Some(sessions) = all_sessions {
+        let identities = identities.map_or_else(no_identities, IntoLazy::lazy);
+        for (table, rows) in collect_tables(retention(sessions, identities, &config.zones)?)? {
+            let hours = hours_of(&rows, table.partition_column())?;
+            out.write_hours(&mut commit, table, rows, &hours)?;
+        }
+    }
+    phases.lap("retention");
     let committed_at = manifest.committed_at;
     let manifest = commit.commit(manifest, committed_at)?;
     phases.lap("commit");
@@ -124,7 +138,7 @@ pub fn build(
     Ok((manifest, out.files))
 }
 
-/// The `sessions` columns `dim_users` reads.
+/// The `sessions` columns `dim_users` (and the cohorts) read.
 const USER_INPUT: [&str; 9] = [
     "site_id",
     "anonymous_id",
@@ -225,18 +239,21 @@ impl<'a> InOrder<'a> {
     }
 
     /// Closes the sessions still open, writes the rest of `sessions` and
-    /// `funnel_1h`, then `dim_users` from every session.
-    fn finish(mut self, out: &mut Writer<'_>, commit: &mut Commit) -> Result<(), PipelineError> {
+    /// `funnel_1h`, then `dim_users` from every session. Returns every
+    /// session's [`USER_INPUT`] (none without sessions), for the cohorts.
+    fn finish(mut self, out: &mut Writer<'_>, commit: &mut Commit) -> Result<Option<LazyFrame>, PipelineError> {
         if let Some(open) = self.open.take() {
             self.waiting.push(open);
         }
         self.write_before(i64::MAX, out, commit)?;
         if self.for_users.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
-        let users = dim_users(concat(self.for_users, UnionArgs::default())?).collect()?;
+        let sessions = concat(self.for_users, UnionArgs::default())?.collect()?;
+        let users = dim_users(sessions.clone().lazy()).collect()?;
         let hours = hours_of(&users, "first_seen")?;
-        out.write_hours(commit, GoldTable::DimUsers, users, &hours)
+        out.write_hours(commit, GoldTable::DimUsers, users, &hours)?;
+        Ok(Some(sessions.lazy()))
     }
 }
 

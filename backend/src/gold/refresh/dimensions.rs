@@ -54,6 +54,11 @@ impl DimensionChange {
         Ok(Some(DimensionChange { dimension, changed, rows, old_rows }))
     }
 
+    /// The changed keys' rows now.
+    pub fn rows(&self) -> &DataFrame {
+        &self.rows
+    }
+
     /// Rewrites the hours the changed rows leave or land in.
     pub fn write(self, out: &mut Writer<'_>, commit: &mut Commit) -> Result<(), PipelineError> {
         let Dimension { table, key, .. } = *self.dimension;

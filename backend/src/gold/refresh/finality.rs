@@ -62,7 +62,10 @@ fn settled_at(table: GoldTable, config: &GoldConfig) -> Option<Expr> {
         | GoldTable::DimPages
         | GoldTable::DimProducts
         | GoldTable::IdentityMap
-        | GoldTable::DimDate => return None,
+        | GoldTable::DimDate
+        // A person can come back any day.
+        | GoldTable::RetentionWeekly
+        | GoldTable::RetentionDaily => return None,
     })
 }
 

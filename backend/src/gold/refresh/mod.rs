@@ -18,7 +18,10 @@
 //! 4. [`users`]: the `dim_users` rows of those visitors; [`dimensions`]:
 //!    the `dim_pages` and `dim_products` rows of the pages and products
 //!    the new rows name; [`dates`]: the days `dim_date` did not cover;
-//! 5. [`finality`]: rows the watermark newly passed get `is_final` set, so
+//! 5. [`cohorts`]: `retention_weekly` and `retention_daily` of the cohorts
+//!    the people of those visitors (and of changed `identity_map` rows)
+//!    were or are in;
+//! 6. [`finality`]: rows the watermark newly passed get `is_final` set, so
 //!    after every micro-batch each row's flag is what the current
 //!    watermark says, however the events were batched.
 //!
@@ -29,6 +32,7 @@
 
 mod bots;
 mod build;
+mod cohorts;
 mod dates;
 mod dimensions;
 mod finality;
@@ -50,9 +54,10 @@ pub use crate::storage::scan::{has_files, scan_table as scan};
 pub use build::build;
 pub(crate) use build::remove_gold;
 pub use finality::watermark;
-pub use recompute::{recompute, RECOMPUTABLE};
+pub use recompute::{recompute, FROM_SESSIONS, RECOMPUTABLE};
 
 use self::bots::BotFlags;
+use self::cohorts::CohortsChange;
 use self::dimensions::DimensionChange;
 use self::finality::Watermarks;
 use self::hours::{hours_of, SilverView, Writer};
@@ -61,7 +66,7 @@ use self::users::UsersChange;
 use self::windows::Windows;
 use crate::aggregate::GoldStep;
 use crate::gold::dimension::DIMENSIONS;
-use crate::gold::{GoldConfig, GOLD_INPUT, WINDOW_INPUT};
+use crate::gold::{GoldConfig, GoldTable, GOLD_INPUT, WINDOW_INPUT};
 use crate::storage::{Commit, Manifest, PipelineError};
 
 /// How the aggregator runs Gold (it knows Gold only by this trait).
@@ -163,13 +168,24 @@ fn refresh(
         users.write(&mut out, commit)?;
     }
     phases.lap("users");
+    let mut identities = None;
     for dimension in DIMENSIONS {
         if let Some(change) = DimensionChange::compute(view.data_dir, fresh, dimension)? {
+            if dimension.table == GoldTable::IdentityMap {
+                identities = Some(change.rows().clone());
+            }
             change.write(&mut out, commit)?;
         }
     }
     dates::extend_calendar(view.data_dir, fresh, &mut out, commit)?;
     phases.lap("dimensions");
+    let newly_flagged = &bots.newly_flagged;
+    if let Some(change) =
+        CohortsChange::compute(view.data_dir, &sessions, newly_flagged, identities.as_ref(), &config.zones)?
+    {
+        change.write(&mut out, commit)?;
+    }
+    phases.lap("retention");
     finality::refinalize_passed(&mut out, commit, marks)?;
     phases.lap("refinalize");
     tracing::debug!(files = out.files, phases = %phases, "Gold refresh");

@@ -3,7 +3,9 @@
 //! commit; the other tables are left as they are. For a goal or a custom
 //! event prop added to the config file after the fact: a window table's
 //! hour depends only on that hour of Silver and on who is flagged a bot,
-//! which Gold's `bot_anomalies` already says.
+//! which Gold's `bot_anomalies` already says. The retention tables come
+//! from Gold's `sessions` and `identity_map` (for a site whose time zone
+//! changed).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -12,7 +14,8 @@ use polars::prelude::*;
 
 use super::build::silver_file_hour;
 use super::finality::watermark;
-use super::hours::Writer;
+use super::hours::{hours_of, Writer};
+use crate::gold::cohorts::{no_identities, retention};
 use crate::gold::{
     collect_tables, flagged_visitors, human_events, human_window_tables, GoldConfig, GoldTable, WINDOW_INPUT,
 };
@@ -33,6 +36,10 @@ pub const RECOMPUTABLE: [GoldTable; 8] = [
     GoldTable::CustomEvents1h,
 ];
 
+/// The tables `recompute` computes from Gold's `sessions` and
+/// `identity_map` rather than from Silver.
+pub const FROM_SESSIONS: [GoldTable; 2] = [GoldTable::RetentionWeekly, GoldTable::RetentionDaily];
+
 /// Computes `tables` again from every hour Silver holds and commits them
 /// on top of `manifest` (the Gold writer's). Hours whose Silver has expired
 /// keep their rows. Calls `progress` with (hours done, hours in all).
@@ -44,8 +51,8 @@ pub fn recompute(
     tables: &[GoldTable],
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(Manifest, usize), PipelineError> {
-    if let Some(t) = tables.iter().find(|t| !RECOMPUTABLE.contains(t)) {
-        let names: Vec<&str> = RECOMPUTABLE.iter().map(|t| t.name()).collect();
+    if let Some(t) = tables.iter().find(|t| !RECOMPUTABLE.contains(t) && !FROM_SESSIONS.contains(t)) {
+        let names: Vec<&str> = RECOMPUTABLE.iter().chain(&FROM_SESSIONS).map(|t| t.name()).collect();
         return Err(PipelineError::Task(format!(
             "{} cannot be recomputed alone (it depends on sessions or on all of Silver); \
              `clickstream replay` rebuilds every table. These can: {}",
@@ -53,8 +60,11 @@ pub fn recompute(
             names.join(", ")
         )));
     }
-    let hours: BTreeSet<i64> =
-        parquet_files(&data_dir.join(Table::Silver.root())).iter().filter_map(|f| silver_file_hour(f)).collect();
+    let hours: BTreeSet<i64> = if tables.iter().any(|t| RECOMPUTABLE.contains(t)) {
+        parquet_files(&data_dir.join(Table::Silver.root())).iter().filter_map(|f| silver_file_hour(f)).collect()
+    } else {
+        BTreeSet::new()
+    };
     progress(0, hours.len());
     // Who is a bot is what Gold already says, over all of Silver.
     let flagged = if has_files(data_dir, GoldTable::BotAnomalies) {
@@ -82,6 +92,26 @@ pub fn recompute(
             }
         }
         progress(done + 1, hours.len());
+    }
+    if tables.iter().any(|t| FROM_SESSIONS.contains(t)) && has_files(data_dir, GoldTable::Sessions) {
+        let identities = if has_files(data_dir, GoldTable::IdentityMap) {
+            scan_table(data_dir, GoldTable::IdentityMap)?
+        } else {
+            no_identities()
+        };
+        let sessions = scan_table(data_dir, GoldTable::Sessions)?;
+        let wanted = retention(sessions, identities, &config.zones)?.into_iter().filter(|(t, _)| tables.contains(t));
+        for (table, rows) in collect_tables(wanted.collect())? {
+            // Cohorts that moved (another zone) leave their old files empty.
+            let mut hours = hours_of(&rows, "cohort_start")?;
+            if has_files(data_dir, table) {
+                hours.extend(hours_of(
+                    &scan_table(data_dir, table)?.select([col("cohort_start")]).collect()?,
+                    "cohort_start",
+                )?);
+            }
+            out.write_hours(&mut commit, table, rows, &hours)?;
+        }
     }
     let committed_at = manifest.committed_at;
     let files = out.files;
@@ -117,7 +147,7 @@ mod tests {
         assert!(!has_files(&dir.0, GoldTable::Goals1h));
         let traffic_before = scan_table(&dir.0, GoldTable::Traffic1m).unwrap().collect().unwrap();
 
-        let config = with_goals();
+        let config = GoldConfig { zones: Default::default(), ..with_goals() };
         let tables = [GoldTable::Goals1h, GoldTable::CustomEvents1h];
         let manifest = Manifest::load(&dir.0).unwrap();
         let seq = manifest.seq;
@@ -140,6 +170,23 @@ mod tests {
         }
         let traffic_after = scan_table(&dir.0, GoldTable::Traffic1m).unwrap().collect().unwrap();
         assert!(traffic_after.equals_missing(&traffic_before), "other tables are left as they were");
+
+        // A site's zone set later: its cohorts move to its days (9:00 UTC
+        // is 23:00 the day before in Honolulu, 11:00 is 1:00).
+        let zones = crate::zones::Zones::new(Some("Pacific/Honolulu"), &Default::default()).unwrap();
+        let in_honolulu = GoldConfig { zones, ..config.clone() };
+        let utc_days = scan_table(&dir.0, GoldTable::RetentionDaily).unwrap().collect().unwrap();
+        let manifest = Manifest::load(&dir.0).unwrap();
+        recompute(&dir.0, manifest, &in_honolulu, &FROM_SESSIONS, &mut |_, _| {}).unwrap();
+        let local_days = scan_table(&dir.0, GoldTable::RetentionDaily).unwrap().collect().unwrap();
+        assert_eq!((utc_days.height(), local_days.height()), (1, 2), "{utc_days}\n{local_days}");
+        for (table, lf) in all_tables(silver(&events), &in_honolulu).unwrap() {
+            if FROM_SESSIONS.contains(&table) {
+                let written = scan_table(&dir.0, table).unwrap().collect().unwrap().drop("dt").unwrap();
+                let expected = lf.collect().unwrap();
+                assert!(by_all_columns(written).equals_missing(&by_all_columns(expected)), "{}", table.name());
+            }
+        }
 
         // Tables that depend on sessions or all of Silver are refused by name.
         let manifest = Manifest::load(&dir.0).unwrap();

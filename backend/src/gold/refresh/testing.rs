@@ -56,6 +56,15 @@ fn day() -> Vec<Ev> {
         ev("q2", "page_view", at(9, 10), "q").path("/p/1").title("Product one").product("p1").named("Shoe", "shoes"),
         // Two days before: dim_date gains them and the day between.
         ev("z0", "page_view", at(-26, 0), "z").path("/p/2").product("p2").named("Cap", "hats"),
+        // z's browser turns out to be u-c's other device: u-c's history
+        // starts two days before (retention's cohorts move).
+        ev("z1", "page_view", at(8, 30), "z").user("u-c"),
+        // A shared browser: u-a signs in, then u-s (the browser is u-s's).
+        ev("sh1", "page_view", at(9, 5), "sh").user("u-a"),
+        ev("sh2", "page_view", at(12, 30), "sh").user("u-s"),
+        // 23:30 and 00:10 in New York: two days there, one UTC day.
+        ev("n1", "page_view", at(4, 30), "n"),
+        ev("n2", "page_view", at(5, 10), "n"),
     ];
     events.extend((0..51).map(|i| ev(format!("q-burst-{i}"), "click", at(11, 30) + i * 1000, "q")));
     events
@@ -68,7 +77,7 @@ type InBatch = fn(&Ev) -> bool;
 fn splits() -> [(&'static str, InBatch); 5] {
     [
         ("in event-time order, split at 10:30", |e: &Ev| e.ts >= at(10, 30)),
-        ("late events", |e: &Ev| ["m2", "c0", "a4", "z0"].contains(&e.id.as_str())),
+        ("late events", |e: &Ev| ["m2", "c0", "a4", "z0", "z1", "sh2", "n1"].contains(&e.id.as_str())),
         ("a burst flags a quiet visitor", |e: &Ev| e.id.starts_with("q-burst")),
         ("only the watermark moves on", |e: &Ev| e.id == "b2"),
         ("the first micro-batch", |_: &Ev| true),
