@@ -366,6 +366,30 @@ IDENTITY_MAP = """
       FROM silver WHERE user_id IS NOT NULL AND anonymous_id IS NOT NULL
       GROUP BY site_id, anonymous_id)"""
 
+# Retention: a person is the user identity_map ties a browser to, else the
+# browser; active on the (UTC: the bench's sites have no time zone) days
+# their sessions start on. Cohort = first day (week, Monday) per person.
+PERSON_DAYS = """
+    SELECT DISTINCT s.site_id, coalesce('u:' || i.user_id, 'a:' || s.anonymous_id) AS person,
+           s.session_start::DATE AS day
+    FROM sessions s LEFT JOIN identity_map i USING (site_id, anonymous_id)"""
+
+
+def retention(unit):
+    """retention_daily (unit 'day') or retention_weekly ('week')."""
+    period = "day" if unit == "day" else "date_trunc('week', day)::DATE"
+    length = 1 if unit == "day" else 7
+    return f"""
+    WITH periods AS (SELECT DISTINCT site_id, person, {period} AS p FROM person_days),
+    cohorts AS (SELECT site_id, person, min(p) AS cohort FROM periods GROUP BY ALL),
+    counts AS (
+      SELECT site_id, cohort, (p - cohort) // {length} AS k, count(*) AS active
+      FROM periods JOIN cohorts USING (site_id, person) GROUP BY ALL)
+    SELECT site_id, cohort AS cohort_{unit}, cohort::TIMESTAMP_MS AS cohort_start, k::INTEGER AS {unit}_offset,
+           size::UINTEGER AS cohort_size, active::UINTEGER AS active, active / size AS retention_rate
+    FROM (SELECT *, sum(active) FILTER (WHERE k = 0) OVER (PARTITION BY site_id, cohort) AS size FROM counts)"""
+
+
 # A product name is an extra prop (`product_name`, or `productName`): a
 # string in the props_extra JSON.
 PRODUCT_NAME = " ".join("""
@@ -588,8 +612,12 @@ def main():
     write("dim_users", DIM_USERS)
     write("dim_pages", DIM_PAGES)
     write("dim_products", DIM_PRODUCTS)
-    write("identity_map", IDENTITY_MAP)
+    table("identity_map", IDENTITY_MAP)
+    write("identity_map", "FROM identity_map")
     write("dim_date", DIM_DATE)
+    table("person_days", PERSON_DAYS)
+    write("retention_weekly", retention("week"))
+    write("retention_daily", retention("day"))
     goals = json.loads(os.environ.get("CLICKSTREAM_GOALS") or '{"goals": [], "custom_event_props": []}')
     write("goals_1h", goals_1h(goals["goals"]))
     write("custom_events_1h", custom_events_1h(goals["custom_event_props"]))

@@ -14,7 +14,7 @@ import { clickstreamBin, launchChromium, root, Serve } from "./serve.mjs";
 
 const bin = clickstreamBin();
 const CHARTS = ["traffic", "revenue", "top_pages", "funnel", "sessions_by_source", "sessions_by_country",
-  "sessions_by_device", "pages", "sources", "next_pages", "goals", "custom_events", "bots", "rejects"];
+  "sessions_by_device", "pages", "sources", "retention", "next_pages", "goals", "custom_events", "bots", "rejects"];
 const METRICS = ["active_visitors", "events_per_minute", "revenue_today", "conversion_rate", "bounce_rate"];
 const TOKEN = "dashboard-e2e-token-0123456789";
 const auth = { headers: { Authorization: `Bearer ${TOKEN}` } };
@@ -131,6 +131,28 @@ test("the dashboard draws every chart from the API, live, and its numbers are th
     assert.ok(sources.channels.some((c) => c.channel === channel), `${channel} vs ${JSON.stringify(sources.channels)}`);
   }
   assert.ok(sources.sources.length > 0, JSON.stringify(sources));
+
+  // Retention: the heatmap's cohorts are the API's, each with its size and
+  // a shaded cell per period; choosing days asks for daily cohorts.
+  await page.waitForSelector('[data-chart="retention"] tbody tr', { timeout: 20000 });
+  const weekly = await (await fetch(`${base}/api/retention?period=week`, auth)).json();
+  assert.equal(weekly.period, "week");
+  assert.ok(weekly.cohorts.length > 0 && weekly.cohorts[0].size > 0, JSON.stringify(weekly));
+  const heatRows = await page.locator('[data-chart="retention"] tbody tr').evaluateAll((rows) =>
+    rows.map((r) => Array.from(r.cells).map((c) => c.textContent)));
+  for (const [cohort, people, week0] of heatRows) {
+    const c = weekly.cohorts.find((x) => x.cohort === cohort);
+    assert.ok(c, `${cohort} vs ${JSON.stringify(weekly.cohorts)}`);
+    assert.ok(Number(people.replace(/[^0-9]/g, "")) > 0 && /^100(\.0)?\s?%$/.test(week0), `${people} ${week0}`);
+  }
+  const [daily] = await Promise.all([
+    page.waitForResponse((r) => r.url().includes("/api/retention?") && new URL(r.url()).searchParams.get("period") === "day",
+      { timeout: 15000 }),
+    page.selectOption("#retention-period", "day"),
+  ]);
+  assert.equal((await daily.json()).period, "day");
+  await page.waitForFunction(() => document.querySelector('[data-chart="retention"] thead').textContent.includes("Day 0"),
+    null, { timeout: 15000 });
 
   // Next pages: choosing another page shows the API's next pages of it.
   await page.waitForSelector('#next-from option', { state: "attached", timeout: 20000 });

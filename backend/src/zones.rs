@@ -52,12 +52,21 @@ impl Zones {
 
     /// How far ahead of UTC a site's wall clock is at `ms` (UTC), in ms.
     pub fn offset_ms(&self, site: &str, ms: i64) -> i64 {
-        let zone = self.of(Some(site));
-        match chrono::DateTime::from_timestamp_millis(ms) {
-            Some(t) => i64::from(zone.offset_from_utc_datetime(&t.naive_utc()).fix().local_minus_utc()) * 1000,
-            None => 0,
-        }
+        offset_ms(self.of(Some(site)), ms)
     }
+}
+
+/// How far ahead of UTC `zone`'s wall clock is at `ms` (UTC), in ms.
+pub fn offset_ms(zone: Tz, ms: i64) -> i64 {
+    match chrono::DateTime::from_timestamp_millis(ms) {
+        Some(t) => i64::from(zone.offset_from_utc_datetime(&t.naive_utc()).fix().local_minus_utc()) * 1000,
+        None => 0,
+    }
+}
+
+/// The day (since the epoch) `ms` (UTC) falls on in `zone`.
+pub fn local_day(zone: Tz, ms: i64) -> i64 {
+    (ms + offset_ms(zone, ms)).div_euclid(clickstream_schema::time::DAY_MS)
 }
 
 #[cfg(test)]

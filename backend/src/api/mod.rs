@@ -9,6 +9,7 @@ mod charts;
 mod goals;
 mod paths;
 mod range;
+mod retention;
 mod sources;
 mod summary;
 #[cfg(test)]
@@ -90,6 +91,7 @@ const ENDPOINTS: &[(&str, &[&str], Endpoint)] = &[
     ("/api/pages", &["limit"], paths::pages),
     ("/api/next_pages", &["page", "limit"], paths::next_pages),
     ("/api/sources", &["limit", "channel"], sources::sources),
+    ("/api/retention", &["period"], retention::retention),
     ("/api/goals", &[], goals::goals),
     ("/api/custom_events", &["limit"], goals::custom_events),
     ("/api/bots", &["limit"], charts::bots),

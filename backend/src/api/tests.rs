@@ -256,6 +256,19 @@ async fn top_pages_funnel_and_sessions() {
             with(json!({"source": "google", "medium": "(none)", "channel": "Organic Search"}), figures(1, 0, 1, 20.0)),
         ]})
     );
+    // Retention: the five human visitors are one cohort, first seen on
+    // Sunday the 22nd (the week of Monday the 16th), which is still today.
+    let (_, weekly) = get(&f.0, "/api/retention?range=7d").await;
+    assert_eq!(
+        weekly,
+        json!({"range": "7d", "period": "week",
+               "cohorts": [{"cohort": "2026-11-16", "size": 5, "active": [5], "rates": [1.0]}]})
+    );
+    let (_, daily) = get(&f.0, "/api/retention?range=30d&period=day").await;
+    assert_eq!(daily["cohorts"], json!([{"cohort": "2026-11-22", "size": 5, "active": [5], "rates": [1.0]}]));
+    let (status, bad) = get(&f.0, "/api/retention?period=month").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(bad["message"].as_str().unwrap().contains("period must be one of week, day"), "{bad}");
     let (_, search) = get(&f.0, "/api/sources?channel=Organic%20Search&limit=1").await;
     assert_eq!(search["sources"].as_array().unwrap().len(), 1);
     assert_eq!(search["sources"][0]["source"], json!("Bing"));

@@ -298,6 +298,8 @@ pub(super) async fn api(events: u64, rounds: usize, dir: PathBuf) -> anyhow::Res
         "/api/sessions/breakdown?by=source",
         "/api/pages",
         "/api/sources",
+        "/api/retention",
+        "/api/retention?period=day",
         "/api/next_pages",
         "/api/goals",
         "/api/custom_events",
