@@ -551,6 +551,23 @@ def goals_1h(goals):
     FROM per_goal p JOIN sessions s USING (site_id, hour_start) JOIN revenue r USING (site_id, hour_start, goal)"""
 
 
+def link_clicks_1h(extensions):
+    """Human clicks on a link to a file (its last path segment's extension
+    in `extensions`) or, else, to another host than the page's."""
+    listed = ", ".join(quote(x) for x in extensions)
+    # The path: after the scheme and host of an absolute URL, before ?/#.
+    path = "regexp_extract(regexp_replace(click_href, '^[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#]*', ''), '^[^?#]*')"
+    ext = f"lower(regexp_extract({path}, '/?[^/]+\\.([A-Za-z0-9]+)$', 1))"
+    host = "nullif(regexp_replace(lower(regexp_extract({}, '^[a-zA-Z][a-zA-Z0-9+.-]*://([^/?#]*)', 1)), '^www\\.', ''), '')"
+    kind = (f"CASE WHEN {ext} IN ({listed}) THEN 'download' "
+            f"WHEN {host.format('click_href')} <> {host.format('page_url')} THEN 'outbound' END")
+    return f"""
+    SELECT site_id, date_trunc('hour', event_ts)::TIMESTAMP_MS AS hour_start, kind, click_href AS url,
+           count(*)::UINTEGER AS clicks, count(DISTINCT anonymous_id)::UINTEGER AS visitors
+    FROM (SELECT *, {kind} AS kind FROM human WHERE event_type = 'click' AND click_href IS NOT NULL)
+    WHERE kind IS NOT NULL GROUP BY ALL"""
+
+
 def custom_events_1h(props):
     counts = "count(*)::UINTEGER AS events, count(DISTINCT anonymous_id)::UINTEGER AS visitors"
     base = "FROM human WHERE event_type = 'custom' AND custom_name IS NOT NULL"
@@ -621,6 +638,8 @@ def main():
     goals = json.loads(os.environ.get("CLICKSTREAM_GOALS") or '{"goals": [], "custom_event_props": []}')
     write("goals_1h", goals_1h(goals["goals"]))
     write("custom_events_1h", custom_events_1h(goals["custom_event_props"]))
+    extensions = os.environ.get("CLICKSTREAM_DOWNLOAD_EXTENSIONS", "pdf").split(",")
+    write("link_clicks_1h", link_clicks_1h(extensions))
 
     con.close()
     shutil.rmtree(tmp_dir, ignore_errors=True)

@@ -14,7 +14,7 @@ import { clickstreamBin, launchChromium, root, Serve } from "./serve.mjs";
 
 const bin = clickstreamBin();
 const CHARTS = ["traffic", "revenue", "top_pages", "funnel", "sessions_by_source", "sessions_by_country",
-  "sessions_by_device", "pages", "sources", "retention", "next_pages", "goals", "custom_events", "bots", "rejects"];
+  "sessions_by_device", "pages", "sources", "retention", "next_pages", "goals", "custom_events", "links", "bots", "rejects"];
 const METRICS = ["active_visitors", "events_per_minute", "revenue_today", "conversion_rate", "bounce_rate"];
 const TOKEN = "dashboard-e2e-token-0123456789";
 const auth = { headers: { Authorization: `Bearer ${TOKEN}` } };
@@ -153,6 +153,13 @@ test("the dashboard draws every chart from the API, live, and its numbers are th
   assert.equal((await daily.json()).period, "day");
   await page.waitForFunction(() => document.querySelector('[data-chart="retention"] thead').textContent.includes("Day 0"),
     null, { timeout: 15000 });
+
+  // Outbound links and downloads: each row is a link the API lists.
+  await page.waitForSelector('[data-chart="links"] tbody tr', { timeout: 60000 });
+  const links = await (await fetch(`${base}/api/links?limit=10`, auth)).json();
+  const linkRows = await page.locator('[data-chart="links"] tbody tr td:first-child').allTextContents();
+  const listed = links.outbound.concat(links.downloads).map((r) => r.url);
+  assert.ok(linkRows.length > 0 && linkRows.every((u) => listed.includes(u)), `${linkRows} vs ${listed}`);
 
   // Next pages: choosing another page shows the API's next pages of it.
   await page.waitForSelector('#next-from option', { state: "attached", timeout: 20000 });

@@ -500,6 +500,25 @@ const GOLD: &[(TableDoc, &[Column])] = &[
     ),
     (
         gold(
+            "link_clicks_1h",
+            "one site, hour, kind and link target clicked",
+            "Outbound links and file downloads, from the tracker's click events (human ones): a click on a link \
+             whose path ends in a document, archive, installer or media extension is a download (docs/analysts.md \
+             lists them); else a link to another host than the page's (www. aside) is outbound.",
+        ),
+        &[
+            SITE,
+            HOUR_START,
+            c("kind", Text, "outbound or download."),
+            c("url", Text, "The link's target as tracked (its query cleaned like a page URL's)."),
+            c("clicks", U32, "Clicks on it."),
+            c("visitors", U32, "Distinct visitors (anonymous_id) in the hour."),
+            IS_FINAL,
+            DT,
+        ],
+    ),
+    (
+        gold(
             "bot_anomalies",
             "one visitor and minute with more than 50 events",
             "Visitors behaving like bots whatever their user agent says; every business table leaves all their events out.",
@@ -716,6 +735,7 @@ mod tests {
             ev("a2", "purchase", at(9, 12), "a").product("p-1").bought("o-1", 1, 9.0).user("u-1"),
             ev("a3", "page_view", at(9, 13), "a").path("/thank-you"),
             ev("a4", "custom", at(9, 14), "a").custom("newsletter_signup").prop("placement", serde_json::json!("home")),
+            ev("a5", "click", at(9, 15), "a").href("https://elsewhere.example/"),
         ];
         events.extend((0..60).map(|i| ev(format!("b{i}"), "page_view", at(9, 30) + i * 900, "bot")));
         dir.publish_with(&events, &with_goals());

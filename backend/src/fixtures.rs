@@ -104,8 +104,9 @@ impl ShopDay {
     /// about 30 s apart (ten minutes on the site), as many under way at
     /// once as the event rate needs, by visitors who come back about three
     /// times a day. Each visit walks the same path: page views, clicks,
-    /// cart adds, a checkout, a purchase, the thank-you page, a newsletter
-    /// signup (a custom event; the demo shop's goals count the last three).
+    /// links out and to a file, cart adds, a checkout, a purchase, the
+    /// thank-you page, a newsletter signup (a custom event; the demo shop's
+    /// goals count the last three).
     pub fn batch(&self, first: u64, n: usize, sent_at: i64) -> String {
         const VISIT: u64 = 20;
         let concurrent = ((30_000.0 / self.spacing).round() as u64).max(1);
@@ -146,8 +147,18 @@ impl ShopDay {
             );
             let event = match round % VISIT {
                 0..=9 => format!(r#"{{{head},"event_type":"page_view",{page},"props":{{"product_id":"p{product}"}}}}"#),
-                10..=12 => {
+                10 | 11 => {
                     format!(r#"{{{head},"event_type":"click",{page},"props":{{"tag":"button"}}}}"#)
+                }
+                // A link: to the shop's profile elsewhere (outbound), to a
+                // file (a download), or within the shop (link_clicks_1h).
+                12 => {
+                    let href = [
+                        "https://www.instagram.com/shop.example",
+                        "https://shop.example/files/size-guide.pdf",
+                        "/c/shoes",
+                    ][(visit % 3) as usize];
+                    format!(r#"{{{head},"event_type":"click",{page},"props":{{"tag":"a","href":"{href}"}}}}"#)
                 }
                 13..=15 => format!(
                     r#"{{{head},"event_type":"add_to_cart",{page},"props":{{"product_id":"p{product}","price":19.5,"quantity":1,"currency":"EUR"}}}}"#

@@ -1,5 +1,5 @@
-//! The goals and custom events panels: `goals_1h` and `custom_events_1h`
-//! over the hours the range covers.
+//! The goals, custom events and links panels: `goals_1h`,
+//! `custom_events_1h` and `link_clicks_1h` over the hours the range covers.
 
 use std::collections::BTreeMap;
 
@@ -95,4 +95,32 @@ pub fn custom_events(cx: &Context, p: &Params) -> Result<Value, DashboardError> 
         }
     }
     Ok(json!({ "range": p.range.name(), "events": events }))
+}
+
+/// `GET /api/links?limit=10`: `link_clicks_1h` over the hours the range
+/// touches: the `limit` outbound links and the `limit` downloaded files
+/// with the most clicks, each with `visitors` (added over hours).
+pub fn links(cx: &Context, p: &Params) -> Result<Value, DashboardError> {
+    require_gold(&cx.data_dir)?;
+    let limit = p.count("limit", 10, 100)?;
+    let (mut outbound, mut downloads) = (Vec::new(), Vec::new());
+    if let Some(lf) = gold(&cx.data_dir, GoldTable::LinkClicks1h, p.site.as_deref(), hour_floor(p.from), p.to)? {
+        let df = lf
+            .group_by([col("kind"), col("url")])
+            .agg([col("clicks").cast(DataType::Int64).sum(), col("visitors").cast(DataType::Int64).sum()])
+            .sort_by_exprs(
+                [col("clicks"), col("url")],
+                SortMultipleOptions::default().with_order_descending_multi([true, false]),
+            )
+            .collect()?;
+        let (kind, url) = (texts(&df, "kind", "")?, texts(&df, "url", "")?);
+        let (clicks, visitors) = (ints(&df, "clicks")?, ints(&df, "visitors")?);
+        for i in 0..df.height() {
+            let list = if kind[i] == "download" { &mut downloads } else { &mut outbound };
+            if list.len() < limit {
+                list.push(json!({ "url": url[i], "clicks": clicks[i], "visitors": visitors[i] }));
+            }
+        }
+    }
+    Ok(json!({ "range": p.range.name(), "outbound": outbound, "downloads": downloads }))
 }

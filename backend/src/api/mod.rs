@@ -94,6 +94,7 @@ const ENDPOINTS: &[(&str, &[&str], Endpoint)] = &[
     ("/api/retention", &["period"], retention::retention),
     ("/api/goals", &[], goals::goals),
     ("/api/custom_events", &["limit"], goals::custom_events),
+    ("/api/links", &["limit"], goals::links),
     ("/api/bots", &["limit"], charts::bots),
     ("/api/rejects", &[], charts::rejects),
     ("/api/sites", &[], charts::sites),

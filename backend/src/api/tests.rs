@@ -83,6 +83,29 @@ async fn get_in(data_dir: &Path, uri: &str, zones: crate::api::Zones) -> (Status
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_links_and_downloads_most_clicked_first() {
+    let dir = DataDir::new("api-links");
+    let insta = "https://www.instagram.com/shop";
+    dir.publish(&[
+        ev("1", "click", at(9, 30), "a").href(insta),
+        ev("2", "click", at(9, 31), "b").href(insta),
+        ev("3", "click", at(9, 32), "a").href("https://shop.example/files/guide.pdf"),
+        ev("4", "click", at(9, 33), "a").href("https://partner.example.org/"),
+        ev("5", "click", at(9, 34), "a").href("/c/shoes"),
+    ]);
+    let (_, links) = get(&dir.0, "/api/links").await;
+    let row = |url: &str, clicks: i64, visitors: i64| json!({"url": url, "clicks": clicks, "visitors": visitors});
+    assert_eq!(
+        links,
+        json!({"range": "1h",
+            "outbound": [row(insta, 2, 2), row("https://partner.example.org/", 1, 1)],
+            "downloads": [row("https://shop.example/files/guide.pdf", 1, 1)]})
+    );
+    let (_, one) = get(&dir.0, "/api/links?limit=1").await;
+    assert_eq!(one["outbound"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn summary_of_the_last_hour() {
     let f = fixture("summary");
     let (status, body) = get(&f.0, "/api/summary").await;

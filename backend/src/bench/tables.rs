@@ -148,6 +148,7 @@ fn gold_and_duckdb(dir: &Path, events: u64, duckdb: Option<&Path>, out: &Path) -
         let goals = serde_json::json!({"goals": &*goals.goals, "custom_event_props": &*goals.custom_event_props});
         let run = std::process::Command::new(python)
             .env("CLICKSTREAM_GOALS", goals.to_string())
+            .env("CLICKSTREAM_DOWNLOAD_EXTENSIONS", crate::gold::links::DOWNLOAD_EXTENSIONS.join(","))
             .arg(script)
             .arg(dir)
             .arg(out)
@@ -303,6 +304,7 @@ pub(super) async fn api(events: u64, rounds: usize, dir: PathBuf) -> anyhow::Res
         "/api/next_pages",
         "/api/goals",
         "/api/custom_events",
+        "/api/links",
         "/api/bots",
         "/api/rejects",
     ];

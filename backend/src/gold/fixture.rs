@@ -47,6 +47,8 @@ pub struct Ev {
     pub referrer: String,
     /// The page URL's query string (`gclid=...`), without the `?`.
     pub query: String,
+    /// A click's link target.
+    pub href: Option<String>,
     pub bot: bool,
 }
 
@@ -71,6 +73,7 @@ pub fn ev(id: impl Into<String>, kind: &'static str, ts: i64, anon: &str) -> Ev 
         utm: None,
         referrer: String::new(),
         query: String::new(),
+        href: None,
         bot: false,
     }
 }
@@ -130,6 +133,10 @@ impl Ev {
         self.query = q.into();
         self
     }
+    pub fn href(mut self, url: &str) -> Ev {
+        self.href = Some(url.into());
+        self
+    }
     pub fn bot(mut self) -> Ev {
         self.bot = true;
         self
@@ -181,6 +188,7 @@ pub fn silver(events: &[Ev]) -> LazyFrame {
                 }),
             ),
             Column::new("referrer".into(), s(|e| e.referrer.clone())),
+            Column::new("click_href".into(), o(|e| e.href.clone())),
             Column::new("country".into(), vec!["DE"; n]),
             Column::new("device_type".into(), vec!["desktop"; n]),
             Column::new("browser".into(), vec!["Chrome"; n]),

@@ -11,7 +11,7 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{is_type, rate, window_of};
+use super::{is_type, map_strings, rate, window_of};
 
 /// A goal, as a `[[goals]]` table of the config file defines it: exactly
 /// one of `page`, `event` or `min_revenue`.
@@ -150,17 +150,6 @@ fn same_value(sent: &Value, wanted: &Value) -> bool {
 
 fn decode(text: Option<&str>) -> Option<serde_json::Map<String, Value>> {
     serde_json::from_str(text?).ok()
-}
-
-/// A string column mapped by `f` (a Polars UDF) to a column of type `out`.
-fn map_strings<F>(column: &str, out: DataType, f: F) -> Expr
-where
-    F: Fn(&StringChunked) -> Column + Send + Sync + 'static,
-{
-    col(column).map(
-        move |c| Ok(f(c.str()?).with_name(c.name().clone())),
-        move |_, field| Ok(Field::new(field.name().clone(), out.clone())),
-    )
 }
 
 /// The events of the site the goal is for.

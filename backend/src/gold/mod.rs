@@ -18,6 +18,7 @@ pub mod follow;
 pub mod funnel;
 pub mod goals;
 pub mod identities;
+pub mod links;
 pub mod pages;
 pub mod paths;
 pub mod products;
@@ -37,6 +38,7 @@ pub use conversion::conversion_10m;
 pub use dates::dim_date;
 pub use funnel::funnel_1h;
 pub use goals::{custom_events_1h, goals_1h};
+pub use links::link_clicks_1h;
 pub use pages::dim_pages;
 pub use paths::{entry_pages_1h, exit_pages_1h, page_transitions_1h};
 pub use products::{dim_products, product_performance_1h};
@@ -73,6 +75,17 @@ pub(crate) fn rate(num: Expr, den: Expr) -> Expr {
     when(den.clone().gt(lit(0)))
         .then(num.cast(DataType::Float64) / den.cast(DataType::Float64))
         .otherwise(lit(NULL).cast(DataType::Float64))
+}
+
+/// A string column mapped by `f` (a Polars UDF) to a column of type `out`.
+pub(crate) fn map_strings<F>(column: &str, out: DataType, f: F) -> Expr
+where
+    F: Fn(&StringChunked) -> Column + Send + Sync + 'static,
+{
+    col(column).map(
+        move |c| Ok(f(c.str()?).with_name(c.name().clone())),
+        move |_, field| Ok(Field::new(field.name().clone(), out.clone())),
+    )
 }
 
 pub(crate) fn is_type(event_type: &str) -> Expr {
@@ -127,6 +140,7 @@ pub const GOLD_INPUT: &[&str] = &[
     "utm_campaign",
     "page_url",
     "referrer",
+    "click_href",
     "country",
     "device_type",
     "browser",
@@ -160,7 +174,8 @@ pub fn human_window_tables(human: LazyFrame, config: &GoldConfig) -> PolarsResul
         (GoldTable::Conversion10m, conversion_10m(human.clone())),
         (GoldTable::ProductPerformance1h, product_performance_1h(human.clone())),
         (GoldTable::Goals1h, goals_1h(human.clone(), &config.goals)?),
-        (GoldTable::CustomEvents1h, custom_events_1h(human, &config.goals)?),
+        (GoldTable::CustomEvents1h, custom_events_1h(human.clone(), &config.goals)?),
+        (GoldTable::LinkClicks1h, link_clicks_1h(human)),
     ])
 }
 
@@ -179,6 +194,8 @@ pub const WINDOW_INPUT: &[&str] = &[
     "order_id",
     "custom_name",
     "props_extra",
+    "click_href",
+    "page_url",
     "is_bot",
 ];
 

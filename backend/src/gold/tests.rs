@@ -362,6 +362,26 @@ fn retention_days_are_the_sites_days() {
 }
 
 #[test]
+fn link_clicks_count_outbound_links_and_downloads_per_hour() {
+    let events = vec![
+        ev("1", "click", at(10, 0), "a").href("https://www.instagram.com/shop"),
+        ev("2", "click", at(10, 5), "a").href("https://www.instagram.com/shop"),
+        ev("3", "click", at(10, 6), "b").href("https://www.instagram.com/shop"),
+        ev("4", "click", at(10, 7), "b").href("https://shop.example/files/guide.pdf"),
+        // Within the site, a button, a bot: not counted.
+        ev("5", "click", at(10, 8), "b").href("https://shop.example/p/1"),
+        ev("6", "click", at(10, 9), "b"),
+        ev("7", "click", at(10, 10), "crawler").href("https://www.instagram.com/shop").bot(),
+        ev("8", "click", at(11, 0), "a").href("https://shop.example/files/guide.pdf"),
+    ];
+    let df = table(&events, GoldTable::LinkClicks1h);
+    assert_eq!(i64s(&df, "hour_start"), vec![Some(at(10, 0)), Some(at(10, 0)), Some(at(11, 0))]);
+    assert_eq!(strs(&df, "kind"), vec![Some("download".into()), Some("outbound".into()), Some("download".into())]);
+    assert_eq!(u32s(&df, "clicks"), vec![Some(1), Some(3), Some(1)]);
+    assert_eq!(u32s(&df, "visitors"), vec![Some(1), Some(2), Some(1)]);
+}
+
+#[test]
 fn dim_products_keeps_each_attribute_latest_on_its_own() {
     let events = vec![
         ev("1", "page_view", at(10, 0), "a").product("p1").named("Trail shoe", "shoes"),

@@ -231,7 +231,8 @@ pub struct Manifest {
 /// Gold's table layout: 0 before it was recorded; 1 adds `sessions`'
 /// acquisition columns (`referrer_domain`, `source`, `medium`, `channel`)
 /// and the tables `sources_1h` and `identity_map`, whose history a
-/// rebuild fills in; 2 adds `retention_weekly` and `retention_daily`.
+/// rebuild fills in; 2 adds `retention_weekly`, `retention_daily` and
+/// `link_clicks_1h`.
 pub const GOLD_LAYOUT: u32 = 2;
 
 impl Manifest {

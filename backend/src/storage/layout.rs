@@ -84,6 +84,7 @@ pub enum GoldTable {
     ProductPerformance1h,
     Goals1h,
     CustomEvents1h,
+    LinkClicks1h,
     BotAnomalies,
     DimUsers,
     DimPages,
@@ -95,7 +96,7 @@ pub enum GoldTable {
 }
 
 impl GoldTable {
-    pub const ALL: [GoldTable; 21] = [
+    pub const ALL: [GoldTable; 22] = [
         GoldTable::Traffic1m,
         GoldTable::TopPages1h,
         GoldTable::PageTransitions1h,
@@ -109,6 +110,7 @@ impl GoldTable {
         GoldTable::ProductPerformance1h,
         GoldTable::Goals1h,
         GoldTable::CustomEvents1h,
+        GoldTable::LinkClicks1h,
         GoldTable::BotAnomalies,
         GoldTable::DimUsers,
         GoldTable::DimPages,
@@ -134,6 +136,7 @@ impl GoldTable {
             GoldTable::ProductPerformance1h => "product_performance_1h",
             GoldTable::Goals1h => "goals_1h",
             GoldTable::CustomEvents1h => "custom_events_1h",
+            GoldTable::LinkClicks1h => "link_clicks_1h",
             GoldTable::BotAnomalies => "bot_anomalies",
             GoldTable::DimUsers => "dim_users",
             GoldTable::DimPages => "dim_pages",
@@ -163,7 +166,8 @@ impl GoldTable {
             | GoldTable::Sources1h
             | GoldTable::ProductPerformance1h
             | GoldTable::Goals1h
-            | GoldTable::CustomEvents1h => "hour_start",
+            | GoldTable::CustomEvents1h
+            | GoldTable::LinkClicks1h => "hour_start",
             GoldTable::Sessions => "session_start",
             GoldTable::DimUsers | GoldTable::DimPages | GoldTable::DimProducts | GoldTable::IdentityMap => "first_seen",
             GoldTable::DimDate => "day_start",

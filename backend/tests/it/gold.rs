@@ -960,6 +960,54 @@ fn expected(all: &[Ev]) -> BTreeMap<&'static str, Vec<String>> {
             .collect(),
     );
 
+    // link_clicks_1h: human clicks on a link to a file (a download
+    // extension on the last path segment) or, else, to another host than
+    // the page's (www. aside), per hour and target.
+    fn host(url: &str) -> Option<String> {
+        let (_, rest) = url.split_once("://")?;
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let host = rest[..end].to_ascii_lowercase();
+        let host = host.strip_prefix("www.").unwrap_or(&host).to_string();
+        (!host.is_empty()).then_some(host)
+    }
+    fn file_extension(url: &str) -> Option<String> {
+        let path = match url.find("://") {
+            Some(i) => url[i + 3..].find('/').map_or("", |j| &url[i + 3 + j..]),
+            None => url,
+        };
+        let path = &path[..path.find(['?', '#']).unwrap_or(path.len())];
+        let last = &path[path.rfind('/').map_or(0, |i| i + 1)..];
+        let dot = last.rfind('.').filter(|&d| d > 0)?;
+        Some(last[dot + 1..].to_ascii_lowercase())
+            .filter(|x| !x.is_empty() && x.chars().all(|c| c.is_ascii_alphanumeric()))
+    }
+    let mut links: BTreeMap<(String, i64, &str, String), (i64, BTreeSet<&str>)> = BTreeMap::new();
+    for e in human.iter().filter(|e| e.kind == "click") {
+        let Some(href) = e.props["href"].as_str() else { continue };
+        let download = file_extension(href)
+            .is_some_and(|x| clickstream_backend::gold::links::DOWNLOAD_EXTENSIONS.contains(&x.as_str()));
+        let kind = if download {
+            "download"
+        } else if host(href).is_some() && host(&e.url).is_some() && host(href) != host(&e.url) {
+            "outbound"
+        } else {
+            continue;
+        };
+        let c = links.entry((e.site.clone(), hour_of(e), kind, href.to_string())).or_default();
+        c.0 += 1;
+        c.1.insert(&e.anon);
+    }
+    assert!(links.keys().any(|k| k.2 == "download") && links.keys().any(|k| k.2 == "outbound"), "{links:?}");
+    tables.insert(
+        "link_clicks_1h",
+        links
+            .into_iter()
+            .map(|((site, hour, kind, url), (n, visitors))| {
+                row(vec![s(&site), i(hour), s(kind), s(&url), i(n), i(visitors.len() as i64)])
+            })
+            .collect(),
+    );
+
     // dim_products: every event naming a product, bots too; each attribute
     // the latest sent (ties: the greatest), first and last event.
     #[derive(Default)]
@@ -1140,6 +1188,7 @@ fn columns(table: GoldTable) -> &'static [&'static str] {
             "revenue",
         ],
         GoldTable::CustomEvents1h => &["site_id", "hour_start", "event_name", "prop", "value", "events", "visitors"],
+        GoldTable::LinkClicks1h => &["site_id", "hour_start", "kind", "url", "clicks", "visitors"],
         GoldTable::IdentityMap => &["site_id", "anonymous_id", "user_id", "first_seen", "last_seen"],
         GoldTable::DimProducts => &[
             "site_id",

@@ -93,6 +93,16 @@ impl Traffic {
                     self.press(s, "Subscribe", Step::Custom("newsletter_signup"));
                 } else if r < 0.66 && has_account && !logged_in {
                     self.go(s, page(PageKind::Login, "/login", "Sign in | Shop Example"), 0.9);
+                } else if r < 0.69 {
+                    // The shop's social profile: an outbound link, and gone.
+                    let profile = ["https://www.instagram.com/shop.example", "https://www.pinterest.com/shopexample/"]
+                        [usize::from(r >= 0.675)];
+                    let think = self.think();
+                    s.queue.push_back((
+                        think,
+                        Step::Click { tag: "a", text: "Follow us".into(), href: Some(profile.into()) },
+                    ));
+                    s.steps = u32::MAX / 2;
                 }
             }
             PageKind::Login => {
@@ -146,6 +156,14 @@ impl Traffic {
                 } else if r < 0.53 {
                     let name = *pick(&mut self.rng, &["image_zoom", "size_guide_opened", "video_play", "wishlist_add"]);
                     self.press(s, "More", Step::Custom(name));
+                } else if r < 0.55 {
+                    // The category's size guide, a file download; the visit goes on.
+                    let think = self.think();
+                    let guide = url(&format!("/files/size-guide-{}.pdf", p.category));
+                    s.queue.push_back((
+                        think,
+                        Step::Click { tag: "a", text: "Size guide (PDF)".into(), href: Some(guide) },
+                    ));
                 }
             }
             PageKind::Search(q) => {

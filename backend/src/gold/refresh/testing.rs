@@ -62,6 +62,12 @@ fn day() -> Vec<Ev> {
         // A shared browser: u-a signs in, then u-s (the browser is u-s's).
         ev("sh1", "page_view", at(9, 5), "sh").user("u-a"),
         ev("sh2", "page_view", at(12, 30), "sh").user("u-s"),
+        // An outbound link and a download (link_clicks_1h); a link within
+        // the site is neither.
+        ev("bo", "click", at(11, 2), "b").href("https://www.instagram.com/shop"),
+        ev("bd", "click", at(11, 3), "b").href("https://shop.example/files/size-guide.pdf"),
+        ev("bi", "click", at(11, 4), "b").href("https://shop.example/c/shoes"),
+        ev("cd", "click", at(12, 6), "c").href("/files/size-guide.pdf"),
         // 23:30 and 00:10 in New York: two days there, one UTC day.
         ev("n1", "page_view", at(4, 30), "n"),
         ev("n2", "page_view", at(5, 10), "n"),
@@ -77,7 +83,7 @@ type InBatch = fn(&Ev) -> bool;
 fn splits() -> [(&'static str, InBatch); 5] {
     [
         ("in event-time order, split at 10:30", |e: &Ev| e.ts >= at(10, 30)),
-        ("late events", |e: &Ev| ["m2", "c0", "a4", "z0", "z1", "sh2", "n1"].contains(&e.id.as_str())),
+        ("late events", |e: &Ev| ["m2", "c0", "a4", "z0", "z1", "sh2", "n1", "bd"].contains(&e.id.as_str())),
         ("a burst flags a quiet visitor", |e: &Ev| e.id.starts_with("q-burst")),
         ("only the watermark moves on", |e: &Ev| e.id == "b2"),
         ("the first micro-batch", |_: &Ev| true),
