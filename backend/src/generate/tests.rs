@@ -298,6 +298,28 @@ fn timestamps_stay_in_the_past_within_six_days_and_span_hours() {
 }
 
 #[test]
+fn a_history_of_weeks_spreads_thin_within_the_servers_horizon_with_visitors_coming_back() {
+    // 3,000 events over 16 days, for a server whose horizon is 18 days.
+    let o = GenerateOptions { start_ms: Some(NOW - 16 * DAY), horizon_ms: 18 * DAY, ..opts(3_000, 5) };
+    let batches = plan(&o);
+    let mut days_of: std::collections::BTreeMap<String, BTreeSet<i64>> = Default::default();
+    for (_, e) in valid(&batches) {
+        let ts = e["ts"].as_i64().unwrap();
+        assert!((NOW - 17 * DAY..=NOW).contains(&ts), "{} days old", (NOW - ts) / DAY);
+        days_of.entry(e["anonymous_id"].as_str().unwrap().to_string()).or_default().insert((NOW - ts) / DAY);
+    }
+    let days: BTreeSet<i64> = days_of.values().flatten().copied().collect();
+    assert!(days.len() >= 15, "events on {} of 16 days", days.len());
+    // Visitors come back days and weeks later (what retention counts).
+    let week_apart = days_of.values().filter(|d| d.last().unwrap() - d.first().unwrap() >= 7).count();
+    assert!(week_apart >= 10, "{week_apart} visitors back a week or more later");
+    // Without a horizon that allows it, the history is cut to the default's.
+    let cut = plan(&GenerateOptions { start_ms: Some(NOW - 16 * DAY), ..opts(3_000, 5) });
+    let oldest = valid(&cut).map(|(_, e)| e["ts"].as_i64().unwrap()).min().unwrap();
+    assert!(oldest >= NOW - 6 * DAY, "{} days old", (NOW - oldest) / DAY);
+}
+
+#[test]
 fn late_events_arrive_minutes_to_hours_later_from_the_same_visitor() {
     let batches = big();
     let mut late = 0;

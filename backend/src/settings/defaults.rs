@@ -36,3 +36,10 @@ pub fn tracker_dir() -> Option<PathBuf> {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../collector-wasm/dist");
     [PathBuf::from("collector-wasm/dist"), repo].into_iter().find(|d| d.is_dir())
 }
+
+/// The demo's lateness horizon: it backfills [`DEMO_HISTORY_DAYS`] of
+/// history, so that retention has weeks to show.
+pub const DEMO_HORIZON_MS: i64 = (DEMO_HISTORY_DAYS + 2) * 24 * 3_600_000;
+
+/// Days of thin history the demo sends before its live traffic.
+pub const DEMO_HISTORY_DAYS: i64 = 27;

@@ -133,6 +133,10 @@ impl Settings {
                 let mut s = server::resolve(&serve, env, file, &data_dir)?;
                 s.aggregate = Some(aggregate.clone());
                 server::open_for_the_demo(&mut s);
+                if file.horizon_hours.is_none() {
+                    // Room for the demo's weeks of history (retention).
+                    s.limits.horizon_ms = s.limits.horizon_ms.max(defaults::DEMO_HORIZON_MS);
+                }
                 Some(s)
             }
             _ => None,
