@@ -52,7 +52,8 @@ impl CohortsChange {
 
         // Who each touched browser was and is: their users, and every
         // browser of those users (before or after).
-        let old_map = map_of(data_dir)?;
+        // Small (browsers that signed in): read once, used four times.
+        let old_map = map_of(data_dir)?.collect()?.lazy();
         let new_map = match identities {
             Some(rows) => concat(
                 [
