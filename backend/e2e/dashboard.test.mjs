@@ -226,7 +226,13 @@ test("the dashboard draws every chart from the API, live, and its numbers are th
   const custom = await headlineMatchesApi(page, answers, "custom");
   assert.match(page.url(), new RegExp(`from=${today}&to=${today}`));
   assert.ok(custom.answer.active_visitors > 0);
-  await page.getByRole("button", { name: "Last hour" }).click();
+  // The retention card keeps its period (days) through range changes.
+  const [lastHourRetention] = await Promise.all([
+    page.waitForResponse((r) => r.url().includes("/api/retention?") && r.url().includes("range=1h"), { timeout: 15000 }),
+    page.getByRole("button", { name: "Last hour" }).click(),
+  ]);
+  assert.equal(new URL(lastHourRetention.url()).searchParams.get("period"), "day");
+  assert.equal(await page.inputValue("#retention-period"), "day");
   await page.waitForSelector('body[data-range="1h"]', { timeout: 15000 });
   await headlineMatchesApi(page, answers, "1h");
 
