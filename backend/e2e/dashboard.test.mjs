@@ -105,15 +105,34 @@ test("the dashboard draws every chart from the API, live, and its numbers are th
   const [cookie] = await page.context().cookies();
   assert.equal(cookie?.httpOnly, true);
   assert.equal(cookie?.sameSite, "Strict");
+  // The script with the charting library comes from serve itself, gzipped,
+  // revalidated by its ETag; without a sign-in it is refused like the API.
+  const script = await page.request.get(`${base}/dashboard/app.js`, { headers: { "Accept-Encoding": "gzip" } });
+  assert.equal(script.status(), 200);
+  assert.equal(script.headers()["content-encoding"], "gzip");
+  assert.match(await script.text(), /echarts/i);
+  const again = await fetch(`${base}/dashboard/app.js`, { headers: { ...auth.headers, "If-None-Match": script.headers().etag } });
+  assert.equal(again.status, 304);
+  assert.equal((await fetch(`${base}/dashboard/app.js`)).status, 401);
   await page.waitForSelector('body[data-ready="1"]', { timeout: 30000 });
   for (const chart of CHARTS) {
     await page.waitForSelector(`[data-chart="${chart}"][data-drawn="1"]`, { timeout: 15000 });
   }
   const first = await headlineMatchesApi(page, answers, "1h");
   assert.ok(first.screen.active_visitors > 0 && first.screen.revenue_today > 0, JSON.stringify(first));
-  // The traffic chart has drawn points, the funnel its five steps.
+  // The charts are ECharts' SVG: the traffic chart has drawn its series,
+  // the funnel names its five steps, and hovering the traffic chart opens
+  // its tooltip with both series.
   assert.ok(await page.locator('[data-chart="traffic"] svg path').count() > 0);
-  assert.equal(await page.locator('[data-chart="funnel"] svg g > title').count(), 5);
+  const funnelText = (await page.locator('[data-chart="funnel"] svg text').allTextContents()).join("|");
+  for (const step of ["Sessions", "Product view", "Add to cart", "Checkout", "Purchase"]) {
+    assert.ok(funnelText.includes(step), `${step} in ${funnelText}`);
+  }
+  const traffic = await page.locator('[data-chart="traffic"] .plot').boundingBox();
+  await page.mouse.move(traffic.x + traffic.width * 0.8, traffic.y + traffic.height * 0.4);
+  await page.waitForFunction(() => /Events[\s\S]*Active users/.test(document.querySelector('[data-chart="traffic"]').innerText),
+    null, { timeout: 10000 });
+  await page.mouse.move(0, 0);
 
   // Entry and exit pages: the first entry page is the API's.
   await page.waitForSelector('[data-chart="pages"] tbody tr', { timeout: 20000 });
@@ -134,24 +153,27 @@ test("the dashboard draws every chart from the API, live, and its numbers are th
 
   // Retention: the heatmap's cohorts are the API's, each with its size and
   // a shaded cell per period; choosing days asks for daily cohorts.
-  await page.waitForSelector('[data-chart="retention"] tbody tr', { timeout: 20000 });
+  await page.waitForSelector('[data-chart="retention"] svg text', { timeout: 20000 });
   const weekly = await (await fetch(`${base}/api/retention?period=week`, auth)).json();
   assert.equal(weekly.period, "week");
   assert.ok(weekly.cohorts.length > 0 && weekly.cohorts[0].size > 0, JSON.stringify(weekly));
-  const heatRows = await page.locator('[data-chart="retention"] tbody tr').evaluateAll((rows) =>
-    rows.map((r) => Array.from(r.cells).map((c) => c.textContent)));
-  for (const [cohort, people, week0] of heatRows) {
-    const c = weekly.cohorts.find((x) => x.cohort === cohort);
-    assert.ok(c, `${cohort} vs ${JSON.stringify(weekly.cohorts)}`);
-    assert.ok(Number(people.replace(/[^0-9]/g, "")) > 0 && /^100(\.0)?\s?%$/.test(week0), `${people} ${week0}`);
+  // Row labels are "cohort  ·  people"; week 0 is everyone, 100%.
+  const heatText = await page.locator('[data-chart="retention"] svg text').allTextContents();
+  const rowLabels = heatText.filter((t) => /^\d{4}-\d{2}-\d{2}\s/.test(t));
+  assert.ok(rowLabels.length > 0 && heatText.includes("Week 0"), JSON.stringify(heatText));
+  for (const label of rowLabels) {
+    const [cohort, people] = label.split("·").map((x) => x.trim());
+    assert.ok(weekly.cohorts.some((x) => x.cohort === cohort), `${cohort} vs ${JSON.stringify(weekly.cohorts)}`);
+    assert.ok(Number(people.replace(/[^0-9]/g, "")) > 0, label);
   }
+  assert.equal(heatText.filter((t) => /^100(\.0)?\s?%$/.test(t)).length >= rowLabels.length, true, JSON.stringify(heatText));
   const [daily] = await Promise.all([
     page.waitForResponse((r) => r.url().includes("/api/retention?") && new URL(r.url()).searchParams.get("period") === "day",
       { timeout: 15000 }),
     page.selectOption("#retention-period", "day"),
   ]);
   assert.equal((await daily.json()).period, "day");
-  await page.waitForFunction(() => document.querySelector('[data-chart="retention"] thead').textContent.includes("Day 0"),
+  await page.waitForFunction(() => [...document.querySelectorAll('[data-chart="retention"] svg text')].some((t) => t.textContent === "Day 0"),
     null, { timeout: 15000 });
 
   // Outbound links and downloads: each row is a link the API lists.

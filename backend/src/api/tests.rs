@@ -427,15 +427,45 @@ async fn the_dashboard_page_is_served_whole() {
         Arc::new(FixedClock::new(NOW)),
     );
     state.access = crate::server::Access::Open;
-    let response = app(Arc::new(state)).oneshot(Request::get("/dashboard").body(Body::empty()).unwrap()).await.unwrap();
+    let app = app(Arc::new(state));
+    let response = app.clone().oneshot(Request::get("/dashboard").body(Body::empty()).unwrap()).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
+    let policy = response.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(policy.contains("script-src 'self';") && policy.contains("frame-ancestors 'none'"), "{policy}");
     let html = String::from_utf8(to_bytes(response.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
     assert!(html.contains(r#"data-metric="active_visitors""#), "the page carries the hooks its browser test reads");
-    // Nothing is fetched from elsewhere: the only URL is SVG's namespace.
+    // Nothing is fetched from elsewhere: the only URL is SVG's namespace
+    // (in the stylesheet's icons), and the script is serve's own.
     let urls = html.matches("http://").count() + html.matches("https://").count();
     assert_eq!(
         urls,
         html.matches("http://www.w3.org/2000/svg").count(),
         "no external assets: the dashboard works offline"
     );
+    assert!(html.contains(r#"<script src="/dashboard/app.js" defer></script>"#));
+
+    // The script, with the charting library: gzipped to a browser that
+    // takes it, plain otherwise, and 304 while its ETag holds.
+    let get = |encoding: Option<&str>, etag: Option<&str>| {
+        let mut request = Request::get("/dashboard/app.js");
+        if let Some(e) = encoding {
+            request = request.header("accept-encoding", e);
+        }
+        if let Some(t) = etag {
+            request = request.header("if-none-match", t);
+        }
+        app.clone().oneshot(request.body(Body::empty()).unwrap())
+    };
+    let plain = get(None, None).await.unwrap();
+    assert_eq!(plain.status(), StatusCode::OK);
+    assert_eq!(plain.headers()["content-type"], "text/javascript; charset=utf-8");
+    let etag = plain.headers()["etag"].to_str().unwrap().to_string();
+    let js = to_bytes(plain.into_body(), usize::MAX).await.unwrap();
+    assert!(js.len() > 100_000 && std::str::from_utf8(&js).unwrap().contains("echarts"), "{} bytes", js.len());
+    let zipped = get(Some("br;q=1.0, gzip;q=0.8"), None).await.unwrap();
+    assert_eq!(zipped.headers()["content-encoding"], "gzip");
+    let gz = to_bytes(zipped.into_body(), usize::MAX).await.unwrap();
+    assert!(gz.starts_with(&[0x1f, 0x8b]) && gz.len() < js.len() / 2, "{} of {} bytes", gz.len(), js.len());
+    assert_eq!(get(Some("gzip"), Some(&etag)).await.unwrap().status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(get(None, Some("\"other\"")).await.unwrap().status(), StatusCode::OK);
 }

@@ -251,7 +251,7 @@ fn signed_in(tokens: &Tokens, headers: &HeaderMap, now: i64) -> Response {
 
 fn sign_in_page(status: StatusCode, problem: &str) -> Response {
     let page = include_str!("../../assets/sign-in.html").replace("{{problem}}", problem);
-    (status, [(header::CACHE_CONTROL, "no-store")], Html(page)).into_response()
+    (status, crate::api::PAGE_SECURITY_HEADERS, [(header::CACHE_CONTROL, "no-store")], Html(page)).into_response()
 }
 
 #[cfg(test)]

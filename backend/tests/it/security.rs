@@ -86,7 +86,7 @@ fn hashed(tokens: &[&str]) -> Vec<[u8; 32]> {
     tokens.iter().map(|t| parse_token(t).unwrap()).collect()
 }
 
-const PRIVATE: [&str; 4] = ["/dashboard", "/api/summary", "/api/traffic?range=1h", "/metrics"];
+const PRIVATE: [&str; 5] = ["/dashboard", "/dashboard/app.js", "/api/summary", "/api/traffic?range=1h", "/metrics"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_private_route_needs_a_current_token_and_the_collect_routes_none() {
