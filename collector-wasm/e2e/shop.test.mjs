@@ -24,19 +24,22 @@ function query(sql) {
 }
 
 // One visitor's rows of a table, once at least `expected` arrived (or the
-// time is up: the assertions then say what is missing).
-async function rowsOf(table, anonymousId, expected, timeoutMs = 20000) {
+// time is up: the assertions then say what is missing), counting the rows
+// `counts` says yes to (page leaves come on their own schedule).
+const notLeave = (r) => r.event_type !== "page_leave";
+async function rowsOf(table, anonymousId, expected, counts = notLeave, timeoutMs = 20000) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     let rows = [];
     try {
       rows = query(`SELECT event_id, event_type, anonymous_id, session_id, user_id, page_path, referrer, product_id,
-        search_query, click_tag, click_text, revenue, order_id FROM ${table} WHERE anonymous_id = '${anonymousId}'
+        search_query, click_tag, click_text, revenue, order_id, engaged_ms, scroll_depth FROM ${table}
+        WHERE anonymous_id = '${anonymousId}'
         ORDER BY client_ts, event_id`);
     } catch {
       // no table yet
     }
-    if (rows.length >= expected || Date.now() > deadline) return rows;
+    if (rows.filter(counts).length >= expected || Date.now() > deadline) return rows;
     await new Promise((r) => setTimeout(r, 300));
   }
 }
@@ -152,6 +155,9 @@ test("a whole visit reaches Silver exactly once: shop, search, cart, checkout, p
   expect("page_view", "/guides/layering");
   await page.waitForFunction(() => document.title.startsWith("Layering"));
   await allDelivered(page, 1);
+  // Read for a while: going on reports the page left, with its engaged time.
+  await page.mouse.wheel(0, 400);
+  await page.waitForTimeout(1500);
 
   // Offline: the click waits in the queue, and goes when the network is back.
   const online = await stats(page);
@@ -197,7 +203,19 @@ test("a whole visit reaches Silver exactly once: shop, search, cart, checkout, p
   await page.screenshot({ path: join(root, "target/e2e-guides.png") });
   await context.close();
 
-  const rows = await rowsOf("silver_events", final.anonymousId, expected.length);
+  const all = await rowsOf("silver_events", final.anonymousId, expected.length);
+  // Page leaves come whenever a page was visible for a second or more
+  // before the next (how long the browser took is not the test's to fix):
+  // each reports a page of the visit; the one read on purpose is there.
+  const leaves = all.filter((r) => r.event_type === "page_leave");
+  const visited = new Set(expected.map((e) => e[1]));
+  for (const r of leaves) {
+    assert.ok(visited.has(r.page_path) && r.engaged_ms >= 1000 && r.engaged_ms <= 1740000, JSON.stringify(r));
+    assert.ok(r.scroll_depth >= 0 && r.scroll_depth <= 100, JSON.stringify(r));
+  }
+  const read = leaves.filter((r) => r.page_path === "/guides/layering");
+  assert.ok(read.some((r) => r.engaged_ms >= 1500), JSON.stringify(leaves));
+  const rows = all.filter((r) => r.event_type !== "page_leave");
   const got = rows.map((r) => [r.event_type, r.page_path,
     r.product_id ?? r.search_query ?? (r.event_type === "click" ? r.click_tag : null)]);
   const key = (e) => JSON.stringify(e);
@@ -216,16 +234,16 @@ test("a whole visit reaches Silver exactly once: shop, search, cart, checkout, p
   assert.ok(rows.filter((r) => r.event_type === "click").every((r) => !String(r.click_text).includes("4242")),
     "no field's value");
   assert.ok(posts.every((p) => p.type?.startsWith("text/plain")), "text/plain: no CORS preflight");
-  const bronze = await rowsOf("bronze_events", final.anonymousId, rows.length);
+  const bronze = await rowsOf("bronze_events", final.anonymousId, all.length, () => true);
   // A beaconed event is sent again by the next page (its answer never
   // came), but never a third time: page hide fires two events.
   const copies = {};
   for (const r of bronze) copies[r.event_id] = (copies[r.event_id] ?? 0) + 1;
-  const thrice = rows.filter((r) => copies[r.event_id] > 2)
+  const thrice = all.filter((r) => copies[r.event_id] > 2)
     .map((r) => `${r.event_type} ${r.page_path} ${r.event_id}: ${copies[r.event_id]} copies`);
   assert.deepEqual(thrice, [], `an event arrived more than twice; the requests seen by the browser: ${
     JSON.stringify(posts.map((p) => `${p.kind}: ${(p.body?.match(/"event_id":"[^"]+"/g) ?? []).join(" ")}`))}`);
-  console.log(`e2e visit: ${rows.length} events in Silver (${expected.length} expected), ` +
+  console.log(`e2e visit: ${rows.length} events in Silver (${expected.length} expected) and ${leaves.length} page leaves, ` +
     `${bronze.length} copies received in Bronze, ${posts.length} requests seen by the browser; ` +
     `tracker stats on the last page ${JSON.stringify(final)}`);
 });
@@ -256,6 +274,8 @@ test("in opt-in mode nothing is stored or sent before consent, and the visit cou
   assert.deepEqual(errors, []);
   await context.close();
   const rows = await rowsOf("silver_events", after.anonymousId, 1);
-  assert.deepEqual(rows.map((r) => [r.event_type, r.page_path]), [["page_view", "/cart"]], "the visit counts from Allow");
+  // (A page_leave of the cart may follow, sent when the context closed.)
+  const counted = rows.filter((r) => r.event_type !== "page_leave");
+  assert.deepEqual(counted.map((r) => [r.event_type, r.page_path]), [["page_view", "/cart"]], "the visit counts from Allow");
   console.log(`e2e opt-in: 0 requests and 0 stored keys before consent; after Allow ${JSON.stringify(after)}`);
 });

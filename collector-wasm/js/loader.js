@@ -28,6 +28,13 @@ let flushTimer = 0;
 let retryTimer = 0;
 const early = [];
 const now = () => Date.now();
+// Engagement: when the page last became visible (0: hidden), how long it
+// has been visible since its page view or its last page_leave, how far
+// down it was read (percent), and when the last event was recorded.
+let shown = 0;
+let engaged = 0;
+let depth = 0;
+let last = 0;
 
 function safely(f) {
   try {
@@ -133,17 +140,53 @@ function give(obj) {
   }
 }
 
-function record(type, props) {
+function record(type, props, at = now()) {
   give(props);
-  core.record(type, now());
+  core.record(type, at);
+  last = at;
   recorded();
 }
 
-// The referrer of the first page is the browser's; later ones (undefined)
-// are the page before, which the core remembers.
-function pageView(props, referrer) {
-  core.setPage(location.href, document.title, referrer);
+// ---- engagement
+
+function scrolled() {
+  const page = document.documentElement;
+  depth = Math.max(depth, Math.min(100, Math.round(((scrollY + innerHeight) * 100) / page.scrollHeight)));
+}
+
+// The page was hidden, left, shown again, or another page is coming: a
+// page_leave with the time it was visible since the last one, when there
+// was at least a second of it. Dated (and capped) at 29 minutes past the
+// page's last event, so a tab left open and visible for hours still
+// reports to the visit it belongs to, within the 30-minute session gap.
+function left() {
+  const t = now();
+  if (shown) engaged += t - shown;
+  shown = document.hidden ? 0 : t;
+  if (engaged > 999) {
+    const at = Math.min(t, last + 174e4);
+    record("page_leave", { engaged_ms: Math.min(engaged, 174e4), scroll_depth: depth }, at);
+    engaged = 0;
+  }
+}
+
+// A new page view: its engagement starts from nothing.
+function viewed(props) {
   record("page_view", { ...metaProps(), ...props });
+  engaged = depth = 0;
+  shown = document.hidden ? 0 : now();
+  scrolled();
+}
+
+// The page the visitor is on now; true when it is another page. The
+// referrer of the first page is the browser's; later ones (undefined) are
+// the page before, which the core remembers.
+const setPage = (referrer) =>
+  core.setPage(location.href + "\n" + document.title + (referrer === undefined ? "" : "\n" + referrer));
+
+function pageView(props, referrer) {
+  setPage(referrer);
+  viewed(props);
 }
 
 // pushState, replaceState, popstate, hashchange: a page view when the
@@ -151,7 +194,8 @@ function pageView(props, referrer) {
 // the title right after the URL.
 function navigated() {
   setTimeout(() => safely(() => {
-    if (core.setPage(location.href, document.title)) record("page_view", metaProps());
+    left();
+    if (setPage()) viewed();
   }), 0);
 }
 
@@ -169,15 +213,22 @@ function clicked(e) {
 function start(options) {
   const privacySignal = navigator.doNotTrack === "1" || navigator.globalPrivacyControl === true;
   give(options);
-  const problem = core.start(privacySignal, `${screen.width}x${screen.height}`,
-    navigator.language || "", Intl.DateTimeFormat().resolvedOptions().timeZone || "");
+  const problem = core.start(privacySignal, `${screen.width}x${screen.height}\n${navigator.language || ""}\n${
+    Intl.DateTimeFormat().resolvedOptions().timeZone || ""}`);
   if (problem) throw problem;
   const flags = core.flags();
   config = [core.endpoint(), core.flushIntervalMs(), flags & 1, flags & 2, flags & 4];
   const on = (target, type, f, capture) => target.addEventListener(type, (e) => safely(() => f(e)), capture);
   if (config[3]) on(document, "click", clicked, true);
-  on(document, "visibilitychange", () => document.hidden && send(true));
-  on(window, "pagehide", () => send(true));
+  on(document, "visibilitychange", () => {
+    left();
+    if (document.hidden) send(true);
+  });
+  on(window, "pagehide", () => {
+    left();
+    send(true);
+  });
+  on(window, "scroll", scrolled, { passive: true });
   on(window, "online", () => {
     core.online();
     send(false);
@@ -195,7 +246,7 @@ function start(options) {
     if (config[4]) on(window, "hashchange", navigated);
     pageView({}, document.referrer);
   } else {
-    core.setPage(location.href, document.title, document.referrer);
+    setPage(document.referrer);
   }
   send(false); // what earlier pages could not deliver
 }
@@ -217,7 +268,7 @@ const impl = {
   purchase: ({ items, ...order }) => items.forEach((item) => record("purchase", { ...order, ...item })),
   search: (query) => record("search", { query: String(query) }),
   // A yes in opt-in mode: the page the visitor is on was not counted yet.
-  consent: (granted) => core.consent(granted === true) && config[2] && record("page_view", metaProps()),
+  consent: (granted) => core.consent(granted === true) && config[2] && viewed(),
   flush: () => {
     core.online();
     send(false);
@@ -253,19 +304,12 @@ export function init(options) {
   );
 }
 
-const method = (name) => (...args) => call(name, args);
-export const track = method("track");
-export const page = method("page");
-export const identify = method("identify");
-export const addToCart = method("addToCart");
-export const removeFromCart = method("removeFromCart");
-export const beginCheckout = method("beginCheckout");
-export const purchase = method("purchase");
-export const search = method("search");
-export const consent = method("consent");
-export const flush = method("flush");
 /** Counters and ids (recorded, delivered, queued, dropped, ...); {} until ready. */
 export const stats = () => (state === "ready" ? safely(() => JSON.parse(core.stats())) : {});
 
-// For the site's other scripts, which need not import anything.
-window.clickstream ??= { init, track, page, identify, addToCart, removeFromCart, beginCheckout, purchase, search, consent, flush, stats };
+// Every method of the API: queued until the tracker is ready. Also on
+// window, for the site's other scripts, which need not import anything.
+const api = { init, stats };
+for (const name in impl) api[name] = (...args) => call(name, args);
+window.clickstream ??= api;
+export const { track, page, identify, addToCart, removeFromCart, beginCheckout, purchase, search, consent, flush } = api;

@@ -321,6 +321,12 @@ mod tests {
                 text: Some("Buy\nnow".into()),
                 href: Some("https://shop.example/".into()),
                 name: Some("custom".into()),
+                // A page_leave's two props never come typed to this writer:
+                // the loader passes them as plain members (extra props,
+                // the same JSON on the wire, which the collector reads as
+                // the typed props), which saves the tracker's bytes.
+                engaged_ms: None,
+                scroll_depth: None,
                 extra,
             };
             for (props, members, user) in [(full, members, Some("u-1")), (Props::default(), Extra::default(), None)] {

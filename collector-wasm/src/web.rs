@@ -274,11 +274,16 @@ fn with<R>(f: impl FnOnce(&mut Core) -> R) -> R {
     CORE.with(|core| f(core.borrow_mut().as_mut().expect("start() came first")))
 }
 
-/// `start(privacySignal, screen, lang, tz)`, the options given as `prop`s:
-/// starts the tracker, or returns why the options cannot work.
+/// `start(privacySignal, "screen\nlang\ntz")`, the options given as
+/// `prop`s: starts the tracker, or returns why the options cannot work.
+/// The context comes as one string (none of its parts can hold a line
+/// break): each string argument costs the glue about 60 bytes gzipped.
 #[wasm_bindgen]
-pub fn start(privacy_signal: bool, screen: String, lang: String, tz: String) -> Option<String> {
-    match Core::new(take_pairs(), privacy_signal, screen, lang, tz) {
+pub fn start(privacy_signal: bool, context: &str) -> Option<String> {
+    let (screen, rest) = line(context);
+    let (lang, tz) = line(rest.unwrap_or_default());
+    let tz = tz.unwrap_or_default();
+    match Core::new(take_pairs(), privacy_signal, screen.into(), lang.into(), tz.into()) {
         Ok(core) => {
             CORE.with(|c| *c.borrow_mut() = Some(core));
             None
@@ -287,10 +292,24 @@ pub fn start(privacy_signal: bool, screen: String, lang: String, tz: String) -> 
     }
 }
 
-/// See [`Core::set_page`].
+/// See [`Core::set_page`]: `"url\ntitle"`, then `"\nreferrer"` unless the
+/// visitor came from the page before (one string, as for `start`: a URL
+/// and `document.title` never hold a line break).
 #[wasm_bindgen(js_name = setPage)]
-pub fn set_page(url: &str, title: &str, referrer: Option<String>) -> bool {
-    with(|core| core.set_page(url, title, referrer))
+pub fn set_page(page: &str) -> bool {
+    let (url, rest) = line(page);
+    let (title, referrer) = line(rest.unwrap_or_default());
+    with(|core| core.set_page(url, title, referrer.map(String::from)))
+}
+
+/// The text up to the first line break, and what follows it if there is
+/// one (by bytes: `str::split`'s pattern machinery costs the tracker about
+/// 150 bytes gzipped).
+fn line(s: &str) -> (&str, Option<&str>) {
+    match s.bytes().position(|b| b == b'\n') {
+        Some(at) => (&s[..at], Some(&s[at + 1..])),
+        None => (s, None),
+    }
 }
 
 /// See [`Core::record`]; the props given as `prop`s.
@@ -466,6 +485,38 @@ mod tests {
         );
         assert_eq!(core.settle(core.request_id(), 200, -1.0, 1_732_262_400_002.0), -1.0);
         assert_eq!(core.pending(), 0);
+    }
+
+    #[test]
+    fn a_page_leave_from_js_values_has_the_contracts_typed_props() {
+        let o = pairs(&[("endpoint", "/v1/batch"), ("siteId", "shop-1"), ("storagePrefix", "t6")]);
+        let mut core = Core::new(o, false, String::new(), String::new(), String::new()).unwrap();
+        core.set_page("https://shop.example/p/1", "Product", Some(String::new()));
+        // As js/loader.js gives them: numbers, under the contract's names.
+        let leave = vec![
+            ("engaged_ms".to_string(), PropValue::Number(12_500.0)),
+            ("scroll_depth".to_string(), PropValue::Number(80.0)),
+        ];
+        core.record("page_leave", leave, 1_732_262_400_000.0);
+        let body = core.next_request(1_732_262_400_001.0, false).expect("a request");
+        let batch: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let event = batch["events"][0].to_string();
+        let limits = clickstream_schema::Limits::default();
+        let valid = clickstream_schema::validate_event(&event, Some(1_732_262_400_001), 1_732_262_400_001, &limits)
+            .unwrap_or_else(|r| panic!("{event}: {r:?}"));
+        assert_eq!(valid.event_type, EventType::PageLeave);
+        assert_eq!((valid.props.engaged_ms, valid.props.scroll_depth), (Some(12_500), Some(80)));
+        assert!(valid.props.extra.is_empty(), "{:?}", valid.props.extra);
+    }
+
+    #[test]
+    fn the_exports_split_their_one_string_at_line_breaks() {
+        assert_eq!(
+            line("https://shop.example/\nHome\nhttps://www.google.com/"),
+            ("https://shop.example/", Some("Home\nhttps://www.google.com/"))
+        );
+        assert_eq!(line("Home\n"), ("Home", Some("")), "an empty referrer: a direct visit");
+        assert_eq!(line("Home"), ("Home", None), "no referrer: the page before");
     }
 
     #[test]

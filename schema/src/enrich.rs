@@ -7,7 +7,8 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::record::{RecordError, RecordReader, RecordWriter, RECORD_VERSION};
+use crate::props::PROP_COUNT;
+use crate::record::{RecordError, RecordReader, RecordWriter, RECORD_V2, RECORD_V2_PROPS, RECORD_VERSION};
 use crate::time::{corrected_event_ts, DAY_MS};
 use crate::user_agent::{parse_user_agent, UserAgentInfo};
 use crate::utm::utm_from_url;
@@ -281,6 +282,10 @@ macro_rules! enriched_event {
                 w.str(&self.page_path);
                 w.str(&self.referrer);
                 w.str(&self.page_title);
+                // How many props follow: a prop appended to the contract
+                // needs no new version, and a reader finds older records'
+                // later props absent.
+                w.u8(PROP_COUNT as u8);
                 $( $crate::write_prop!($kind, w, self.$column); )*
                 for text in [&self.props_extra] {
                     w.opt(text.as_deref(), $crate::record::RecordWriter::str);
@@ -317,9 +322,9 @@ macro_rules! enriched_event {
             pub fn from_record(bytes: &'a [u8]) -> Result<EnrichedEvent<'a>, RecordError> {
                 match bytes.first() {
                     Some(b'{') => serde_json::from_slice(bytes).map_err(|e| RecordError(format!("JSON record: {e}"))),
-                    Some(&RECORD_VERSION) => {
+                    Some(&version @ (RECORD_V2 | RECORD_VERSION)) => {
                         let mut r = RecordReader::new(&bytes[1..]);
-                        let event = Self::read_fields(&mut r)?;
+                        let event = Self::read_fields(&mut r, version)?;
                         r.finish()?;
                         Ok(event)
                     }
@@ -328,9 +333,10 @@ macro_rules! enriched_event {
                 }
             }
 
-            fn read_fields(r: &mut RecordReader<'a>) -> Result<EnrichedEvent<'a>, RecordError> {
+            fn read_fields(r: &mut RecordReader<'a>, version: u8) -> Result<EnrichedEvent<'a>, RecordError> {
                 let event_id = r.str()?;
                 let kind = r.u8()?;
+                let mut props_left: usize;
                 let event_type = *EventType::ALL
                     .get(usize::from(kind))
                     .ok_or_else(|| RecordError(format!("unknown event type {kind}")))?;
@@ -348,8 +354,23 @@ macro_rules! enriched_event {
                     page_url: r.str()?,
                     page_path: r.str()?,
                     referrer: r.str()?,
-                    page_title: r.str()?,
-                    $( $column: $crate::read_prop!($kind, r), )*
+                    page_title: {
+                        let title = r.str()?;
+                        // Version 2 wrote the twelve props it knew, without a count.
+                        props_left = if version == RECORD_V2 { RECORD_V2_PROPS } else { usize::from(r.u8()?) };
+                        if props_left > PROP_COUNT {
+                            return Err(RecordError(format!(
+                                "the record has {props_left} props, this version knows {PROP_COUNT}: written by a newer version"
+                            )));
+                        }
+                        title
+                    },
+                    $( $column: if props_left > 0 {
+                        props_left -= 1;
+                        $crate::read_prop!($kind, r)
+                    } else {
+                        None
+                    }, )*
                     props_extra: r.opt($crate::record::RecordReader::str)?,
                     screen: r.str()?,
                     lang: r.str()?,
@@ -490,6 +511,8 @@ pub fn enrich_with<'a>(
         click_text: props.text,
         click_href: props.href,
         custom_name: props.name,
+        engaged_ms: props.engaged_ms,
+        scroll_depth: props.scroll_depth,
         props_extra,
         screen: event.screen,
         lang: event.lang,
@@ -626,6 +649,32 @@ mod tests {
             assert_eq!(EventType::ALL[t as usize], t, "the record stores an event type as its index");
         }
         assert!(EnrichedEvent::from_record(&[9, 1, 2]).unwrap_err().0.contains("unknown record format 9"));
+    }
+
+    #[test]
+    fn a_record_written_before_the_props_were_counted_still_reads() {
+        // This event's record as the build before `page_leave` wrote it
+        // (format 2: twelve props, no count), kept as bytes.
+        let v2 = include_bytes!("../tests/fixtures/record-v2.bin");
+        assert_eq!(v2[0], crate::record::RECORD_V2);
+        let e = event(&add_to_cart(), Some(NOW));
+        let back = EnrichedEvent::from_record(v2).unwrap();
+        assert_eq!(back, e);
+        assert_eq!((back.engaged_ms, back.scroll_depth), (None, None));
+
+        // Format 3 counts its props: a page_leave's read back, and a
+        // record claiming more props than this build knows is refused.
+        let leave = EnrichedEvent { engaged_ms: Some(12_500), scroll_depth: Some(75), ..e };
+        let mut record = Vec::new();
+        leave.to_record(&mut record);
+        assert_eq!(EnrichedEvent::from_record(&record).unwrap(), leave);
+        let at = record
+            .windows(2)
+            .position(|w| w == [crate::props::PROP_COUNT as u8, 1])
+            .expect("the count, then product_id set");
+        record[at] += 1;
+        let err = EnrichedEvent::from_record(&record).unwrap_err().0;
+        assert!(err.contains("written by a newer version"), "{err}");
     }
 
     #[test]

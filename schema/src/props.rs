@@ -39,6 +39,8 @@ macro_rules! with_props {
             (text, click_text, Text, "Its visible text, trimmed and bounded; never a form field's value."),
             (href, click_href, Url, "Its link target, when it has one."),
             (name, custom_name, Text, "The name of a custom event."),
+            (engaged_ms, engaged_ms, Integer, "page_leave: how long the page was visible, in ms, since its page view or its last page_leave (the tracker reports each time the page is hidden)."),
+            (scroll_depth, scroll_depth, Integer, "page_leave: the deepest point of the page the visitor scrolled to so far, as a percent of its height (0–100)."),
         }
     };
 }

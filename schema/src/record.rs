@@ -6,22 +6,33 @@
 //! so decoding is a walk over the bytes that borrows every string:
 //!
 //! ```text
-//! version: u8 (= 2) | field | field | ...
+//! version: u8 (= 3) | field | field | ...
 //! text:     varint length | UTF-8 bytes
 //! optional: 0 (absent) | 1 then the value
 //! i64, f64: 8 bytes little-endian;  u32: 4 bytes;  bool: 1 byte
 //! event type: its index in EventType::ALL (u8)
 //! ```
 //!
+//! The props come after the page's fields, preceded by their count (u8),
+//! in the contract's order: a prop appended to the contract changes
+//! nothing here, and a record written before it reads with that prop
+//! absent. Version 2 had no count: its twelve props always followed.
+//!
 //! The first byte tells the formats apart: a JSON record (format 1, still in
-//! logs written before) starts with `{`, a binary one with its version. A new
-//! field means a new version number, so old records keep their meaning.
+//! logs written before) starts with `{`, a binary one with its version. Any
+//! other new field means a new version number, so old records keep their
+//! meaning.
 
 use std::borrow::Cow;
 use std::fmt;
 
 /// The version byte of the current binary record.
-pub const RECORD_VERSION: u8 = 2;
+pub const RECORD_VERSION: u8 = 3;
+/// The binary record before its props were counted (logs written before
+/// `page_leave`'s props), still read.
+pub const RECORD_V2: u8 = 2;
+/// How many props a version 2 record holds.
+pub const RECORD_V2_PROPS: usize = 12;
 
 /// Why a record could not be read.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -50,6 +50,8 @@ pub const MAX_URL_LEN: usize = 2048;
 pub const MAX_TEXT_LEN: usize = 512;
 /// Largest accepted serialized size of the unknown props of one event.
 pub const MAX_EXTRA_PROPS_BYTES: usize = 4096;
+/// The most a `page_leave` may report as engaged time: a day, in ms.
+pub const MAX_ENGAGED_MS: i64 = 24 * 3600 * 1000;
 
 /// A batch envelope that passed the envelope checks; its events are read
 /// but not yet judged: each is validated on its own.
@@ -398,6 +400,7 @@ fn check_type_rules(event: &ValidEvent) -> Result<(), Rejection> {
             &[]
         }
         EventType::Custom => &[("name", props.name.is_some())],
+        EventType::PageLeave => &[("engaged_ms", props.engaged_ms.is_some())],
     };
     if let Some((name, _)) = required.iter().find(|(_, present)| !present) {
         return Err(Rejection::new(RejectReason::MissingProp, format!("{} needs props.{name}", event_type.as_str())));
@@ -411,6 +414,24 @@ fn check_type_rules(event: &ValidEvent) -> Result<(), Rejection> {
                     format!("props.{name} must be a non-negative number, got {amount}"),
                 ));
             }
+        }
+    }
+    // A report covers at most a day of a page being visible; more is a
+    // broken clock or a forged event, and would swamp the averages.
+    if let Some(ms) = props.engaged_ms {
+        if !(0..=MAX_ENGAGED_MS).contains(&ms) {
+            return Err(Rejection::new(
+                RejectReason::InvalidPropValue,
+                format!("props.engaged_ms must be between 0 and {MAX_ENGAGED_MS} (a day), got {ms}"),
+            ));
+        }
+    }
+    if let Some(depth) = props.scroll_depth {
+        if !(0..=100).contains(&depth) {
+            return Err(Rejection::new(
+                RejectReason::InvalidPropValue,
+                format!("props.scroll_depth is a percent, from 0 to 100, got {depth}"),
+            ));
         }
     }
     if let Some(quantity) = props.quantity {

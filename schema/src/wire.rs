@@ -39,10 +39,16 @@ pub enum EventType {
     Identify,
     /// Anything else the site tracks (`props.name`).
     Custom,
+    /// The visitor hid or left the page: `props.engaged_ms`, the time it
+    /// was visible since the page view or the last `page_leave` of it, and
+    /// `props.scroll_depth`, the deepest point reached (percent).
+    PageLeave,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 9] = [
+    /// In the binary record's order (an event type is its index): new
+    /// types are appended.
+    pub const ALL: [EventType; 10] = [
         EventType::PageView,
         EventType::Click,
         EventType::Search,
@@ -52,6 +58,7 @@ impl EventType {
         EventType::Purchase,
         EventType::Identify,
         EventType::Custom,
+        EventType::PageLeave,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -65,6 +72,7 @@ impl EventType {
             EventType::Purchase => "purchase",
             EventType::Identify => "identify",
             EventType::Custom => "custom",
+            EventType::PageLeave => "page_leave",
         }
     }
 

@@ -80,6 +80,13 @@ impl GoldFollower {
         let mut wanted: Vec<(Role, u64, u64)> = Vec::new();
         for role in Role::consumers(&self.data_dir) {
             let theirs = Manifest::load_role(&self.data_dir, &role)?;
+            if theirs.prop_columns < clickstream_schema::props::PROP_COUNT as u32 {
+                // Its files lack a prop column until it starts with this
+                // version (storage::upgrade); a scan over its files and
+                // newer ones would fail. Its commits wait until then.
+                tracing::debug!(consumer = %role.tag(), "waiting for the consumer's files to have the contract's newest props");
+                continue;
+            }
             // Files of a consumer's last commit are renamed into place just
             // after its manifest: wait for all of them.
             let published =

@@ -213,6 +213,12 @@ pub struct Manifest {
     /// files must share their columns for a scan to read them together.
     #[serde(default)]
     pub gold_layout: u32,
+    /// How many of the contract's props the role's Bronze and Silver files
+    /// have as columns (0: not recorded, by a version before it was).
+    /// Fewer than the contract names: [`super::upgrade`] adds the columns
+    /// when the role starts.
+    #[serde(default)]
+    pub prop_columns: u32,
     /// The Gold role's progress: per partition consumer (its tag), the
     /// last of its commits whose Silver files Gold has folded in.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -232,8 +238,8 @@ pub struct Manifest {
 /// acquisition columns (`referrer_domain`, `source`, `medium`, `channel`)
 /// and the tables `sources_1h` and `identity_map`, whose history a
 /// rebuild fills in; 2 adds `retention_weekly`, `retention_daily` and
-/// `link_clicks_1h`.
-pub const GOLD_LAYOUT: u32 = 2;
+/// `link_clicks_1h`; 3 adds `sessions.engaged_ms` and `engagement_1h`.
+pub const GOLD_LAYOUT: u32 = 3;
 
 impl Manifest {
     /// Whether Gold reflects every Silver row, in the current layout.
@@ -327,6 +333,9 @@ impl Manifest {
                 let owned = |path: &Path| path.strip_prefix(data_dir).is_ok_and(|rel| role.owns_tmp(rel, writes_gold));
                 remove_orphans(&dir, &named, &owned, &mut report.orphans_removed)?;
             }
+        }
+        if manifest.prop_columns < clickstream_schema::props::PROP_COUNT as u32 {
+            manifest = super::upgrade::add_prop_columns(data_dir, role, manifest)?;
         }
         Ok((manifest, report))
     }

@@ -85,6 +85,7 @@ pub enum GoldTable {
     Goals1h,
     CustomEvents1h,
     LinkClicks1h,
+    Engagement1h,
     BotAnomalies,
     DimUsers,
     DimPages,
@@ -96,7 +97,7 @@ pub enum GoldTable {
 }
 
 impl GoldTable {
-    pub const ALL: [GoldTable; 22] = [
+    pub const ALL: [GoldTable; 23] = [
         GoldTable::Traffic1m,
         GoldTable::TopPages1h,
         GoldTable::PageTransitions1h,
@@ -111,6 +112,7 @@ impl GoldTable {
         GoldTable::Goals1h,
         GoldTable::CustomEvents1h,
         GoldTable::LinkClicks1h,
+        GoldTable::Engagement1h,
         GoldTable::BotAnomalies,
         GoldTable::DimUsers,
         GoldTable::DimPages,
@@ -137,6 +139,7 @@ impl GoldTable {
             GoldTable::Goals1h => "goals_1h",
             GoldTable::CustomEvents1h => "custom_events_1h",
             GoldTable::LinkClicks1h => "link_clicks_1h",
+            GoldTable::Engagement1h => "engagement_1h",
             GoldTable::BotAnomalies => "bot_anomalies",
             GoldTable::DimUsers => "dim_users",
             GoldTable::DimPages => "dim_pages",
@@ -167,7 +170,8 @@ impl GoldTable {
             | GoldTable::ProductPerformance1h
             | GoldTable::Goals1h
             | GoldTable::CustomEvents1h
-            | GoldTable::LinkClicks1h => "hour_start",
+            | GoldTable::LinkClicks1h
+            | GoldTable::Engagement1h => "hour_start",
             GoldTable::Sessions => "session_start",
             GoldTable::DimUsers | GoldTable::DimPages | GoldTable::DimProducts | GoldTable::IdentityMap => "first_seen",
             GoldTable::DimDate => "day_start",

@@ -4,7 +4,8 @@
 //! and stream offsets become visible in one atomic commit ([`commit`]),
 //! who may write what ([`lock`]), a data directory in an S3 bucket
 //! ([`lake`]), how final partitions are merged into one
-//! file each ([`compact`]) and old days removed ([`retention`]), and the error all of it fails with ([`error`]). The aggregator and Gold ask this module; it knows neither.
+//! file each ([`compact`]) and old days removed ([`retention`]), files
+//! written before a prop joined the contract given its column ([`upgrade`]), and the error all of it fails with ([`error`]). The aggregator and Gold ask this module; it knows neither.
 
 pub mod commit;
 pub mod compact;
@@ -15,6 +16,7 @@ pub mod lock;
 pub mod range;
 pub mod retention;
 pub mod scan;
+pub mod upgrade;
 
 pub use commit::{Commit, CrashPoint, Manifest, PendingFile, Role, GOLD_LAYOUT};
 pub use error::PipelineError;

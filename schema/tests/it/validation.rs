@@ -16,6 +16,7 @@ fn base(event_type: &str) -> Value {
             json!({"order_id": "o-1", "product_id": "p-1", "price": 10.0, "quantity": 2, "revenue": 20.0, "currency": "EUR"})
         }
         "custom" => json!({"name": "newsletter_signup"}),
+        "page_leave" => json!({"engaged_ms": 42_000, "scroll_depth": 80}),
         _ => json!({}),
     };
     let mut event = json!({
@@ -269,6 +270,29 @@ fn invalid_prop_value() {
     assert_eq!(
         check(&with(base("purchase"), "/props/revenue", json!(-20))).unwrap_err(),
         RejectReason::InvalidPropValue
+    );
+    // A page left: engaged time from 0 to a day, scroll depth a percent.
+    for (pointer, bad) in [
+        ("/props/engaged_ms", json!(-1)),
+        ("/props/engaged_ms", json!(86_400_001)),
+        ("/props/scroll_depth", json!(101)),
+        ("/props/scroll_depth", json!(-5)),
+    ] {
+        assert_eq!(
+            check(&with(base("page_leave"), pointer, bad)).unwrap_err(),
+            RejectReason::InvalidPropValue,
+            "{pointer}"
+        );
+    }
+    for (pointer, fine) in
+        [("/props/engaged_ms", json!(0)), ("/props/engaged_ms", json!(86_400_000)), ("/props/scroll_depth", json!(100))]
+    {
+        assert!(check(&with(base("page_leave"), pointer, fine)).is_ok(), "{pointer}");
+    }
+    assert_eq!(check(&without(base("page_leave"), "/props", "engaged_ms")).unwrap_err(), RejectReason::MissingProp);
+    assert_eq!(
+        check(&with(base("page_leave"), "/props/engaged_ms", json!(1.5))).unwrap_err(),
+        RejectReason::InvalidPropType
     );
 }
 
