@@ -4,7 +4,7 @@ Usage: gold_compare.py DATA_DIR DUCK_DIR
 DATA_DIR holds Silver and the Polars Gold (gold/<table>/dt=.../part-HH.parquet),
 DUCK_DIR the tables gold_duckdb.py wrote from that Silver (<table>.parquet).
 
-For each of the twenty-two tables: the column names must be the same, in the same
+For each of the twenty-three tables: the column names must be the same, in the same
 order, once the Polars-only columns are dropped (`dt`, the hive partition,
 and `is_final`, which the pipeline's watermark sets, not Silver), and so must
 their types as DuckDB reads them. Both sides are then sorted by every column
@@ -18,7 +18,7 @@ import duckdb
 
 TABLES = ["bot_anomalies", "traffic_1m", "top_pages_1h", "page_transitions_1h", "revenue_5m", "conversion_10m",
           "sessions", "funnel_1h", "entry_pages_1h", "exit_pages_1h", "sources_1h", "product_performance_1h", "goals_1h",
-          "custom_events_1h", "link_clicks_1h", "dim_users", "dim_pages", "dim_products", "identity_map", "dim_date",
+          "custom_events_1h", "link_clicks_1h", "engagement_1h", "dim_users", "dim_pages", "dim_products", "identity_map", "dim_date",
           "retention_weekly", "retention_daily"]
 POLARS_ONLY = ["dt", "is_final"]
 FLOATS = ("DOUBLE", "FLOAT")

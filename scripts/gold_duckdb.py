@@ -125,6 +125,7 @@ SESSION_ROWS = """
            arg_max_null(page_path, event_ts) FILTER (WHERE event_type = 'page_view') AS exit_page,
            bool_or(event_type = 'purchase') AS converted,
            coalesce(sum(revenue) FILTER (WHERE event_type = 'purchase'), 0) AS revenue,
+           coalesce(sum(engaged_ms) FILTER (WHERE event_type = 'page_leave'), 0) AS engaged_ms,
            arg_min_null(utm_source, event_ts) AS utm_source,
            arg_min_null(utm_medium, event_ts) AS utm_medium,
            arg_min_null(utm_campaign, event_ts) AS utm_campaign,
@@ -165,7 +166,7 @@ FUNNEL_STAGES = f"""
 SESSIONS = f"""
     SELECT site_id, anonymous_id || ':' || epoch_ms(session_start) AS session_id, anonymous_id, user_id,
            session_start::TIMESTAMP_MS AS session_start, session_end::TIMESTAMP_MS AS session_end,
-           epoch_ms(session_end) - epoch_ms(session_start) AS duration_ms,
+           epoch_ms(session_end) - epoch_ms(session_start) AS duration_ms, engaged_ms::BIGINT AS engaged_ms,
            events::UINTEGER AS events, page_views::UINTEGER AS page_views, entry_page, exit_page,
            page_views = 1 AS bounced, converted, revenue,
            utm_source, utm_medium, utm_campaign, referrer_domain, source, medium, channel,
@@ -568,6 +569,22 @@ def link_clicks_1h(extensions):
     WHERE kind IS NOT NULL GROUP BY ALL"""
 
 
+# Per hour and page with page_leave reports: its views, the reports, their
+# engaged time (summed, and over the views) and mean scroll depth.
+ENGAGEMENT_1H = """
+    SELECT site_id, date_trunc('hour', event_ts)::TIMESTAMP_MS AS hour_start, page_path,
+           count(*) FILTER (WHERE event_type = 'page_view')::UINTEGER AS page_views,
+           count(*) FILTER (WHERE event_type = 'page_leave')::UINTEGER AS leaves,
+           count(DISTINCT anonymous_id) FILTER (WHERE event_type = 'page_leave')::UINTEGER AS visitors,
+           coalesce(sum(engaged_ms) FILTER (WHERE event_type = 'page_leave'), 0)::BIGINT AS engaged_ms,
+           CASE WHEN count(*) FILTER (WHERE event_type = 'page_view') > 0
+                THEN coalesce(sum(engaged_ms) FILTER (WHERE event_type = 'page_leave'), 0)
+                     / count(*) FILTER (WHERE event_type = 'page_view') END AS avg_engaged_ms,
+           avg(scroll_depth) FILTER (WHERE event_type = 'page_leave') AS avg_scroll_depth
+    FROM human WHERE event_type IN ('page_view', 'page_leave')
+    GROUP BY ALL HAVING count(*) FILTER (WHERE event_type = 'page_leave') > 0"""
+
+
 def custom_events_1h(props):
     counts = "count(*)::UINTEGER AS events, count(DISTINCT anonymous_id)::UINTEGER AS visitors"
     base = "FROM human WHERE event_type = 'custom' AND custom_name IS NOT NULL"
@@ -640,6 +657,7 @@ def main():
     write("custom_events_1h", custom_events_1h(goals["custom_event_props"]))
     extensions = os.environ.get("CLICKSTREAM_DOWNLOAD_EXTENSIONS", "pdf").split(",")
     write("link_clicks_1h", link_clicks_1h(extensions))
+    write("engagement_1h", ENGAGEMENT_1H)
 
     con.close()
     shutil.rmtree(tmp_dir, ignore_errors=True)

@@ -43,6 +43,14 @@ function fInt(v) { return isNum(v) ? F.int.format(v) : DASH; }
 function fDec1(v) { return isNum(v) ? F.dec1.format(v) : DASH; }
 function fPct(v) { return isNum(v) ? F.pct.format(v) : DASH; }
 function fCompact(v) { return isNum(v) ? F.compact.format(v) : DASH; }
+// A duration: "42 s", "3 min 5 s", "1 h 12 min".
+function fDuration(ms) {
+  if (!isNum(ms)) return DASH;
+  var s = Math.round(ms / 1000);
+  if (s < 60) return s + ' s';
+  if (s < 3600) return Math.floor(s / 60) + ' min' + (s % 60 ? ' ' + (s % 60) + ' s' : '');
+  return Math.floor(s / 3600) + ' h' + (Math.floor(s / 60) % 60 ? ' ' + (Math.floor(s / 60) % 60) + ' min' : '');
+}
 var moneyCache = {};
 function money(v, cur, compact) {
   if (!isNum(v)) return DASH;
@@ -488,6 +496,18 @@ var RENDER = {
         el('th', { class: 'num' }, 'Conversion'), el('th', { class: 'num' }, 'Revenue')])), tbody]));
   },
 
+  // Pages by engaged time per view, with how far down they were read and how often viewed.
+  engagement: function (box, d, ctx) {
+    var pages = Array.isArray(d.pages) ? d.pages : [];
+    meta('engagement', isNum(d.engaged_ms_per_session) ? [el('b', null, fDuration(d.engaged_ms_per_session)), ' engaged per session'] : null);
+    if (!pages.length) return noData(box, 'Pages are read once the tracker reports them left (page_leave)');
+    var rows = pages.slice().sort(function (a, b) { return num(b.avg_engaged_ms) - num(a.avg_engaged_ms); }).map(function (r) {
+      return { label: String(r.page_path), value: r.avg_engaged_ms,
+        note: (isNum(r.avg_scroll_depth) ? F.int.format(r.avg_scroll_depth) + '% scrolled · ' : '') + fInt(r.page_views) + (r.page_views === 1 ? ' view' : ' views') };
+    });
+    hbars(box, rows, { fmt: fDuration, color: PALETTE[4], label: 'Engaged time per page view' }, ctx.key);
+  },
+
   links: function (box, d) {
     var outbound = Array.isArray(d.outbound) ? d.outbound : [], downloads = Array.isArray(d.downloads) ? d.downloads : [];
     var total = outbound.concat(downloads).reduce(function (a, r) { return a + num(r.clicks); }, 0);
@@ -706,11 +726,12 @@ var ENDPOINTS = [
   ['goals', '/api/goals?', ''],
   ['custom_events', '/api/custom_events?', '&limit=10'],
   ['links', '/api/links?', '&limit=10'],
+  ['engagement', '/api/engagement?', '&limit=10'],
   ['bots', '/api/bots?', ''],
   ['rejects', '/api/rejects?', '']
 ];
 var TITLES = { summary: 'summary', traffic: 'traffic', revenue: 'revenue', top_pages: 'top pages', funnel: 'funnel',
-  sessions_by_source: 'sources', sessions_by_country: 'countries', sessions_by_device: 'devices', pages: 'entry and exit pages', sources: 'channels', retention: 'retention', next_pages: 'next pages', goals: 'goals', custom_events: 'custom events', links: 'links', bots: 'bots', rejects: 'rejects' };
+  sessions_by_source: 'sources', sessions_by_country: 'countries', sessions_by_device: 'devices', pages: 'entry and exit pages', sources: 'channels', retention: 'retention', next_pages: 'next pages', goals: 'goals', custom_events: 'custom events', links: 'links', engagement: 'engagement', bots: 'bots', rejects: 'rejects' };
 
 // -> {ok, data} | {nodata} | {error}. A 503 "no_data" is the normal state of an empty store, not an error.
 function getJson(url) {

@@ -14,7 +14,8 @@ import { clickstreamBin, launchChromium, root, Serve } from "./serve.mjs";
 
 const bin = clickstreamBin();
 const CHARTS = ["traffic", "revenue", "top_pages", "funnel", "sessions_by_source", "sessions_by_country",
-  "sessions_by_device", "pages", "sources", "retention", "next_pages", "goals", "custom_events", "links", "bots", "rejects"];
+  "sessions_by_device", "pages", "sources", "retention", "next_pages", "goals", "custom_events", "links", "engagement",
+  "bots", "rejects"];
 const METRICS = ["active_visitors", "events_per_minute", "revenue_today", "conversion_rate", "bounce_rate"];
 const TOKEN = "dashboard-e2e-token-0123456789";
 const auth = { headers: { Authorization: `Bearer ${TOKEN}` } };
@@ -182,6 +183,13 @@ test("the dashboard draws every chart from the API, live, and its numbers are th
   const linkRows = await page.locator('[data-chart="links"] tbody tr td:first-child').allTextContents();
   const listed = links.outbound.concat(links.downloads).map((r) => r.url);
   assert.ok(linkRows.length > 0 && linkRows.every((u) => listed.includes(u)), `${linkRows} vs ${listed}`);
+
+  // Engagement: the pages read are the API's, each with its engaged time.
+  await page.waitForSelector('[data-chart="engagement"] svg text', { timeout: 60000 });
+  const engagement = await (await fetch(`${base}/api/engagement?limit=10`, auth)).json();
+  assert.ok(engagement.pages.length > 0 && engagement.engaged_ms_per_session > 0, JSON.stringify(engagement));
+  const readText = (await page.locator('[data-chart="engagement"] svg text').allTextContents()).join("|");
+  assert.ok(engagement.pages.some((r) => readText.includes(r.page_path)) && /\d+ (s|min)/.test(readText), readText);
 
   // Next pages: choosing another page shows the API's next pages of it.
   await page.waitForSelector('#next-from option', { state: "attached", timeout: 20000 });

@@ -103,7 +103,7 @@ macro_rules! event_columns {
         /// Silver's columns (Bronze has them too, with the same meaning).
         const EVENT_COLUMNS: &[Column] = &[
             c("event_id", Text, "Made by the tracker and kept across its retries: one row per site and event id."),
-            c("event_type", Text, "page_view, click, search, add_to_cart, remove_from_cart, begin_checkout, purchase, identify or custom."),
+            c("event_type", Text, "page_view, click, search, add_to_cart, remove_from_cart, begin_checkout, purchase, identify, custom or page_leave."),
             c("event_ts", Time, "Event time: the browser's timestamp moved by the clock error the collector measured (received_at − sent_at). Every window uses it."),
             c("client_ts", Time, "The browser's own timestamp, uncorrected."),
             c("received_at", Time, "When the collector received the batch (its clock)."),
@@ -319,6 +319,7 @@ const GOLD: &[(TableDoc, &[Column])] = &[
             c("session_start", Time, "Its first event's time."),
             c("session_end", Time, "Its last event's time."),
             c("duration_ms", I64, "session_end − session_start (0 for a single event)."),
+            c("engaged_ms", I64, "How long its pages were visible: its page_leave reports' engaged_ms, summed (0 without any)."),
             c("events", U32, "Events in the session."),
             c("page_views", U32, "Page views in it."),
             c("entry_page", Text, "Path of its first page view."),
@@ -513,6 +514,28 @@ const GOLD: &[(TableDoc, &[Column])] = &[
             c("url", Text, "The link's target as tracked (its query cleaned like a page URL's)."),
             c("clicks", U32, "Clicks on it."),
             c("visitors", U32, "Distinct visitors (anonymous_id) in the hour."),
+            IS_FINAL,
+            DT,
+        ],
+    ),
+    (
+        gold(
+            "engagement_1h",
+            "one site, hour and page with page_leave reports",
+            "How long pages are read and how far down, from the tracker's page_leave reports (human ones): it \
+             sends one each time a page is hidden or left, with the time it was visible since the page view or \
+             the report before, and the deepest point reached so far.",
+        ),
+        &[
+            SITE,
+            HOUR_START,
+            c("page_path", Text, "The page."),
+            c("page_views", U32, "Its page views in the hour."),
+            c("leaves", U32, "Its page_leave reports in the hour."),
+            c("visitors", U32, "Distinct visitors (anonymous_id) among them."),
+            c("engaged_ms", I64, "The reports' engaged time, summed (ms)."),
+            c("avg_engaged_ms", F64, "Engaged time per page view: engaged_ms / page_views (null without a view in the hour)."),
+            c("avg_scroll_depth", F64, "The reports' scroll depth, averaged (percent of the page's height)."),
             IS_FINAL,
             DT,
         ],
@@ -736,6 +759,7 @@ mod tests {
             ev("a3", "page_view", at(9, 13), "a").path("/thank-you"),
             ev("a4", "custom", at(9, 14), "a").custom("newsletter_signup").prop("placement", serde_json::json!("home")),
             ev("a5", "click", at(9, 15), "a").href("https://elsewhere.example/"),
+            ev("a6", "page_leave", at(9, 16), "a").path("/thank-you").read(30_000, 70),
         ];
         events.extend((0..60).map(|i| ev(format!("b{i}"), "page_view", at(9, 30) + i * 900, "bot")));
         dir.publish_with(&events, &with_goals());

@@ -103,7 +103,8 @@ impl ShopDay {
     /// Events `first..first + n` as one batch body: visits of 20 events
     /// about 30 s apart (ten minutes on the site), as many under way at
     /// once as the event rate needs, by visitors who come back about three
-    /// times a day. Each visit walks the same path: page views, clicks,
+    /// times a day. Each visit walks the same path: page views, a page
+    /// left (its engaged time and scroll depth), clicks,
     /// links out and to a file, cart adds, a checkout, a purchase, the
     /// thank-you page, a newsletter signup (a custom event; the demo shop's
     /// goals count the last three).
@@ -146,7 +147,14 @@ impl ShopDay {
                 r#""page":{{"url":"https://shop.example/p/{product}{query}","path":"/p/{product}","referrer":"{referrer}"}}"#
             );
             let event = match round % VISIT {
-                0..=9 => format!(r#"{{{head},"event_type":"page_view",{page},"props":{{"product_id":"p{product}"}}}}"#),
+                0..=8 => format!(r#"{{{head},"event_type":"page_view",{page},"props":{{"product_id":"p{product}"}}}}"#),
+                // The product page left after a while (engagement_1h).
+                9 => {
+                    let (engaged, depth) = (5_000 + (k * 7_919) % 240_000, (k * 37) % 101);
+                    format!(
+                        r#"{{{head},"event_type":"page_leave",{page},"props":{{"engaged_ms":{engaged},"scroll_depth":{depth}}}}}"#
+                    )
+                }
                 10 | 11 => {
                     format!(r#"{{{head},"event_type":"click",{page},"props":{{"tag":"button"}}}}"#)
                 }

@@ -6,6 +6,7 @@
 //! listed in `docs/api.md`.
 
 mod charts;
+mod engagement;
 mod goals;
 mod paths;
 mod range;
@@ -95,6 +96,7 @@ const ENDPOINTS: &[(&str, &[&str], Endpoint)] = &[
     ("/api/goals", &[], goals::goals),
     ("/api/custom_events", &["limit"], goals::custom_events),
     ("/api/links", &["limit"], goals::links),
+    ("/api/engagement", &["limit"], engagement::engagement),
     ("/api/bots", &["limit"], charts::bots),
     ("/api/rejects", &[], charts::rejects),
     ("/api/sites", &[], charts::sites),
@@ -102,7 +104,8 @@ const ENDPOINTS: &[(&str, &[&str], Endpoint)] = &[
 
 /// The API's routes, and `/dashboard`, the page that shows them.
 pub fn routes() -> Router<Arc<AppState>> {
-    let mut router = Router::new().route("/dashboard", get(dashboard)).route("/dashboard/app.js", get(dashboard_script));
+    let mut router =
+        Router::new().route("/dashboard", get(dashboard)).route("/dashboard/app.js", get(dashboard_script));
     for &(path, allowed, endpoint) in ENDPOINTS {
         router = router.route(
             path,
@@ -159,10 +162,9 @@ async fn dashboard_script(headers: axum::http::HeaderMap) -> Response {
     if matches {
         return (StatusCode::NOT_MODIFIED, common).into_response();
     }
-    let gzip = headers
-        .get(header::ACCEPT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|e| e.split(';').next().is_some_and(|e| e.trim().eq_ignore_ascii_case("gzip"))));
+    let gzip = headers.get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+        v.split(',').any(|e| e.split(';').next().is_some_and(|e| e.trim().eq_ignore_ascii_case("gzip")))
+    });
     if gzip {
         (common, [(header::CONTENT_ENCODING, "gzip")], GZIPPED).into_response()
     } else {

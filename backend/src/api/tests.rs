@@ -106,6 +106,32 @@ async fn outbound_links_and_downloads_most_clicked_first() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engaged_time_per_view_and_per_session_and_scroll_depth_per_page() {
+    let dir = DataDir::new("api-engagement");
+    dir.publish(&[
+        ev("a1", "page_view", at(9, 30), "a").path("/p/1"),
+        ev("a2", "page_leave", at(9, 32), "a").path("/p/1").read(60_000, 50),
+        ev("a3", "page_view", at(9, 33), "a"),
+        ev("a4", "page_leave", at(9, 40), "a").read(30_000, 100),
+        // b hides the tab once: two reports of one view add up.
+        ev("b1", "page_view", at(9, 35), "b").path("/p/1"),
+        ev("b2", "page_leave", at(9, 36), "b").path("/p/1").read(20_000, 70),
+        ev("b3", "page_leave", at(9, 38), "b").path("/p/1").read(10_000, 90),
+    ]);
+    let (status, body) = get(&dir.0, "/api/engagement").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({"range": "1h", "sessions": 2, "engaged_ms_per_session": 60_000.0, "pages": [
+            {"page_path": "/p/1", "page_views": 2, "leaves": 3, "avg_engaged_ms": 45_000.0, "avg_scroll_depth": 70.0},
+            {"page_path": "/", "page_views": 1, "leaves": 1, "avg_engaged_ms": 30_000.0, "avg_scroll_depth": 100.0},
+        ]})
+    );
+    let (_, one) = get(&dir.0, "/api/engagement?limit=1").await;
+    assert_eq!(one["pages"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn summary_of_the_last_hour() {
     let f = fixture("summary");
     let (status, body) = get(&f.0, "/api/summary").await;

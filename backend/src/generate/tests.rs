@@ -73,6 +73,7 @@ fn check(ev: &Value, now: i64) -> String {
         "purchase",
         "identify",
         "custom",
+        "page_leave",
     ];
     if !known.contains(&event_type) {
         return "unknown_event_type".into();
@@ -136,6 +137,13 @@ fn check(ev: &Value, now: i64) -> String {
         "search" => need_str("query"),
         "custom" => need_str("name"),
         "identify" => s(o, "user_id").is_none().then(|| "missing_user_id".into()),
+        "page_leave" => {
+            match (p.get("engaged_ms").and_then(Value::as_i64), p.get("scroll_depth").and_then(Value::as_i64)) {
+                (None, _) => Some("missing_prop".into()),
+                (Some(ms), Some(depth)) if ms >= 0 && (0..=100).contains(&depth) => None,
+                _ => Some("invalid_prop_value".into()),
+            }
+        }
         "add_to_cart" | "remove_from_cart" => {
             need_str("product_id").or_else(|| money("price")).or_else(quantity).or_else(currency)
         }

@@ -49,6 +49,9 @@ pub struct Ev {
     pub query: String,
     /// A click's link target.
     pub href: Option<String>,
+    /// A page_leave's engaged time (ms) and scroll depth (percent).
+    pub engaged: Option<i64>,
+    pub depth: Option<i64>,
     pub bot: bool,
 }
 
@@ -74,6 +77,8 @@ pub fn ev(id: impl Into<String>, kind: &'static str, ts: i64, anon: &str) -> Ev 
         referrer: String::new(),
         query: String::new(),
         href: None,
+        engaged: None,
+        depth: None,
         bot: false,
     }
 }
@@ -137,6 +142,12 @@ impl Ev {
         self.href = Some(url.into());
         self
     }
+    /// A page_leave's report: engaged ms, and scroll depth (percent).
+    pub fn read(mut self, engaged_ms: i64, depth: i64) -> Ev {
+        self.engaged = Some(engaged_ms);
+        self.depth = Some(depth);
+        self
+    }
     pub fn bot(mut self) -> Ev {
         self.bot = true;
         self
@@ -189,6 +200,8 @@ pub fn silver(events: &[Ev]) -> LazyFrame {
             ),
             Column::new("referrer".into(), s(|e| e.referrer.clone())),
             Column::new("click_href".into(), o(|e| e.href.clone())),
+            Column::new("engaged_ms".into(), events.iter().map(|e| e.engaged).collect::<Vec<_>>()),
+            Column::new("scroll_depth".into(), events.iter().map(|e| e.depth).collect::<Vec<_>>()),
             Column::new("country".into(), vec!["DE"; n]),
             Column::new("device_type".into(), vec!["desktop"; n]),
             Column::new("browser".into(), vec!["Chrome"; n]),

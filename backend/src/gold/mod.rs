@@ -14,6 +14,7 @@ pub mod cohorts;
 pub mod conversion;
 pub mod dates;
 pub mod dimension;
+pub mod engagement;
 pub mod follow;
 pub mod funnel;
 pub mod goals;
@@ -36,6 +37,7 @@ use polars::prelude::*;
 pub use bots::bot_anomalies;
 pub use conversion::conversion_10m;
 pub use dates::dim_date;
+pub use engagement::engagement_1h;
 pub use funnel::funnel_1h;
 pub use goals::{custom_events_1h, goals_1h};
 pub use links::link_clicks_1h;
@@ -141,6 +143,8 @@ pub const GOLD_INPUT: &[&str] = &[
     "page_url",
     "referrer",
     "click_href",
+    "engaged_ms",
+    "scroll_depth",
     "country",
     "device_type",
     "browser",
@@ -175,7 +179,8 @@ pub fn human_window_tables(human: LazyFrame, config: &GoldConfig) -> PolarsResul
         (GoldTable::ProductPerformance1h, product_performance_1h(human.clone())),
         (GoldTable::Goals1h, goals_1h(human.clone(), &config.goals)?),
         (GoldTable::CustomEvents1h, custom_events_1h(human.clone(), &config.goals)?),
-        (GoldTable::LinkClicks1h, link_clicks_1h(human)),
+        (GoldTable::LinkClicks1h, link_clicks_1h(human.clone())),
+        (GoldTable::Engagement1h, engagement_1h(human)),
     ])
 }
 
@@ -196,6 +201,8 @@ pub const WINDOW_INPUT: &[&str] = &[
     "props_extra",
     "click_href",
     "page_url",
+    "engaged_ms",
+    "scroll_depth",
     "is_bot",
 ];
 

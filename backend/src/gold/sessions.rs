@@ -20,6 +20,8 @@ use super::{ts_ms, GoldConfig};
 ///   event of the session arrives late;
 /// - `session_start`, `session_end`: first and last event time;
 /// - `duration_ms`: `session_end - session_start` (0 for one event);
+/// - `engaged_ms`: the time its pages were visible, from the tracker's
+///   `page_leave` reports (their `engaged_ms` summed; 0 without any);
 /// - `events`, `page_views`: counts;
 /// - `entry_page`, `exit_page`: `page_path` of the first and last page view;
 /// - `bounced`: exactly one page view;
@@ -44,7 +46,7 @@ pub fn sessions(events: &DataFrame, config: &GoldConfig) -> PolarsResult<DataFra
 }
 
 /// The event columns sessions are made of.
-pub(crate) const SESSION_INPUT: [&str; 17] = [
+pub(crate) const SESSION_INPUT: [&str; 18] = [
     "event_id",
     "event_type",
     "event_ts",
@@ -54,6 +56,7 @@ pub(crate) const SESSION_INPUT: [&str; 17] = [
     "page_path",
     "product_id",
     "revenue",
+    "engaged_ms",
     "utm_source",
     "utm_medium",
     "utm_campaign",
@@ -92,6 +95,8 @@ struct Row {
     step: u8,
     has_user: bool,
     revenue: f64,
+    /// A page_leave's engaged time (0 for other events).
+    engaged: i64,
 }
 
 const PAGE_VIEW: u8 = 1;
@@ -116,6 +121,7 @@ pub(crate) fn sessionize(events: &DataFrame, config: &GoldConfig) -> PolarsResul
     let (mut count, mut page_views) = (Vec::with_capacity(sessions), Vec::with_capacity(sessions));
     let (mut converted, mut revenue, mut funnel) =
         (Vec::with_capacity(sessions), Vec::with_capacity(sessions), Vec::with_capacity(sessions));
+    let mut engaged = Vec::with_capacity(sessions);
     let mut at = 0;
     while at < order.len() {
         let until = (at..order.len()).find(|&i| numbers[i] != numbers[at]).unwrap_or(order.len());
@@ -135,6 +141,7 @@ pub(crate) fn sessionize(events: &DataFrame, config: &GoldConfig) -> PolarsResul
         converted.push(session.iter().any(|i| row(i).kind == PURCHASE));
         revenue.push(session.iter().filter(|i| row(i).kind == PURCHASE).map(|i| row(i).revenue).sum::<f64>());
         funnel.push(funnel_step(session.iter().map(row)));
+        engaged.push(session.iter().map(|i| row(i).engaged).sum::<i64>());
         at = until;
     }
 
@@ -159,6 +166,7 @@ pub(crate) fn sessionize(events: &DataFrame, config: &GoldConfig) -> PolarsResul
         times("session_end", end)?,
         Column::new("events".into(), count),
         Column::new("page_views".into(), page_views),
+        Column::new("engaged_ms".into(), engaged),
         gather("page_path", &entry)?.with_name("entry_page".into()),
         gather("page_path", &exit)?.with_name("exit_page".into()),
         Column::new("converted".into(), converted),
@@ -191,6 +199,7 @@ pub(crate) fn sessionize(events: &DataFrame, config: &GoldConfig) -> PolarsResul
             "session_start",
             "session_end",
             "duration_ms",
+            "engaged_ms",
             "events",
             "page_views",
             "entry_page",
@@ -222,6 +231,7 @@ fn read_rows(events: &DataFrame) -> PolarsResult<Vec<Row>> {
     let has_product = events.column("product_id")?.is_not_null();
     let has_user = events.column("user_id")?.is_not_null();
     let revenue = events.column("revenue")?.cast(&DataType::Float64)?;
+    let engaged = events.column("engaged_ms")?.cast(&DataType::Int64)?;
     let kinds = events.column("event_type")?.str()?.iter().zip(has_product.iter()).map(|(kind, product)| {
         let kind = match kind {
             Some("page_view") => PAGE_VIEW,
@@ -240,12 +250,14 @@ fn read_rows(events: &DataFrame) -> PolarsResult<Vec<Row>> {
         .zip(kinds)
         .zip(has_user.iter())
         .zip(revenue.f64()?.iter())
-        .map(|(((ts, (kind, step)), has_user), revenue)| Row {
+        .zip(engaged.i64()?.iter())
+        .map(|((((ts, (kind, step)), has_user), revenue), engaged)| Row {
             ts,
             kind,
             step,
             has_user: has_user == Some(true),
             revenue: revenue.unwrap_or(0.0),
+            engaged: engaged.unwrap_or(0),
         })
         .collect())
 }

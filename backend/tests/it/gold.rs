@@ -432,6 +432,11 @@ fn expected(all: &[Ev]) -> BTreeMap<&'static str, Vec<String>> {
             i(ss.start()),
             i(ss.end()),
             i(ss.end() - ss.start()),
+            i(ss.events
+                .iter()
+                .filter(|e| e.kind == "page_leave")
+                .filter_map(|e| e.props["engaged_ms"].as_i64())
+                .sum::<i64>()),
             i(ss.events.len() as i64),
             i(pvs.len() as i64),
             V::S(pvs.first().map(|e| e.path.clone())),
@@ -998,6 +1003,52 @@ fn expected(all: &[Ev]) -> BTreeMap<&'static str, Vec<String>> {
         c.1.insert(&e.anon);
     }
     assert!(links.keys().any(|k| k.2 == "download") && links.keys().any(|k| k.2 == "outbound"), "{links:?}");
+
+    // engagement_1h: per hour and page, its page views and its page_leave
+    // reports (engaged time summed, over the views; scroll depth averaged).
+    #[derive(Default)]
+    struct Read<'a> {
+        views: i64,
+        leaves: i64,
+        visitors: BTreeSet<&'a str>,
+        engaged: i64,
+        depths: Vec<i64>,
+    }
+    let mut reads: BTreeMap<(String, i64, String), Read> = BTreeMap::new();
+    for e in human.iter().filter(|e| e.kind == "page_view" || e.kind == "page_leave") {
+        let r = reads.entry((e.site.clone(), hour_of(e), e.path.clone())).or_default();
+        if e.kind == "page_view" {
+            r.views += 1;
+            continue;
+        }
+        r.leaves += 1;
+        r.visitors.insert(&e.anon);
+        r.engaged += e.props["engaged_ms"].as_i64().expect("a page_leave has engaged_ms");
+        r.depths.extend(e.props["scroll_depth"].as_i64());
+    }
+    reads.retain(|_, r| r.leaves > 0);
+    assert!(reads.values().any(|r| r.engaged > 0 && !r.depths.is_empty()), "the generator sends page_leave reports");
+    tables.insert(
+        "engagement_1h",
+        reads
+            .into_iter()
+            .map(|((site, hour, path), r)| {
+                let depth = (!r.depths.is_empty()).then(|| r.depths.iter().sum::<i64>() as f64 / r.depths.len() as f64);
+                let per_view = (r.views > 0).then(|| r.engaged as f64 / r.views as f64);
+                row(vec![
+                    s(&site),
+                    i(hour),
+                    s(&path),
+                    i(r.views),
+                    i(r.leaves),
+                    i(r.visitors.len() as i64),
+                    i(r.engaged),
+                    V::F(per_view),
+                    V::F(depth),
+                ])
+            })
+            .collect(),
+    );
     tables.insert(
         "link_clicks_1h",
         links
@@ -1133,6 +1184,7 @@ fn columns(table: GoldTable) -> &'static [&'static str] {
             "session_start",
             "session_end",
             "duration_ms",
+            "engaged_ms",
             "events",
             "page_views",
             "entry_page",
@@ -1189,6 +1241,17 @@ fn columns(table: GoldTable) -> &'static [&'static str] {
         ],
         GoldTable::CustomEvents1h => &["site_id", "hour_start", "event_name", "prop", "value", "events", "visitors"],
         GoldTable::LinkClicks1h => &["site_id", "hour_start", "kind", "url", "clicks", "visitors"],
+        GoldTable::Engagement1h => &[
+            "site_id",
+            "hour_start",
+            "page_path",
+            "page_views",
+            "leaves",
+            "visitors",
+            "engaged_ms",
+            "avg_engaged_ms",
+            "avg_scroll_depth",
+        ],
         GoldTable::IdentityMap => &["site_id", "anonymous_id", "user_id", "first_seen", "last_seen"],
         GoldTable::DimProducts => &[
             "site_id",

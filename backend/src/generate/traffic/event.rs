@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::journey::Step;
 use super::pages::PageKind;
 use super::sessions::Session;
-use super::{log_uniform, Action, PlannedEvent, Traffic, ACCEPTED, LATE_MAX_MS, MINUTE, SECOND};
+use super::{log_uniform, Action, PlannedEvent, Traffic, VisitorKind, ACCEPTED, LATE_MAX_MS, MINUTE, SECOND};
 use crate::generate::catalog::{Product, CURRENCY};
 
 /// The tracker flushes a batch at most this long after its first event.
@@ -21,6 +21,9 @@ impl Traffic {
     pub(super) fn emit_step(&mut self, s: &mut Session, step: Step, ts: i64) {
         let (event_type, props) = match step {
             Step::View(page, referrer) => {
+                // The page before is left first: how long it was read.
+                self.leave_page(s, ts - 1);
+                s.viewed_at = ts;
                 s.referrer = referrer.unwrap_or_else(|| s.page.url.clone());
                 s.page = page;
                 let props = match s.page.kind {
@@ -76,7 +79,34 @@ impl Traffic {
                 }
                 (EventType::Custom, props)
             }
+            Step::Leave => return self.leave_page(s, ts),
         };
+        self.send(s, event_type, props, ts);
+    }
+
+    /// A human's `page_leave` of the page they are on, sent at `ts` (the
+    /// next page's view, or the end of the visit): most of the time since
+    /// its view was engaged (a tab in the background now and then), and
+    /// they scrolled some way down, further the longer they read.
+    pub(super) fn leave_page(&mut self, s: &mut Session, ts: i64) {
+        if s.kind != VisitorKind::Human || s.viewed_at == 0 || ts <= s.viewed_at {
+            return;
+        }
+        let read = ts - s.viewed_at;
+        let engaged = (read as f64 * self.rng.gen_range(0.55..1.0)) as i64;
+        let depth = (25.0 + 75.0 * (read as f64 / 60_000.0).min(1.0) * self.rng.gen_range(0.4..1.0)) as i64;
+        s.viewed_at = 0;
+        let props = Props { engaged_ms: Some(engaged), scroll_depth: Some(depth.min(100)), ..Props::default() };
+        self.send(s, EventType::PageLeave, props, ts);
+    }
+
+    /// Sends one event of the session (or holds it back to arrive late).
+    fn send(&mut self, s: &mut Session, event_type: EventType, props: Props, ts: i64) {
+        // A step can send two events (a page left, then the next one's
+        // view): the budget is exact all the same.
+        if self.budget.is_some_and(|n| self.generated >= n) {
+            return;
+        }
         s.events += 1;
         if ts < self.start_ms {
             // Hidden warm-up (see `new`).

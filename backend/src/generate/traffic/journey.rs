@@ -32,6 +32,8 @@ pub(super) enum Step {
     },
     Identify,
     Custom(&'static str),
+    /// The end of the visit: the page the visitor is on is left.
+    Leave,
 }
 
 impl Traffic {

@@ -69,7 +69,7 @@ const WARMUP_MAX_EVENTS: f64 = 10_000.0;
 /// Events per session of the behaviour model, measured from the model itself
 /// (a test keeps them honest): humans, bots, and the share of sessions that
 /// come from new visitors (only those can be bots).
-const HUMAN_EVENTS_PER_SESSION: f64 = 3.75;
+const HUMAN_EVENTS_PER_SESSION: f64 = 6.1;
 const BOT_EVENTS_PER_SESSION: f64 = 62.0;
 const NEW_VISITOR_SESSION_SHARE: f64 = 0.67;
 

@@ -7,7 +7,7 @@ use rand::Rng;
 
 use super::journey::Step;
 use super::pages::Page;
-use super::{Action, PlannedEvent, Traffic, VisitorKind, DAY, MINUTE, SECOND};
+use super::{log_uniform, Action, PlannedEvent, Traffic, VisitorKind, DAY, MINUTE, SECOND};
 use crate::generate::catalog::{self, pick, Device, Product, BOT_UAS, BROWSER_UAS, COUNTRIES};
 
 /// Server-side sessions split after this much inactivity; returning visits
@@ -61,6 +61,8 @@ pub(super) struct Session {
     pub(super) open: Vec<PlannedEvent>,
     pub(super) open_no: u64,
     pub(super) events: u64,
+    /// When the page the visitor is on was viewed (0: none, or left).
+    pub(super) viewed_at: i64,
 }
 
 impl Traffic {
@@ -214,6 +216,7 @@ impl Traffic {
             open: Vec::new(),
             open_no: 0,
             events: 0,
+            viewed_at: 0,
         };
         s.queue.push_back((0, Step::View(page, Some(referrer))));
         self.sessions.insert(key, s);
@@ -224,14 +227,23 @@ impl Traffic {
         let Some(mut s) = self.sessions.remove(&key) else {
             return;
         };
+        let mut left = false;
         if let Some((_, step)) = s.queue.pop_front() {
+            left = matches!(step, Step::Leave);
             self.emit_step(&mut s, step, t);
         }
-        if s.queue.is_empty() {
+        // After the last page was left, the visit is over.
+        if s.queue.is_empty() && !left {
             match s.kind {
                 VisitorKind::Human => self.plan_human(&mut s),
                 VisitorKind::Crawler => self.plan_crawler(&mut s),
                 VisitorKind::Burst => self.plan_burst(&mut s),
+            }
+            if s.queue.is_empty() && s.kind == VisitorKind::Human && s.viewed_at > 0 {
+                // The visit is over: the last page is read a while, then
+                // left (the tab closed).
+                let read = log_uniform(&mut self.rng, 2 * SECOND, 2 * MINUTE);
+                s.queue.push_back((read, Step::Leave));
             }
         }
         match s.queue.front() {

@@ -53,7 +53,8 @@ fn settled_at(table: GoldTable, config: &GoldConfig) -> Option<Expr> {
         | GoldTable::ProductPerformance1h
         | GoldTable::Goals1h
         | GoldTable::CustomEvents1h
-        | GoldTable::LinkClicks1h => ts_ms("hour_start") + lit(HOUR_MS),
+        | GoldTable::LinkClicks1h
+        | GoldTable::Engagement1h => ts_ms("hour_start") + lit(HOUR_MS),
         // Sessions that started in the hour can still go on for a while.
         GoldTable::Funnel1h | GoldTable::EntryPages1h | GoldTable::ExitPages1h | GoldTable::Sources1h => {
             ts_ms("hour_start") + lit(HOUR_MS + gap)
@@ -115,6 +116,7 @@ pub(super) fn refinalize_passed(
         (GoldTable::Goals1h, HOUR_MS - 1, HOUR_MS),
         (GoldTable::CustomEvents1h, HOUR_MS - 1, HOUR_MS),
         (GoldTable::LinkClicks1h, HOUR_MS - 1, HOUR_MS),
+        (GoldTable::Engagement1h, HOUR_MS - 1, HOUR_MS),
         (GoldTable::Funnel1h, HOUR_MS + gap - 1, HOUR_MS + gap),
         (GoldTable::EntryPages1h, HOUR_MS + gap - 1, HOUR_MS + gap),
         (GoldTable::ExitPages1h, HOUR_MS + gap - 1, HOUR_MS + gap),

@@ -25,7 +25,7 @@ use crate::storage::{Commit, Manifest, PipelineError, Table};
 
 /// The tables `recompute` can compute alone: those of human events whose
 /// hour is a function of that hour of Silver.
-pub const RECOMPUTABLE: [GoldTable; 9] = [
+pub const RECOMPUTABLE: [GoldTable; 10] = [
     GoldTable::Traffic1m,
     GoldTable::TopPages1h,
     GoldTable::PageTransitions1h,
@@ -35,6 +35,7 @@ pub const RECOMPUTABLE: [GoldTable; 9] = [
     GoldTable::Goals1h,
     GoldTable::CustomEvents1h,
     GoldTable::LinkClicks1h,
+    GoldTable::Engagement1h,
 ];
 
 /// The tables `recompute` computes from Gold's `sessions` and

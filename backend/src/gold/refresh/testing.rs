@@ -68,6 +68,13 @@ fn day() -> Vec<Ev> {
         ev("bd", "click", at(11, 3), "b").href("https://shop.example/files/size-guide.pdf"),
         ev("bi", "click", at(11, 4), "b").href("https://shop.example/c/shoes"),
         ev("cd", "click", at(12, 6), "c").href("/files/size-guide.pdf"),
+        // Pages read (engagement_1h, sessions.engaged_ms): a's product page
+        // over two reports (the tab hidden once), b's home page, and m's
+        // first page, reported late.
+        ev("al1", "page_leave", at(10, 10), "a").path("/p/1").read(420_000, 55),
+        ev("al2", "page_leave", at(10, 19), "a").path("/p/1").read(120_000, 90),
+        ev("bl", "page_leave", at(11, 6), "b").read(300_000, 60),
+        ev("ml", "page_leave", at(9, 20), "m").read(1_100_000, 35),
         // 23:30 and 00:10 in New York: two days there, one UTC day.
         ev("n1", "page_view", at(4, 30), "n"),
         ev("n2", "page_view", at(5, 10), "n"),
@@ -83,7 +90,7 @@ type InBatch = fn(&Ev) -> bool;
 fn splits() -> [(&'static str, InBatch); 5] {
     [
         ("in event-time order, split at 10:30", |e: &Ev| e.ts >= at(10, 30)),
-        ("late events", |e: &Ev| ["m2", "c0", "a4", "z0", "z1", "sh2", "n1", "bd"].contains(&e.id.as_str())),
+        ("late events", |e: &Ev| ["m2", "c0", "a4", "z0", "z1", "sh2", "n1", "bd", "ml"].contains(&e.id.as_str())),
         ("a burst flags a quiet visitor", |e: &Ev| e.id.starts_with("q-burst")),
         ("only the watermark moves on", |e: &Ev| e.id == "b2"),
         ("the first micro-batch", |_: &Ev| true),
