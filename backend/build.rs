@@ -52,9 +52,8 @@ fn dashboard_script(manifest: &Path) {
     );
     // A new ECharts version (npm ci after package.json changed) rebuilds the bundle.
     println!("cargo:rerun-if-changed={}", echarts.display());
-    let esbuild = std::env::var_os("CLICKSTREAM_ESBUILD")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| node_modules.join("esbuild/bin/esbuild"));
+    let esbuild =
+        std::env::var_os("CLICKSTREAM_ESBUILD").map_or_else(|| node_modules.join("esbuild/bin/esbuild"), PathBuf::from);
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let bundle = out_dir.join("dashboard.js");
     let status = Command::new(&esbuild)

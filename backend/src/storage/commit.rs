@@ -335,7 +335,7 @@ impl Manifest {
             }
         }
         if manifest.prop_columns < clickstream_schema::props::PROP_COUNT as u32 {
-            manifest = super::upgrade::add_prop_columns(data_dir, role, manifest)?;
+            manifest = super::upgrade::add_prop_columns(data_dir, role, &manifest)?;
         }
         Ok((manifest, report))
     }

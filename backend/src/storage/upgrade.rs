@@ -25,7 +25,7 @@ use super::scan::scan_files;
 /// Rewrites the role's Bronze and Silver files that lack a prop column,
 /// and returns the manifest saying its files have every prop (committed
 /// when files were rewritten; otherwise the role's next commit records it).
-pub fn add_prop_columns(data_dir: &Path, role: &Role, manifest: Manifest) -> Result<Manifest, PipelineError> {
+pub fn add_prop_columns(data_dir: &Path, role: &Role, manifest: &Manifest) -> Result<Manifest, PipelineError> {
     let mut next = manifest.clone();
     next.prop_columns = PROP_COUNT as u32;
     if *role == Role::Gold {
@@ -114,7 +114,7 @@ mod tests {
             .map(|c| Column::new((*c).into(), [Some("x")]))
             .collect();
         let df = with_prop_columns(DataFrame::new_infer_height(old).unwrap()).unwrap();
-        let names: Vec<&str> = df.get_column_names().into_iter().map(|c| c.as_str()).collect();
+        let names: Vec<&str> = df.get_column_names().into_iter().map(PlSmallStr::as_str).collect();
         assert_eq!(names, SILVER_COLUMNS, "the current writer's column order");
         for c in [last, before_last] {
             assert_eq!(df.column(c).unwrap().null_count(), 1, "{c}");
