@@ -5,7 +5,7 @@ Usage: gold_duckdb.py DATA_DIR OUT_DIR
 The goals and custom-event props come as JSON in CLICKSTREAM_GOALS
 ({"goals": [...], "custom_event_props": [...]}, as in the config file);
 without it both tables are empty.
-Writes OUT_DIR/<table>.parquet for the nineteen Gold tables and prints one JSON
+Writes OUT_DIR/<table>.parquet for the twenty-three Gold tables and prints one JSON
 line: {"seconds": s, "rows": n, "peak_rss_mib": m}.
 
 Written the way DuckDB is fast, not as a transcription of the Polars code:

@@ -305,6 +305,7 @@ pub(super) async fn api(events: u64, rounds: usize, dir: PathBuf) -> anyhow::Res
         "/api/goals",
         "/api/custom_events",
         "/api/links",
+        "/api/engagement",
         "/api/bots",
         "/api/rejects",
     ];
