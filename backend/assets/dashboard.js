@@ -167,7 +167,7 @@ function tipRow(color, label, value) {
     esc(label) + '<b style="float:right;margin-left:14px">' + esc(value) + '</b></div>';
 }
 
-// ---------- the time grid ----------  // ---------- the time grid ----------
+// ---------- the time grid ----------
 // Lay the range out as buckets of `bucket * k` and drop each point into its bucket (slots are arrays of points;
 // missing buckets are empty, i.e. 0). k > 1 merges k API buckets into one bar when bars would be too thin to read.
 // The grid takes its phase from the points' own timestamps, so it works whatever the server aligns buckets to.
