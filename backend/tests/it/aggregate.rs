@@ -370,7 +370,8 @@ async fn a_log_written_with_json_records_reads_as_the_binary_one_does() {
     let meta = RequestMeta { received_at: NOW, ..Default::default() };
     let out = collect(body.as_bytes(), &meta, &CollectConfig::new("k", "backend")).unwrap();
     let binary = crate::support::records(&out);
-    assert!(binary.iter().all(|r| r.value.first() == Some(&2)), "today's event records are binary");
+    let version = clickstream_schema::record::RECORD_VERSION;
+    assert!(binary.iter().all(|r| r.value.first() == Some(&version)), "today's event records are binary");
     let json: Vec<Record> = out
         .accepted
         .iter()
