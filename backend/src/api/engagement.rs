@@ -1,7 +1,6 @@
 //! The engagement panel: how long pages are read and how far down
 //! (`engagement_1h`), and the engaged time of the range's sessions.
 
-use clickstream_schema::time::HOUR_MS;
 use polars::prelude::*;
 use serde_json::{json, Value};
 
@@ -31,8 +30,7 @@ pub fn engagement(cx: &Context, p: &Params) -> Result<Value, DashboardError> {
     }
     let per_session = (sessions > 0).then(|| engaged as f64 / sessions as f64);
     let mut pages = Vec::new();
-    let hour = p.from.div_euclid(HOUR_MS) * HOUR_MS;
-    if let Some(lf) = gold(&cx.data_dir, GoldTable::Engagement1h, site, hour, p.to)? {
+    if let Some(lf) = gold(&cx.data_dir, GoldTable::Engagement1h, site, p.from_hour(), p.to)? {
         let df = lf
             .with_column((col("avg_scroll_depth") * col("leaves").cast(DataType::Float64)).alias("depth_sum"))
             .group_by([col("page_path")])

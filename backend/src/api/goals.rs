@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use clickstream_schema::time::HOUR_MS;
 use polars::prelude::*;
 use serde_json::{json, Value};
 
@@ -11,10 +10,6 @@ use super::require_gold;
 use super::{Context, DashboardError, Params};
 use crate::gold::GoldTable;
 use crate::storage::range::{floats, gold, ints, texts};
-
-fn hour_floor(ms: i64) -> i64 {
-    ms.div_euclid(HOUR_MS) * HOUR_MS
-}
 
 /// `GET /api/goals`: per goal completed in the range, its completions,
 /// converting sessions (added over hours: a session converting in two
@@ -30,7 +25,7 @@ pub fn goals(cx: &Context, p: &Params) -> Result<Value, DashboardError> {
     }
     .unwrap_or(0);
     let mut rows = Vec::new();
-    if let Some(lf) = gold(&cx.data_dir, GoldTable::Goals1h, site, hour_floor(p.from), p.to)? {
+    if let Some(lf) = gold(&cx.data_dir, GoldTable::Goals1h, site, p.from_hour(), p.to)? {
         let df = lf
             .group_by([col("goal")])
             .agg([
@@ -70,7 +65,7 @@ pub fn custom_events(cx: &Context, p: &Params) -> Result<Value, DashboardError> 
     require_gold(&cx.data_dir)?;
     let limit = p.count("limit", 10, 100)?;
     let mut events = Vec::new();
-    if let Some(lf) = gold(&cx.data_dir, GoldTable::CustomEvents1h, p.site.as_deref(), hour_floor(p.from), p.to)? {
+    if let Some(lf) = gold(&cx.data_dir, GoldTable::CustomEvents1h, p.site.as_deref(), p.from_hour(), p.to)? {
         let df = lf
             .group_by([col("event_name"), col("prop"), col("value")])
             .agg([col("events").cast(DataType::Int64).sum(), col("visitors").cast(DataType::Int64).sum()])
@@ -104,7 +99,7 @@ pub fn links(cx: &Context, p: &Params) -> Result<Value, DashboardError> {
     require_gold(&cx.data_dir)?;
     let limit = p.count("limit", 10, 100)?;
     let (mut outbound, mut downloads) = (Vec::new(), Vec::new());
-    if let Some(lf) = gold(&cx.data_dir, GoldTable::LinkClicks1h, p.site.as_deref(), hour_floor(p.from), p.to)? {
+    if let Some(lf) = gold(&cx.data_dir, GoldTable::LinkClicks1h, p.site.as_deref(), p.from_hour(), p.to)? {
         let df = lf
             .group_by([col("kind"), col("url")])
             .agg([col("clicks").cast(DataType::Int64).sum(), col("visitors").cast(DataType::Int64).sum()])

@@ -1,7 +1,6 @@
 //! The entry and exit pages panel: `entry_pages_1h` and `exit_pages_1h`
 //! over the hours the range touches.
 
-use clickstream_schema::time::HOUR_MS;
 use polars::prelude::*;
 use serde_json::{json, Value};
 
@@ -17,7 +16,7 @@ use crate::storage::range::{gold, ints, texts};
 pub fn pages(cx: &Context, p: &Params) -> Result<Value, DashboardError> {
     require_gold(&cx.data_dir)?;
     let limit = p.count("limit", 10, 100)?;
-    let (site, from) = (p.site.as_deref(), p.from.div_euclid(HOUR_MS) * HOUR_MS);
+    let (site, from) = (p.site.as_deref(), p.from_hour());
     let top = |sort: &str| [col(sort), col("page_path")];
     let descending = SortMultipleOptions::default().with_order_descending_multi([true, false]);
     let mut entry = Vec::new();
@@ -80,7 +79,7 @@ pub fn next_pages(cx: &Context, p: &Params) -> Result<Value, DashboardError> {
     require_gold(&cx.data_dir)?;
     let limit = p.count("limit", 10, 100)?;
     let asked = p.text("page", 2048)?;
-    let (site, from) = (p.site.as_deref(), p.from.div_euclid(HOUR_MS) * HOUR_MS);
+    let (site, from) = (p.site.as_deref(), p.from_hour());
     let descending = SortMultipleOptions::default().with_order_descending_multi([true, false]);
     let (mut starts, mut next, mut total) = (Vec::new(), Vec::new(), 0i64);
     let mut page = asked.clone();

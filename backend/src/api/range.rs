@@ -123,6 +123,13 @@ pub struct Params {
 }
 
 impl Params {
+    /// The start of the hour `from` falls in: where the hourly tables'
+    /// rows of the range start (an hour the range only partly covers is
+    /// read whole).
+    pub fn from_hour(&self) -> i64 {
+        self.from.div_euclid(HOUR_MS) * HOUR_MS
+    }
+
     /// Checks the query string of an endpoint that also takes `allowed`,
     /// with day boundaries in `zones`.
     pub fn parse(

@@ -3,7 +3,6 @@
 //! `channel`) over the range, so that visitors are distinct over the whole
 //! range (`sources_1h` counts them per hour).
 
-use clickstream_schema::time::HOUR_MS;
 use polars::prelude::*;
 use serde_json::{json, Value};
 
@@ -60,7 +59,7 @@ pub fn sources(cx: &Context, p: &Params) -> Result<Value, DashboardError> {
     require_gold(&cx.data_dir)?;
     let limit = p.count("limit", 10, 100)?;
     let channel = p.text("channel", 64)?;
-    let (site, from) = (p.site.as_deref(), p.from.div_euclid(HOUR_MS) * HOUR_MS);
+    let (site, from) = (p.site.as_deref(), p.from_hour());
     let (mut channels, mut sources) = (Vec::new(), Vec::new());
     if let Some(lf) = gold(&cx.data_dir, GoldTable::Sessions, site, from, p.to)? {
         let read = ["anonymous_id", "bounced", "converted", "revenue", "source", "medium", "channel"];
