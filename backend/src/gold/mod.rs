@@ -112,6 +112,33 @@ pub fn human_events(silver: LazyFrame, flagged: LazyFrame) -> LazyFrame {
     )
 }
 
+/// [`human_events`] of a collected frame, the same rule without a join: a
+/// build sorts out every hour of Silver this way, and most hours have no
+/// bot at all, when the frame is returned as it is. (An anti join on the
+/// two string columns, even against no flagged visitor, gathered every
+/// column of every row: 2.2 s of a 14 s build of a day of 10M events.)
+pub fn human_rows(events: DataFrame, flagged: &DataFrame) -> PolarsResult<DataFrame> {
+    let is_bot = events.column("is_bot")?.bool()?;
+    if flagged.height() == 0 && is_bot.null_count() == 0 && !is_bot.any() {
+        return Ok(events);
+    }
+    let pair = |df: &DataFrame| -> PolarsResult<(StringChunked, StringChunked)> {
+        Ok((df.column("site_id")?.str()?.clone(), df.column("anonymous_id")?.str()?.clone()))
+    };
+    let (flagged_sites, flagged_ids) = pair(flagged)?;
+    // A join matches no null key, so a flagged null flags nobody.
+    let flagged: std::collections::HashSet<(Option<&str>, Option<&str>)> =
+        flagged_sites.iter().zip(flagged_ids.iter()).filter(|(s, a)| s.is_some() && a.is_some()).collect();
+    let (sites, ids) = pair(&events)?;
+    // A null `is_bot` is not "not a bot": the lazy filter drops it too.
+    let keep: BooleanChunked = is_bot
+        .iter()
+        .zip(sites.iter().zip(ids.iter()))
+        .map(|(bot, visitor)| Some(bot == Some(false) && !flagged.contains(&visitor)))
+        .collect();
+    events.filter(&keep)
+}
+
 /// The visitors `bot_anomalies` lists, once each.
 pub fn flagged_visitors(anomalies: LazyFrame) -> LazyFrame {
     anomalies.select([col("site_id"), col("anonymous_id")]).unique(None, UniqueKeepStrategy::Any)

@@ -77,6 +77,26 @@ fn business_tables_exclude_user_agent_bots_and_flagged_visitors() {
 }
 
 #[test]
+fn human_rows_of_a_collected_frame_are_human_events() {
+    let mut events = vec![
+        ev("h1", "page_view", at(9, 0), "human").path("/"),
+        ev("b1", "page_view", at(9, 0), "crawler").path("/").bot(),
+        ev("q1", "page_view", at(8, 0), "burster").path("/"),
+    ];
+    events.extend((0..51).map(|i| ev(format!("burst-{i}"), "click", at(9, 0) + i * 100, "burster")));
+    let config = GoldConfig::default();
+    let all = silver(&events).collect().unwrap();
+    let flagged = flagged_visitors(bot_anomalies(all.clone().lazy(), &config)).collect().unwrap();
+    assert_eq!(flagged.height(), 1);
+    let expected = human_events(all.clone().lazy(), flagged.clone().lazy()).collect().unwrap();
+    let got = human_rows(all.clone(), &flagged).unwrap();
+    assert!(got.equals_missing(&expected), "got {got}\nexpected {expected}");
+    assert_eq!(strs(&got, "event_id"), vec![Some("h1".to_string())]);
+    // Without a bot, the frame comes back whole.
+    assert!(human_rows(expected.clone(), &flagged.clear()).unwrap().equals_missing(&expected));
+}
+
+#[test]
 fn traffic_1m_puts_an_event_on_the_edge_in_the_window_starting_there() {
     let events = vec![
         ev("1", "page_view", at(10, 0), "a"),

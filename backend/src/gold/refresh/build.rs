@@ -22,7 +22,7 @@ use crate::gold::{
     dates::{calendar, day_of},
     dim_users,
     dimension::DIMENSIONS,
-    flagged_visitors, human_events, human_window_tables, session_hour_tables,
+    flagged_visitors, human_rows, human_window_tables, session_hour_tables,
     sessions::{sessionize, SESSION_INPUT},
     ts_ms, GoldConfig, GoldTable, GOLD_INPUT,
 };
@@ -85,20 +85,32 @@ pub fn build(
             // human events all come from it.
             let columns: Vec<Expr> = GOLD_INPUT.iter().map(|c| col(*c)).collect();
             let events = silver.select(columns).collect()?;
-            for (rows, d) in dimensions.iter_mut().zip(DIMENSIONS) {
-                rows.push((d.merge)((d.rows)(events.clone().lazy())).collect()?.lazy());
-            }
-            let human = human_events(events.lazy(), flagged.clone().lazy()).collect()?;
+            let human = human_rows(events.clone(), &flagged)?;
             phases.lap("read");
-            let tables = collect_tables(human_window_tables(human.clone().lazy(), config)?)?;
-            phases.lap("windows");
+            // Sessionizing is Rust over the hour's rows, mostly on one
+            // core; the dimensions and window tables are Polars queries
+            // (run in one, so they share the pool): side by side, the
+            // two keep both cores busy.
+            let until = (hour + 1) * HOUR_MS;
+            let (tables, ready_before) = std::thread::scope(|s| {
+                let sessions = s.spawn(|| session_rows.sessionize(&human, until));
+                let tables = human_window_tables(human.clone().lazy(), config).and_then(|windows| {
+                    let dimensions = DIMENSIONS.map(|d| (d.table, (d.merge)((d.rows)(events.clone().lazy()))));
+                    collect_tables(dimensions.into_iter().chain(windows).collect())
+                });
+                (tables, sessions.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            });
+            let mut tables = tables?.into_iter();
+            for (rows, (_, df)) in dimensions.iter_mut().zip(tables.by_ref()) {
+                rows.push(df.lazy());
+            }
+            phases.lap("tables_and_sessions");
             for (table, df) in tables {
                 let hours = hours_of(&df, table.partition_column())?;
                 out.write_hours(&mut commit, table, df, &hours)?;
             }
-            phases.lap("windows_write");
-            session_rows.add(&human, (hour + 1) * HOUR_MS, &mut out, &mut commit)?;
-            phases.lap("sessions");
+            session_rows.write_before(ready_before?, &mut out, &mut commit)?;
+            phases.lap("write");
         }
         progress(done + 1, hours.len());
     }
@@ -173,15 +185,10 @@ impl<'a> InOrder<'a> {
         InOrder { config, open_events: None, open: None, waiting: Vec::new(), for_users: Vec::new() }
     }
 
-    /// Adds the human events of an hour ending at `until` (ms), and writes
-    /// the hours whose sessions are all closed now.
-    fn add(
-        &mut self,
-        human: &DataFrame,
-        until: i64,
-        out: &mut Writer<'_>,
-        commit: &mut Commit,
-    ) -> Result<(), PipelineError> {
+    /// Adds the human events of an hour ending at `until` (ms). Returns
+    /// the hour before which every session is closed: those hours can be
+    /// written ([`InOrder::write_before`]).
+    fn sessionize(&mut self, human: &DataFrame, until: i64) -> PolarsResult<i64> {
         // Only what sessions are made of goes on with the open ones.
         let human = human.select(SESSION_INPUT.iter().copied())?;
         let events = match self.open_events.take() {
@@ -204,9 +211,8 @@ impl<'a> InOrder<'a> {
         let open = rows.filter(&still_open)?;
         self.waiting.push(rows.filter(&!still_open)?);
         let first_open = open.column("session_start")?.cast(&DataType::Int64)?.i64()?.min();
-        let ready_before = first_open.map_or(i64::MAX, |t| t.div_euclid(HOUR_MS));
         self.open = Some(open);
-        self.write_before(ready_before, out, commit)
+        Ok(first_open.map_or(i64::MAX, |t| t.div_euclid(HOUR_MS)))
     }
 
     /// Writes the waiting sessions that start before hour `before`, and
