@@ -194,6 +194,19 @@ fn device_bytes_written(path: &std::path::Path) -> Option<u64> {
     })
 }
 
+/// CPU time this process has used so far, user and system, in seconds:
+/// with the wall time it says how busy the cores were (idle cores are
+/// work a pipeline could overlap). From /proc/self/stat, whose ticks are
+/// USER_HZ, 100 on Linux.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    // Fields after the command name, which is in parentheses: utime and
+    // stime are the 12th and 13th.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 = after.split_whitespace().skip(11).take(2).filter_map(|f| f.parse::<u64>().ok()).sum();
+    ticks as f64 / 100.0
+}
+
 fn current_rss_mib() -> u64 {
     status_kib("VmRSS:") / 1024
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::Context;
 use edge_worker::CollectConfig;
 
-use super::{current_rss_mib, peak_rss_mib, reset_peak_rss};
+use super::{cpu_seconds, current_rss_mib, peak_rss_mib, reset_peak_rss};
 use crate::aggregate::{AggregateConfig, Aggregator};
 use crate::clock::{Clock, SystemClock};
 use crate::fixtures::{browser_request, collect_into, fresh_dir, shop_day_in_silver, synthetic_batch};
@@ -44,6 +44,7 @@ pub(super) async fn silver(events: u64, dir: PathBuf, data_dir: Option<PathBuf>)
     reset_peak_rss();
     let base_rss = current_rss_mib();
     let started = Instant::now();
+    let cpu = cpu_seconds();
     // Bronze and Silver only: Gold has its own benchmark.
     let config = AggregateConfig { gold: None, ..AggregateConfig::new(&lake) };
     let mut agg = Aggregator::open(stream, config, Arc::new(Metrics::new()), Arc::new(SystemClock)).await?;
@@ -61,7 +62,11 @@ pub(super) async fn silver(events: u64, dir: PathBuf, data_dir: Option<PathBuf>)
         report.files,
         peak_rss_mib()
     );
-    println!("bench silver: phases: {}", report.timings);
+    println!(
+        "bench silver: phases: {}; CPU {:.2} s in {secs:.2} s",
+        report.timings,
+        cpu_seconds() - cpu
+    );
     drop(agg);
     if crate::storage::lake::is_remote(&lake) {
         // Replay reads Bronze from a local disk only; clean the prefix up.
