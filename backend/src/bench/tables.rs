@@ -62,11 +62,7 @@ pub(super) async fn silver(events: u64, dir: PathBuf, data_dir: Option<PathBuf>)
         report.files,
         peak_rss_mib()
     );
-    println!(
-        "bench silver: phases: {}; CPU {:.2} s in {secs:.2} s",
-        report.timings,
-        cpu_seconds() - cpu
-    );
+    println!("bench silver: phases: {}; CPU {:.2} s in {secs:.2} s", report.timings, cpu_seconds() - cpu);
     drop(agg);
     if crate::storage::lake::is_remote(&lake) {
         // Replay reads Bronze from a local disk only; clean the prefix up.

@@ -3,8 +3,10 @@
 //! pass over three columns for the bot flags and the latest event time,
 //! then hour by hour in event-time order for everything else, so memory is
 //! that of an hour (and of the sessions still open at its end) whatever
-//! the history. Every table comes out as [`crate::gold::all_tables`] would
-//! give it; the files are published in one commit.
+//! the history. Within an hour, the sessions are computed on a thread of
+//! their own while the dimension and window tables run as one Polars
+//! query. Every table comes out as [`crate::gold::all_tables`] would give
+//! it; the files are published in one commit.
 
 use std::collections::BTreeSet;
 use std::path::Path;
