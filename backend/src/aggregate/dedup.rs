@@ -110,15 +110,21 @@ impl SeenEvents {
     }
 
     /// A boolean column, true where the row's event id is not yet in Silver:
-    /// not remembered, and for events whose first arrival the set may have
+    /// not remembered, not earlier in `df` (the first arrival in a batch
+    /// wins), and for events whose first arrival the set may have
     /// forgotten, not in Silver's files around their event time either.
     pub fn mark_new(&self, data_dir: &Path, df: &DataFrame, name: &str, now_ms: i64) -> PolarsResult<Column> {
         let sites = df.column("site_id")?.str()?;
         let ids = df.column("event_id")?.str()?;
+        let mut in_batch = HashSet::default();
+        in_batch.reserve(df.height());
         let mut new: Vec<bool> = sites
             .iter()
             .zip(ids.iter())
-            .map(|(site, id)| !self.contains(site.unwrap_or(""), id.unwrap_or("")))
+            .map(|(site, id)| {
+                let key = key(site.unwrap_or(""), id.unwrap_or(""));
+                !self.seen.contains_key(&key) && !self.forgotten.contains(&key) && in_batch.insert(key)
+            })
             .collect();
 
         let forgotten_before = now_ms - self.retention_ms + MAX_FUTURE_MS + SKEW_MARGIN_MS;
@@ -226,4 +232,27 @@ pub fn write_forgotten(data_dir: &Path, ids: &mut DataFrame, now_ms: i64) -> Res
     file.sync_all().map_err(io(format!("syncing {}", tmp.display())))?;
     std::fs::rename(&tmp, &path).map_err(io(format!("renaming {}", tmp.display())))?;
     std::fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(io(format!("syncing {}", dir.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeat_within_the_batch_is_not_new_and_the_first_arrival_is() {
+        let mut seen = SeenEvents::new(48 * HOUR_MS);
+        seen.insert("s", "old", 0);
+        let now = 10 * HOUR_MS;
+        let df = df!(
+            "site_id" => ["s", "s", "s", "t", "s"],
+            "event_id" => ["e-1", "old", "e-1", "e-1", "e-2"],
+            "event_ts" => [now; 5],
+        )
+        .unwrap();
+        let dir = std::env::temp_dir().join(format!("clickstream-dedup-{}", std::process::id()));
+        let new = seen.mark_new(&dir, &df, "new", now).unwrap();
+        let new: Vec<Option<bool>> = new.bool().unwrap().iter().collect();
+        // The same id on another site is another event.
+        assert_eq!(new, [Some(true), Some(false), Some(false), Some(true), Some(true)]);
+    }
 }

@@ -20,16 +20,19 @@ macro_rules! silver_columns {
 clickstream_schema::with_props!(silver_columns);
 
 /// Name of the boolean column marking rows whose event id Silver has not
-/// seen before (computed by [`super::dedup::SeenEvents::mark_new`]).
+/// seen before, nor an earlier row of the batch (computed by
+/// [`super::dedup::SeenEvents::mark_new`]).
 pub const IS_NEW: &str = "_is_new";
 
-/// Bronze rows → Silver rows: drop events Silver already holds and repeats
-/// within the batch (the first arrival wins), keep Silver's columns, and
-/// order by event time so row-group statistics prune time filters well.
+/// Bronze rows → Silver rows: keep the rows [`IS_NEW`] marks (so events
+/// Silver already holds and repeats within the batch go; the first
+/// arrival wins), keep Silver's columns, and order by event time so
+/// row-group statistics prune time filters well. (The repeats within the
+/// batch are found with the dedup set's keys: a `unique` here gathered
+/// every column of the batch once more, 8% of log → Silver's CPU.)
 pub fn silver(bronze: LazyFrame) -> LazyFrame {
     bronze
         .filter(col(IS_NEW))
-        .unique_stable_generic(Some(vec![col("site_id"), col("event_id")]), UniqueKeepStrategy::First)
         .select(SILVER_COLUMNS.iter().map(|c| col(*c)).collect::<Vec<_>>())
         .sort(["event_ts"], SortMultipleOptions::default().with_maintain_order(true))
 }
