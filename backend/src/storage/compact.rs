@@ -241,12 +241,15 @@ fn compact_partition(
     let staging = data_dir.join(STAGING).join(format!("staging-{now_ms}-{}", uuid::Uuid::new_v4().simple()));
     fs::create_dir_all(&staging).map_err(io_err(format!("creating {}", staging.display())))?;
     let merged = staging.join(&name);
-    let mut file = File::create(&merged).map_err(io_err(format!("creating {}", merged.display())))?;
-    ParquetWriter::new(&mut file)
-        .with_compression(ParquetCompression::Zstd(None))
-        .with_statistics(StatisticsOptions::full())
-        .finish(&mut df)
-        .map_err(|source| PipelineError::Parquet { path: merged.display().to_string(), source })?;
+    let file = File::create(&merged).map_err(io_err(format!("creating {}", merged.display())))?;
+    let (file, written) = super::commit::write_buffered(file, |out| {
+        ParquetWriter::new(out)
+            .with_compression(ParquetCompression::Zstd(None))
+            .with_statistics(StatisticsOptions::full())
+            .finish(&mut df)
+    })
+    .map_err(io_err(format!("writing {}", merged.display())))?;
+    written.map_err(|source| PipelineError::Parquet { path: merged.display().to_string(), source })?;
     file.sync_all().map_err(io_err(format!("syncing {}", merged.display())))?;
     let bytes_after = file.metadata().map_or(0, |m| m.len());
     sync_dir(&staging)?;
