@@ -101,8 +101,12 @@ impl SeenEvents {
     }
 
     pub fn contains(&self, site_id: &str, event_id: &str) -> bool {
-        let key = key(site_id, event_id);
-        self.seen.contains_key(&key) || self.forgotten.contains(&key)
+        self.knows(&key(site_id, event_id))
+    }
+
+    /// Whether a key is remembered as in Silver or as forgotten.
+    fn knows(&self, key: &u128) -> bool {
+        self.seen.contains_key(key) || self.forgotten.contains(key)
     }
 
     pub fn insert(&mut self, site_id: &str, event_id: &str, received_at: i64) {
@@ -123,7 +127,7 @@ impl SeenEvents {
             .zip(ids.iter())
             .map(|(site, id)| {
                 let key = key(site.unwrap_or(""), id.unwrap_or(""));
-                !self.seen.contains_key(&key) && !self.forgotten.contains(&key) && in_batch.insert(key)
+                !self.knows(&key) && in_batch.insert(key)
             })
             .collect();
 
