@@ -14,6 +14,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::fixtures::{browser_request, collect_into, fresh_dir, shop_day_in_silver, synthetic_batch};
 use crate::metrics::Metrics;
 use crate::serve::open_log;
+use crate::storage::{Table, TableDir};
 
 pub(super) async fn silver(events: u64, dir: PathBuf, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     let stream = open_log(&dir, 4)?;
@@ -64,6 +65,13 @@ pub(super) async fn silver(events: u64, dir: PathBuf, data_dir: Option<PathBuf>)
     );
     println!("bench silver: phases: {}; CPU {:.2} s in {secs:.2} s", report.timings, cpu_seconds() - cpu);
     drop(agg);
+    if !crate::storage::lake::is_remote(&lake) {
+        let mib = |table: Table| {
+            let files = crate::storage::layout::parquet_files(&lake.join(table.dir()));
+            files.iter().filter_map(|f| f.metadata().ok()).map(|m| m.len()).sum::<u64>() as f64 / (1 << 20) as f64
+        };
+        println!("bench silver: Bronze {:.1} MiB, Silver {:.1} MiB of Parquet", mib(Table::Bronze), mib(Table::Silver));
+    }
     if crate::storage::lake::is_remote(&lake) {
         // Replay reads Bronze from a local disk only; clean the prefix up.
         let objects = crate::storage::lake::list(&lake)?;

@@ -34,7 +34,7 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use polars::prelude::{DataFrame, ParquetCompression, ParquetWriter};
+use polars::prelude::DataFrame;
 use serde::{Deserialize, Serialize};
 
 use super::error::{io_err, PipelineError};
@@ -423,14 +423,14 @@ impl Commit {
             // One put of the whole file: an object exists complete or not
             // at all, so there is nothing to sync.
             let mut bytes = Vec::new();
-            parquet_writer(&mut bytes).finish(df).map_err(parquet_err)?;
+            super::parquet::write_table(&mut bytes, df).map_err(parquet_err)?;
             lake::write(&tmp_abs, bytes).map_err(io_err(format!("uploading {}", tmp_abs.display())))?;
         } else {
             if let Some(parent) = tmp_abs.parent() {
                 fs::create_dir_all(parent).map_err(io_err(format!("creating {}", parent.display())))?;
             }
             let file = File::create(&tmp_abs).map_err(io_err(format!("creating {}", tmp_abs.display())))?;
-            let (file, written) = write_buffered(file, |out| parquet_writer(out).finish(df))
+            let (file, written) = write_buffered(file, |out| super::parquet::write_table(out, df))
                 .map_err(io_err(format!("writing {}", tmp_abs.display())))?;
             written.map_err(parquet_err)?;
             file.sync_all().map_err(io_err(format!("syncing {}", tmp_abs.display())))?;
@@ -499,14 +499,6 @@ pub(crate) fn write_buffered<T>(
     let result = write(&mut out);
     let file = out.into_inner().map_err(std::io::IntoInnerError::into_error)?;
     Ok((file, result))
-}
-
-/// How every table file is written: zstd, with full statistics so that
-/// readers skip row groups by their min/max.
-fn parquet_writer<W: Write>(sink: W) -> ParquetWriter<W> {
-    ParquetWriter::new(sink)
-        .with_compression(ParquetCompression::Zstd(None))
-        .with_statistics(polars::prelude::StatisticsOptions::full())
 }
 
 fn write_manifest(data_dir: &Path, role: &Role, manifest: &mut Manifest) -> Result<(), PipelineError> {

@@ -225,7 +225,7 @@ fn compact_partition(
     let Some(scan) = scan_files(files)? else { return Ok(CompactReport::default()) };
     // Files in commit order; Silver also sorted by event time, as each of
     // its files is, so row-group statistics keep pruning time filters.
-    let mut df = match table {
+    let df = match table {
         Table::Silver => scan.sort(["event_ts"], SortMultipleOptions::default().with_maintain_order(true)),
         _ => scan,
     }
@@ -242,13 +242,8 @@ fn compact_partition(
     fs::create_dir_all(&staging).map_err(io_err(format!("creating {}", staging.display())))?;
     let merged = staging.join(&name);
     let file = File::create(&merged).map_err(io_err(format!("creating {}", merged.display())))?;
-    let (file, written) = super::commit::write_buffered(file, |out| {
-        ParquetWriter::new(out)
-            .with_compression(ParquetCompression::Zstd(None))
-            .with_statistics(StatisticsOptions::full())
-            .finish(&mut df)
-    })
-    .map_err(io_err(format!("writing {}", merged.display())))?;
+    let (file, written) = super::commit::write_buffered(file, |out| super::parquet::write_table(out, &df))
+        .map_err(io_err(format!("writing {}", merged.display())))?;
     written.map_err(|source| PipelineError::Parquet { path: merged.display().to_string(), source })?;
     file.sync_all().map_err(io_err(format!("syncing {}", merged.display())))?;
     let bytes_after = file.metadata().map_or(0, |m| m.len());

@@ -1,6 +1,6 @@
 //! The Parquet tables on disk, and the one owner of them: where every
 //! table's files go, Bronze to Gold ([`layout`]), every read of them
-//! ([`scan`], and [`range`] for a time range), how a micro-batch's files
+//! ([`scan`], and [`range`] for a time range), how a table file is written ([`parquet`]), how a micro-batch's files
 //! and stream offsets become visible in one atomic commit ([`commit`]),
 //! who may write what ([`lock`]), a data directory in an S3 bucket
 //! ([`lake`]), how final partitions are merged into one
@@ -13,6 +13,7 @@ pub mod error;
 pub mod lake;
 pub mod layout;
 pub mod lock;
+pub mod parquet;
 pub mod range;
 pub mod retention;
 pub mod scan;
