@@ -10,7 +10,7 @@ use clickstream_schema::{BadRow, EnrichedEvent};
 use polars::prelude::*;
 use rayon::prelude::*;
 
-use super::bronze::{bronze_frame, LogEvent};
+use super::bronze::{BronzeBuilder, LogEvent};
 use super::dedup::SeenEvents;
 use super::gold_step::{GoldConfig, GoldStep};
 use super::rejects::{rejects_frame, LogBadRow};
@@ -121,19 +121,21 @@ impl MicroBatch<'_> {
     }
 }
 
-/// Records per decode chunk: large enough to amortise a frame's fixed cost,
-/// small enough that a chunk's decoded structs (several times the size of
-/// its columns) stay a small share of memory.
-const DECODE_CHUNK: usize = 8_192;
+/// Records per decode chunk: large enough to amortise a frame's fixed cost
+/// (and to keep the chunks of a batch's frame few), small enough that both
+/// cores get several.
+const DECODE_CHUNK: usize = 32_768;
 
 /// Decodes event records into Bronze frames, in log order, on all cores.
-/// Each chunk's structs are dropped as soon as its frame is built, so peak
-/// memory holds the columns, not the structs. Undecodable records become
-/// bad rows with their bytes: never drop what the stream acknowledged.
+/// Each chunk's records are dropped as soon as its frame is built, so peak
+/// memory holds the columns, not the records twice. Undecodable records
+/// become bad rows with their bytes: never drop what the stream
+/// acknowledged.
 fn decode_events(events: Vec<Fetched>, now: i64) -> Result<(Vec<DataFrame>, Vec<LogBadRow>), PipelineError> {
     fn decode_chunk(chunk: &[Fetched], now: i64) -> PolarsResult<(Option<DataFrame>, Vec<LogBadRow>)> {
-        // The decoded events borrow their strings from the records.
-        let mut rows = Vec::with_capacity(chunk.len());
+        // Each event borrows its strings from its record, and goes into the
+        // columns as soon as it is decoded.
+        let mut bronze = BronzeBuilder::with_capacity(chunk.len());
         let mut bad = Vec::new();
         for f in chunk {
             if let Some(damage) = &f.damage {
@@ -141,7 +143,7 @@ fn decode_events(events: Vec<Fetched>, now: i64) -> Result<(Vec<DataFrame>, Vec<
                 continue;
             }
             match EnrichedEvent::from_record(&f.value) {
-                Ok(event) => rows.push(LogEvent { partition: f.partition, offset: f.offset, event }),
+                Ok(event) => bronze.push(&LogEvent { partition: f.partition, offset: f.offset, event }),
                 Err(e) => bad.push(LogBadRow {
                     partition: f.partition,
                     offset: f.offset,
@@ -149,7 +151,7 @@ fn decode_events(events: Vec<Fetched>, now: i64) -> Result<(Vec<DataFrame>, Vec<
                 }),
             }
         }
-        let frame = if rows.is_empty() { None } else { Some(bronze_frame(&rows, now)?) };
+        let frame = if bronze.is_empty() { None } else { Some(bronze.finish(now)?) };
         Ok((frame, bad))
     }
 
