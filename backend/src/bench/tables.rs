@@ -68,7 +68,7 @@ pub(super) async fn silver(events: u64, dir: PathBuf, data_dir: Option<PathBuf>)
     if !crate::storage::lake::is_remote(&lake) {
         let mib = |table: Table| {
             let files = crate::storage::layout::parquet_files(&lake.join(table.dir()));
-            files.iter().filter_map(|f| f.metadata().ok()).map(|m| m.len()).sum::<u64>() as f64 / (1 << 20) as f64
+            files.iter().filter_map(|f| f.metadata().ok()).map(|m| m.len()).sum::<u64>() as f64 / f64::from(1 << 20)
         };
         println!("bench silver: Bronze {:.1} MiB, Silver {:.1} MiB of Parquet", mib(Table::Bronze), mib(Table::Silver));
     }

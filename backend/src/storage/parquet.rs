@@ -51,7 +51,7 @@ pub fn write_table<W: Write>(sink: W, df: &DataFrame) -> PolarsResult<u64> {
     let options =
         WriteOptions { statistics, compression: compression.into(), version: Version::V1, data_page_size: None };
     let mut writer =
-        ParquetWriter::new(sink).with_compression(compression).with_statistics(statistics).batched(&df.schema())?;
+        ParquetWriter::new(sink).with_compression(compression).with_statistics(statistics).batched(df.schema())?;
     let fields = writer.parquet_schema().fields().to_vec();
     let height = df.height();
     let mut offset = 0;
@@ -213,7 +213,7 @@ mod tests {
         let mut bytes = Vec::new();
         write_table(&mut bytes, &df).unwrap();
         let meta = read_metadata(&mut Cursor::new(&bytes)).unwrap();
-        let rows: Vec<usize> = meta.row_groups.iter().map(|g| g.num_rows()).collect();
+        let rows: Vec<usize> = meta.row_groups.iter().map(polars_parquet::read::RowGroupMetadata::num_rows).collect();
         assert_eq!(rows, [ROW_GROUP_ROWS, 20]);
         assert!(read(&bytes).equals_missing(&df));
 
