@@ -22,7 +22,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use clickstream_schema::ingest::{encode_ingest, INGEST_RECORDS_TYPE};
-use clickstream_schema::signing::{sign, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use clickstream_schema::signing::{sign, signed_message, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use clickstream_schema::time::{utc_date_string, DAY_MS, MINUTE_MS};
 use clickstream_schema::{DailySalt, Limits};
 use serde::Deserialize;
@@ -384,26 +384,40 @@ impl RateLimiter {
     }
 }
 
-/// The signed request to `/ingest`: its body and headers.
+/// A request to `/ingest`: its body and the time it is signed at.
 pub struct IngestRequest {
     pub body: Vec<u8>,
-    pub headers: Vec<(&'static str, String)>,
+    pub timestamp_ms: i64,
 }
 
-/// `nonce`: random, different for every forward (see [`clickstream_schema::IngestBatch::nonce`]).
-/// The body is binary ([`clickstream_schema::ingest`]): each event as the
-/// stream record the backend appends as is, so neither side writes or
-/// parses the events' JSON on the way.
-pub fn ingest_request(collected: &Collected, secret: &[u8], now_ms: i64, nonce: &str) -> IngestRequest {
-    let body = encode_ingest(&collected.accepted, &collected.bad_rows, nonce);
-    let signature = sign(secret, now_ms, &body);
-    IngestRequest {
-        headers: vec![
+impl IngestRequest {
+    /// `nonce`: random, different for every forward (see [`clickstream_schema::IngestBatch::nonce`]).
+    /// The body is binary ([`clickstream_schema::ingest`]): each event as the
+    /// stream record the backend appends as is, so neither side writes or
+    /// parses the events' JSON on the way.
+    pub fn new(collected: &Collected, now_ms: i64, nonce: &str) -> IngestRequest {
+        IngestRequest { body: encode_ingest(&collected.accepted, &collected.bad_rows, nonce), timestamp_ms: now_ms }
+    }
+
+    /// What the signature covers (for a signer outside this crate: the
+    /// Worker's is Web Crypto's, native code where a Worker pays for CPU).
+    pub fn signed_message(&self) -> Vec<u8> {
+        signed_message(self.timestamp_ms, &self.body)
+    }
+
+    /// The headers to send, with `signature` as
+    /// [`clickstream_schema::signing::signature_header`] writes it.
+    pub fn headers(&self, signature: String) -> [(&'static str, String); 3] {
+        [
             ("content-type", INGEST_RECORDS_TYPE.into()),
-            (TIMESTAMP_HEADER, now_ms.to_string()),
+            (TIMESTAMP_HEADER, self.timestamp_ms.to_string()),
             (SIGNATURE_HEADER, signature),
-        ],
-        body,
+        ]
+    }
+
+    /// The headers, signed here with `secret`.
+    pub fn signed_headers(&self, secret: &[u8]) -> [(&'static str, String); 3] {
+        self.headers(sign(secret, self.timestamp_ms, &self.body))
     }
 }
 
@@ -711,10 +725,12 @@ mod tests {
             {"event_type":"page_view"}]}"#;
         let meta = RequestMeta { received_at: 1_732_262_400_000, ..RequestMeta::default() };
         let collected = crate::collect(body, &meta, &CollectConfig::new("salt", "edge")).unwrap();
-        let request = ingest_request(&collected, b"s3", 1_732_262_400_000, "n-1");
-        let again = ingest_request(&collected, b"s3", 1_732_262_400_000, "n-2");
-        assert_ne!(request.headers[2], again.headers[2], "the same body in the same ms: another signature");
-        let header = |name: &str| request.headers.iter().find(|(h, _)| *h == name).map(|(_, v)| v.as_str());
+        let request = IngestRequest::new(&collected, 1_732_262_400_000, "n-1");
+        let again = IngestRequest::new(&collected, 1_732_262_400_000, "n-2");
+        let headers = request.signed_headers(b"s3");
+        assert_ne!(headers[2], again.signed_headers(b"s3")[2], "the same body in the same ms: another signature");
+        let header = |name: &str| headers.iter().find(|(h, _)| *h == name).map(|(_, v)| v.as_str());
+        assert_eq!(request.signed_message(), [b"1732262400000.".as_slice(), &request.body].concat());
         assert_eq!(
             verify(b"s3", header(TIMESTAMP_HEADER), header(SIGNATURE_HEADER), &request.body, 1_732_262_400_500),
             Ok(())

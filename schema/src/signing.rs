@@ -21,7 +21,24 @@ fn mac(secret: &[u8], timestamp_ms: i64, body: &[u8]) -> Hmac<Sha256> {
 
 /// The signature header value for a body sent at `timestamp_ms`.
 pub fn sign(secret: &[u8], timestamp_ms: i64, body: &[u8]) -> String {
-    format!("v1={}", hex::encode(mac(secret, timestamp_ms, body).finalize().into_bytes()))
+    signature_header(&mac(secret, timestamp_ms, body).finalize().into_bytes())
+}
+
+/// What the MAC covers, in one buffer: `{timestamp}.{body}`. For signers
+/// that take their input whole, as Web Crypto's `sign` does.
+pub fn signed_message(timestamp_ms: i64, body: &[u8]) -> Vec<u8> {
+    let timestamp = timestamp_ms.to_string();
+    let mut message = Vec::with_capacity(timestamp.len() + 1 + body.len());
+    message.extend_from_slice(timestamp.as_bytes());
+    message.push(b'.');
+    message.extend_from_slice(body);
+    message
+}
+
+/// The signature header value for an HMAC-SHA256 of [`signed_message`]
+/// computed elsewhere.
+pub fn signature_header(mac: &[u8]) -> String {
+    format!("v1={}", hex::encode(mac))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,5 +144,14 @@ mod tests {
         assert_eq!(headers.mac, upper.mac, "one signature, whatever the case of its hex");
         assert_eq!(headers.verify(&[b"old".as_slice(), b"k".as_slice()], b"body"), Ok(()), "either of two secrets");
         assert_eq!(headers.verify(&[b"old".as_slice()], b"body"), Err(SignatureError::Mismatch));
+    }
+
+    #[test]
+    fn a_mac_of_the_signed_message_made_elsewhere_is_the_same_signature() {
+        let message = signed_message(1000, b"body");
+        assert_eq!(message, b"1000.body");
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(b"k").unwrap();
+        mac.update(&message);
+        assert_eq!(signature_header(&mac.finalize().into_bytes()), sign(b"k", 1000, b"body"));
     }
 }
