@@ -245,8 +245,8 @@ mod tests {
             .map(|offset| Fetched {
                 partition: (offset % 3) as u32,
                 offset,
-                key: vec![],
-                value: b"{".to_vec(),
+                key: Default::default(),
+                value: b"{".to_vec().into(),
                 damage: None,
             })
             .collect();

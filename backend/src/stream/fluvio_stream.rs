@@ -17,6 +17,7 @@
 //! - When the cluster goes away, every call fails fast with
 //!   `Unavailable` and the client is rebuilt with backoff.
 
+use bytes::Bytes;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -346,8 +347,8 @@ impl FluvioStream {
                 Some(Ok(r)) => out.push(Fetched {
                     partition,
                     offset: u64::try_from(r.offset()).unwrap_or(0),
-                    key: r.key().map(<[u8]>::to_vec).unwrap_or_default(),
-                    value: r.value().to_vec(),
+                    key: r.key().map(Bytes::copy_from_slice).unwrap_or_default(),
+                    value: Bytes::copy_from_slice(r.value()),
                     damage: None,
                 }),
                 Some(Err(code)) => return Err(unavailable("fetch", code)),

@@ -11,6 +11,7 @@ pub use embedded::{forget_records, is_log_file, visit_records, EmbeddedLog, LOCK
 pub use fluvio_stream::{register_spu, FluvioSettings, FluvioStream, FluvioTls};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 pub use clickstream_schema::stream::partition_for;
 use clickstream_schema::stream::{event_record, reject_record, EVENTS_TOPIC, REJECTS_TOPIC};
 
@@ -50,8 +51,9 @@ pub struct Record {
 pub struct Fetched {
     pub partition: u32,
     pub offset: u64,
-    pub key: Vec<u8>,
-    pub value: Vec<u8>,
+    /// Slices of the buffer the stream read them in (shared, not copied).
+    pub key: Bytes,
+    pub value: Bytes,
     /// Why the log cannot vouch for this record (a checksum mismatch, a
     /// damaged entry), with its position. Such a record is handed on, with
     /// whatever bytes are left, so the consumer quarantines it as a bad row

@@ -126,7 +126,11 @@ async fn read_all(stream: &dyn EventStream) -> BTreeMap<u32, Vec<(u64, String, S
             }
             for f in got {
                 assert_eq!(f.partition, p);
-                rows.push((f.offset, String::from_utf8(f.key).unwrap(), String::from_utf8(f.value).unwrap()));
+                rows.push((
+                    f.offset,
+                    String::from_utf8(f.key.to_vec()).unwrap(),
+                    String::from_utf8(f.value.to_vec()).unwrap(),
+                ));
             }
         }
         out.insert(p, rows);
@@ -211,7 +215,7 @@ async fn resume_after_restart(subject: Subject) {
     let mut after = Vec::new();
     for p in 0..2u32 {
         for f in stream.fetch(Topic::Events, p, ends[p as usize], 1000).await.unwrap() {
-            after.push(String::from_utf8(f.value).unwrap());
+            after.push(String::from_utf8(f.value.to_vec()).unwrap());
         }
     }
     after.sort_by_key(|v| v[1..].parse::<u32>().unwrap());
@@ -496,7 +500,7 @@ mod worker_producer {
             for p in 0..n {
                 for r in stream.fetch(topic, p, 0, 10_000).await.unwrap() {
                     assert_eq!(partition_for(&r.key, n), p, "{topic:?}: key in its partition");
-                    placed.entry((p, r.key)).or_default().push(r.value);
+                    placed.entry((p, r.key.to_vec())).or_default().push(r.value.to_vec());
                 }
             }
             let total: usize = placed.values().map(Vec::len).sum();

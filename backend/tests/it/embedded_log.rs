@@ -198,9 +198,9 @@ async fn verify(dir: &Path, acked: &BTreeMap<String, u64>, run: usize) {
             for record in chunk {
                 assert_eq!(record.offset, expected_offset, "run {run}: offsets of partition {partition} are not dense");
                 expected_offset += 1;
-                let key = String::from_utf8(record.key.clone()).expect("utf-8 key");
+                let key = String::from_utf8(record.key.to_vec()).expect("utf-8 key");
                 assert_eq!(partition_for(&record.key, PARTITIONS), partition);
-                let value = String::from_utf8(record.value).expect("utf-8 value");
+                let value = String::from_utf8(record.value.to_vec()).expect("utf-8 value");
                 let mut parts = value.split(' ');
                 assert_eq!(parts.next(), Some(key.as_str()), "value names its key");
                 let seq: u64 = parts.next().and_then(|s| s.parse().ok()).expect("seq");
@@ -272,7 +272,7 @@ fn log_survives_kill_9_mid_append() {
         let fetched = log.fetch(Topic::Events, partition, end, 10).await.unwrap();
         assert_eq!(fetched.len(), 1);
         assert_eq!(fetched[0].offset, end);
-        assert_eq!(fetched[0].value, b"after");
+        assert_eq!(&fetched[0].value[..], b"after");
     });
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -70,6 +70,7 @@
 //! given at the first open is stored and wins over later configuration (with a
 //! warning).
 
+use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::fs::File;
@@ -695,8 +696,8 @@ impl EmbeddedLog {
         let damaged = |offset: u64, value: &[u8], problem: &str| Fetched {
             partition,
             offset,
-            key: Vec::new(),
-            value: value.to_vec(),
+            key: Bytes::new(),
+            value: Bytes::copy_from_slice(value),
             damage: Some(format!("{name} offset {offset}: {problem}")),
         };
 
@@ -739,7 +740,7 @@ impl EmbeddedLog {
                 return Err(StreamError::Unavailable(format!("reading {name} entry at offset {base}: {problem}")));
             }
             let mut offset = base;
-            let problem = match EntryBody::open(&bytes) {
+            let problem = match EntryBody::open_shared(bytes.into()) {
                 Err(problem) => Some(problem),
                 Ok(body) => {
                     let mut reader = body.reader();
@@ -759,8 +760,8 @@ impl EmbeddedLog {
                                         Ok((key, value)) => Fetched {
                                             partition,
                                             offset,
-                                            key: key.to_vec(),
-                                            value: value.to_vec(),
+                                            key: body.share(key),
+                                            value: body.share(value),
                                             damage: None,
                                         },
                                         Err(problem) => damaged(offset, record.bytes, &problem),

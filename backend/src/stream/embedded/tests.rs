@@ -219,11 +219,17 @@ async fn produce_then_fetch_round_trip() {
     let events = log.fetch(Topic::Events, partition, 0, 10).await.unwrap();
     assert_eq!(
         events,
-        vec![Fetched { partition, offset: 0, key: record.key.clone(), value: record.value.clone(), damage: None }]
+        vec![Fetched {
+            partition,
+            offset: 0,
+            key: record.key.clone().into(),
+            value: record.value.clone().into(),
+            damage: None
+        }]
     );
     let rejects = log.fetch(Topic::Rejects, partition, 0, 10).await.unwrap();
     assert_eq!(rejects.len(), 1);
-    assert_eq!(rejects[0].value, b"bad");
+    assert_eq!(&rejects[0].value[..], b"bad");
     // At the end: empty, not an error.
     assert!(log.fetch(Topic::Events, partition, 1, 10).await.unwrap().is_empty());
     assert!(log.fetch(Topic::Events, partition, 0, 0).await.unwrap().is_empty());
@@ -259,9 +265,9 @@ async fn offsets_are_dense_ordered_and_keys_stick_to_partitions() {
         // Per key, rounds come back in the order produced.
         let mut last_round: HashMap<Vec<u8>, i64> = HashMap::new();
         for record in &records {
-            let text = String::from_utf8(record.value.clone()).unwrap();
+            let text = String::from_utf8(record.value.to_vec()).unwrap();
             let round: i64 = text.split(':').nth(1).unwrap().parse().unwrap();
-            let previous = last_round.insert(record.key.clone(), round).unwrap_or(-1);
+            let previous = last_round.insert(record.key.to_vec(), round).unwrap_or(-1);
             assert_eq!(round, previous + 1);
         }
         total += records.len();
@@ -282,7 +288,7 @@ async fn large_fetch_goes_through_the_blocking_pool() {
     let records = log.fetch(Topic::Events, 0, 100, 5000).await.unwrap();
     assert_eq!(records.len(), 900);
     assert_eq!(records[0].offset, 100);
-    assert_eq!(records[899].value, b"999");
+    assert_eq!(&records[899].value[..], b"999");
 }
 
 #[tokio::test]
@@ -300,7 +306,7 @@ async fn reopen_keeps_records_and_continues_offsets() {
     assert_eq!(log.end_offset(Topic::Events, partition).await.unwrap(), 2);
     log.produce(vec![event("a", "3")]).await.unwrap();
     let records = fetch_all(&log, Topic::Events, partition).await;
-    let values: Vec<&[u8]> = records.iter().map(|r| r.value.as_slice()).collect();
+    let values: Vec<&[u8]> = records.iter().map(|r| &r.value[..]).collect();
     assert_eq!(values, vec![b"1".as_slice(), b"2", b"3"]);
     assert_eq!(records[2].offset, 2);
     assert_eq!(log.committed("silver", Topic::Events, 0).await.unwrap(), Some(7));
@@ -399,7 +405,7 @@ async fn a_damaged_record_is_handed_on_marked_and_the_partition_moves_on() {
         assert_eq!(damaged[0].offset, 1);
         let why = damaged[0].damage.as_deref().unwrap();
         assert!(why.contains("offset 1") && why.contains("checksum mismatch"), "{why}");
-        assert_eq!(fetched.last().unwrap().value, b"payload-three", "the records after it read");
+        assert_eq!(&fetched.last().unwrap().value[..], b"payload-three", "the records after it read");
     }
 }
 
@@ -426,7 +432,7 @@ async fn every_offset_of_an_entry_with_a_damaged_structure_is_handed_on_marked()
     let summary: Vec<(u64, bool)> = fetched.iter().map(|f| (f.offset, f.damage.is_some())).collect();
     assert_eq!(summary, [(0, false), (1, true), (2, true), (3, true), (4, false)]);
     assert!(fetched[2].damage.as_deref().unwrap().contains("does not decompress"), "{:?}", fetched[2].damage);
-    assert_eq!(fetched[4].value, b"after");
+    assert_eq!(&fetched[4].value[..], b"after");
     // Reading from inside the damaged part gives the same answer.
     let from_3 = log.fetch(Topic::Events, partition, 3, 100).await.unwrap();
     assert_eq!(from_3.iter().map(|f| (f.offset, f.damage.is_some())).collect::<Vec<_>>(), [(3, true), (4, false)]);
@@ -496,12 +502,12 @@ async fn concurrent_producers_are_all_acked_and_stored_once() {
         let records = fetch_all(&log, Topic::Events, partition).await;
         for (index, record) in records.iter().enumerate() {
             assert_eq!(record.offset, index as u64);
-            let text = String::from_utf8(record.value.clone()).unwrap();
+            let text = String::from_utf8(record.value.to_vec()).unwrap();
             assert!(seen.insert(text.clone()), "duplicate {text}");
             let mut parts = text.split(':').skip(1);
             let call: usize = parts.next().unwrap().parse().unwrap();
             let item: usize = parts.next().unwrap().parse().unwrap();
-            per_key_order.entry(record.key.clone()).or_default().push((call, item));
+            per_key_order.entry(record.key.to_vec()).or_default().push((call, item));
         }
     }
     assert_eq!(seen.len(), TASKS * CALLS * PER_CALL);
@@ -539,7 +545,7 @@ async fn forgotten_records_keep_their_offsets_and_leave_no_bytes_in_the_file() {
 
     let log = EmbeddedLog::open(dir.path(), 1).unwrap();
     let kept: Vec<(u64, Vec<u8>)> =
-        fetch_all(&log, Topic::Events, 0).await.into_iter().map(|f| (f.offset, f.value)).collect();
+        fetch_all(&log, Topic::Events, 0).await.into_iter().map(|f| (f.offset, f.value.to_vec())).collect();
     assert_eq!(kept, [(0, b"keep-0".to_vec()), (2, b"keep-2".to_vec()), (4, b"keep-4".to_vec())]);
     assert_eq!(log.end_offset(Topic::Events, 0).await.unwrap(), 5, "new records keep fresh offsets");
     assert_eq!(log.committed("g", Topic::Events, 0).await.unwrap(), Some(2), "consumer positions are kept");
@@ -588,7 +594,7 @@ async fn a_log_of_the_single_file_format_is_migrated_with_its_entries_as_they_we
     assert_eq!(log.committed("silver", Topic::Events, 0).await.unwrap(), Some(4));
     log.produce(vec![event("k", "new")]).await.unwrap();
     let read: Vec<(u64, Vec<u8>)> =
-        fetch_all(&log, Topic::Events, 0).await.into_iter().map(|f| (f.offset, f.value)).collect();
+        fetch_all(&log, Topic::Events, 0).await.into_iter().map(|f| (f.offset, f.value.to_vec())).collect();
     assert_eq!(read, [(2, b"old-2".to_vec()), (3, b"old-3".to_vec()), (4, b"old-4".to_vec()), (5, b"new".to_vec())]);
     // The entries were copied as they were: format 1 stays format 1.
     let formats: Vec<u8> = {
@@ -662,7 +668,7 @@ async fn a_torn_last_write_is_cut_and_the_log_goes_on() {
     assert_eq!(std::fs::read(&path).unwrap(), intact, "the torn frame is cut off");
     assert_eq!(log.end_offset(Topic::Events, 0).await.unwrap(), 3);
     log.produce(vec![event("k", "four")]).await.unwrap();
-    let values: Vec<Vec<u8>> = fetch_all(&log, Topic::Events, 0).await.into_iter().map(|f| f.value).collect();
+    let values: Vec<Vec<u8>> = fetch_all(&log, Topic::Events, 0).await.into_iter().map(|f| f.value.to_vec()).collect();
     assert_eq!(values, [&b"one"[..], b"two", b"three", b"four"]);
 }
 
