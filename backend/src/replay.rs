@@ -79,7 +79,6 @@ pub fn replay(config: &AggregateConfig, progress: Progress<'_>) -> Result<Replay
         next.totals.silver_rows += fresh.height() as u64;
         next.totals.duplicates += (bronze.height() - fresh.height()) as u64;
         manifest = commit.commit(next, clock)?;
-        seen.remember(&fresh)?;
         seen.prune(clock);
 
         report.bronze_rows += bronze.height();

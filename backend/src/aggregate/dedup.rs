@@ -13,6 +13,7 @@
 //! is looked up in Silver itself, in the hours around its event time. Only
 //! late events pay for that read, and memory stays bounded by the window.
 
+use std::collections::hash_map::Entry;
 use std::collections::BTreeSet;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::path::Path;
@@ -66,6 +67,10 @@ type HashSet<K> = std::collections::HashSet<K, BuildHasherDefault<KeyBits>>;
 #[derive(Debug, Default)]
 pub struct SeenEvents {
     seen: HashMap<u128, i64>,
+    /// The earliest arrival in `seen` (i64::MAX when empty): until the
+    /// retention window passes it, pruning has nothing to do, and is not a
+    /// walk over the whole set after every micro-batch.
+    oldest: i64,
     retention_ms: i64,
     /// Events `clickstream forget` removed: seen for good, so a replay of
     /// the stream or a late retry does not bring them back.
@@ -75,6 +80,12 @@ pub struct SeenEvents {
 /// Where the event ids of forgotten people are kept (site_id, event_id):
 /// ids the tracker made up, not the person's.
 const FORGOTTEN_DIR: &str = "_state/forgotten";
+
+/// The dedup key of an event: the decoder computes it on all cores while
+/// the event's strings are at hand ([`SeenEvents::mark_new_keyed`]).
+pub fn event_key(site_id: &str, event_id: &str) -> u128 {
+    key(site_id, event_id)
+}
 
 fn key(site_id: &str, event_id: &str) -> u128 {
     // Two differently seeded 64-bit hashes. Fixed seeds: deterministic
@@ -89,7 +100,7 @@ fn key(site_id: &str, event_id: &str) -> u128 {
 
 impl SeenEvents {
     pub fn new(retention_ms: i64) -> Self {
-        SeenEvents { seen: HashMap::default(), retention_ms, forgotten: HashSet::default() }
+        SeenEvents { seen: HashMap::default(), oldest: i64::MAX, retention_ms, forgotten: HashSet::default() }
     }
 
     pub fn len(&self) -> usize {
@@ -110,24 +121,65 @@ impl SeenEvents {
     }
 
     pub fn insert(&mut self, site_id: &str, event_id: &str, received_at: i64) {
-        self.seen.insert(key(site_id, event_id), received_at);
+        self.insert_key(key(site_id, event_id), received_at);
+    }
+
+    fn insert_key(&mut self, key: u128, received_at: i64) {
+        self.seen.insert(key, received_at);
+        self.oldest = self.oldest.min(received_at);
     }
 
     /// A boolean column, true where the row's event id is not yet in Silver:
     /// not remembered, not earlier in `df` (the first arrival in a batch
     /// wins), and for events whose first arrival the set may have
     /// forgotten, not in Silver's files around their event time either.
-    pub fn mark_new(&self, data_dir: &Path, df: &DataFrame, name: &str, now_ms: i64) -> PolarsResult<Column> {
+    ///
+    /// The set remembers the batch's events at once (one lookup per row
+    /// finds the repeats and adds the rest; a second pass after the commit
+    /// was half of the commit phase). So a set is only good while its
+    /// batch commits: a caller whose batch fails drops it and loads it
+    /// again from Silver, as the aggregator and replay do.
+    pub fn mark_new(&mut self, data_dir: &Path, df: &DataFrame, name: &str, now_ms: i64) -> PolarsResult<Column> {
         let sites = df.column("site_id")?.str()?;
         let ids = df.column("event_id")?.str()?;
-        let mut in_batch = HashSet::default();
-        in_batch.reserve(df.height());
-        let mut new: Vec<bool> = sites
+        let keys: Vec<u128> =
+            sites.iter().zip(ids.iter()).map(|(site, id)| key(site.unwrap_or(""), id.unwrap_or(""))).collect();
+        self.mark_new_keyed(data_dir, df, &keys, name, now_ms)
+    }
+
+    /// [`SeenEvents::mark_new`] with each row's [`event_key`] computed
+    /// already.
+    pub fn mark_new_keyed(
+        &mut self,
+        data_dir: &Path,
+        df: &DataFrame,
+        keys: &[u128],
+        name: &str,
+        now_ms: i64,
+    ) -> PolarsResult<Column> {
+        if keys.len() != df.height() {
+            return Err(PolarsError::ShapeMismatch(
+                format!("{} dedup keys for {} rows", keys.len(), df.height()).into(),
+            ));
+        }
+        let received = df.column("received_at")?.cast(&DataType::Int64)?;
+        self.seen.reserve(df.height());
+        let mut new: Vec<bool> = keys
             .iter()
-            .zip(ids.iter())
-            .map(|(site, id)| {
-                let key = key(site.unwrap_or(""), id.unwrap_or(""));
-                !self.knows(&key) && in_batch.insert(key)
+            .zip(received.i64()?.iter())
+            .map(|(key, at)| {
+                if self.forgotten.contains(key) {
+                    return false;
+                }
+                match self.seen.entry(*key) {
+                    Entry::Occupied(_) => false,
+                    Entry::Vacant(slot) => {
+                        let at = at.unwrap_or(0);
+                        slot.insert(at);
+                        self.oldest = self.oldest.min(at);
+                        true
+                    }
+                }
             })
             .collect();
 
@@ -141,9 +193,10 @@ impl SeenEvents {
             .map(|(i, _)| i)
             .collect();
         if !late.is_empty() {
+            // Found in Silver: not new, and rightly remembered now.
             let in_silver = Self::in_silver(data_dir, df, &late)?;
             for i in late {
-                if in_silver.contains(&key(sites.get(i).unwrap_or(""), ids.get(i).unwrap_or(""))) {
+                if in_silver.contains(&keys[i]) {
                     new[i] = false;
                 }
             }
@@ -193,7 +246,18 @@ impl SeenEvents {
     /// Forgets ids that arrived before the retention window.
     pub fn prune(&mut self, now_ms: i64) {
         let cutoff = now_ms - self.retention_ms;
-        self.seen.retain(|_, at| *at >= cutoff);
+        if self.oldest >= cutoff {
+            return;
+        }
+        let mut oldest = i64::MAX;
+        self.seen.retain(|_, at| {
+            let keep = *at >= cutoff;
+            if keep {
+                oldest = oldest.min(*at);
+            }
+            keep
+        });
+        self.oldest = oldest;
     }
 
     /// Loads the ids Silver received within the retention window, and the
@@ -251,6 +315,7 @@ mod tests {
             "site_id" => ["s", "s", "s", "t", "s"],
             "event_id" => ["e-1", "old", "e-1", "e-1", "e-2"],
             "event_ts" => [now; 5],
+            "received_at" => [now; 5],
         )
         .unwrap();
         let dir = std::env::temp_dir().join(format!("clickstream-dedup-{}", std::process::id()));
@@ -258,5 +323,27 @@ mod tests {
         let new: Vec<Option<bool>> = new.bool().unwrap().iter().collect();
         // The same id on another site is another event.
         assert_eq!(new, [Some(true), Some(false), Some(false), Some(true), Some(true)]);
+
+        // The set holds the batch now: the same rows again are all repeats.
+        assert_eq!(seen.len(), 4);
+        let again = seen.mark_new(&dir, &df, "new", now).unwrap();
+        assert!(again.bool().unwrap().iter().all(|new| new == Some(false)));
+    }
+
+    #[test]
+    fn pruning_forgets_only_what_arrived_before_the_window() {
+        let retention = 48 * HOUR_MS;
+        let mut seen = SeenEvents::new(retention);
+        seen.insert("s", "early", 0);
+        seen.insert("s", "later", 10 * HOUR_MS);
+        seen.prune(retention);
+        assert_eq!(seen.len(), 2, "the earliest is still inside the window");
+        seen.prune(retention + 1);
+        assert!(!seen.contains("s", "early") && seen.contains("s", "later"));
+        seen.insert("s", "earlier", 5 * HOUR_MS);
+        seen.prune(retention + 5 * HOUR_MS + 1);
+        assert!(!seen.contains("s", "earlier"), "an insert older than the rest is pruned in its turn");
+        seen.prune(retention + 10 * HOUR_MS + 1);
+        assert!(seen.is_empty());
     }
 }

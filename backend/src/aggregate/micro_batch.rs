@@ -11,7 +11,7 @@ use polars::prelude::*;
 use rayon::prelude::*;
 
 use super::bronze::{BronzeBuilder, LogEvent};
-use super::dedup::SeenEvents;
+use super::dedup::{event_key, SeenEvents};
 use super::gold_step::{GoldConfig, GoldStep};
 use super::rejects::{rejects_frame, LogBadRow};
 use super::runner::StepReport;
@@ -49,7 +49,7 @@ impl MicroBatch<'_> {
             d
         };
 
-        let (bronze_parts, mut bad_rows) = decode_events(events, now)?;
+        let Decoded { frames: bronze_parts, keys, mut bad_rows } = decode_events(events, now)?;
         for f in rejects {
             let row = match &f.damage {
                 Some(damage) => corrupt(&f, damage, now),
@@ -77,7 +77,9 @@ impl MicroBatch<'_> {
             write_partitioned(&mut commit, Table::Bronze, &mut bronze, "received_at", "bronze", &mut report)?;
             report.timings.bronze_write = lap();
 
-            let is_new = seen.mark_new(data_dir, &bronze, IS_NEW, now)?;
+            // `seen` now holds the batch: if the batch fails, the runner
+            // drops it and loads it again from what was committed.
+            let is_new = seen.mark_new_keyed(data_dir, &bronze, &keys, IS_NEW, now)?;
             bronze.with_column(is_new)?;
             let mut silver_df = silver(bronze.lazy()).collect()?;
             report.silver_rows = silver_df.height();
@@ -111,10 +113,6 @@ impl MicroBatch<'_> {
         next.totals.reject_rows += report.reject_rows as u64;
         next.totals.duplicates += report.duplicates as u64;
         let manifest = commit.commit(next, now)?;
-        // Only what is committed counts as seen.
-        if let Some(df) = &fresh_silver {
-            seen.remember(df)?;
-        }
         seen.prune(now);
         report.timings.commit = lap();
         Ok((manifest, report))
@@ -126,16 +124,28 @@ impl MicroBatch<'_> {
 /// cores get several.
 const DECODE_CHUNK: usize = 32_768;
 
+/// A micro-batch's records, decoded.
+struct Decoded {
+    /// Bronze frames in log order.
+    frames: Vec<DataFrame>,
+    /// Each Bronze row's dedup key, in the frames' order: hashed here, on
+    /// all cores, while the event's strings are at hand.
+    keys: Vec<u128>,
+    bad_rows: Vec<LogBadRow>,
+}
+
 /// Decodes event records into Bronze frames, in log order, on all cores.
 /// Each chunk's records are dropped as soon as its frame is built, so peak
 /// memory holds the columns, not the records twice. Undecodable records
 /// become bad rows with their bytes: never drop what the stream
 /// acknowledged.
-fn decode_events(events: Vec<Fetched>, now: i64) -> Result<(Vec<DataFrame>, Vec<LogBadRow>), PipelineError> {
-    fn decode_chunk(chunk: &[Fetched], now: i64) -> PolarsResult<(Option<DataFrame>, Vec<LogBadRow>)> {
+fn decode_events(events: Vec<Fetched>, now: i64) -> Result<Decoded, PipelineError> {
+    type Chunk = (Option<DataFrame>, Vec<u128>, Vec<LogBadRow>);
+    fn decode_chunk(chunk: &[Fetched], now: i64) -> PolarsResult<Chunk> {
         // Each event borrows its strings from its record, and goes into the
         // columns as soon as it is decoded.
         let mut bronze = BronzeBuilder::with_capacity(chunk.len());
+        let mut keys = Vec::with_capacity(chunk.len());
         let mut bad = Vec::new();
         for f in chunk {
             if let Some(damage) = &f.damage {
@@ -143,7 +153,10 @@ fn decode_events(events: Vec<Fetched>, now: i64) -> Result<(Vec<DataFrame>, Vec<
                 continue;
             }
             match EnrichedEvent::from_record(&f.value) {
-                Ok(event) => bronze.push(&LogEvent { partition: f.partition, offset: f.offset, event }),
+                Ok(event) => {
+                    keys.push(event_key(&event.site_id, &event.event_id));
+                    bronze.push(&LogEvent { partition: f.partition, offset: f.offset, event });
+                }
                 Err(e) => bad.push(LogBadRow {
                     partition: f.partition,
                     offset: f.offset,
@@ -152,22 +165,23 @@ fn decode_events(events: Vec<Fetched>, now: i64) -> Result<(Vec<DataFrame>, Vec<
             }
         }
         let frame = if bronze.is_empty() { None } else { Some(bronze.finish(now)?) };
-        Ok((frame, bad))
+        Ok((frame, keys, bad))
     }
 
     // Chunks come back in log order, whichever core decoded them.
-    let decoded: Vec<(Option<DataFrame>, Vec<LogBadRow>)> = events
+    let decoded: Vec<Chunk> = events
         .into_par_iter()
         .chunks(DECODE_CHUNK)
         .map(|chunk| decode_chunk(&chunk, now))
         .collect::<PolarsResult<_>>()?;
-    let mut frames = Vec::with_capacity(decoded.len());
-    let mut bad_rows = Vec::new();
-    for (df, bad) in decoded {
-        frames.extend(df);
-        bad_rows.extend(bad);
+    let mut out = Decoded { frames: Vec::with_capacity(decoded.len()), keys: Vec::new(), bad_rows: Vec::new() };
+    out.keys.reserve(decoded.iter().map(|(_, keys, _)| keys.len()).sum());
+    for (df, keys, bad) in decoded {
+        out.frames.extend(df);
+        out.keys.extend(keys);
+        out.bad_rows.extend(bad);
     }
-    Ok((frames, bad_rows))
+    Ok(out)
 }
 
 /// Splits a frame by the table's partition of `ts_column` and writes one
@@ -250,9 +264,9 @@ mod tests {
                 damage: None,
             })
             .collect();
-        let (frames, bad) = decode_events(events, 0).unwrap();
-        assert!(frames.is_empty());
-        let offsets: Vec<u64> = bad.iter().map(|b| b.offset).collect();
+        let Decoded { frames, keys, bad_rows } = decode_events(events, 0).unwrap();
+        assert!(frames.is_empty() && keys.is_empty());
+        let offsets: Vec<u64> = bad_rows.iter().map(|b| b.offset).collect();
         assert_eq!(offsets, (0..n).collect::<Vec<_>>());
     }
 }

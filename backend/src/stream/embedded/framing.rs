@@ -227,10 +227,12 @@ impl EntryBody {
     }
 
     /// [`EntryBody::open`] without copying a format-1 entry's records.
-    pub(super) fn open_shared(entry: Bytes) -> Result<EntryBody, String> {
+    pub(super) fn open_shared(mut entry: Bytes) -> Result<EntryBody, String> {
         let count = entry_count(&entry)?;
         if entry[0] == PLAIN_ENTRY {
-            return Ok(EntryBody { count, records: entry.slice(ENTRY_HEADER_LEN..), damage: None });
+            // The header off the front; the records stay where they are.
+            let records = entry.split_off(ENTRY_HEADER_LEN);
+            return Ok(EntryBody { count, records, damage: None });
         }
         let mut records = Vec::new();
         let damage = decode_chunks(&entry[ENTRY_HEADER_LEN..], count, &mut records).err();
