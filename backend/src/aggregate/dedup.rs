@@ -81,13 +81,9 @@ pub struct SeenEvents {
 /// ids the tracker made up, not the person's.
 const FORGOTTEN_DIR: &str = "_state/forgotten";
 
-/// The dedup key of an event: the decoder computes it on all cores while
+/// The dedup key of an event. The decoder computes it on all cores while
 /// the event's strings are at hand ([`SeenEvents::mark_new_keyed`]).
 pub fn event_key(site_id: &str, event_id: &str) -> u128 {
-    key(site_id, event_id)
-}
-
-fn key(site_id: &str, event_id: &str) -> u128 {
     // Two differently seeded 64-bit hashes. Fixed seeds: deterministic
     // within a build, and the set is rebuilt at each start (no hash is
     // stored on disk). A `str` is hashed with a terminator, so the pair
@@ -112,7 +108,7 @@ impl SeenEvents {
     }
 
     pub fn contains(&self, site_id: &str, event_id: &str) -> bool {
-        self.knows(&key(site_id, event_id))
+        self.knows(&event_key(site_id, event_id))
     }
 
     /// Whether a key is remembered as in Silver or as forgotten.
@@ -121,7 +117,7 @@ impl SeenEvents {
     }
 
     pub fn insert(&mut self, site_id: &str, event_id: &str, received_at: i64) {
-        self.insert_key(key(site_id, event_id), received_at);
+        self.insert_key(event_key(site_id, event_id), received_at);
     }
 
     fn insert_key(&mut self, key: u128, received_at: i64) {
@@ -143,7 +139,7 @@ impl SeenEvents {
         let sites = df.column("site_id")?.str()?;
         let ids = df.column("event_id")?.str()?;
         let keys: Vec<u128> =
-            sites.iter().zip(ids.iter()).map(|(site, id)| key(site.unwrap_or(""), id.unwrap_or(""))).collect();
+            sites.iter().zip(ids.iter()).map(|(site, id)| event_key(site.unwrap_or(""), id.unwrap_or(""))).collect();
         self.mark_new_keyed(data_dir, df, &keys, name, now_ms)
     }
 
@@ -225,7 +221,7 @@ impl SeenEvents {
             .filter(col("event_id").is_in(lit(wanted).implode(false), false))
             .collect()?;
         for (site, id) in hits.column("site_id")?.str()?.iter().zip(hits.column("event_id")?.str()?.iter()) {
-            found.insert(key(site.unwrap_or(""), id.unwrap_or("")));
+            found.insert(event_key(site.unwrap_or(""), id.unwrap_or("")));
         }
         Ok(found)
     }
@@ -269,7 +265,7 @@ impl SeenEvents {
             let ids = ids.collect()?;
             let sites = ids.column("site_id")?.str()?;
             for (site, id) in sites.iter().zip(ids.column("event_id")?.str()?.iter()) {
-                seen.forgotten.insert(key(site.unwrap_or(""), id.unwrap_or("")));
+                seen.forgotten.insert(event_key(site.unwrap_or(""), id.unwrap_or("")));
             }
         }
         if !has_files(data_dir, Table::Silver) {

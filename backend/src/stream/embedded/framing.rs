@@ -209,43 +209,67 @@ pub(super) fn entry_count(entry: &[u8]) -> Result<u32, String> {
     Ok(read_u32(entry, 1))
 }
 
-/// An entry's records, decompressed, in one shared buffer: the entry's own
-/// bytes for a format-1 entry, the decoded chunks of a format-2 one. Chunks
-/// are decoded up to the first damaged one; its problem is reported after
-/// the records before it. Readers hand records on as slices of the buffer
-/// ([`EntryBody::share`]), not copies: a batch of a million records was a
-/// million allocations and copies, a third of reading the log.
-pub(super) struct EntryBody {
+/// An entry's records, decompressed: as they are in a format-1 entry,
+/// decoded from a format-2 one. Chunks are decoded up to the first damaged
+/// one; its problem is reported after the records before it.
+pub(super) struct EntryBody<'a> {
     count: u32,
-    records: Bytes,
+    records: Records<'a>,
     damage: Option<String>,
 }
 
-impl EntryBody {
-    pub(super) fn open(entry: &[u8]) -> Result<EntryBody, String> {
-        EntryBody::open_shared(Bytes::copy_from_slice(entry))
+/// Where an entry's records are: borrowed from bytes the caller holds (the
+/// scans of `forget`), or in a buffer readers hand on in slices
+/// ([`EntryBody::share`]): a fetch of a million records was a million
+/// allocations and copies, a third of reading the log.
+enum Records<'a> {
+    Borrowed(&'a [u8]),
+    Shared(Bytes),
+}
+
+impl<'a> EntryBody<'a> {
+    pub(super) fn open(entry: &'a [u8]) -> Result<EntryBody<'a>, String> {
+        let count = entry_count(entry)?;
+        let rest = &entry[ENTRY_HEADER_LEN..];
+        if entry[0] == PLAIN_ENTRY {
+            return Ok(EntryBody { count, records: Records::Borrowed(rest), damage: None });
+        }
+        Ok(EntryBody::decoded(rest, count))
     }
 
-    /// [`EntryBody::open`] without copying a format-1 entry's records.
-    pub(super) fn open_shared(mut entry: Bytes) -> Result<EntryBody, String> {
+    /// [`EntryBody::open`] of an entry the body then owns, so that its
+    /// records can be [shared](EntryBody::share) without copies.
+    pub(super) fn open_shared(mut entry: Bytes) -> Result<EntryBody<'static>, String> {
         let count = entry_count(&entry)?;
         if entry[0] == PLAIN_ENTRY {
             // The header off the front; the records stay where they are.
             let records = entry.split_off(ENTRY_HEADER_LEN);
-            return Ok(EntryBody { count, records, damage: None });
+            return Ok(EntryBody { count, records: Records::Shared(records), damage: None });
         }
+        Ok(EntryBody::decoded(&entry[ENTRY_HEADER_LEN..], count))
+    }
+
+    fn decoded<'b>(chunks: &[u8], count: u32) -> EntryBody<'b> {
         let mut records = Vec::new();
-        let damage = decode_chunks(&entry[ENTRY_HEADER_LEN..], count, &mut records).err();
-        Ok(EntryBody { count, records: records.into(), damage })
+        let damage = decode_chunks(chunks, count, &mut records).err();
+        EntryBody { count, records: Records::Shared(records.into()), damage }
     }
 
     pub(super) fn reader(&self) -> EntryReader<'_> {
-        EntryReader { count: self.count, remaining: self.count, rest: &self.records, damage: self.damage.as_deref() }
+        let rest = match &self.records {
+            Records::Borrowed(bytes) => bytes,
+            Records::Shared(bytes) => &bytes[..],
+        };
+        EntryReader { count: self.count, remaining: self.count, rest, damage: self.damage.as_deref() }
     }
 
-    /// `part` of a record this body's reader returned, as a shared slice.
+    /// `part` of a record this body's reader returned: a slice of the
+    /// body's buffer, or a copy when the records are borrowed.
     pub(super) fn share(&self, part: &[u8]) -> Bytes {
-        self.records.slice_ref(part)
+        match &self.records {
+            Records::Borrowed(_) => Bytes::copy_from_slice(part),
+            Records::Shared(bytes) => bytes.slice_ref(part),
+        }
     }
 }
 
